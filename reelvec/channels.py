@@ -1,0 +1,72 @@
+"""Client channels between services: retry policy in the service config, deadlines on every call,
+and upstream failures turned into statuses that name the service that failed."""
+
+import json
+
+import grpc
+
+from reelvec import errors, limits
+from reelvec.server import REQUEST_ID_KEY, request_id
+
+# Transparent retries only for UNAVAILABLE (connection refused / not yet up); every internal RPC of
+# reelvec is idempotent (upsert by id, pure functions of their input), so a retry is safe.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            *limits.GRPC_OPTIONS,
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+        ],
+    )
+
+
+# Statuses passed through unchanged: they describe the caller's input, not the upstream's health.
+_PASS_THROUGH = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class Upstream(errors.ReelvecError):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+async def call(what: str, method, request, timeout: float):
+    """Calls `method` with a deadline and the current request id; maps failures for our caller."""
+    metadata = ((REQUEST_ID_KEY, request_id.get()),) if request_id.get() else None
+    try:
+        return await method(request, timeout=timeout, metadata=metadata)
+    except grpc.aio.AioRpcError as exc:
+        code = exc.code()
+        if code in _PASS_THROUGH:
+            raise Upstream(code, exc.details()) from None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise Upstream(
+                grpc.StatusCode.UNAVAILABLE, f"{what} did not answer within {timeout:g}s"
+            ) from None
+        raise Upstream(
+            grpc.StatusCode.UNAVAILABLE, f"{what} unavailable: {code.name}: {exc.details()}"
+        ) from None

@@ -1,0 +1,45 @@
+"""Settings from flags, then environment variables, then defaults.
+
+A service declares a dataclass; each field `foo_bar` is read from `--foo-bar` or `REELVEC_FOO_BAR`.
+"""
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+ENV_PREFIX = "REELVEC_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parse_bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclasses.dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"  # internal services bind to loopback unless told otherwise
+    port: int = 0
+    metrics_port: int = 0  # 0: no Prometheus endpoint
+    grace_seconds: float = 10.0  # drain time for in-flight calls on SIGTERM
+    log_level: str = "INFO"
+    data_dir: str = str(Path.home() / ".local" / "share" / "reelvec")
+    max_video_mb: int = 256
+
+
+def load(cls, argv=None, description: str = ""):
+    """Builds `cls` from argv and the environment; flags win over the environment."""
+    parser = argparse.ArgumentParser(description=description)
+    for field in dataclasses.fields(cls):
+        default = field.default
+        env = os.environ.get(ENV_PREFIX + field.name.upper())
+        kind = type(default)
+        if env is not None:
+            default = _parse_bool(env) if kind is bool else kind(env)
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL")
+        else:
+            parser.add_argument(flag, type=kind, default=default)
+    args = parser.parse_args(argv)
+    return cls(**vars(args))

@@ -1,0 +1,142 @@
+"""gRPC server bootstrap shared by every service.
+
+One `serve()` gives each service the same behaviour: grpc.aio, health and reflection, Prometheus
+metrics, domain errors mapped to statuses, request ids in logs, and a graceful shutdown that first
+reports NOT_SERVING, then drains in-flight calls for `grace_seconds`.
+"""
+
+import asyncio
+import contextvars
+import logging
+import signal
+import time
+import uuid
+from typing import Awaitable, Callable, Iterable
+
+import grpc
+import prometheus_client
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from reelvec import errors, limits
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_KEY = "x-request-id"
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+RPC_TOTAL = prometheus_client.Counter(
+    "reelvec_rpc_requests_total", "RPCs handled, by method and status code", ["method", "code"]
+)
+RPC_LATENCY = prometheus_client.Histogram(
+    "reelvec_rpc_latency_seconds",
+    "RPC handling time",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+RPC_IN_FLIGHT = prometheus_client.Gauge("reelvec_rpc_in_flight", "RPCs being handled", ["method"])
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Times and counts every unary-response RPC and maps domain errors onto gRPC statuses."""
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.response_streaming:
+            return handler  # health Watch and reflection: nothing of ours to measure
+        method = details.method.rsplit("/", 1)[-1]
+        incoming = dict(details.invocation_metadata or ())
+        rid = incoming.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:16]
+
+        async def wrapped(request, context):
+            request_id.set(rid)
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            RPC_IN_FLIGHT.labels(method).inc()
+            try:
+                behaviour = handler.stream_unary if handler.request_streaming else handler.unary_unary
+                return await behaviour(request, context)
+            except errors.ReelvecError as exc:
+                code = exc.code
+                log.info("rejected", extra={"method": method, "code": code.name, "reason": str(exc)})
+                await context.abort(code, str(exc))
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # a bug: log it whole, answer without internals
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unhandled error", extra={"method": method})
+                await context.abort(code, f"internal error in {method}: {type(exc).__name__}")
+            finally:
+                RPC_IN_FLIGHT.labels(method).dec()
+                RPC_TOTAL.labels(method, code.name).inc()
+                RPC_LATENCY.labels(method).observe(time.perf_counter() - start)
+
+        make = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return make(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        rid = request_id.get()
+        if rid:
+            record.request_id = rid
+        return True
+
+
+async def serve(
+    settings,
+    add_services: Callable[[grpc.aio.Server], Iterable[str]],
+    warmup: Callable[[], Awaitable[None]] | None = None,
+    cleanup: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Runs a server until SIGTERM/SIGINT. `add_services` registers servicers and returns their
+    full names; `warmup` loads models before the health status turns SERVING."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RequestIdFilter())
+    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=limits.GRPC_OPTIONS)
+    names = list(add_services(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    address = f"{settings.host}:{settings.port}"
+    if server.add_insecure_port(address) == 0:
+        raise SystemExit(f"cannot bind {address}")
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    await server.start()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if warmup is not None:
+        await warmup()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", extra={"address": address, "services": names})
+
+    await stop.wait()
+    log.info("draining", extra={"grace_seconds": settings.grace_seconds})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.grace_seconds)
+    if cleanup is not None:
+        await cleanup()
+    log.info("stopped")
