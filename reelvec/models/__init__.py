@@ -1,0 +1,18 @@
+"""Where the models live. Weights come from installed packages; `make models` (reelvec.models.prepare)
+turns them into the serving formats below once. Nothing downloads at run time."""
+
+import os
+from pathlib import Path
+
+from reelvec.config import REPO_ROOT
+
+# Triton model repository (Triton tutorials layout): <name>/config.pbtxt + <name>/1/model.*
+TRITON_REPOSITORY = Path(
+    os.environ.get("REELVEC_TRITON_REPOSITORY", REPO_ROOT / "deploy" / "triton" / "model_repository")
+)
+VISUAL_MODEL_NAME = "efficientnet_lite0"
+
+# Other generated artifacts: text encoder ONNX, assembled Whisper weights.
+MODELS_DIR = Path(os.environ.get("REELVEC_MODELS_DIR", REPO_ROOT / ".models"))
+TEXT_MODEL_DIR = MODELS_DIR / "all-minilm-l6-v2"
+WHISPER_BASE_DIR = MODELS_DIR / "whisper-base"
