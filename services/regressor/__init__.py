@@ -1,0 +1,1 @@
+"""Likes prediction from the fused embedding and author statistics."""

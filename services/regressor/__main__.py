@@ -1,0 +1,24 @@
+import asyncio
+
+from reelvec import config, logs, server
+from reelvec.v1 import regressor_pb2, regressor_pb2_grpc
+from services.regressor.server import Regressor, Settings
+
+
+async def main() -> None:
+    settings = config.load(Settings, description="reelvec regressor service")
+    logs.setup("regressor", settings.log_level)
+    servicer = Regressor(settings)
+
+    def add(grpc_server):
+        regressor_pb2_grpc.add_RegressorServicer_to_server(servicer, grpc_server)
+        return [regressor_pb2.DESCRIPTOR.services_by_name["Regressor"].full_name]
+
+    async def warmup():
+        await asyncio.to_thread(servicer.load)
+
+    await server.serve(settings, add, warmup=warmup)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

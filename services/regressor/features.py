@@ -1,0 +1,39 @@
+"""The regressor's input row for one video: fused embedding + author statistics + clip facts."""
+
+import math
+
+import numpy as np
+
+from reelvec import modalities
+from reelvec.v1 import common_pb2
+
+TABULAR = (
+    "log1p_followers",
+    "log1p_following",
+    "log1p_author_likes",
+    "log1p_author_videos",
+    "log1p_author_likes_per_video",
+    "duration_seconds",
+    "caption_words",
+    "hashtag_count",
+)
+NAMES = tuple(f"fused_{i}" for i in range(modalities.DIMS[modalities.FUSED])) + TABULAR
+
+
+def row(video: common_pb2.VideoRecord) -> np.ndarray:
+    """Raises ValueError when the video carries no fused embedding."""
+    fused = video.embeddings.vectors.get(modalities.FUSED)
+    if fused is None or len(fused.values) != modalities.DIMS[modalities.FUSED]:
+        raise ValueError("the video has no fused embedding")
+    author = video.metadata.author
+    tabular = [
+        math.log1p(max(author.followers, 0)),
+        math.log1p(max(author.following, 0)),
+        math.log1p(max(author.likes, 0)),
+        math.log1p(max(author.videos, 0)),
+        math.log1p(max(author.likes, 0) / max(author.videos, 1)),
+        video.duration,
+        len(video.metadata.caption.split()),
+        len(video.metadata.hashtags),
+    ]
+    return np.concatenate([np.asarray(fused.values, np.float64), np.asarray(tabular, np.float64)])

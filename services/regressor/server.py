@@ -1,0 +1,95 @@
+"""The reelvec.v1.Regressor service: serves the current likes model and trains new ones."""
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from reelvec import channels, config, errors
+from reelvec.v1 import regressor_pb2, regressor_pb2_grpc, search_pb2, search_pb2_grpc
+from services.regressor import features, model
+
+log = logging.getLogger(__name__)
+
+HOW_TO_TRAIN = (
+    "no likes model has been trained yet: index videos that carry likes "
+    "(reelvec index --manifest FILE.jsonl) and run `reelvec train regressor`"
+)
+
+
+@dataclasses.dataclass
+class Settings(config.ServerSettings):
+    search_url: str = "127.0.0.1:50054"
+    search_timeout: float = 30.0
+    page_size: int = 256
+
+
+class Regressor(regressor_pb2_grpc.RegressorServicer):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.artifact = Path(settings.data_dir) / "regressor" / "likes-model.json"
+        self.model: model.LikesModel | None = None
+        self.search = search_pb2_grpc.SearchStub(channels.open_channel(settings.search_url))
+        self._training = asyncio.Lock()
+
+    def load(self) -> None:
+        if self.artifact.exists():
+            self.model = model.LikesModel.load(self.artifact)
+            log.info("model loaded", extra={"version": self.model.version})
+
+    async def Predict(self, request, context):
+        current = self.model
+        if current is None:
+            raise errors.Precondition(HOW_TO_TRAIN)
+        try:
+            row = features.row(request.video)
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        likes, low, high = current.predict(row)
+        return regressor_pb2.RegressResponse(
+            likes=likes, likes_low=low, likes_high=high, model_version=current.version
+        )
+
+    async def Train(self, request, context):
+        if self._training.locked():
+            raise errors.Precondition("a training run is already in progress; retry when it ends")
+        async with self._training:
+            rows, likes = await self._training_data()
+            try:
+                fitted, report = await asyncio.to_thread(
+                    model.train, rows, likes, request.test_fraction or 0.2, request.seed
+                )
+            except ValueError as exc:
+                raise errors.Precondition(f"{exc}; index more videos with likes first") from None
+            await asyncio.to_thread(fitted.save, self.artifact)
+            self.model = fitted
+            log.info("model trained", extra={"version": fitted.version, **report})
+            return regressor_pb2.TrainReport(
+                **report, model_version=fitted.version, artifact=str(self.artifact)
+            )
+
+    async def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        rows, likes, offset = [], [], ""
+        while True:
+            page = await channels.call(
+                "search service",
+                self.search.Scroll,
+                search_pb2.ScrollRequest(
+                    offset=offset, limit=self.settings.page_size, with_vectors=True, only_with_likes=True
+                ),
+                self.settings.search_timeout,
+            )
+            for video in page.videos:
+                try:
+                    rows.append(features.row(video))
+                except ValueError:
+                    continue  # indexed before fusion existed: nothing to learn from
+                likes.append(video.metadata.likes)
+            offset = page.next_offset
+            if not offset:
+                break
+        if not rows:
+            return np.zeros((0, len(features.NAMES))), np.zeros(0)
+        return np.stack(rows), np.asarray(likes, np.float64)
