@@ -1,0 +1,82 @@
+"""Video -> embeddings: the encoder and the transcriber in parallel, then fusion."""
+
+import asyncio
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from reelvec import channels, errors, fusion, modalities
+from reelvec.v1 import common_pb2, encoder_pb2, transcriber_pb2
+
+FUSION_VERSION = "weighted-concat-v1"
+
+
+@dataclasses.dataclass
+class Embedded:
+    vectors: dict[str, np.ndarray]
+    encoded: encoder_pb2.EncodeResponse
+    transcribed: transcriber_pb2.TranscribeResponse
+    sha256: str
+
+    def embeddings(self) -> common_pb2.Embeddings:
+        return common_pb2.Embeddings(
+            vectors={name: common_pb2.Vector(values=v.tolist()) for name, v in self.vectors.items()}
+        )
+
+    def model_versions(self) -> dict[str, str]:
+        versions = {
+            modalities.VISUAL: self.encoded.visual_model,
+            modalities.AUDIO: self.encoded.audio_model,
+            "whisper": self.transcribed.whisper_model,
+            modalities.TEXT: self.transcribed.text_model,
+            modalities.FUSED: FUSION_VERSION,
+        }
+        return {k: v for k, v in versions.items() if v}
+
+
+async def first_failure_cancels(*coroutines):
+    """Like gather, but the first failure cancels the rest at once instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def check_video(data: bytes, max_bytes: int) -> None:
+    if not data:
+        raise errors.InvalidInput("the video is empty (0 bytes): send the file's bytes in `video`")
+    if len(data) > max_bytes:
+        raise errors.InvalidInput(
+            f"the video is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit "
+            "(REELVEC_MAX_VIDEO_MB on the gateway)"
+        )
+
+
+async def embed(stubs, timeouts, data: bytes, caption: str, hashtags) -> Embedded:
+    encoded, transcribed = await first_failure_cancels(
+        channels.call("encoder", stubs.encoder.Encode, encoder_pb2.EncodeRequest(video=data), timeouts.encode),
+        channels.call(
+            "transcriber",
+            stubs.transcriber.Transcribe,
+            transcriber_pb2.TranscribeRequest(video=data, caption=caption, hashtags=list(hashtags)),
+            timeouts.transcribe,
+        ),
+    )
+    vectors = {
+        name: np.asarray(values, np.float32)
+        for name, values in (
+            (modalities.VISUAL, encoded.visual),
+            (modalities.AUDIO, encoded.audio),
+            (modalities.TEXT, transcribed.text),
+        )
+        if len(values)
+    }
+    vectors[modalities.FUSED] = fusion.fuse(vectors)
+    return Embedded(vectors, encoded, transcribed, hashlib.sha256(data).hexdigest())

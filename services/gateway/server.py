@@ -1,0 +1,277 @@
+"""The reelvec.v1.Gateway service."""
+
+import dataclasses
+import re
+
+from reelvec import channels, config, errors, modalities
+from reelvec.v1 import (
+    common_pb2,
+    encoder_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    regressor_pb2,
+    regressor_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+    transcriber_pb2,
+    transcriber_pb2_grpc,
+)
+from services.gateway import pipeline
+
+MAX_K = 100
+_ID = re.compile(r"^[\w.\-:@]{1,128}$")
+_MODALITY = {
+    common_pb2.MODALITY_UNSPECIFIED: modalities.FUSED,
+    common_pb2.MODALITY_FUSED: modalities.FUSED,
+    common_pb2.MODALITY_VISUAL: modalities.VISUAL,
+    common_pb2.MODALITY_AUDIO: modalities.AUDIO,
+    common_pb2.MODALITY_TEXT: modalities.TEXT,
+}
+
+
+@dataclasses.dataclass
+class Settings(config.ServerSettings):
+    port: int = 50051
+    encoder_url: str = "127.0.0.1:50052"
+    transcriber_url: str = "127.0.0.1:50053"
+    search_url: str = "127.0.0.1:50054"
+    regressor_url: str = "127.0.0.1:50055"
+    # Deadlines of the internal calls, seconds. Encoding and transcription scale with clip length.
+    encode_timeout: float = 120.0
+    transcribe_timeout: float = 300.0
+    search_timeout: float = 10.0
+    regress_timeout: float = 10.0
+    train_timeout: float = 900.0
+
+
+@dataclasses.dataclass
+class Stubs:
+    encoder: encoder_pb2_grpc.EncoderStub
+    transcriber: transcriber_pb2_grpc.TranscriberStub
+    search: search_pb2_grpc.SearchStub
+    regressor: regressor_pb2_grpc.RegressorStub
+
+    @classmethod
+    def connect(cls, s: Settings) -> "Stubs":
+        return cls(
+            encoder_pb2_grpc.EncoderStub(channels.open_channel(s.encoder_url)),
+            transcriber_pb2_grpc.TranscriberStub(channels.open_channel(s.transcriber_url)),
+            search_pb2_grpc.SearchStub(channels.open_channel(s.search_url)),
+            regressor_pb2_grpc.RegressorStub(channels.open_channel(s.regressor_url)),
+        )
+
+
+@dataclasses.dataclass
+class Timeouts:
+    encode: float
+    transcribe: float
+
+
+def _check_k(k: int, default: int = 10) -> int:
+    if k < 0 or k > MAX_K:
+        raise errors.InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
+    return k or default
+
+
+class Gateway(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, settings: Settings, stubs: Stubs | None = None):
+        self.s = settings
+        self.stubs = stubs or Stubs.connect(settings)
+        self.timeouts = Timeouts(settings.encode_timeout, settings.transcribe_timeout)
+        self.max_bytes = settings.max_video_mb * 2**20
+
+    async def _embed(self, data: bytes, caption: str = "", hashtags=()) -> pipeline.Embedded:
+        pipeline.check_video(data, self.max_bytes)
+        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags)
+
+    async def _search(self, method: str, request):
+        return await channels.call(
+            "search service", getattr(self.stubs.search, method), request, self.s.search_timeout
+        )
+
+    async def Embed(self, request, context):
+        embedded = await self._embed(request.video, request.caption, request.hashtags)
+        return gateway_pb2.EmbedResponse(
+            embeddings=embedded.embeddings(),
+            transcript=embedded.transcribed.transcript,
+            duration=embedded.encoded.duration,
+            model_versions=embedded.model_versions(),
+        )
+
+    async def Index(self, request, context):
+        return await self._index(request.video, request.metadata)
+
+    async def IndexStream(self, request_iterator, context):
+        metadata, chunks, size = None, [], 0
+        async for message in request_iterator:
+            if message.HasField("metadata"):
+                if metadata is not None or chunks:
+                    raise errors.InvalidInput("metadata must be the first and only metadata message")
+                metadata = message.metadata
+                continue
+            size += len(message.data)
+            if size > self.max_bytes:
+                raise errors.InvalidInput(
+                    f"the upload passed the {self.s.max_video_mb} MiB limit (REELVEC_MAX_VIDEO_MB)"
+                )
+            chunks.append(message.data)
+        return await self._index(b"".join(chunks), metadata or common_pb2.VideoMetadata())
+
+    async def _index(self, data: bytes, metadata: common_pb2.VideoMetadata):
+        _check_metadata(metadata)
+        embedded = await self._embed(data, metadata.caption, metadata.hashtags)
+        video_id = metadata.id or embedded.sha256[:16]
+        record = common_pb2.VideoRecord(
+            id=video_id,
+            metadata=metadata,
+            duration=embedded.encoded.duration,
+            content_sha256=embedded.sha256,
+            model_versions=embedded.model_versions(),
+            transcript=embedded.transcribed.transcript.text,
+            language=embedded.transcribed.transcript.language,
+            embeddings=embedded.embeddings(),
+            width=embedded.encoded.width,
+            height=embedded.encoded.height,
+            has_audio=embedded.encoded.has_audio,
+        )
+        record.metadata.id = video_id
+        upserted = await self._search("Upsert", search_pb2.UpsertRequest(video=record))
+        return gateway_pb2.IndexResponse(
+            id=video_id,
+            created=upserted.created,
+            duration=record.duration,
+            content_sha256=embedded.sha256,
+            modalities=sorted(embedded.vectors),
+        )
+
+    async def Search(self, request, context):
+        k = _check_k(request.k)
+        modality = _MODALITY.get(request.modality)
+        if modality is None:
+            raise errors.InvalidInput(f"unknown modality {request.modality}")
+        query = search_pb2.QueryRequest(
+            modality=request.modality, filter=request.filter, k=k, with_payload=True
+        )
+        which = request.WhichOneof("query")
+        if which == "id":
+            query.id = request.id
+        elif which == "text":
+            if not request.text.strip():
+                raise errors.InvalidInput("the text query is empty")
+            if modality not in (modalities.TEXT, modalities.FUSED) or request.modality == common_pb2.MODALITY_FUSED:
+                raise errors.InvalidInput("a text query searches the text modality: leave modality unset or TEXT")
+            embedded = await channels.call(
+                "transcriber",
+                self.stubs.transcriber.EmbedText,
+                transcriber_pb2.EmbedTextRequest(text=request.text),
+                self.s.search_timeout,
+            )
+            query.modality = common_pb2.MODALITY_TEXT
+            query.vector.values.extend(embedded.text)
+        elif which == "video":
+            embedded = await self._embed(request.video)
+            vector = embedded.vectors.get(modality)
+            if vector is None:
+                raise errors.InvalidInput(
+                    f"the query video has no {modality} vector (no audio track or no speech/caption); "
+                    "search the fused or visual modality instead"
+                )
+            query.vector.values.extend(vector.tolist())
+        else:
+            raise errors.InvalidInput("set one of video, id or text")
+        response = await self._search("Query", query)
+        return gateway_pb2.SearchResponse(hits=response.hits)
+
+    async def Predict(self, request, context):
+        k = _check_k(request.k)
+        which = request.WhichOneof("query")
+        if which == "id":
+            record = await self._search("Get", search_pb2.GetRequest(id=request.id, with_vectors=True))
+            transcript = common_pb2.Transcript(text=record.transcript, language=record.language)
+            versions = dict(record.model_versions)
+            sha, exclude = record.content_sha256, record.id
+        elif which == "video":
+            embedded = await self._embed(request.video, request.caption, request.hashtags)
+            record = common_pb2.VideoRecord(
+                duration=embedded.encoded.duration, embeddings=embedded.embeddings()
+            )
+            transcript = embedded.transcribed.transcript
+            versions = embedded.model_versions()
+            sha, exclude = embedded.sha256, ""
+        else:
+            raise errors.InvalidInput("set one of video or id")
+        # What the caller says about the upload wins over what is stored.
+        if request.HasField("author"):
+            record.metadata.author.CopyFrom(request.author)
+        if request.caption:
+            record.metadata.caption = request.caption
+        if request.hashtags:
+            del record.metadata.hashtags[:]
+            record.metadata.hashtags.extend(request.hashtags)
+
+        analysis, regression = await pipeline.first_failure_cancels(
+            self._search(
+                "Analyze",
+                search_pb2.AnalyzeRequest(
+                    embeddings=record.embeddings,
+                    exclude_id=exclude,
+                    k=k,
+                    known_hashtags=list(record.metadata.hashtags),
+                    content_sha256=sha,
+                ),
+            ),
+            channels.call(
+                "regressor",
+                self.stubs.regressor.Predict,
+                regressor_pb2.RegressRequest(video=record),
+                self.s.regress_timeout,
+            ),
+        )
+        versions["likes"] = regression.model_version
+        return gateway_pb2.PredictResponse(
+            likes=regression.likes,
+            likes_low=regression.likes_low,
+            likes_high=regression.likes_high,
+            originality=analysis.originality,
+            near_duplicate_of=analysis.near_duplicate_of,
+            hashtags=[h.tag for h in analysis.hashtags],
+            similar=analysis.similar,
+            transcript=transcript,
+            model_versions=versions,
+        )
+
+    async def Get(self, request, context):
+        return await self._search("Get", search_pb2.GetRequest(id=request.id, with_vectors=request.with_vectors))
+
+    async def Delete(self, request, context):
+        response = await self._search("Delete", search_pb2.DeleteRequest(id=request.id))
+        return gateway_pb2.DeleteVideoResponse(deleted=response.deleted)
+
+    async def Transcribe(self, request, context):
+        pipeline.check_video(request.video, self.max_bytes)
+        response = await channels.call(
+            "transcriber",
+            self.stubs.transcriber.Transcribe,
+            transcriber_pb2.TranscribeRequest(video=request.video),
+            self.s.transcribe_timeout,
+        )
+        return response.transcript
+
+    async def TrainRegressor(self, request, context):
+        return await channels.call(
+            "regressor", self.stubs.regressor.Train, request, self.s.train_timeout
+        )
+
+
+def _check_metadata(metadata: common_pb2.VideoMetadata) -> None:
+    if metadata.id and not _ID.match(metadata.id):
+        raise errors.InvalidInput(
+            f"id {metadata.id!r} is invalid: use 1-128 letters, digits or . - _ : @"
+        )
+    for name in ("likes", "views"):
+        if metadata.HasField(name) and getattr(metadata, name) < 0:
+            raise errors.InvalidInput(f"{name} must not be negative")
+    author = metadata.author
+    for name in ("followers", "following", "likes", "videos"):
+        if getattr(author, name) < 0:
+            raise errors.InvalidInput(f"author.{name} must not be negative")
