@@ -1,0 +1,228 @@
+"""The `reelvec` command line. Client commands talk to the gateway: --gateway, else $REELVEC_GATEWAY,
+else 127.0.0.1:50051. A failure exits non-zero with one line on stderr naming the gRPC status."""
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from reelvec import client
+from reelvec.v1 import common_pb2, gateway_pb2
+
+MODALITIES = {
+    "fused": common_pb2.MODALITY_FUSED,
+    "visual": common_pb2.MODALITY_VISUAL,
+    "audio": common_pb2.MODALITY_AUDIO,
+    "text": common_pb2.MODALITY_TEXT,
+}
+
+
+def _hits(hits) -> list[dict]:
+    return [{"id": h.id, "score": round(float(h.score), 6)} for h in hits]
+
+
+def _transcript(t: common_pb2.Transcript) -> dict:
+    return {
+        "text": t.text,
+        "language": t.language,
+        "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in t.segments],
+    }
+
+
+def _emit(args, result: dict, human: str) -> None:
+    print(json.dumps(result) if args.json else human)
+
+
+def cmd_index(args, stub) -> int:
+    items = [(Path(f), common_pb2.VideoMetadata()) for f in args.files]
+    if args.manifest:
+        items += client.read_manifest(Path(args.manifest))
+    if not items:
+        raise SystemExit("reelvec index: give video files, --manifest FILE.jsonl, or both")
+
+    def one(item):
+        path, metadata = item
+        try:
+            response = client.index_file(stub, path, metadata)
+            return {"path": str(path), "id": response.id, "created": response.created,
+                    "modalities": list(response.modalities)}
+        except grpc.RpcError as exc:
+            return {"path": str(path), "error": f"{exc.code().name}: {exc.details()}"}
+        except OSError as exc:
+            return {"path": str(path), "error": f"cannot read file: {exc.strerror}"}
+
+    failed = 0
+    # A few uploads in flight keep Triton's dynamic batcher and both pipelines busy.
+    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        for result in pool.map(one, items):
+            if "error" in result:
+                failed += 1
+                print(f"error: {result['path']}: {result['error']}", file=sys.stderr)
+            else:
+                _emit(args, result, f"indexed {result['id']} ({'new' if result['created'] else 'replaced'})")
+    return 1 if failed else 0
+
+
+def cmd_search(args, stub) -> int:
+    request = gateway_pb2.SearchRequest(k=args.k, modality=MODALITIES[args.modality] if args.modality else 0)
+    if args.video:
+        request.video = Path(args.video).read_bytes()
+    elif args.id:
+        request.id = args.id
+    else:
+        request.text = args.text
+    response = stub.Search(request, timeout=client.QUERY_TIMEOUT)
+    hits = _hits(response.hits)
+    _emit(args, {"hits": hits}, "\n".join(f"{h['score']:.4f}  {h['id']}" for h in hits) or "no hits")
+    return 0
+
+
+def cmd_predict(args, stub) -> int:
+    request = gateway_pb2.PredictRequest(
+        video=Path(args.file).read_bytes(),
+        caption=args.caption or "",
+        hashtags=[t.strip().lstrip("#") for t in (args.hashtags or "").split(",") if t.strip()],
+        k=args.k,
+    )
+    stats = {"followers": args.followers, "following": args.following,
+             "likes": args.author_likes, "videos": args.author_videos}
+    if any(v is not None for v in stats.values()):
+        request.author.CopyFrom(common_pb2.AuthorStats(**{k: v or 0 for k, v in stats.items()}))
+    r = stub.Predict(request, timeout=client.QUERY_TIMEOUT)
+    result = {
+        "likes": r.likes,
+        "likes_low": r.likes_low,
+        "likes_high": r.likes_high,
+        "originality": round(float(r.originality), 6),
+        "near_duplicate_of": r.near_duplicate_of or None,
+        "hashtags": list(r.hashtags),
+        "similar": _hits(r.similar),
+    }
+    human = (
+        f"likes {r.likes:,.0f} (80% interval {r.likes_low:,.0f} - {r.likes_high:,.0f})\n"
+        f"originality {r.originality:.2f}"
+        + (f", near-duplicate of {r.near_duplicate_of}" if r.near_duplicate_of else "")
+        + f"\nhashtags {' '.join('#' + t for t in r.hashtags) or '-'}\n"
+        + "similar " + ", ".join(f"{h['id']} ({h['score']:.2f})" for h in result["similar"])
+    )
+    _emit(args, result, human)
+    return 0
+
+
+def cmd_transcribe(args, stub) -> int:
+    t = stub.Transcribe(gateway_pb2.TranscribeVideoRequest(video=Path(args.file).read_bytes()),
+                        timeout=client.QUERY_TIMEOUT)
+    _emit(args, _transcript(t), f"[{t.language or '-'}] {t.text}")
+    return 0
+
+
+def cmd_embed(args, stub) -> int:
+    r = stub.Embed(gateway_pb2.EmbedRequest(video=Path(args.file).read_bytes(), caption=args.caption or ""),
+                   timeout=client.QUERY_TIMEOUT)
+    result = {name: list(r.embeddings.vectors[name].values) if name in r.embeddings.vectors else []
+              for name in ("visual", "audio", "text", "fused")}
+    result["transcript"] = r.transcript.text
+    human = "\n".join(f"{k}: {len(v)} values" for k, v in result.items() if k != "transcript")
+    _emit(args, result, human + f"\ntranscript: {r.transcript.text}")
+    return 0
+
+
+def cmd_get(args, stub) -> int:
+    record = stub.Get(gateway_pb2.GetVideoRequest(id=args.id), timeout=client.QUERY_TIMEOUT)
+    print(json_format.MessageToJson(record, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_delete(args, stub) -> int:
+    r = stub.Delete(gateway_pb2.DeleteVideoRequest(id=args.id), timeout=client.QUERY_TIMEOUT)
+    _emit(args, {"deleted": r.deleted}, "deleted" if r.deleted else "no such video")
+    return 0
+
+
+def cmd_train(args, stub) -> int:
+    report = client.train_regressor(stub)
+    result = json_format.MessageToDict(report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    human = (
+        f"trained {report.model_version} on {report.train_size} videos, tested on {report.test_size}: "
+        f"MAE {report.mae:.3f} (mean predictor {report.baseline_mae:.3f}) in log1p(likes), "
+        f"R^2 {report.r2:.3f}, Spearman {report.spearman:.3f}"
+    )
+    _emit(args, result, human)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelvec", description="short-video embeddings over gRPC")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start Triton and every service on 127.0.0.1")
+    up.add_argument("--data-dir", default=None)
+    up.add_argument("--port", type=int, default=50051)
+    up.add_argument("--sample", action="store_true",
+                    help="index the bundled sample corpus and train the regressor when the store is empty")
+
+    def client_command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--gateway", default=None, help="HOST:PORT (else $REELVEC_GATEWAY, else 127.0.0.1:50051)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    p = client_command("index", cmd_index, "index video files and/or a JSONL manifest")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--manifest")
+    p.add_argument("--concurrency", type=int, default=2)
+
+    p = client_command("search", cmd_search, "find similar videos")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--video")
+    q.add_argument("--id")
+    q.add_argument("--text")
+    p.add_argument("--modality", choices=sorted(MODALITIES))
+    p.add_argument("--k", type=int, default=10)
+
+    p = client_command("predict", cmd_predict, "predict likes, originality, hashtags, similar videos")
+    p.add_argument("file")
+    for flag in ("--followers", "--following", "--author-likes", "--author-videos"):
+        p.add_argument(flag, type=int)
+    p.add_argument("--caption")
+    p.add_argument("--hashtags", help="comma-separated")
+    p.add_argument("--k", type=int, default=10)
+
+    p = client_command("transcribe", cmd_transcribe, "speech to text")
+    p.add_argument("file")
+    p = client_command("embed", cmd_embed, "embed without storing")
+    p.add_argument("file")
+    p.add_argument("--caption")
+    p = client_command("get", cmd_get, "show a stored video")
+    p.add_argument("id")
+    p = client_command("delete", cmd_delete, "delete a stored video")
+    p.add_argument("id")
+    p = client_command("train", cmd_train, "train a model")
+    p.add_argument("model", choices=["regressor"])
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        from reelvec import launcher
+
+        return launcher.main(args)
+    stub = client.connect(client.gateway_address(args.gateway))
+    try:
+        return args.func(args, stub)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""`reelvec up`: Triton and every service as its own process on 127.0.0.1.
+
+Children run in their own session so a terminal's Ctrl-C reaches only this supervisor, which then
+stops them in dependency order (gateway first, Triton last) and lets each drain. PR_SET_PDEATHSIG
+makes the kernel stop a child if the supervisor itself dies without cleaning up.
+"""
+
+import asyncio
+import ctypes
+import dataclasses
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from reelvec import config, triton
+from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+
+READY_TIMEOUT = float(os.environ.get("REELVEC_READY_TIMEOUT", "300"))
+STOP_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    address: str  # gRPC address probed for readiness
+    process: asyncio.subprocess.Process | None = None
+
+
+@dataclasses.dataclass
+class Stack:
+    """The processes of one stack and their addresses. Tests start the same stack as `reelvec up`."""
+
+    data_dir: Path
+    gateway_port: int = 50051
+    children: list[Child] = dataclasses.field(default_factory=list)
+
+    @property
+    def gateway(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    def plan(self) -> None:
+        ports = {name: free_port() for name in ("encoder", "transcriber", "search", "regressor")}
+        ports["gateway"] = self.gateway_port
+        triton_ports = {k: free_port() for k in ("grpc", "http", "metrics")}
+        env = dict(os.environ)
+        triton_argv, triton_env = triton.server_command(
+            TRITON_REPOSITORY, triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"]
+        )
+        self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
+        common = ["--data-dir", str(self.data_dir)]
+        flags = {
+            "encoder": ["--triton-url", f"127.0.0.1:{triton_ports['grpc']}"],
+            "transcriber": [],
+            "search": [],
+            "regressor": ["--search-url", f"127.0.0.1:{ports['search']}"],
+            "gateway": [
+                *(f"--{name}-url=127.0.0.1:{ports[name]}" for name in ("encoder", "transcriber", "search", "regressor"))
+            ],
+        }
+        for name, extra in flags.items():
+            argv = [sys.executable, "-m", f"services.{name}", "--port", str(ports[name]),
+                    "--metrics-port", str(free_port()), *common, *extra]
+            self.children.append(Child(name, argv, env, f"127.0.0.1:{ports[name]}"))
+
+    async def start(self) -> None:
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for child in self.children:
+            log = open(logs / f"{child.name}.log", "ab")
+            child.process = await asyncio.create_subprocess_exec(
+                *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+            log.close()
+        await asyncio.gather(*(self._wait_ready(c) for c in self.children))
+
+    async def _wait_ready(self, child: Child) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        if child.name == "triton":
+            probe = lambda: triton.is_ready(child.address, VISUAL_MODEL_NAME)  # noqa: E731
+        else:
+            probe = lambda: _is_serving(child.address)  # noqa: E731
+        while time.monotonic() < deadline:
+            if child.process.returncode is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with code {child.process.returncode} while starting; "
+                    f"see {self.data_dir / 'logs' / (child.name + '.log')}"
+                )
+            if await asyncio.to_thread(probe):
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"{child.name} did not become ready within {READY_TIMEOUT:.0f}s")
+
+    async def wait_any_exit(self) -> Child:
+        waits = {asyncio.ensure_future(c.process.wait()): c for c in self.children}
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return waits[done.pop()]
+
+    async def stop(self) -> None:
+        """Gateway first so no new work enters; Triton last so the encoder can drain into it."""
+        for child in reversed(self.children):
+            if child.process is None or child.process.returncode is not None:
+                continue
+            child.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                child.process.kill()
+                await child.process.wait()
+
+
+def _is_serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _run(args) -> int:
+    data_dir = Path(args.data_dir or os.environ.get("REELVEC_DATA_DIR") or config.ServerSettings.data_dir)
+    stack = Stack(data_dir.resolve(), args.port)
+    stack.plan()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        starting = asyncio.ensure_future(stack.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            starting.cancel()
+            return 130
+        starting.result()
+        print(f"reelvec ready: gateway at {stack.gateway} (logs in {data_dir / 'logs'})", flush=True)
+        if args.sample:
+            from reelvec import sample_corpus
+
+            await asyncio.to_thread(sample_corpus.ensure_indexed, stack.gateway, data_dir)
+        exited = asyncio.ensure_future(stack.wait_any_exit())
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            child = exited.result()
+            print(f"error: {child.name} exited with code {child.process.returncode}; stopping the stack",
+                  file=sys.stderr, flush=True)
+            code = 1
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        await stack.stop()
+    return code
+
+
+def main(args) -> int:
+    return asyncio.run(_run(args))

@@ -1,0 +1,76 @@
+"""Speech-to-text with faster-whisper (CTranslate2) from a local model directory."""
+
+import dataclasses
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from reelvec.models import whisper
+
+SAMPLE_RATE = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcript:
+    text: str = ""
+    language: str = ""  # empty when there is no speech
+    language_probability: float = 0.0
+    segments: tuple[Segment, ...] = ()
+
+
+def default_compute_type(device: str) -> str:
+    # int8 is the fastest CPU path; CUDA's tensor cores want float16.
+    return "float16" if device == "cuda" else "int8"
+
+
+class Speech:
+    def __init__(
+        self,
+        name: str = "base",
+        device: str = "cpu",
+        compute_type: str = "",
+        cpu_threads: int = 0,
+        workers: int = 1,
+        beam_size: int = 5,
+    ):
+        compute_type = compute_type or default_compute_type(device)
+        self.version = f"faster-whisper:{name}:{compute_type}"
+        self.beam_size = beam_size
+        # num_workers > 1 lets CTranslate2 run that many transcriptions at once on one model copy.
+        self.model = WhisperModel(
+            str(whisper.model_dir(name)),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=workers,
+            local_files_only=True,
+        )
+
+    def transcribe(self, audio: np.ndarray | None) -> Transcript:
+        """`audio`: 16 kHz mono float32. No audio, or nothing the VAD calls speech, is empty."""
+        if audio is None or audio.size == 0:
+            return Transcript()
+        duration = audio.size / SAMPLE_RATE
+        # The VAD drops silence and noise before decoding: Whisper alone hallucinates words there.
+        pieces, info = self.model.transcribe(audio, beam_size=self.beam_size, vad_filter=True)
+        segments = tuple(
+            # Timestamp tokens are quantized to 20 ms and can overshoot the last window.
+            Segment(min(p.start, duration), min(p.end, duration), p.text.strip())
+            for p in pieces
+            if p.text.strip()
+        )
+        if not segments:
+            return Transcript()
+        return Transcript(
+            text=" ".join(s.text for s in segments),
+            language=info.language,
+            language_probability=float(info.language_probability),
+            segments=segments,
+        )
