@@ -8,6 +8,7 @@ makes the kernel stop a child if the supervisor itself dies without cleaning up.
 import asyncio
 import ctypes
 import dataclasses
+import json
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelvec import config, triton
-from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import TRITON_REPOSITORY
 
 READY_TIMEOUT = float(os.environ.get("REELVEC_READY_TIMEOUT", "300"))
 STOP_TIMEOUT = 20.0
@@ -42,6 +43,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     address: str  # gRPC address probed for readiness
+    metrics_port: int = 0
     process: asyncio.subprocess.Process | None = None
 
 
@@ -62,8 +64,9 @@ class Stack:
         ports["gateway"] = self.gateway_port
         triton_ports = {k: free_port() for k in ("grpc", "http", "metrics")}
         env = dict(os.environ)
-        triton_argv, triton_env = triton.server_command(
-            TRITON_REPOSITORY, triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"]
+        triton_argv, triton_env = triton.command(
+            TRITON_REPOSITORY, self.data_dir / "triton",
+            triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"],
         )
         self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
         common = ["--data-dir", str(self.data_dir)]
@@ -77,9 +80,19 @@ class Stack:
             ],
         }
         for name, extra in flags.items():
+            metrics = free_port()
             argv = [sys.executable, "-m", f"services.{name}", "--port", str(ports[name]),
-                    "--metrics-port", str(free_port()), *common, *extra]
-            self.children.append(Child(name, argv, env, f"127.0.0.1:{ports[name]}"))
+                    "--metrics-port", str(metrics), *common, *extra]
+            self.children.append(Child(name, argv, env, f"127.0.0.1:{ports[name]}", metrics))
+        self.children[0].metrics_port = triton_ports["metrics"]
+
+    def write_state(self) -> Path:
+        """<data_dir>/stack.json: where each process listens, for operators and tests."""
+        state = {c.name: {"address": c.address, "metrics": f"127.0.0.1:{c.metrics_port}",
+                          "pid": c.process.pid if c.process else None} for c in self.children}
+        path = self.data_dir / "stack.json"
+        path.write_text(json.dumps(state, indent=2))
+        return path
 
     async def start(self) -> None:
         logs = self.data_dir / "logs"
@@ -95,17 +108,14 @@ class Stack:
 
     async def _wait_ready(self, child: Child) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        if child.name == "triton":
-            probe = lambda: triton.is_ready(child.address, VISUAL_MODEL_NAME)  # noqa: E731
-        else:
-            probe = lambda: _is_serving(child.address)  # noqa: E731
+        probe = _triton_ready if child.name == "triton" else _is_serving
         while time.monotonic() < deadline:
             if child.process.returncode is not None:
                 raise RuntimeError(
                     f"{child.name} exited with code {child.process.returncode} while starting; "
                     f"see {self.data_dir / 'logs' / (child.name + '.log')}"
                 )
-            if await asyncio.to_thread(probe):
+            if await asyncio.to_thread(probe, child.address):
                 return
             await asyncio.sleep(0.5)
         raise RuntimeError(f"{child.name} did not become ready within {READY_TIMEOUT:.0f}s")
@@ -128,6 +138,14 @@ class Stack:
             except asyncio.TimeoutError:
                 child.process.kill()
                 await child.process.wait()
+
+
+def _triton_ready(address: str) -> bool:
+    try:
+        triton.wait_ready(address, timeout=0.5)
+    except triton.TritonNotReady:
+        return False
+    return True
 
 
 def _is_serving(address: str) -> bool:
@@ -156,6 +174,7 @@ async def _run(args) -> int:
             starting.cancel()
             return 130
         starting.result()
+        stack.write_state()
         print(f"reelvec ready: gateway at {stack.gateway} (logs in {data_dir / 'logs'})", flush=True)
         if args.sample:
             from reelvec import sample_corpus
