@@ -13,7 +13,7 @@ ONNX_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "sentence_embedding"
-MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json): it was trained up to that
+MAX_TOKENS = 256  # max_seq_length in sentence_bert_config.json: the model was trained up to it
 VERSION = "all-minilm-l6-v2:onnx"
 _CHECK_SENTENCES = (
     "A cat sits on the mat.",
@@ -80,22 +80,30 @@ def tokenizer_for_serving(path: Path):
 def export(target: Path = TEXT_MODEL_DIR) -> Path:
     """Writes model.onnx + tokenizer.json under `target`; a no-op when both are there."""
     import shutil
+    import warnings
 
     import torch
     from transformers import BertModel
+    from transformers.utils import logging as hf_logging
 
     onnx_path, tokenizer_path = target / ONNX_NAME, target / TOKENIZER_NAME
     if onnx_path.exists() and tokenizer_path.exists():
         return target
     source = source_dir()
     target.mkdir(parents=True, exist_ok=True)
+    # It would report the pooler weights we leave out as "unexpected", with a progress bar.
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     # Eager attention traces to plain MatMul/Softmax, which every onnxruntime provider runs.
     bert = BertModel.from_pretrained(source, attn_implementation="eager", add_pooling_layer=False)
     encoder = _sentence_encoder(bert)
     example = torch.ones((2, 8), dtype=torch.int64)
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     partial = target / (ONNX_NAME + ".partial")
-    with torch.no_grad():
+    # Tracing warns about shape-dependent Python branches; _check() runs the graph on another batch
+    # size and length, with padding, and compares it with torch.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             encoder,
             (example, example, torch.zeros_like(example)),
@@ -104,7 +112,7 @@ def export(target: Path = TEXT_MODEL_DIR) -> Path:
             output_names=[OUTPUT],
             dynamic_axes={**axes, OUTPUT: {0: "batch"}},
             opset_version=17,
-            dynamo=False,  # the dynamo exporter needs onnxscript; TorchScript tracing is enough here
+            dynamo=False,  # the dynamo exporter needs onnxscript; TorchScript tracing suffices
         )
     shutil.copyfile(source / TOKENIZER_NAME, tokenizer_path)
     cosine = _check(partial, encoder, tokenizer_for_serving(tokenizer_path))

@@ -14,7 +14,7 @@ class TextEmbedder:
     def __init__(self, directory: Path, device: str = "cpu", threads: int = 0):
         model = directory / text.ONNX_NAME
         if not model.exists():
-            raise FileNotFoundError(f"{model} is missing: run `make models` (reelvec.models.prepare)")
+            raise FileNotFoundError(f"{model} is missing: run `make models`")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per physical core
         wanted = ["CUDAExecutionProvider"] if device == "cuda" else []

@@ -1,0 +1,147 @@
+"""The store interface every backend implements, and the plain records it speaks.
+
+The store knows nothing of protobuf: the servicer converts. It does know where the filterable
+fields sit in the payload (the payload mirrors the VideoRecord message, see services/search/records.py),
+because it indexes them.
+"""
+
+import abc
+import dataclasses
+import uuid
+
+from reelvec import errors
+
+# A fixed namespace so the same video id maps to the same point id in every process and backend.
+_POINT_NAMESPACE = uuid.UUID("6f1b3c1e-2f43-5a8e-9a55-2d6c1b0f7e21")
+
+# Payload key that carries the caller's string id: Qdrant point ids must be uints or UUIDs.
+VIDEO_ID = "video_id"
+
+# Filterable payload paths, and the index type each one gets.
+AUTHOR_ID = "metadata.author.id"
+HASHTAGS = "metadata.hashtags"
+LIKES = "metadata.likes"
+CREATED_AT = "metadata.created_at"
+CONTENT_SHA256 = "content_sha256"
+KEYWORD, INTEGER = "keyword", "integer"
+INDEXED_FIELDS = {
+    VIDEO_ID: KEYWORD,
+    AUTHOR_ID: KEYWORD,
+    HASHTAGS: KEYWORD,
+    LIKES: INTEGER,
+    CREATED_AT: INTEGER,
+    CONTENT_SHA256: KEYWORD,
+}
+
+
+def point_id(video_id: str) -> uuid.UUID:
+    return uuid.uuid5(_POINT_NAMESPACE, video_id)
+
+
+@dataclasses.dataclass
+class StoredVideo:
+    id: str
+    vectors: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # present modalities only
+    payload: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Range:
+    """Inclusive; None is an open bound."""
+
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclasses.dataclass
+class Filter:
+    author_ids: list[str] = dataclasses.field(default_factory=list)  # any of
+    hashtags: list[str] = dataclasses.field(default_factory=list)  # any of
+    likes: Range | None = None
+    created_at: Range | None = None
+    exclude_ids: list[str] = dataclasses.field(default_factory=list)
+    content_sha256: str = ""  # exact match when set
+    only_with_likes: bool = False  # videos whose likes are known (regressor training data)
+
+
+@dataclasses.dataclass
+class Hit:
+    id: str
+    score: float  # cosine similarity, higher is closer
+    video: StoredVideo | None = None  # payload only, when asked for
+
+
+class VideoStore(abc.ABC):
+    """A collection of videos with named vectors, searched by cosine similarity.
+
+    Implementations are thread-safe: the servicer calls them from worker threads.
+    """
+
+    @abc.abstractmethod
+    def upsert(self, video: StoredVideo) -> bool:
+        """Stores or replaces (vectors and payload) the video; True when the id was new."""
+
+    @abc.abstractmethod
+    def get(self, video_id: str, with_vectors: bool = False) -> StoredVideo | None: ...
+
+    @abc.abstractmethod
+    def delete(self, video_id: str) -> bool:
+        """True when the id existed."""
+
+    @abc.abstractmethod
+    def search(
+        self, modality: str, vector: list[float], filter: Filter | None, k: int, with_payload: bool
+    ) -> list[Hit]:
+        """The k nearest videos that carry `modality`, best first."""
+
+    @abc.abstractmethod
+    def scroll(
+        self,
+        offset: str | None = None,
+        limit: int = 100,
+        with_vectors: bool = False,
+        filter: Filter | None = None,
+    ) -> tuple[list[StoredVideo], str | None]:
+        """A page in a stable backend order; the returned offset is an opaque cursor, None at the end."""
+
+    @abc.abstractmethod
+    def count(self) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def optimize(self) -> None:
+        """Builds pending indexes now. Backends that index on their own have nothing to do."""
+
+    def query(
+        self,
+        modality: str,
+        vector: list[float] | None = None,
+        video_id: str | None = None,
+        filter: Filter | None = None,
+        k: int = 10,
+        with_payload: bool = False,
+    ) -> list[Hit]:
+        """Nearest neighbours of a vector, or of a stored video's own vector (the video excluded)."""
+        if (vector is None) == (video_id is None):
+            raise ValueError("query needs exactly one of vector and video_id")
+        if video_id is not None:
+            stored = self.get(video_id, with_vectors=True)
+            if stored is None:
+                raise errors.NotFound(f"no video with id {video_id!r}")
+            if modality not in stored.vectors:
+                raise errors.NotFound(f"video {video_id!r} has no {modality} vector")
+            vector = stored.vectors[modality]
+            filter = dataclasses.replace(
+                filter or Filter(), exclude_ids=[*(filter.exclude_ids if filter else []), video_id]
+            )
+        return self.search(modality, vector, filter, k, with_payload)
+
+
+def parse_offset(offset: str | None) -> uuid.UUID | None:
+    if not offset:
+        return None
+    try:
+        return uuid.UUID(offset)
+    except ValueError:
+        raise errors.InvalidInput(f"bad scroll offset {offset!r}: pass back a next_offset") from None

@@ -1,0 +1,106 @@
+"""The reelvec.v1.Transcriber service: Whisper transcripts and text embeddings."""
+
+import asyncio
+import dataclasses
+import re
+from pathlib import Path
+
+from reelvec import config, errors, media
+from reelvec.models import TEXT_MODEL_DIR
+from reelvec.v1 import common_pb2, transcriber_pb2, transcriber_pb2_grpc
+from services.transcriber.speech import Speech, Transcript
+from services.transcriber.text_embedding import TextEmbedder
+
+
+@dataclasses.dataclass
+class Settings(config.ServerSettings):
+    port: int = 50053
+    whisper_model: str = "base"  # multilingual; "tiny.en" is English-only and ~3x faster
+    device: str = "cpu"  # or "cuda"
+    compute_type: str = ""  # empty: int8 on cpu, float16 on cuda
+    cpu_threads: int = 0  # threads per model call; 0: the runtimes' defaults
+    beam_size: int = 5
+    # Transcriptions run at once (each is a CTranslate2 worker); more queue. Text embeddings have
+    # their own slots so a search query never waits behind a long transcription.
+    max_transcriptions: int = 2
+    max_text_embeddings: int = 4
+    text_model_dir: str = str(TEXT_MODEL_DIR)
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def embedding_text(caption: str, hashtags, transcript: str) -> str:
+    """Caption first, then hashtags as words (#BookTok, book_tok -> "Book Tok", "book tok"), then
+    the transcript: truncation at 256 tokens cuts the transcript, never what the author wrote."""
+    tags = " ".join(_CAMEL.sub(" ", t.lstrip("#")).replace("_", " ") for t in hashtags)
+    return "\n".join(part for part in (caption.strip(), tags.strip(), transcript.strip()) if part)
+
+
+def _to_proto(transcript: Transcript) -> common_pb2.Transcript:
+    return common_pb2.Transcript(
+        text=transcript.text,
+        language=transcript.language,
+        language_probability=transcript.language_probability,
+        segments=[
+            common_pb2.Segment(start=s.start, end=s.end, text=s.text) for s in transcript.segments
+        ],
+    )
+
+
+class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.speech: Speech | None = None
+        self.embedder: TextEmbedder | None = None
+        self._transcriptions = asyncio.Semaphore(settings.max_transcriptions)
+        self._embeddings = asyncio.Semaphore(settings.max_text_embeddings)
+
+    def load(self) -> None:
+        s = self.settings
+        self.speech = Speech(
+            s.whisper_model,
+            s.device,
+            s.compute_type,
+            s.cpu_threads,
+            workers=s.max_transcriptions,
+            beam_size=s.beam_size,
+        )
+        self.embedder = TextEmbedder(Path(s.text_model_dir), s.device, s.cpu_threads)
+
+    def _ready(self) -> tuple[Speech, TextEmbedder]:
+        if self.speech is None or self.embedder is None:
+            raise errors.Unavailable("transcriber is still loading its models")
+        return self.speech, self.embedder
+
+    def _speech_to_text(self, speech: Speech, video: bytes) -> Transcript:
+        return speech.transcribe(media.decode_audio(video))
+
+    async def _embed(self, embedder: TextEmbedder, text: str) -> list[float]:
+        async with self._embeddings:
+            vectors = await asyncio.to_thread(embedder.embed, [text])
+        return vectors[0].tolist()
+
+    async def Transcribe(self, request, context):
+        speech, embedder = self._ready()
+        if not request.video:
+            raise errors.InvalidInput("video is empty")
+        if len(request.video) > self.settings.max_video_mb * 1024 * 1024:
+            raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
+        async with self._transcriptions:
+            transcript = await asyncio.to_thread(self._speech_to_text, speech, request.video)
+        words = embedding_text(request.caption, request.hashtags, transcript.text)
+        return transcriber_pb2.TranscribeResponse(
+            transcript=_to_proto(transcript),
+            text=await self._embed(embedder, words) if words else [],
+            whisper_model=speech.version,
+            text_model=embedder.version,
+        )
+
+    async def EmbedText(self, request, context):
+        _, embedder = self._ready()
+        if not request.text.strip():
+            raise errors.InvalidInput("text is empty")
+        return transcriber_pb2.EmbedTextResponse(
+            text=await self._embed(embedder, request.text), text_model=embedder.version
+        )

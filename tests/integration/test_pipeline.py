@@ -1,0 +1,232 @@
+"""End to end over real gRPC: index, search, predict, bad input, restart. Tests run in file order:
+the first one needs an untrained regressor, the last one restarts the stack."""
+
+import json
+import random
+
+import grpc
+import numpy as np
+import pytest
+
+from reelvec import client, samples
+from reelvec.v1 import common_pb2, gateway_pb2
+
+pytestmark = pytest.mark.integration
+
+
+def _video(path) -> bytes:
+    return path.read_bytes()
+
+
+def test_predict_without_a_trained_model_says_how_to_train(stack, corpus, grpc_error):
+    error = grpc_error(
+        stack.stub().Predict, gateway_pb2.PredictRequest(video=_video(corpus.parent / "food_0.mp4")), timeout=300
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "reelvec train regressor" in error.details()
+
+
+@pytest.fixture(scope="module")
+def indexed(stack, corpus):
+    result = stack.cli("index", "--manifest", str(corpus), "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    return {line["id"]: line for line in lines}
+
+
+def test_manifest_ingest_indexes_every_video_with_its_modalities(indexed, corpus):
+    expected = [json.loads(line)["id"] for line in corpus.read_text().splitlines()]
+    assert sorted(indexed) == sorted(expected)
+    assert set(indexed["food_0"]["modalities"]) == {"visual", "audio", "text", "fused"}
+
+
+def test_get_returns_payload_transcript_and_model_versions(stack, indexed, corpus):
+    entry = next(json.loads(l) for l in corpus.read_text().splitlines() if json.loads(l)["id"] == "food_0")
+    record = stack.stub().Get(gateway_pb2.GetVideoRequest(id="food_0", with_vectors=True), timeout=30)
+    assert record.metadata.caption == entry["caption"]
+    assert list(record.metadata.hashtags) == entry["hashtags"]
+    assert record.metadata.likes == entry["likes"]
+    assert record.metadata.author.followers == entry["author"]["followers"]
+    assert record.has_audio and record.duration > 3
+    assert "pasta" in record.transcript.lower()
+    assert record.language == "en"
+    assert {"visual", "audio", "text", "fused", "whisper"} <= set(record.model_versions)
+    fused = np.asarray(record.embeddings.vectors["fused"].values)
+    assert np.isclose(np.linalg.norm(fused), 1.0, atol=1e-4)
+
+
+def test_search_by_video_finds_itself_first(stack, indexed, corpus):
+    result = json.loads(stack.cli("search", "--video", str(corpus.parent / "travel_1.mp4"), "--json").stdout)
+    assert result["hits"][0]["id"] == "travel_1"
+    assert result["hits"][0]["score"] > 0.99
+    scores = [h["score"] for h in result["hits"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_search_by_text_finds_the_spoken_topic(stack, indexed):
+    result = json.loads(stack.cli("search", "--text", "cooking pasta for dinner", "--k", "3", "--json").stdout)
+    assert {h["id"] for h in result["hits"][:2]} == {"food_0", "food_1"}
+
+
+def test_search_by_id_excludes_the_video_itself(stack, indexed):
+    hits = json.loads(stack.cli("search", "--id", "pets_0", "--modality", "visual", "--json").stdout)["hits"]
+    assert hits and "pets_0" not in {h["id"] for h in hits}
+
+
+def test_filters_restrict_hits(stack, indexed, corpus):
+    entries = [json.loads(l) for l in corpus.read_text().splitlines()]
+    stub = stack.stub()
+    author_hits = stub.Search(
+        gateway_pb2.SearchRequest(id="food_0", k=50, filter=common_pb2.Filter(author_ids=["author1"])), timeout=30
+    ).hits
+    authors = {e["id"]: e["author"]["id"] for e in entries}
+    assert author_hits and all(authors[h.id] == "author1" for h in author_hits)
+
+    tagged = stub.Search(
+        gateway_pb2.SearchRequest(id="food_0", k=50, filter=common_pb2.Filter(hashtags=["guitar"])), timeout=30
+    ).hits
+    assert {h.id for h in tagged} == {"music_0", "music_1"}
+
+    likes = sorted(e["likes"] for e in entries)
+    low, high = likes[3], likes[-4]
+    ranged = stub.Search(
+        gateway_pb2.SearchRequest(id="food_0", k=50, filter=common_pb2.Filter(likes=common_pb2.Range(gte=low, lte=high))),
+        timeout=30,
+    ).hits
+    by_id = {e["id"]: e["likes"] for e in entries}
+    assert ranged and all(low <= by_id[h.id] <= high for h in ranged)
+
+
+def test_reindexing_the_same_id_replaces_it(stack, indexed, corpus):
+    stub = stack.stub()
+    metadata = common_pb2.VideoMetadata(id="food_1", caption="a new caption", likes=5)
+    first = stub.Index(gateway_pb2.IndexRequest(video=_video(corpus.parent / "food_1.mp4"), metadata=metadata), timeout=300)
+    assert first.created is False
+    assert stub.Get(gateway_pb2.GetVideoRequest(id="food_1"), timeout=30).metadata.caption == "a new caption"
+
+
+def test_streaming_upload_of_a_large_file(stack, tmp_path):
+    big = samples.make_video(tmp_path / "big.mp4", seconds=6, size=(1280, 720), seed=99, bitrate=4_000_000)
+    data = big.read_bytes()
+    assert len(data) > client.STREAM_ABOVE_BYTES
+
+    def chunks():
+        yield gateway_pb2.IndexChunk(metadata=common_pb2.VideoMetadata(id="big-upload"))
+        for start in range(0, len(data), 256 * 1024):
+            yield gateway_pb2.IndexChunk(data=data[start : start + 256 * 1024])
+
+    response = stack.stub().IndexStream(chunks(), timeout=300)
+    assert response.id == "big-upload" and response.duration > 5
+
+
+def test_video_without_audio_is_indexed_without_audio_or_speech(stack, tmp_path):
+    silent = samples.make_video(tmp_path / "mute.mp4", seed=5, audio=False)
+    result = json.loads(stack.cli("index", str(silent), "--json").stdout)
+    assert result["id"] == "mute"
+    assert "audio" not in result["modalities"] and "visual" in result["modalities"]
+    transcript = json.loads(stack.cli("transcribe", str(silent), "--json").stdout)
+    assert transcript == {"text": "", "language": "", "segments": []}
+
+
+def test_transcribe_and_embed_commands(stack, corpus):
+    transcript = json.loads(stack.cli("transcribe", str(corpus.parent / "fitness_0.mp4"), "--json").stdout)
+    assert "workout" in transcript["text"].lower() and transcript["language"] == "en"
+    assert all(s["start"] < s["end"] for s in transcript["segments"])
+    embedded = json.loads(stack.cli("embed", str(corpus.parent / "fitness_0.mp4"), "--json").stdout)
+    assert len(embedded["visual"]) == 1280 and len(embedded["text"]) == 384 and len(embedded["audio"]) > 0
+    assert len(embedded["fused"]) == len(embedded["visual"]) + len(embedded["audio"]) + len(embedded["text"])
+    assert "workout" in embedded["transcript"].lower()
+
+
+BAD_INPUTS = {
+    "empty": lambda corpus, tmp: b"",
+    "not a video": lambda corpus, tmp: b"this is a text file, not a video\n" * 100,
+    "random bytes": lambda corpus, tmp: random.Random(0).randbytes(50_000),
+    "truncated": lambda corpus, tmp: _video(corpus.parent / "tech_0.mp4")[:3000],
+    "audio only": lambda corpus, tmp: _audio_only(tmp),
+}
+
+
+def _audio_only(tmp):
+    path = tmp / "speech.wav"
+    samples.speak("only sound here", path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_input_is_invalid_argument_and_nothing_is_stored(stack, indexed, corpus, tmp_path, grpc_error, kind):
+    stub = stack.stub()
+    data = BAD_INPUTS[kind](corpus, tmp_path)
+    error = grpc_error(
+        stub.Index,
+        gateway_pb2.IndexRequest(video=data, metadata=common_pb2.VideoMetadata(id=f"bad-{kind.replace(' ', '-')}")),
+        timeout=120,
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert len(error.details()) > 10
+    missing = grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id=f"bad-{kind.replace(' ', '-')}"), timeout=30)
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    # and the stack keeps serving
+    assert stub.Get(gateway_pb2.GetVideoRequest(id="food_0"), timeout=30).id == "food_0"
+
+
+def test_cli_failure_is_one_line_naming_the_status(stack, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    result = stack.cli("predict", str(junk), "--json", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "INVALID_ARGUMENT" in result.stderr
+
+
+def test_train_regressor_reports_metrics_on_a_held_out_split(stack, indexed):
+    report = json.loads(stack.cli("train", "regressor", "--json").stdout)
+    assert report["test_size"] >= 2 and report["train_size"] >= 8
+    for key in ("mae", "r2", "spearman", "baseline_mae"):
+        assert np.isfinite(report[key])
+    assert report["model_version"].startswith("ridge-")
+
+
+def test_predict_returns_likes_interval_originality_and_suggestions(stack, indexed, corpus, tmp_path):
+    copy = samples.transcode(corpus.parent / "pets_0.mp4", tmp_path / "pets_copy.mp4")
+    result = json.loads(stack.cli("predict", str(copy), "--followers", "50000", "--author-videos", "30", "--json").stdout)
+    assert 0 <= result["likes_low"] <= result["likes"] <= result["likes_high"]
+    assert result["near_duplicate_of"] == "pets_0"
+    assert 0.0 <= result["originality"] < 0.3
+    assert result["similar"][0]["id"] == "pets_0"
+    assert {"pets", "dog", "training"} & set(result["hashtags"])
+
+    fresh = samples.make_video(tmp_path / "fresh.mp4", seed=12345, tone_hz=None)
+    original = json.loads(stack.cli("predict", str(fresh), "--json").stdout)
+    assert original["near_duplicate_of"] is None
+    assert original["originality"] > result["originality"]
+
+
+def test_predict_by_id_uses_the_stored_video(stack, indexed):
+    response = stack.stub().Predict(gateway_pb2.PredictRequest(id="music_0", k=5), timeout=60)
+    assert response.likes > 0 and len(response.similar) == 5
+    assert "music_0" not in {h.id for h in response.similar}
+
+
+def test_delete_removes_the_video(stack, indexed, grpc_error):
+    stub = stack.stub()
+    assert stack.cli("delete", "street_x", "--json", check=False).returncode == 0  # unknown id: deleted false
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="bikes"), timeout=30).deleted
+    assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="bikes"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_metrics_endpoints_count_rpcs(stack, indexed):
+    import urllib.request
+
+    state = json.loads((stack.data_dir / "stack.json").read_text())
+    body = urllib.request.urlopen(f"http://{state['gateway']['metrics']}/metrics", timeout=10).read().decode()
+    assert 'reelvec_rpc_requests_total{code="OK",method="Index"}' in body
+    assert 'code="INVALID_ARGUMENT"' in body
+
+
+def test_everything_survives_a_restart(stack, indexed):
+    before = stack.stub().Get(gateway_pb2.GetVideoRequest(id="food_0", with_vectors=True), timeout=30)
+    stack.restart()
+    stub = stack.stub()
+    after = stub.Get(gateway_pb2.GetVideoRequest(id="food_0", with_vectors=True), timeout=30)
+    assert after == before
+    # the trained regressor comes back too
+    assert stub.Predict(gateway_pb2.PredictRequest(id="food_0"), timeout=60).likes > 0
