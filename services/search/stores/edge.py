@@ -1,0 +1,203 @@
+"""The embedded default: Qdrant's own Rust engine in-process (qdrant-edge-py), one shard per directory.
+
+When the HNSW index is built: Edge has no background optimizer, and its `optimize()` holds the GIL for
+the whole build (seconds per few thousand points), which stalls every thread of the process, the
+gRPC handlers included. So it runs only where a stall is harmless:
+  1. when the service opens the store, before it reports SERVING (indexes what an earlier run, or a
+     crash, left unindexed; near-free when there is nothing to do);
+  2. from a watcher thread, once `optimize_after` writes have piled up and the store has seen no call
+     for `idle_seconds`.
+Points not yet indexed sit in plain segments that are scanned exactly, so search stays correct
+before an optimize, only slower. Nothing is optimized at close: the WAL already makes every write
+durable, and shutdown must fit in the drain grace period.
+"""
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import qdrant_edge as qe
+
+from services.search.stores import base
+
+log = logging.getLogger(__name__)
+
+_SCHEMAS = {base.KEYWORD: qe.PayloadSchemaType.Keyword, base.INTEGER: qe.PayloadSchemaType.Integer}
+
+
+def _filter(f: base.Filter | None) -> qe.Filter | None:
+    if f is None:
+        return None
+    must, must_not = [], []
+    if f.author_ids:
+        must.append(qe.FieldCondition(key=base.AUTHOR_ID, match=qe.MatchAny(list(f.author_ids))))
+    if f.hashtags:
+        must.append(qe.FieldCondition(key=base.HASHTAGS, match=qe.MatchAny(list(f.hashtags))))
+    for key, bounds in ((base.LIKES, f.likes), (base.CREATED_AT, f.created_at)):
+        if bounds is not None and (bounds.gte is not None or bounds.lte is not None):
+            must.append(qe.FieldCondition(key=key, range=qe.RangeFloat(gte=bounds.gte, lte=bounds.lte)))
+    if f.content_sha256:
+        must.append(qe.FieldCondition(key=base.CONTENT_SHA256, match=qe.MatchValue(f.content_sha256)))
+    if f.only_with_likes:
+        must_not.append(qe.IsEmptyCondition(base.LIKES))
+    if f.exclude_ids:
+        must_not.append(qe.HasIdCondition({base.point_id(i) for i in f.exclude_ids}))
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _video(record, with_vectors: bool) -> base.StoredVideo:
+    payload = dict(record.payload)
+    video_id = payload.pop(base.VIDEO_ID)
+    vectors = dict(record.vector) if with_vectors and record.vector else {}
+    return base.StoredVideo(id=video_id, vectors=vectors, payload=payload)
+
+
+class EdgeStore(base.VideoStore):
+    def __init__(
+        self,
+        path: str | Path,
+        dims: dict[str, int],
+        optimize_after: int = 1000,
+        idle_seconds: float = 5.0,
+        indexing_threshold_kb: int | None = None,
+    ):
+        """`optimize_after` 0 turns the idle optimizer off; `indexing_threshold_kb` None keeps
+        Qdrant's default (segments smaller than that are always scanned, never indexed)."""
+        config = qe.EdgeConfig(
+            vectors={
+                name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+                for name, dim in dims.items()
+            },
+            # prevent_unoptimized would hide unindexed points from search: never turn it on here.
+            optimizers=qe.EdgeOptimizersConfig(
+                indexing_threshold=indexing_threshold_kb, prevent_unoptimized=False
+            ),
+        )
+        path = Path(path)
+        if (path / "edge_config.json").exists():
+            self._shard = qe.EdgeShard.load(str(path), config)  # checks the vector sizes still match
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self._shard = qe.EdgeShard.create(str(path), config)
+        # One writer at a time: upsert/delete must read "did it exist" and write atomically, and
+        # optimize must not interleave with writes.
+        self._write_lock = threading.Lock()
+        self._ensure_indexes()
+        self._optimize_after = optimize_after
+        self._idle_seconds = idle_seconds
+        self._pending_writes = 0
+        self._last_call = time.monotonic()
+        self._closed = threading.Event()
+        self._watcher = None
+        if optimize_after > 0:
+            self._watcher = threading.Thread(target=self._watch, name="edge-optimizer", daemon=True)
+            self._watcher.start()
+
+    def _ensure_indexes(self) -> None:
+        present = self._shard.info().payload_schema
+        for field, kind in base.INDEXED_FIELDS.items():
+            if field not in present:
+                self._shard.update(qe.UpdateOperation.create_field_index(field, _SCHEMAS[kind]))
+
+    def _exists(self, video_id: str) -> bool:
+        return bool(self._shard.retrieve([base.point_id(video_id)], with_payload=False, with_vector=False))
+
+    def upsert(self, video: base.StoredVideo) -> bool:
+        point = qe.Point(
+            base.point_id(video.id), dict(video.vectors), {**video.payload, base.VIDEO_ID: video.id}
+        )
+        with self._write_lock:
+            existed = self._exists(video.id)
+            self._shard.update(qe.UpdateOperation.upsert_points([point]))
+            self._pending_writes += 1
+            self._last_call = time.monotonic()
+        return not existed
+
+    def get(self, video_id: str, with_vectors: bool = False) -> base.StoredVideo | None:
+        records = self._shard.retrieve(
+            [base.point_id(video_id)], with_payload=True, with_vector=with_vectors
+        )
+        return _video(records[0], with_vectors) if records else None
+
+    def delete(self, video_id: str) -> bool:
+        with self._write_lock:
+            existed = self._exists(video_id)
+            if existed:
+                self._shard.update(qe.UpdateOperation.delete_points([base.point_id(video_id)]))
+                self._pending_writes += 1
+            self._last_call = time.monotonic()
+        return existed
+
+    def search(self, modality, vector, filter, k, with_payload):
+        self._last_call = time.monotonic()
+        points = self._shard.query(
+            qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(list(vector), using=modality),
+                filter=_filter(filter),
+                # the string id lives in the payload, so that one key is always read
+                with_payload=True if with_payload else [base.VIDEO_ID],
+                with_vector=False,
+            )
+        )
+        return [
+            base.Hit(
+                id=p.payload[base.VIDEO_ID],
+                score=p.score,
+                video=_video(p, with_vectors=False) if with_payload else None,
+            )
+            for p in points
+        ]
+
+    def scroll(self, offset=None, limit=100, with_vectors=False, filter=None):
+        records, next_offset = self._shard.scroll(
+            qe.ScrollRequest(
+                offset=base.parse_offset(offset),
+                limit=limit,
+                filter=_filter(filter),
+                with_payload=True,
+                with_vector=with_vectors,
+            )
+        )
+        videos = [_video(r, with_vectors) for r in records]
+        return videos, (str(next_offset) if next_offset is not None else None)
+
+    def count(self) -> int:
+        return self._shard.count(qe.CountRequest(exact=True))
+
+    @property
+    def indexed_vectors_count(self) -> int:
+        return self._shard.info().indexed_vectors_count
+
+    def optimize(self) -> None:
+        with self._write_lock:
+            if self._closed.is_set():
+                return
+            started = time.monotonic()
+            changed = self._shard.optimize()
+            self._pending_writes = 0
+        if changed:
+            log.info(
+                "optimized",
+                extra={
+                    "seconds": round(time.monotonic() - started, 3),
+                    "indexed_vectors": self.indexed_vectors_count,
+                },
+            )
+
+    def _watch(self) -> None:
+        poll = min(1.0, self._idle_seconds)
+        while not self._closed.wait(poll):
+            idle = time.monotonic() - self._last_call >= self._idle_seconds
+            if idle and self._pending_writes >= self._optimize_after:
+                self.optimize()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        with self._write_lock:
+            self._shard.close()

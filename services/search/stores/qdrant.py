@@ -1,0 +1,178 @@
+"""A Qdrant server or cluster through qdrant-client (gRPC), for deployments past one machine.
+
+The same class runs qdrant-client's local mode (`path=` or ":memory:"): a pure-Python brute-force
+imitation of the server, with the server's API, used by the contract tests because no Qdrant server
+runs on the development machines. The server builds its HNSW and payload indexes itself.
+"""
+
+import threading
+import warnings
+from contextlib import nullcontext
+
+from qdrant_client import QdrantClient, models
+
+from reelvec import errors
+from services.search.stores import base
+
+_SCHEMAS = {base.KEYWORD: models.PayloadSchemaType.KEYWORD, base.INTEGER: models.PayloadSchemaType.INTEGER}
+
+
+def _filter(f: base.Filter | None) -> models.Filter | None:
+    if f is None:
+        return None
+    must, must_not = [], []
+    if f.author_ids:
+        must.append(models.FieldCondition(key=base.AUTHOR_ID, match=models.MatchAny(any=list(f.author_ids))))
+    if f.hashtags:
+        must.append(models.FieldCondition(key=base.HASHTAGS, match=models.MatchAny(any=list(f.hashtags))))
+    for key, bounds in ((base.LIKES, f.likes), (base.CREATED_AT, f.created_at)):
+        if bounds is not None and (bounds.gte is not None or bounds.lte is not None):
+            must.append(models.FieldCondition(key=key, range=models.Range(gte=bounds.gte, lte=bounds.lte)))
+    if f.content_sha256:
+        must.append(
+            models.FieldCondition(key=base.CONTENT_SHA256, match=models.MatchValue(value=f.content_sha256))
+        )
+    if f.only_with_likes:
+        must_not.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=base.LIKES)))
+    if f.exclude_ids:
+        must_not.append(models.HasIdCondition(has_id=[str(base.point_id(i)) for i in f.exclude_ids]))
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _video(record, with_vectors: bool) -> base.StoredVideo:
+    payload = dict(record.payload)
+    video_id = payload.pop(base.VIDEO_ID)
+    vectors = dict(record.vector) if with_vectors and record.vector else {}
+    return base.StoredVideo(id=video_id, vectors=vectors, payload=payload)
+
+
+class QdrantStore(base.VideoStore):
+    def __init__(
+        self,
+        collection: str,
+        dims: dict[str, int],
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str | None = None,
+    ):
+        """`url` for a server; otherwise local mode at `path` (a directory, or ":memory:")."""
+        self._collection = collection
+        self._local = url is None
+        if self._local:
+            # Local mode is not thread-safe: every call below runs under self._lock, so its SQLite
+            # connection may be shared between the servicer's worker threads.
+            self._client = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(
+                path=path, force_disable_check_same_thread=True
+            )
+        else:
+            self._client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=True)
+        # Writes hold it in every mode (exists-then-write must be atomic); reads only in local mode.
+        self._lock = threading.Lock()
+        self._read_lock = self._lock if self._local else nullcontext()
+        self._ensure_collection(dims)
+
+    def _ensure_collection(self, dims: dict[str, int]) -> None:
+        if self._client.collection_exists(self._collection):
+            vectors = self._client.get_collection(self._collection).config.params.vectors
+            named = vectors if isinstance(vectors, dict) else {"": vectors}
+            found = {name: params.size for name, params in named.items()}
+            if found != dims:
+                raise errors.Precondition(
+                    f"collection {self._collection!r} holds vectors {found}, this service needs {dims}: "
+                    "index into a new collection"
+                )
+            return
+        self._client.create_collection(
+            self._collection,
+            vectors_config={
+                name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                for name, dim in dims.items()
+            },
+        )
+        with warnings.catch_warnings():
+            # local mode says its payload indexes are no-ops; a server builds them
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            for field, kind in base.INDEXED_FIELDS.items():
+                self._client.create_payload_index(self._collection, field, _SCHEMAS[kind])
+
+    def _exists(self, video_id: str) -> bool:
+        found = self._client.retrieve(
+            self._collection, [str(base.point_id(video_id))], with_payload=False, with_vectors=False
+        )
+        return bool(found)
+
+    def upsert(self, video: base.StoredVideo) -> bool:
+        point = models.PointStruct(
+            id=str(base.point_id(video.id)),
+            vector=dict(video.vectors),
+            payload={**video.payload, base.VIDEO_ID: video.id},
+        )
+        with self._lock:
+            existed = self._exists(video.id)
+            self._client.upsert(self._collection, [point], wait=True)
+        return not existed
+
+    def get(self, video_id: str, with_vectors: bool = False) -> base.StoredVideo | None:
+        with self._read_lock:
+            records = self._client.retrieve(
+                self._collection,
+                [str(base.point_id(video_id))],
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        return _video(records[0], with_vectors) if records else None
+
+    def delete(self, video_id: str) -> bool:
+        with self._lock:
+            existed = self._exists(video_id)
+            if existed:
+                self._client.delete(
+                    self._collection,
+                    models.PointIdsList(points=[str(base.point_id(video_id))]),
+                    wait=True,
+                )
+        return existed
+
+    def search(self, modality, vector, filter, k, with_payload):
+        with self._read_lock:
+            points = self._client.query_points(
+                self._collection,
+                query=list(vector),
+                using=modality,
+                query_filter=_filter(filter),
+                limit=k,
+                with_payload=True if with_payload else [base.VIDEO_ID],
+                with_vectors=False,
+            ).points
+        return [
+            base.Hit(
+                id=p.payload[base.VIDEO_ID],
+                score=p.score,
+                video=_video(p, with_vectors=False) if with_payload else None,
+            )
+            for p in points
+        ]
+
+    def scroll(self, offset=None, limit=100, with_vectors=False, filter=None):
+        start = base.parse_offset(offset)
+        with self._read_lock:
+            records, next_offset = self._client.scroll(
+                self._collection,
+                scroll_filter=_filter(filter),
+                limit=limit,
+                offset=str(start) if start else None,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        videos = [_video(r, with_vectors) for r in records]
+        return videos, (str(next_offset) if next_offset is not None else None)
+
+    def count(self) -> int:
+        with self._read_lock:
+            return self._client.count(self._collection, exact=True).count
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()

