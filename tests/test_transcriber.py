@@ -1,4 +1,4 @@
-"""The transcriber service over real gRPC (tiny.en in a subprocess), plus the multilingual base model.
+"""The transcriber service over real gRPC (tiny.en in a subprocess) and the multilingual base model.
 
 Speech comes from espeak-ng (`make system-deps`), muxed into generated mp4s by reelvec.samples.
 """
@@ -45,7 +45,8 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     for i, ref_word in enumerate(ref, 1):
         diagonal, row[0] = row[0], i
         for j, hyp_word in enumerate(hyp, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref_word != hyp_word))
+            substitution = diagonal + (ref_word != hyp_word)
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, substitution)
     return row[-1] / len(ref)
 
 

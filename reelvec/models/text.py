@@ -94,7 +94,8 @@ def export(target: Path = TEXT_MODEL_DIR) -> Path:
     # It would report the pooler weights we leave out as "unexpected", with a progress bar.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    # Eager attention traces to plain MatMul/Softmax, which every onnxruntime provider runs.
+    # Eager attention is plain MatMul/Softmax: the one attention path the TorchScript tracer is
+    # sure to follow (the SDPA path picks kernels and masks at run time).
     bert = BertModel.from_pretrained(source, attn_implementation="eager", add_pooling_layer=False)
     encoder = _sentence_encoder(bert)
     example = torch.ones((2, 8), dtype=torch.int64)

@@ -2,7 +2,7 @@
 
 import os
 
-# Idle OpenMP workers of CTranslate2 and onnxruntime spin by default and steal the cores the other
-# runtime (or a second request) needs: Whisper ran 3-6x faster under contention with passive waits.
+# By default idle OpenMP workers of CTranslate2 and onnxruntime spin, stealing the cores that the
+# other runtime, a second request or a neighbouring service needs (docs/transcriber.md has numbers).
 # It must be set before either library loads, hence here, ahead of every submodule.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -15,7 +15,7 @@ from services.transcriber.text_embedding import TextEmbedder
 @dataclasses.dataclass
 class Settings(config.ServerSettings):
     port: int = 50053
-    whisper_model: str = "base"  # multilingual; "tiny.en" is English-only and ~3x faster
+    whisper_model: str = "base"  # multilingual; "tiny.en" is English-only and ~2x faster
     device: str = "cpu"  # or "cuda"
     compute_type: str = ""  # empty: int8 on cpu, float16 on cuda
     cpu_threads: int = 0  # threads per model call; 0: the runtimes' defaults
@@ -83,8 +83,6 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
 
     async def Transcribe(self, request, context):
         speech, embedder = self._ready()
-        if not request.video:
-            raise errors.InvalidInput("video is empty")
         if len(request.video) > self.settings.max_video_mb * 1024 * 1024:
             raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
         async with self._transcriptions:

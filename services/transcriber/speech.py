@@ -43,7 +43,7 @@ class Speech:
         compute_type = compute_type or default_compute_type(device)
         self.version = f"faster-whisper:{name}:{compute_type}"
         self.beam_size = beam_size
-        # num_workers > 1 lets CTranslate2 run that many transcriptions at once on one model copy.
+        # Without num_workers > 1, CTranslate2 runs concurrent calls one after another.
         self.model = WhisperModel(
             str(whisper.model_dir(name)),
             device=device,
