@@ -105,7 +105,10 @@ async def serve(
     full names; `warmup` loads models before the health status turns SERVING."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RequestIdFilter())
-    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=limits.GRPC_OPTIONS)
+    # so_reuseport off: a second server on a busy port must fail, not silently share it
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor()], options=[*limits.GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+    )
     names = list(add_services(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,7 +1,7 @@
 """The store interface every backend implements, and the plain records it speaks.
 
 The store knows nothing of protobuf: the servicer converts. It does know where the filterable
-fields sit in the payload (the payload mirrors the VideoRecord message, see services/search/records.py),
+fields sit in the payload (which mirrors the VideoRecord message, see services/search/records.py),
 because it indexes them.
 """
 
@@ -41,7 +41,8 @@ def point_id(video_id: str) -> uuid.UUID:
 @dataclasses.dataclass
 class StoredVideo:
     id: str
-    vectors: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # present modalities only
+    # only the modalities the video has
+    vectors: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     payload: dict = dataclasses.field(default_factory=dict)
 
 
@@ -102,7 +103,7 @@ class VideoStore(abc.ABC):
         with_vectors: bool = False,
         filter: Filter | None = None,
     ) -> tuple[list[StoredVideo], str | None]:
-        """A page in a stable backend order; the returned offset is an opaque cursor, None at the end."""
+        """A page in a stable backend order, and an opaque cursor to the next (None at the end)."""
 
     @abc.abstractmethod
     def count(self) -> int: ...
@@ -122,7 +123,7 @@ class VideoStore(abc.ABC):
         k: int = 10,
         with_payload: bool = False,
     ) -> list[Hit]:
-        """Nearest neighbours of a vector, or of a stored video's own vector (the video excluded)."""
+        """Nearest neighbours of a vector, or of a stored video's own vector (itself excluded)."""
         if (vector is None) == (video_id is None):
             raise ValueError("query needs exactly one of vector and video_id")
         if video_id is not None:
@@ -144,4 +145,13 @@ def parse_offset(offset: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(offset)
     except ValueError:
-        raise errors.InvalidInput(f"bad scroll offset {offset!r}: pass back a next_offset") from None
+        raise errors.InvalidInput(f"bad scroll offset {offset!r}: use a next_offset") from None
+
+
+def payload_value(payload: dict, path: str, default=None):
+    """The value at a dotted payload path such as HASHTAGS, or `default` when absent."""
+    for key in path.split("."):
+        if not isinstance(payload, dict) or key not in payload:
+            return default
+        payload = payload[key]
+    return payload

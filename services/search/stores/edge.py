@@ -1,12 +1,12 @@
-"""The embedded default: Qdrant's own Rust engine in-process (qdrant-edge-py), one shard per directory.
+"""The embedded default: Qdrant's Rust engine in-process (qdrant-edge-py), a shard per directory.
 
-When the HNSW index is built: Edge has no background optimizer, and its `optimize()` holds the GIL for
-the whole build (seconds per few thousand points), which stalls every thread of the process, the
-gRPC handlers included. So it runs only where a stall is harmless:
-  1. when the service opens the store, before it reports SERVING (indexes what an earlier run, or a
-     crash, left unindexed; near-free when there is nothing to do);
-  2. from a watcher thread, once `optimize_after` writes have piled up and the store has seen no call
-     for `idle_seconds`.
+When the HNSW index is built: Edge has no background optimizer, and its `optimize()` holds the GIL
+for the whole build (seconds per few thousand points), which stalls every thread of the process,
+the gRPC handlers included. So it runs only where a stall is harmless:
+  1. when the service opens the store, before it reports SERVING (indexes what an earlier run, or
+     a crash, left unindexed; near-free when there is nothing to do);
+  2. from a watcher thread, once `optimize_after` writes have piled up and the store has seen no
+     write or search for `idle_seconds`.
 Points not yet indexed sit in plain segments that are scanned exactly, so search stays correct
 before an optimize, only slower. Nothing is optimized at close: the WAL already makes every write
 durable, and shutdown must fit in the drain grace period.
@@ -36,9 +36,11 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
         must.append(qe.FieldCondition(key=base.HASHTAGS, match=qe.MatchAny(list(f.hashtags))))
     for key, bounds in ((base.LIKES, f.likes), (base.CREATED_AT, f.created_at)):
         if bounds is not None and (bounds.gte is not None or bounds.lte is not None):
-            must.append(qe.FieldCondition(key=key, range=qe.RangeFloat(gte=bounds.gte, lte=bounds.lte)))
+            inclusive = qe.RangeFloat(gte=bounds.gte, lte=bounds.lte)
+            must.append(qe.FieldCondition(key=key, range=inclusive))
     if f.content_sha256:
-        must.append(qe.FieldCondition(key=base.CONTENT_SHA256, match=qe.MatchValue(f.content_sha256)))
+        sha = qe.MatchValue(f.content_sha256)
+        must.append(qe.FieldCondition(key=base.CONTENT_SHA256, match=sha))
     if f.only_with_likes:
         must_not.append(qe.IsEmptyCondition(base.LIKES))
     if f.exclude_ids:
@@ -63,14 +65,22 @@ class EdgeStore(base.VideoStore):
         optimize_after: int = 1000,
         idle_seconds: float = 5.0,
         indexing_threshold_kb: int | None = None,
+        full_scan_threshold_kb: int | None = None,
     ):
-        """`optimize_after` 0 turns the idle optimizer off; `indexing_threshold_kb` None keeps
-        Qdrant's default (segments smaller than that are always scanned, never indexed)."""
+        """`optimize_after` 0 turns the idle optimizer off. The thresholds, None for Qdrant's
+        defaults (about 10 MB each), say how big a segment must be to get an HNSW index, and how
+        many vectors a query must face before it walks the graph instead of scanning exactly."""
+        hnsw = None
+        if full_scan_threshold_kb is not None:
+            hnsw = qe.HnswIndexConfig(
+                m=16, ef_construct=100, full_scan_threshold=full_scan_threshold_kb
+            )
         config = qe.EdgeConfig(
             vectors={
                 name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
                 for name, dim in dims.items()
             },
+            hnsw_config=hnsw,
             # prevent_unoptimized would hide unindexed points from search: never turn it on here.
             optimizers=qe.EdgeOptimizersConfig(
                 indexing_threshold=indexing_threshold_kb, prevent_unoptimized=False
@@ -78,7 +88,7 @@ class EdgeStore(base.VideoStore):
         )
         path = Path(path)
         if (path / "edge_config.json").exists():
-            self._shard = qe.EdgeShard.load(str(path), config)  # checks the vector sizes still match
+            self._shard = qe.EdgeShard.load(str(path), config)  # checks vector sizes still match
         else:
             path.mkdir(parents=True, exist_ok=True)
             self._shard = qe.EdgeShard.create(str(path), config)
@@ -103,7 +113,10 @@ class EdgeStore(base.VideoStore):
                 self._shard.update(qe.UpdateOperation.create_field_index(field, _SCHEMAS[kind]))
 
     def _exists(self, video_id: str) -> bool:
-        return bool(self._shard.retrieve([base.point_id(video_id)], with_payload=False, with_vector=False))
+        found = self._shard.retrieve(
+            [base.point_id(video_id)], with_payload=False, with_vector=False
+        )
+        return bool(found)
 
     def upsert(self, video: base.StoredVideo) -> bool:
         point = qe.Point(
@@ -189,7 +202,7 @@ class EdgeStore(base.VideoStore):
             )
 
     def _watch(self) -> None:
-        poll = min(1.0, self._idle_seconds)
+        poll = min(max(self._idle_seconds, 0.05), 1.0)
         while not self._closed.wait(poll):
             idle = time.monotonic() - self._last_call >= self._idle_seconds
             if idle and self._pending_writes >= self._optimize_after:

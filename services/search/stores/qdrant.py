@@ -14,7 +14,10 @@ from qdrant_client import QdrantClient, models
 from reelvec import errors
 from services.search.stores import base
 
-_SCHEMAS = {base.KEYWORD: models.PayloadSchemaType.KEYWORD, base.INTEGER: models.PayloadSchemaType.INTEGER}
+_SCHEMAS = {
+    base.KEYWORD: models.PayloadSchemaType.KEYWORD,
+    base.INTEGER: models.PayloadSchemaType.INTEGER,
+}
 
 
 def _filter(f: base.Filter | None) -> models.Filter | None:
@@ -22,20 +25,23 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
         return None
     must, must_not = [], []
     if f.author_ids:
-        must.append(models.FieldCondition(key=base.AUTHOR_ID, match=models.MatchAny(any=list(f.author_ids))))
+        authors = models.MatchAny(any=list(f.author_ids))
+        must.append(models.FieldCondition(key=base.AUTHOR_ID, match=authors))
     if f.hashtags:
-        must.append(models.FieldCondition(key=base.HASHTAGS, match=models.MatchAny(any=list(f.hashtags))))
+        tags = models.MatchAny(any=list(f.hashtags))
+        must.append(models.FieldCondition(key=base.HASHTAGS, match=tags))
     for key, bounds in ((base.LIKES, f.likes), (base.CREATED_AT, f.created_at)):
         if bounds is not None and (bounds.gte is not None or bounds.lte is not None):
-            must.append(models.FieldCondition(key=key, range=models.Range(gte=bounds.gte, lte=bounds.lte)))
+            inclusive = models.Range(gte=bounds.gte, lte=bounds.lte)
+            must.append(models.FieldCondition(key=key, range=inclusive))
     if f.content_sha256:
-        must.append(
-            models.FieldCondition(key=base.CONTENT_SHA256, match=models.MatchValue(value=f.content_sha256))
-        )
+        sha = models.MatchValue(value=f.content_sha256)
+        must.append(models.FieldCondition(key=base.CONTENT_SHA256, match=sha))
     if f.only_with_likes:
         must_not.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=base.LIKES)))
     if f.exclude_ids:
-        must_not.append(models.HasIdCondition(has_id=[str(base.point_id(i)) for i in f.exclude_ids]))
+        excluded = [str(base.point_id(i)) for i in f.exclude_ids]
+        must_not.append(models.HasIdCondition(has_id=excluded))
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
@@ -63,15 +69,18 @@ class QdrantStore(base.VideoStore):
         if self._local:
             # Local mode is not thread-safe: every call below runs under self._lock, so its SQLite
             # connection may be shared between the servicer's worker threads.
-            self._client = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(
-                path=path, force_disable_check_same_thread=True
-            )
+            where = {"location": path} if path == ":memory:" else {"path": path}
+            self._client = QdrantClient(**where, force_disable_check_same_thread=True)
         else:
             self._client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=True)
         # Writes hold it in every mode (exists-then-write must be atomic); reads only in local mode.
         self._lock = threading.Lock()
         self._read_lock = self._lock if self._local else nullcontext()
-        self._ensure_collection(dims)
+        try:
+            self._ensure_collection(dims)
+        except Exception:
+            self._client.close()  # local mode would keep its directory locked
+            raise
 
     def _ensure_collection(self, dims: dict[str, int]) -> None:
         if self._client.collection_exists(self._collection):
@@ -80,17 +89,18 @@ class QdrantStore(base.VideoStore):
             found = {name: params.size for name, params in named.items()}
             if found != dims:
                 raise errors.Precondition(
-                    f"collection {self._collection!r} holds vectors {found}, this service needs {dims}: "
-                    "index into a new collection"
+                    f"collection {self._collection!r} holds vectors {found}, this service "
+                    f"needs {dims}: index into a new collection"
                 )
-            return
-        self._client.create_collection(
-            self._collection,
-            vectors_config={
-                name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                for name, dim in dims.items()
-            },
-        )
+        else:
+            self._client.create_collection(
+                self._collection,
+                vectors_config={
+                    name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                    for name, dim in dims.items()
+                },
+            )
+        # Idempotent, so an index added by a later version reaches existing collections too.
         with warnings.catch_warnings():
             # local mode says its payload indexes are no-ops; a server builds them
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")

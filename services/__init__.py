@@ -1,0 +1,1 @@
+"""The reelvec services, one package each: python -m services.<name>."""

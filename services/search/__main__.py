@@ -1,0 +1,16 @@
+import asyncio
+
+from reelvec import config, logs
+from services.search.server import STORES, SearchSettings, run
+
+
+def main(argv=None) -> None:
+    settings = config.load(SearchSettings, argv, description="reelvec search service")
+    if settings.store not in STORES:
+        raise SystemExit(f"--store must be one of {', '.join(STORES)}, not {settings.store!r}")
+    logs.setup("search", settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Protobuf messages <-> the store's plain records, and the checks on what callers send.
+
+The payload mirrors the VideoRecord message minus `id` and `embeddings`: the proto's field names,
+nested the same way, only fields that are set (so `metadata.likes` is absent when unknown). Values
+keep their native types (an int64 stays an int, where proto JSON would make it a string), so range
+filters work on them and a record round-trips exactly.
+"""
+
+import numpy as np
+
+from reelvec import errors, modalities
+from reelvec.v1 import common_pb2
+from services.search.stores import base
+
+MODALITIES = {
+    common_pb2.MODALITY_UNSPECIFIED: modalities.FUSED,
+    common_pb2.MODALITY_FUSED: modalities.FUSED,
+    common_pb2.MODALITY_VISUAL: modalities.VISUAL,
+    common_pb2.MODALITY_AUDIO: modalities.AUDIO,
+    common_pb2.MODALITY_TEXT: modalities.TEXT,
+}
+DEFAULT_K, MAX_K = 10, 100
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+
+def _to_payload(message) -> dict:
+    out = {}
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            out[field.name] = list(value) if field.is_repeated else value
+        elif field.message_type.GetOptions().map_entry:
+            out[field.name] = dict(value)  # scalar-valued maps only (model_versions)
+        elif field.is_repeated:
+            out[field.name] = [_to_payload(item) for item in value]
+        else:
+            out[field.name] = _to_payload(value)
+    return out
+
+
+def _from_payload(payload: dict, message) -> None:
+    fields = message.DESCRIPTOR.fields_by_name
+    for name, value in payload.items():
+        field = fields.get(name)
+        if field is None:
+            continue  # written by a newer version: not ours to show
+        if field.message_type is None:
+            if field.is_repeated:
+                getattr(message, name).extend(value)
+            else:
+                setattr(message, name, value)
+        elif field.message_type.GetOptions().map_entry:
+            getattr(message, name).update(value)
+        elif field.is_repeated:
+            for item in value:
+                _from_payload(item, getattr(message, name).add())
+        else:
+            _from_payload(value, getattr(message, name))
+
+
+def to_stored(record: common_pb2.VideoRecord) -> base.StoredVideo:
+    described = common_pb2.VideoRecord()
+    described.CopyFrom(record)
+    described.ClearField("id")
+    described.ClearField("embeddings")
+    vectors = {name: list(v.values) for name, v in record.embeddings.vectors.items()}
+    return base.StoredVideo(id=record.id, vectors=vectors, payload=_to_payload(described))
+
+
+def to_record(video: base.StoredVideo) -> common_pb2.VideoRecord:
+    record = common_pb2.VideoRecord(id=video.id)
+    _from_payload(video.payload, record)
+    for name, values in video.vectors.items():
+        record.embeddings.vectors[name].values.extend(values)
+    return record
+
+
+def to_hit(hit: base.Hit) -> common_pb2.Hit:
+    video = to_record(hit.video) if hit.video is not None else None
+    return common_pb2.Hit(id=hit.id, score=hit.score, video=video)
+
+
+def _range(bounds: common_pb2.Range) -> base.Range | None:
+    gte = bounds.gte if bounds.HasField("gte") else None
+    lte = bounds.lte if bounds.HasField("lte") else None
+    return None if gte is None and lte is None else base.Range(gte=gte, lte=lte)
+
+
+def to_filter(f: common_pb2.Filter) -> base.Filter:
+    return base.Filter(
+        author_ids=list(f.author_ids),
+        hashtags=list(f.hashtags),
+        likes=_range(f.likes),
+        created_at=_range(f.created_at),
+        exclude_ids=list(f.exclude_ids),
+    )
+
+
+def check_id(video_id: str) -> str:
+    if not video_id.strip():
+        raise errors.InvalidInput("id must not be empty")
+    return video_id
+
+
+def modality(value: int) -> str:
+    if value not in MODALITIES:
+        raise errors.InvalidInput(f"unknown modality {value}")
+    return MODALITIES[value]
+
+
+def check_vector(name: str, values) -> list[float]:
+    expected = modalities.DIMS.get(name)
+    if expected is None:
+        raise errors.InvalidInput(
+            f"unknown vector {name!r}: expected one of {', '.join(modalities.DIMS)}"
+        )
+    if len(values) != expected:
+        raise errors.InvalidInput(f"{name} vector has {len(values)} values, expected {expected}")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise errors.InvalidInput(f"{name} vector has NaN or infinite values")
+    if not array.any():
+        # cosine is undefined for it, and the contract says a missing modality is left out
+        raise errors.InvalidInput(f"{name} vector is all zeros: leave a missing modality out")
+    return list(values)
+
+
+def check_embeddings(embeddings: common_pb2.Embeddings) -> dict[str, list[float]]:
+    return {name: check_vector(name, v.values) for name, v in embeddings.vectors.items()}
+
+
+def clamp(value: int, default: int, maximum: int) -> int:
+    """An unset (0) or negative count takes the default; larger ones are capped."""
+    return default if value <= 0 else min(value, maximum)

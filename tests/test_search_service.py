@@ -1,0 +1,335 @@
+"""The search service as a real process over real gRPC, once per store backend, in a temporary data
+dir; and the analysis formulas on their own."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from reelvec import modalities
+from reelvec.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.search import analysis
+from services.search.stores import base
+from services.search.stores.edge import EdgeStore
+
+REPO = Path(__file__).resolve().parent.parent
+DIMS = modalities.DIMS
+SEARCH = "reelvec.v1.Search"
+TIMEOUT = 10
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, channel: grpc.Channel, log: Path):
+        self.proc, self.channel, self.log = proc, channel, log
+
+
+def wait_serving(server: Server, seconds: float = 60) -> None:
+    health = health_pb2_grpc.HealthStub(server.channel)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(f"search exited with {server.proc.returncode}:\n{server.log.read_text()}")
+        try:
+            reply = health.Check(health_pb2.HealthCheckRequest(service=SEARCH), timeout=1)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"search not SERVING after {seconds}s:\n{server.log.read_text()}")
+
+
+@pytest.fixture(scope="module", params=["edge", "qdrant"])
+def server(request, tmp_path_factory):
+    """One server per store backend; "qdrant" without a URL is qdrant-client's local mode."""
+    data = tmp_path_factory.mktemp("search")
+    port = free_port()
+    log = data / "server.log"
+    command = [sys.executable, "-m", "services.search", "--port", str(port)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*command, "--data-dir", str(data), "--store", request.param],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    running = Server(proc, channel, log)
+    try:
+        wait_serving(running)
+        yield running
+    finally:
+        channel.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    return search_pb2_grpc.SearchStub(server.channel)
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+
+def unit(rng, dim) -> np.ndarray:
+    v = rng.standard_normal(dim)
+    return v / np.linalg.norm(v)
+
+
+def near(vector: np.ndarray, rng, noise: float) -> np.ndarray:
+    return vector + noise * unit(rng, len(vector))
+
+
+def embeddings(**vectors) -> common_pb2.Embeddings:
+    return common_pb2.Embeddings(
+        vectors={name: common_pb2.Vector(values=list(v)) for name, v in vectors.items()}
+    )
+
+
+def video(video_id, rng, author="au", hashtags=(), likes=None, sha="", **vectors):
+    if not vectors:
+        vectors = {"visual": unit(rng, DIMS["visual"]), "fused": unit(rng, DIMS["fused"])}
+    metadata = common_pb2.VideoMetadata(
+        id=video_id,
+        caption=f"caption of {video_id}",
+        hashtags=list(hashtags),
+        created_at=1_700_000_000,
+        author=common_pb2.AuthorStats(id=author, followers=1234, following=5, likes=99, videos=7),
+    )
+    if likes is not None:
+        metadata.likes = likes
+    return common_pb2.VideoRecord(
+        id=video_id,
+        metadata=metadata,
+        duration=14.7,
+        content_sha256=sha,
+        model_versions={"visual": "effnet-lite0@1"},
+        transcript="hello there",
+        language="en",
+        width=720,
+        height=1280,
+        has_audio=True,
+        embeddings=embeddings(**vectors),
+    )
+
+
+def upsert(stub, record) -> bool:
+    return stub.Upsert(search_pb2.UpsertRequest(video=record), timeout=TIMEOUT).created
+
+
+def status_of(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+def test_upsert_get_round_trip(stub, rng):
+    record = video("rt-1", rng, hashtags=["cat", "piano"], likes=2**40, sha="f" * 64)
+    record.metadata.views = 0  # optional and set to zero: presence must survive
+    assert upsert(stub, record) is True
+    assert upsert(stub, record) is False  # idempotent by id
+
+    got = stub.Get(search_pb2.GetRequest(id="rt-1"), timeout=TIMEOUT)
+    expected = common_pb2.VideoRecord()
+    expected.CopyFrom(record)
+    expected.ClearField("embeddings")
+    assert got == expected
+    assert got.metadata.HasField("views") and got.metadata.HasField("likes")
+
+    with_vectors = stub.Get(search_pb2.GetRequest(id="rt-1", with_vectors=True), timeout=TIMEOUT)
+    for name, v in record.embeddings.vectors.items():
+        stored = with_vectors.embeddings.vectors[name].values
+        np.testing.assert_allclose(stored, v.values, atol=1e-6)
+
+
+def test_query_by_vector_and_by_id(stub, rng):
+    anchor = unit(rng, DIMS["fused"])
+    for i, noise in enumerate([0.1, 0.3, 0.6]):
+        upsert(stub, video(f"q-{i}", rng, author="q-author", fused=near(anchor, rng, noise)))
+    upsert(stub, video("q-other", rng, author="someone-else", fused=near(anchor, rng, 0.05)))
+
+    by_vector = stub.Query(
+        search_pb2.QueryRequest(
+            vector=common_pb2.Vector(values=list(anchor)),
+            modality=common_pb2.MODALITY_FUSED,
+            filter=common_pb2.Filter(author_ids=["q-author"]),
+            k=10,
+            with_payload=True,
+        ),
+        timeout=TIMEOUT,
+    )
+    assert [h.id for h in by_vector.hits] == ["q-0", "q-1", "q-2"]
+    assert by_vector.hits[0].score > by_vector.hits[1].score > by_vector.hits[2].score
+    assert by_vector.hits[0].video.metadata.author.id == "q-author"
+
+    by_id = stub.Query(
+        search_pb2.QueryRequest(id="q-0", filter=common_pb2.Filter(author_ids=["q-author"]), k=10),
+        timeout=TIMEOUT,  # MODALITY_UNSPECIFIED means fused
+    )
+    assert [h.id for h in by_id.hits] == ["q-1", "q-2"]
+    assert not by_id.hits[0].HasField("video")  # no payload unless asked
+
+
+def test_analyze(stub, rng):
+    anchor_fused, anchor_visual = unit(rng, DIMS["fused"]), unit(rng, DIMS["visual"])
+    tags = [["dance", "fyp"], ["dance"], ["dance", "cooking"], ["fyp"]]
+    for i, hashtags in enumerate(tags):
+        upsert(
+            stub,
+            video(
+                f"an-{i}",
+                rng,
+                hashtags=hashtags,
+                sha=f"sha-an-{i}",
+                fused=near(anchor_fused, rng, 0.2 + 0.1 * i),
+                visual=near(anchor_visual, rng, 0.5),
+            ),
+        )
+    request = search_pb2.AnalyzeRequest(
+        embeddings=embeddings(fused=anchor_fused, visual=anchor_visual),
+        k=5,
+        known_hashtags=["#FYP"],
+    )
+    reply = stub.Analyze(request, timeout=TIMEOUT)
+    assert [h.id for h in reply.similar][:4] == ["an-0", "an-1", "an-2", "an-3"]
+    assert reply.similar[0].video.metadata.hashtags == ["dance", "fyp"]
+    expected = 1 - min(max(np.mean([h.score for h in reply.similar[:5]]), 0), 1)
+    assert reply.originality == pytest.approx(expected, abs=1e-5)
+    assert 0 < reply.originality < 0.5
+    assert reply.near_duplicate_of == ""  # visual similarity about 0.9: below 0.95
+    assert reply.hashtags[0].tag == "dance" and reply.hashtags[0].score == pytest.approx(1.0)
+    assert "fyp" not in [h.tag for h in reply.hashtags]  # known, so not suggested again
+
+    stored_visual = stub.Get(search_pb2.GetRequest(id="an-2", with_vectors=True), timeout=TIMEOUT)
+    same_frames = stored_visual.embeddings.vectors["visual"].values
+    request.embeddings.vectors["visual"].CopyFrom(common_pb2.Vector(values=same_frames))
+    assert stub.Analyze(request, timeout=TIMEOUT).near_duplicate_of == "an-2"
+    request.exclude_id = "an-2"  # a video is never its own duplicate
+    assert stub.Analyze(request, timeout=TIMEOUT).near_duplicate_of == ""
+
+    by_bytes = search_pb2.AnalyzeRequest(
+        embeddings=embeddings(visual=unit(rng, DIMS["visual"])), content_sha256="sha-an-3"
+    )
+    assert stub.Analyze(by_bytes, timeout=TIMEOUT).near_duplicate_of == "an-3"
+
+
+def test_scroll_only_with_likes(stub, rng):
+    for i in range(7):
+        upsert(stub, video(f"sc-{i}", rng, likes=i if i % 2 else None))
+    seen, offset = [], ""
+    while True:
+        page = stub.Scroll(
+            search_pb2.ScrollRequest(offset=offset, limit=2, only_with_likes=True), timeout=TIMEOUT
+        )
+        assert len(page.videos) <= 2
+        seen += [v.id for v in page.videos]
+        offset = page.next_offset
+        if not offset:
+            break
+    assert {i for i in seen if i.startswith("sc-")} == {"sc-1", "sc-3", "sc-5"}
+    assert len(seen) == len(set(seen))
+
+
+def test_delete(stub, rng):
+    upsert(stub, video("del-1", rng))
+    assert stub.Delete(search_pb2.DeleteRequest(id="del-1"), timeout=TIMEOUT).deleted is True
+    assert stub.Delete(search_pb2.DeleteRequest(id="del-1"), timeout=TIMEOUT).deleted is False
+    error = status_of(lambda: stub.Get(search_pb2.GetRequest(id="del-1"), timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_bad_input_is_rejected_and_the_server_keeps_serving(server, stub, rng):
+    wrong_size = video("bad-1", rng, fused=unit(rng, 100))
+    error = status_of(lambda: upsert(stub, wrong_size))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "100" in error.details() and str(DIMS["fused"]) in error.details()
+
+    bad_queries = [
+        search_pb2.QueryRequest(vector=common_pb2.Vector(values=[1.0] * 5)),
+        search_pb2.QueryRequest(modality=common_pb2.MODALITY_AUDIO),  # neither vector nor id
+        search_pb2.QueryRequest(vector=common_pb2.Vector(values=[0.0] * DIMS["fused"])),
+        search_pb2.QueryRequest(vector=common_pb2.Vector(values=[float("nan")] * DIMS["fused"])),
+    ]
+    for request in bad_queries:
+        error = status_of(lambda: stub.Query(request, timeout=TIMEOUT))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    for record in [video("", rng), common_pb2.VideoRecord(id="no-vectors")]:
+        error = status_of(lambda: upsert(stub, record))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = status_of(lambda: stub.Analyze(search_pb2.AnalyzeRequest(), timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = status_of(lambda: stub.Scroll(search_pb2.ScrollRequest(offset="x"), timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    for call in [
+        lambda: stub.Get(search_pb2.GetRequest(id="nobody"), timeout=TIMEOUT),
+        lambda: stub.Query(search_pb2.QueryRequest(id="nobody"), timeout=TIMEOUT),
+    ]:
+        assert status_of(call).code() == grpc.StatusCode.NOT_FOUND
+
+    assert upsert(stub, video("after-errors", rng)) is True
+    assert stub.Get(search_pb2.GetRequest(id="after-errors"), timeout=TIMEOUT).id == "after-errors"
+    assert server.proc.poll() is None
+
+
+def test_sigterm_exits_cleanly(server):
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0, server.log.read_text()
+
+
+# The formulas, without a server.
+
+
+def hit(score, *tags) -> base.Hit:
+    video = base.StoredVideo("x", payload={"metadata": {"hashtags": list(tags)}})
+    return base.Hit("x", score, video)
+
+
+def test_originality_formula():
+    assert analysis.originality([]) == 1.0
+    assert analysis.originality([0.2, 0.4]) == pytest.approx(0.7)
+    assert analysis.originality([1.0000001, 1.0]) == 0.0  # clipped
+    assert analysis.originality([-0.3, -0.1]) == 1.0
+
+
+def test_hashtag_suggestions_are_similarity_weighted_and_normalized():
+    neighbours = [
+        hit(0.9, "Dance", "#fyp"),
+        hit(0.6, "dance", "dance"),
+        hit(0.3, "cats"),
+        hit(-0.5, "x"),
+    ]
+    suggestions = analysis.suggest_hashtags(neighbours, known=["FYP"])
+    # fyp is known; a neighbour with negative similarity gets no vote
+    assert [t for t, _ in suggestions] == ["dance", "cats"]
+    assert suggestions[0][1] == pytest.approx(1.0)
+    assert suggestions[1][1] == pytest.approx(0.3 / 1.5)
+    assert analysis.suggest_hashtags([], known=[]) == []
+
+
+def test_analyze_on_an_empty_corpus(tmp_path):
+    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0)
+    try:
+        vectors = {"visual": [1.0] * DIMS["visual"]}
+        result = analysis.analyze(store, vectors, k=5, content_sha256="abc")
+        assert result == analysis.Analysis(1.0, "", [], [])
+    finally:
+        store.close()

@@ -1,0 +1,296 @@
+"""One contract for every VideoStore backend.
+
+qdrant-client runs in its local mode here (`path=` on disk): no Qdrant server can run on the
+development machines, and local mode answers through the same client API a server does. The edge
+store gets tiny index thresholds so that after `optimize()` a few hundred points are really searched
+through the HNSW graph.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from reelvec import errors, modalities
+from services.search.stores import base
+from services.search.stores.edge import EdgeStore
+from services.search.stores.qdrant import QdrantStore
+
+DIMS = modalities.DIMS
+# Index and walk the graph even at test sizes (Qdrant's defaults scan anything under ~10 MB).
+SMALL_CORPUS_HNSW = {"indexing_threshold_kb": 1, "full_scan_threshold_kb": 10}
+FUSED, VISUAL, AUDIO, TEXT = modalities.FUSED, modalities.VISUAL, modalities.AUDIO, modalities.TEXT
+
+BACKENDS = {
+    "edge": lambda path: EdgeStore(path / "edge", DIMS, optimize_after=0, **SMALL_CORPUS_HNSW),
+    "qdrant-local": lambda path: QdrantStore("videos_test", DIMS, path=str(path / "qdrant")),
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def open_store(request, tmp_path):
+    """Opens the backend on the same directory each time it is called."""
+    return lambda: BACKENDS[request.param](tmp_path)
+
+
+@pytest.fixture
+def store(open_store):
+    opened = open_store()
+    yield opened
+    opened.close()
+
+
+def unit(rng, dim) -> list[float]:
+    v = rng.standard_normal(dim)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def payload(author="a1", hashtags=(), likes=None, created_at=0, sha="") -> dict:
+    metadata = {"author": {"id": author, "followers": 10}, "hashtags": list(hashtags)}
+    if likes is not None:
+        metadata["likes"] = likes
+    if created_at:
+        metadata["created_at"] = created_at
+    out = {"metadata": metadata}
+    if sha:
+        out["content_sha256"] = sha
+    return out
+
+
+def ids(hits) -> set[str]:
+    return {h.id for h in hits}
+
+
+def test_upsert_get_round_trip(store):
+    rng = np.random.default_rng(1)
+    vectors = {VISUAL: unit(rng, DIMS[VISUAL]), TEXT: unit(rng, DIMS[TEXT])}
+    full = {
+        "metadata": {
+            "caption": "a cat — on a piano 🎹",
+            "hashtags": ["cat", "piano"],
+            "likes": 2**62 + 1,  # int64 range, beyond float precision
+            "views": 0,
+            "created_at": 1_700_000_000,
+            "author": {"id": "au", "followers": 12, "following": 3, "likes": 99, "videos": 4},
+        },
+        "duration": 12.345678901234567,
+        "content_sha256": "ab" * 32,
+        "model_versions": {"visual": "effnet-lite0@1", "text": "minilm@1"},
+        "has_audio": True,
+        "width": 1080,
+        "height": 1920,
+    }
+    assert store.upsert(base.StoredVideo("v:1/é", vectors, full)) is True
+
+    got = store.get("v:1/é")
+    assert got == base.StoredVideo("v:1/é", {}, full)
+    with_vectors = store.get("v:1/é", with_vectors=True)
+    assert set(with_vectors.vectors) == {VISUAL, TEXT}
+    for name, values in vectors.items():
+        np.testing.assert_allclose(with_vectors.vectors[name], values, atol=1e-6)
+    assert store.get("unknown") is None
+    assert store.count() == 1
+
+
+def test_upsert_is_idempotent_by_id(store):
+    rng = np.random.default_rng(2)
+    first = {VISUAL: unit(rng, DIMS[VISUAL]), AUDIO: unit(rng, DIMS[AUDIO])}
+    second = {VISUAL: unit(rng, DIMS[VISUAL])}
+    assert store.upsert(base.StoredVideo("v", first, payload(likes=1))) is True
+    assert store.upsert(base.StoredVideo("v", second, payload(likes=2))) is False
+    assert store.count() == 1
+    got = store.get("v", with_vectors=True)
+    assert got.payload == payload(likes=2)
+    assert set(got.vectors) == {VISUAL}  # replaced whole: the old audio vector is gone
+    assert store.search(AUDIO, first[AUDIO], None, 10, False) == []
+
+
+def test_delete(store):
+    rng = np.random.default_rng(3)
+    store.upsert(base.StoredVideo("gone", {VISUAL: unit(rng, DIMS[VISUAL])}, payload()))
+    store.upsert(base.StoredVideo("kept", {VISUAL: unit(rng, DIMS[VISUAL])}, payload()))
+    assert store.delete("gone") is True
+    assert store.delete("gone") is False
+    assert store.get("gone") is None
+    assert store.count() == 1
+    assert ids(store.search(VISUAL, unit(rng, DIMS[VISUAL]), None, 10, False)) == {"kept"}
+
+
+CORPUS = {
+    "a": payload("alice", ["cat", "piano"], likes=10, created_at=100, sha="s-a"),
+    "b": payload("bob", ["dog"], likes=100, created_at=200),
+    "c": payload("carol", ["cat"], likes=0, created_at=300),
+    "d": payload("alice", [], likes=1000, created_at=400),
+    "e": payload("bob", ["piano"], created_at=500, sha="s-e"),  # likes unknown
+}
+FILTER_CASES = {
+    "author any-of": (base.Filter(author_ids=["alice", "carol"]), "acd"),
+    "hashtag any-of": (base.Filter(hashtags=["cat", "dog"]), "abc"),
+    "likes inclusive range": (base.Filter(likes=base.Range(gte=10, lte=100)), "ab"),
+    "likes open upper bound": (base.Filter(likes=base.Range(gte=100)), "bd"),
+    "created_at inclusive upper bound": (base.Filter(created_at=base.Range(lte=300)), "abc"),
+    "created_at range": (base.Filter(created_at=base.Range(gte=200, lte=400)), "bcd"),
+    "exclude ids": (base.Filter(exclude_ids=["a", "e", "unknown"]), "bcd"),
+    "only with likes (0 counts)": (base.Filter(only_with_likes=True), "abcd"),
+    "content sha256": (base.Filter(content_sha256="s-e"), "e"),
+    "all kinds at once": (
+        base.Filter(
+            author_ids=["alice", "bob"],
+            hashtags=["piano", "dog"],
+            likes=base.Range(gte=5),
+            exclude_ids=["b"],
+        ),
+        "a",
+    ),
+    "empty filter": (base.Filter(), "abcde"),
+}
+
+
+@pytest.mark.parametrize("case", list(FILTER_CASES))
+def test_filters(store, case):
+    rng = np.random.default_rng(4)
+    for video_id, meta in CORPUS.items():
+        store.upsert(base.StoredVideo(video_id, {TEXT: unit(rng, DIMS[TEXT])}, meta))
+    flt, expected = FILTER_CASES[case]
+    assert ids(store.search(TEXT, unit(rng, DIMS[TEXT]), flt, 100, False)) == set(expected)
+    videos, _ = store.scroll(limit=100, filter=flt)
+    assert {v.id for v in videos} == set(expected)
+
+
+def test_missing_modality(store):
+    rng = np.random.default_rng(5)
+    both = {VISUAL: unit(rng, DIMS[VISUAL]), AUDIO: unit(rng, DIMS[AUDIO])}
+    store.upsert(base.StoredVideo("both", both, {}))
+    store.upsert(base.StoredVideo("silent", {VISUAL: unit(rng, DIMS[VISUAL])}, {}))
+    assert ids(store.search(AUDIO, unit(rng, DIMS[AUDIO]), None, 10, False)) == {"both"}
+    assert ids(store.search(VISUAL, unit(rng, DIMS[VISUAL]), None, 10, False)) == {"both", "silent"}
+    assert set(store.get("silent", with_vectors=True).vectors) == {VISUAL}
+    with pytest.raises(errors.NotFound, match="no audio vector"):
+        store.query(AUDIO, video_id="silent")
+
+
+def test_query_by_id_excludes_the_video_itself(store):
+    rng = np.random.default_rng(6)
+    base_vector = np.asarray(unit(rng, DIMS[FUSED]))
+    for i in range(4):
+        near = base_vector + 0.05 * (i + 1) * np.asarray(unit(rng, DIMS[FUSED]))
+        store.upsert(base.StoredVideo(f"v{i}", {FUSED: near.tolist()}, payload(likes=i)))
+    hits = store.query(FUSED, video_id="v0", k=10, with_payload=True)
+    assert [h.id for h in hits] == ["v1", "v2", "v3"]  # v0 itself left out, nearest first
+    assert hits[0].video.payload == payload(likes=1)
+    with pytest.raises(errors.NotFound):
+        store.query(FUSED, video_id="nobody")
+
+
+def clustered(rng, n, dim, clusters=12, spread=0.35) -> np.ndarray:
+    centers = rng.standard_normal((clusters, dim))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    noise = spread * 4 / np.sqrt(dim) * rng.standard_normal((n, dim))
+    points = centers[rng.integers(0, clusters, n)] + noise
+    return points.astype(np.float32)
+
+
+def recall_at_10(store, corpus: np.ndarray, queries: np.ndarray) -> tuple[float, float]:
+    """Mean recall@10 against exact numpy cosine, and the largest score difference."""
+    normed = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    recalls, worst = [], 0.0
+    for q in queries:
+        exact = normed @ (q / np.linalg.norm(q))
+        truth = np.argsort(-exact)[:10]
+        hits = store.search(FUSED, q.tolist(), None, 10, False)
+        found = [int(h.id) for h in hits]
+        recalls.append(len(set(found) & set(truth.tolist())) / 10)
+        worst = max(worst, max(abs(h.score - exact[int(h.id)]) for h in hits))
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    return float(np.mean(recalls)), worst
+
+
+def test_knn_matches_exact_cosine(store):
+    rng = np.random.default_rng(7)
+    corpus = clustered(rng, 300, DIMS[FUSED])
+    for i, vector in enumerate(corpus):
+        store.upsert(base.StoredVideo(str(i), {FUSED: vector.tolist()}, {}))
+    queries = corpus[rng.choice(len(corpus), 25, replace=False)] + 0.05 * rng.standard_normal(
+        (25, DIMS[FUSED])
+    ).astype(np.float32) / np.sqrt(DIMS[FUSED])
+
+    recall, worst = recall_at_10(store, corpus, queries)  # before any index: an exact scan
+    assert recall == 1.0
+    assert worst < 1e-4
+    store.optimize()  # edge builds HNSW here; a Qdrant server would index on its own
+    recall, worst = recall_at_10(store, corpus, queries)
+    assert recall >= 0.98
+    assert worst < 1e-4
+
+
+def test_data_survives_reopen(open_store):
+    rng = np.random.default_rng(8)
+    vectors = {name: {VISUAL: unit(rng, DIMS[VISUAL])} for name in "xyz"}
+    store = open_store()
+    for video_id, v in vectors.items():
+        store.upsert(base.StoredVideo(video_id, v, payload(video_id, likes=len(video_id))))
+    store.delete("z")
+    store.close()
+
+    store = open_store()
+    try:
+        assert store.count() == 2
+        x = store.get("x", with_vectors=True)
+        assert x.payload == payload("x", likes=1)
+        np.testing.assert_allclose(x.vectors[VISUAL], vectors["x"][VISUAL], atol=1e-6)
+        assert store.get("z") is None
+        assert store.query(VISUAL, video_id="x", k=5)[0].id == "y"
+        assert store.upsert(base.StoredVideo("x", vectors["x"], payload())) is False
+    finally:
+        store.close()
+
+
+def test_scroll_pages_only_with_likes(store):
+    rng = np.random.default_rng(9)
+    with_likes = set()
+    for i in range(25):
+        likes = i * 3 if i % 5 else None  # every fifth video has unknown likes; likes=0 is known
+        store.upsert(base.StoredVideo(f"s{i}", {TEXT: unit(rng, DIMS[TEXT])}, payload(likes=likes)))
+        if likes is not None:
+            with_likes.add(f"s{i}")
+
+    def pages(flt, with_vectors=False):
+        seen, offset, count = [], None, 0
+        while True:
+            videos, offset = store.scroll(offset, 4, with_vectors, flt)
+            assert len(videos) <= 4
+            seen += videos
+            count += 1
+            if offset is None:
+                return seen, count
+
+    seen, count = pages(base.Filter(only_with_likes=True), with_vectors=True)
+    assert sorted(v.id for v in seen) == sorted(with_likes)  # each exactly once
+    assert count == 5  # 20 videos in pages of 4
+    assert all(set(v.vectors) == {TEXT} for v in seen)
+    assert all("likes" in v.payload["metadata"] for v in seen)
+    everything, _ = pages(None)
+    assert len({v.id for v in everything}) == len(everything) == 25
+    assert everything[0].vectors == {}
+    with pytest.raises(errors.InvalidInput):
+        store.scroll("not-a-cursor", 4)
+
+
+def test_edge_idle_optimizer_builds_the_index(tmp_path):
+    store = EdgeStore(
+        tmp_path / "edge", DIMS, optimize_after=5, idle_seconds=0.2, **SMALL_CORPUS_HNSW
+    )
+    try:
+        rng = np.random.default_rng(10)
+        vectors = [unit(rng, DIMS[TEXT]) for _ in range(30)]
+        for i, v in enumerate(vectors):
+            store.upsert(base.StoredVideo(str(i), {TEXT: v}, {}))
+        assert store.indexed_vectors_count == 0  # not indexed yet, and still searched exactly:
+        assert store.search(TEXT, vectors[7], None, 1, False)[0].id == "7"
+        deadline = time.monotonic() + 30
+        while store.indexed_vectors_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert store.indexed_vectors_count >= 30
+        assert store.search(TEXT, vectors[7], None, 1, False)[0].id == "7"
+    finally:
+        store.close()
