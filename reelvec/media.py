@@ -19,7 +19,7 @@ from reelvec import errors
 
 log = logging.getLogger(__name__)
 
-MAX_SIDE = 8192  # px; beyond any phone or camera, and a 16k x 16k frame is 750 MB of RGB
+MAX_SIDE = 8192  # px: beyond any phone or camera; one 16k x 16k RGB frame is 800 MB
 DEFAULT_MAX_DURATION = 600.0  # seconds
 # Seeking costs a keyframe lookup plus decoding from that keyframe: for a target closer than this to
 # the last decoded frame, decoding forward is cheaper.
@@ -32,7 +32,7 @@ _SIGNATURES = {b"ftyp": "MP4/MOV", b"\x1a\x45\xdf\xa3": "Matroska/WebM", b"RIFF"
 
 @dataclasses.dataclass(frozen=True)
 class MediaInfo:
-    duration: float  # seconds; 0.0 when the container does not say
+    duration: float  # seconds; from the header, else from the packets; 0.0 if nothing has a time
     width: int
     height: int
     fps: float
@@ -41,7 +41,6 @@ class MediaInfo:
     video_codec: str
     audio_codec: str  # "" without audio
     frame_count: int  # from the container header; 0 when unknown
-    rotation: int  # degrees counterclockwise to display the frames upright (phone videos)
 
 
 def _kind(data: bytes) -> str | None:
@@ -81,9 +80,28 @@ def _reason(exc: Exception) -> str:
 def _duration(container, stream) -> float:
     if container.duration:
         return container.duration / av.time_base
-    if stream is not None and stream.duration and stream.time_base:
+    if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     return 0.0
+
+
+def _demuxed_duration(data: bytes, max_duration: float) -> float:
+    """End of the last video packet, for containers without a duration in their header (WebM
+    recorded live, raw streams). Reads packets without decoding, in a container of its own because
+    not every input can seek back, and stops past the limit."""
+    end = 0.0
+    with open_media(data) as container:
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                length = float((packet.duration or 0) * stream.time_base)
+                start = float(packet.pts * stream.time_base) if packet.pts is not None else end
+                end = max(end, start + length)
+                if end > max_duration:
+                    break
+        except av.FFmpegError:
+            pass  # truncated: the packets read so far tell how long it is
+    return end
 
 
 def _check_duration(duration: float, max_duration: float) -> None:
@@ -91,7 +109,7 @@ def _check_duration(duration: float, max_duration: float) -> None:
         raise errors.InvalidInput(f"media is {duration:.0f} s long; the limit is {max_duration:.0f} s")
 
 
-def _info(container, max_duration: float) -> MediaInfo:
+def _describe(container, data: bytes, max_duration: float) -> MediaInfo:
     if not container.streams.video:
         what = "an audio-only file" if container.streams.audio else "a file without audio or video"
         raise errors.InvalidInput(f"no video stream, got {what} ({container.format.name})")
@@ -102,7 +120,7 @@ def _info(container, max_duration: float) -> MediaInfo:
         raise errors.InvalidInput("video stream has no frame size: truncated or corrupt")
     if max(width, height) > MAX_SIDE:
         raise errors.InvalidInput(f"video is {width}x{height}; the largest side allowed is {MAX_SIDE} px")
-    duration = _duration(container, video)
+    duration = _duration(container, video) or _demuxed_duration(data, max_duration)
     _check_duration(duration, max_duration)
     rate = video.average_rate or video.guessed_rate
     return MediaInfo(
@@ -115,23 +133,14 @@ def _info(container, max_duration: float) -> MediaInfo:
         video_codec=video.codec_context.name,
         audio_codec=audio.codec_context.name if audio is not None else "",
         frame_count=video.frames or 0,
-        rotation=_rotation(video),
     )
 
 
-def _rotation(video) -> int:
-    """Display-matrix rotation rounded to quarter turns (counterclockwise, FFmpeg's convention)."""
-    try:
-        angle = float(video.codec_context.display_rotation) if hasattr(video.codec_context, "display_rotation") else 0.0
-    except (TypeError, ValueError):
-        angle = 0.0
-    return int(round(angle / 90.0)) % 4 * 90
-
-
 def probe(data: bytes, max_duration: float = DEFAULT_MAX_DURATION) -> MediaInfo:
-    """Validates a video upload and describes it; raises InvalidInput when it is not a usable video."""
+    """Validates a video upload and describes it; raises InvalidInput saying what is wrong when it
+    is not a usable video."""
     with open_media(data) as container:
-        return _info(container, max_duration)
+        return _describe(container, data, max_duration)
 
 
 def decode_audio(
@@ -155,3 +164,55 @@ def decode_audio(
     if not chunks:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def _stream_setup(container):
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream, container.decode(stream)
+
+
+def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.VideoFrame]]:
+    """For each time (seconds from the start, ascending) the frame nearest to it, as (index into
+    `times`, frame). Seeks to the keyframe before a far target and decodes forward from there; decodes
+    straight through when targets are close together or the input cannot seek. Stops early, without
+    error, where a truncated file breaks off. `data` must have passed `probe`."""
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_media(data))
+        stream, decoded = _stream_setup(container)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        slack = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)  # half a frame
+        frame, shown, seekable = None, float("-inf"), True
+        for index, target in enumerate(times):
+            target += start
+            if frame is not None and shown >= target - slack:
+                yield index, frame  # targets closer together than frames: the same frame again
+                continue
+            if seekable and target - shown > SEEK_AHEAD:
+                try:
+                    container.seek(int(target / stream.time_base), stream=stream, backward=True)
+                    decoded = container.decode(stream)
+                except av.FFmpegError:
+                    # a failed seek leaves the demuxer anywhere: start over, decode straight through
+                    seekable = False
+                    container = stack.enter_context(open_media(data))
+                    stream, decoded = _stream_setup(container)
+                    frame, shown = None, float("-inf")
+            while True:
+                try:
+                    frame = next(decoded)
+                except (StopIteration, av.FFmpegError):
+                    # the end came first (truncated, or timestamps that never reach the target): the
+                    # last frame is the nearest there is, once
+                    if frame is not None and shown < target - slack:
+                        yield index, frame
+                    return
+                if frame.time is not None:
+                    shown = frame.time
+                else:  # raw streams carry no timestamps: count frame durations
+                    known = frame.duration and frame.time_base
+                    step = float(frame.duration * frame.time_base) if known else 2 * slack
+                    shown = max(shown, start - step) + step
+                if shown >= target - slack:
+                    break
+            yield index, frame

@@ -1,18 +1,19 @@
-"""Starts the tritonserver bundled in the `nvidia-pytriton` wheel (2.51, CPU only, Python backend only)
-as a plain subprocess on loopback, and waits until it serves a model.
+"""Starts the tritonserver bundled in the `nvidia-pytriton` wheel (0.5.0 ships server 2.41.0; CPU only,
+Python backend only) as a plain subprocess on loopback, and waits until it serves a model.
 
 What the wheel needs that its own launcher (pytriton.Triton) does behind the scenes:
 - the Python backend stub for this interpreter's minor version next to libtriton_python.so: the wheel
   keeps one stub per version apart, so `backend_directory()` assembles a backends folder of links;
 - the venv's bin first on PATH: the stub embeds Python and finds its prefix (so the venv's
   site-packages, numpy and onnxruntime) from the `python` on PATH;
-- LD_LIBRARY_PATH with the wheel's nvidia_pytriton.libs (the stub's RPATH breaks once it is linked
-  elsewhere) and this interpreter's libpython directory ahead of the system one (a distro
-  libpython3.11 of another build would be loaded otherwise);
+- LD_LIBRARY_PATH with the wheel's nvidia_pytriton.libs (libtritonserver and what it links) and this
+  interpreter's libpython directory ahead of the system one: the stub links libpython3.11.so.1.0 and
+  would otherwise load a distro libpython3.11 of another build;
 - a shared-memory prefix unique per server, so that two servers on one machine (tests running side by
   side) do not open each other's /dev/shm regions.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,13 +22,16 @@ import time
 import uuid
 from pathlib import Path
 
-import pytriton
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from reelvec.models import VISUAL_MODEL_NAME
 
-TRITON_HOME = Path(pytriton.__file__).resolve().parent / "tritonserver"
+# located without importing pytriton, whose import takes a third of a second
+_PYTRITON = Path(importlib.util.find_spec("pytriton").submodule_search_locations[0]).resolve()
+TRITON_HOME = _PYTRITON / "tritonserver"
 TRITONSERVER = TRITON_HOME / "bin" / "tritonserver"
-TRITON_LIBS = TRITON_HOME.parent.parent / "nvidia_pytriton.libs"
+TRITON_LIBS = _PYTRITON.parent / "nvidia_pytriton.libs"
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 STUB = TRITON_HOME / "python_backend_stubs" / PYTHON_VERSION / "triton_python_backend_stub"
 
@@ -51,8 +55,10 @@ def backend_directory(work_dir: Path) -> Path:
     return python.parent
 
 
-def environment(base: dict | None = None) -> dict:
-    env = dict(os.environ if base is None else base)
+def environment() -> dict:
+    """This process's environment with the venv's bin first on PATH and the wheel's libraries plus
+    this interpreter's libpython first on LD_LIBRARY_PATH (see the module docstring)."""
+    env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([venv_bin, *[p for p in env.get("PATH", "").split(os.pathsep) if p]])
     libs = [str(TRITON_LIBS), sysconfig.get_config_var("LIBDIR")]
@@ -106,8 +112,8 @@ def command(
 
 
 def start(argv: list[str], env: dict, log_path: Path) -> subprocess.Popen:
-    """Runs tritonserver in its own session (a signal to our group does not reach it twice);
-    its output goes to `log_path`."""
+    """Runs tritonserver in its own session, so that a terminal's Ctrl-C reaches only its supervisor
+    (which stops it in order); its output goes to `log_path`."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -125,9 +131,6 @@ def wait_ready(
 ) -> None:
     """Blocks until the server at `url` (host:grpc_port) is ready and serves every model in `models`.
     Raises TritonNotReady on timeout, or at once when `process` has exited."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
     deadline = time.monotonic() + timeout
     client = grpcclient.InferenceServerClient(url)
     last = "no answer"
@@ -136,7 +139,11 @@ def wait_ready(
             if process is not None and process.poll() is not None:
                 raise TritonNotReady(f"tritonserver exited with code {process.returncode} before ready")
             try:
-                if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
+                remaining = max(0.1, deadline - time.monotonic())
+                ready = client.is_server_ready(client_timeout=remaining) and all(
+                    client.is_model_ready(m, client_timeout=remaining) for m in models
+                )
+                if ready:
                     return
                 last = "server up, models loading"
             except InferenceServerException as exc:

@@ -57,15 +57,18 @@ def _current_fingerprint(path: Path) -> str | None:
     return next((p.value for p in meta if p.key == "reelvec_fingerprint"), None)
 
 
-def _build(weights: Path):
+def eager_model():
+    """The PyTorch module that `export` traces, weights loaded, in eval mode."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
+
+    weights = _weights_path()
 
     class Embedder(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            # torch.load inside from_pretrained defaults to weights_only=True: a plain state dict only
-            # no set_swish(): it would replace Lite's ReLU6 by swish
+            # from_pretrained's torch.load runs with weights_only=True (torch >= 2.6): tensors only.
+            # No set_swish() afterwards: it would replace Lite's ReLU6 by swish.
             self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
             self.register_buffer("mean", torch.full((1, 3, 1, 1), MEAN))
             self.register_buffer("std", torch.full((1, 3, 1, 1), STD))
@@ -116,7 +119,7 @@ def export(repository: Path) -> Path:
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    model = _build(weights)
+    model = eager_model()
     partial = target.with_suffix(".onnx.partial")
     torch.onnx.export(
         model,

@@ -32,6 +32,8 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads(config)
         options.inter_op_num_threads = 1
+        # idle intra-op threads would spin between batches and starve the encoder's decoding
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def execute(self, requests):

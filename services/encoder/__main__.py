@@ -1,0 +1,22 @@
+import asyncio
+
+from reelvec import config, logs, server
+from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
+from services.encoder.server import Encoder, Settings, make_visual
+
+
+async def main() -> None:
+    settings = config.load(Settings, description="reelvec encoder service")
+    logs.setup("encoder", settings.log_level)
+    visual = make_visual(settings)
+    servicer = Encoder(settings, visual)
+
+    def add(grpc_server):
+        encoder_pb2_grpc.add_EncoderServicer_to_server(servicer, grpc_server)
+        return [encoder_pb2.DESCRIPTOR.services_by_name["Encoder"].full_name]
+
+    await server.serve(settings, add, warmup=servicer.warmup, cleanup=visual.close)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

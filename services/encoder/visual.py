@@ -1,0 +1,120 @@
+"""Frame embeddings from EfficientNet-Lite0, behind one small interface with two backends:
+
+- TritonVisual (the default): the model served by Triton, over gRPC, every call with a deadline.
+  Requests larger than the model's max_batch_size are split; Triton's dynamic batcher merges the
+  frames of concurrent clips.
+- OnnxVisual (`visual_backend=onnxruntime`): the same model.onnx in this process, for machines where
+  Triton cannot run.
+
+Both take uint8 [n, 224, 224, 3] RGB and return raw [n, 1280] features; `pool` makes the clip vector.
+"""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from reelvec import errors
+from reelvec.modalities import VISUAL_DIM
+
+INPUT = "frames"
+OUTPUT = "embedding"
+
+
+def pool(embeddings: np.ndarray) -> np.ndarray:
+    """Clip vector: the mean of the frame embeddings, L2-normalized."""
+    mean = embeddings.astype(np.float64).mean(axis=0)
+    return (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)
+
+
+def _check(embeddings: np.ndarray, count: int) -> np.ndarray:
+    if embeddings.shape != (count, VISUAL_DIM) or not np.isfinite(embeddings).all():
+        raise errors.ReelvecError(
+            f"visual model returned {embeddings.shape} (all finite: {np.isfinite(embeddings).all()}), "
+            f"expected ({count}, {VISUAL_DIM})"
+        )
+    return embeddings
+
+
+class TritonVisual:
+    def __init__(self, url: str, model: str, version: str = "", timeout: float = 30.0):
+        self.url, self.model, self.version, self.timeout = url, model, version, timeout
+        self.client = grpcclient.InferenceServerClient(url)
+        self.max_batch = 0
+        self.name = f"{model}:{version or '?'}"
+
+    async def ready(self, timeout: float) -> None:
+        """Waits until Triton serves the model, then learns its version and batch limit."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            try:
+                if await self.client.is_model_ready(self.model, self.version, client_timeout=5):
+                    break
+                last = "model not ready"
+            except InferenceServerException as exc:
+                last = exc.message()
+            if time.monotonic() > deadline:
+                raise errors.Unavailable(f"triton at {self.url} not serving {self.model}: {last}")
+            await asyncio.sleep(0.5)
+        config = (await self.client.get_model_config(self.model, self.version, as_json=True))["config"]
+        self.max_batch = int(config.get("max_batch_size", 0))
+        metadata = await self.client.get_model_metadata(self.model, self.version, as_json=True)
+        self.name = f"{self.model}:{self.version or max(metadata['versions'], key=int)}"
+
+    async def _infer(self, frames: np.ndarray) -> np.ndarray:
+        tensor = grpcclient.InferInput(INPUT, list(frames.shape), "UINT8")
+        tensor.set_data_from_numpy(frames)
+        try:
+            result = await self.client.infer(
+                self.model, [tensor], model_version=self.version,
+                outputs=[grpcclient.InferRequestedOutput(OUTPUT)], client_timeout=self.timeout,
+            )
+        except InferenceServerException as exc:
+            status = (exc.status() or "").removeprefix("StatusCode.")
+            raise errors.Unavailable(f"triton at {self.url} failed ({status}): {exc.message()}") from None
+        return result.as_numpy(OUTPUT)
+
+    async def embed(self, frames: np.ndarray) -> np.ndarray:
+        size = self.max_batch or len(frames)
+        parts = [frames[i : i + size] for i in range(0, len(frames), size)]
+        embeddings = np.concatenate(await asyncio.gather(*(self._infer(p) for p in parts)))
+        return _check(embeddings, len(frames))
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class OnnxVisual:
+    def __init__(self, repository: Path, model: str, version: str = "", threads: int = 0):
+        folder = Path(repository) / model
+        if not version:
+            numbered = [p.name for p in folder.glob("*") if p.name.isdigit() and (p / "model.onnx").exists()]
+            if not numbered:
+                raise FileNotFoundError(f"no {folder}/<version>/model.onnx: run `make models`")
+            version = max(numbered, key=int)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        # no busy-waiting between runs: the decoding threads need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(folder / version / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.name = f"{model}:{version}"
+        self._lock = asyncio.Lock()  # one run at a time uses every intra-op thread; more would thrash
+
+    async def ready(self, timeout: float) -> None:
+        return None
+
+    async def embed(self, frames: np.ndarray) -> np.ndarray:
+        async with self._lock:
+            embeddings = await asyncio.to_thread(self.session.run, [OUTPUT], {INPUT: frames})
+        return _check(embeddings[0], len(frames))
+
+    async def close(self) -> None:
+        return None
