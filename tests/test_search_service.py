@@ -211,7 +211,11 @@ def test_analyze(stub, rng):
     reply = stub.Analyze(request, timeout=TIMEOUT)
     assert [h.id for h in reply.similar][:4] == ["an-0", "an-1", "an-2", "an-3"]
     assert reply.similar[0].video.metadata.hashtags == ["dance", "fyp"]
-    expected = 1 - min(max(np.mean([h.score for h in reply.similar[:5]]), 0), 1)
+    closest_visual = stub.Query(
+        search_pb2.QueryRequest(vector=common_pb2.Vector(values=anchor_visual), modality=common_pb2.MODALITY_VISUAL, k=1),
+        timeout=TIMEOUT,
+    ).hits[0].score
+    expected = 1 - min(max(np.mean([h.score for h in reply.similar[:5]]), closest_visual, 0), 1)
     assert reply.originality == pytest.approx(expected, abs=1e-5)
     assert 0 < reply.originality < 0.5
     assert reply.near_duplicate_of == ""  # visual similarity about 0.9: below 0.95
@@ -308,6 +312,7 @@ def test_originality_formula():
     assert analysis.originality([0.2, 0.4]) == pytest.approx(0.7)
     assert analysis.originality([1.0000001, 1.0]) == 0.0  # clipped
     assert analysis.originality([-0.3, -0.1]) == 1.0
+    assert analysis.originality([0.2, 0.4], closest_copy=0.97) == pytest.approx(0.03)  # a copy is not original
 
 
 def test_hashtag_suggestions_are_similarity_weighted_and_normalized():

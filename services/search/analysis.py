@@ -3,8 +3,11 @@
 Formulas (docs/search.md explains the choices):
 - neighbours: the nearest stored videos by the fused vector, or by the visual one when the video has
   no fused vector; `exclude_id` (the video itself, when already indexed) is never a neighbour.
-- originality = 1 - clip(mean cosine similarity of the top ORIGINALITY_NEIGHBOURS neighbours, 0, 1);
-  fewer neighbours are averaged as they are, and an empty corpus gives 1.0.
+- originality = 1 - clip(max(mean cosine similarity of the top ORIGINALITY_NEIGHBOURS neighbours,
+  similarity of the closest visual match), 0, 1); fewer neighbours are averaged as they are, and an
+  empty corpus gives 1.0. The closest visual match bounds it because a re-upload of one indexed clip
+  is not original however different the rest of the neighbourhood is (a copy without its sound
+  scores only ~0.7 on the fused vector); the same bytes count as similarity 1.
 - near duplicate: a stored video with the same content_sha256 (the same bytes), else the top visual
   neighbour when its visual cosine similarity is >= the threshold.
 - hashtags: score(tag) = sum over the top HASHTAG_NEIGHBOURS neighbours carrying the tag of
@@ -32,11 +35,11 @@ class Analysis:
     similar: list[base.Hit]
 
 
-def originality(similarities: list[float]) -> float:
+def originality(similarities: list[float], closest_copy: float = 0.0) -> float:
     if not similarities:
         return 1.0
-    mean = sum(similarities) / len(similarities)
-    return 1.0 - min(max(mean, 0.0), 1.0)
+    closeness = max(sum(similarities) / len(similarities), closest_copy)
+    return 1.0 - min(max(closeness, 0.0), 1.0)
 
 
 def _tag(text: str) -> str:
@@ -68,20 +71,21 @@ def near_duplicate(
     exclude_ids: list[str],
     content_sha256: str,
     threshold: float,
-) -> str:
+) -> tuple[str, float]:
+    """The near-duplicate's id (empty when none) and the closest copy's similarity."""
     if content_sha256:
         same_bytes, _ = store.scroll(
             limit=1, filter=base.Filter(content_sha256=content_sha256, exclude_ids=exclude_ids)
         )
         if same_bytes:
-            return same_bytes[0].id
+            return same_bytes[0].id, 1.0
     visual = vectors.get(modalities.VISUAL)
     if visual is not None:
         others = base.Filter(exclude_ids=exclude_ids)
         top = store.search(modalities.VISUAL, visual, others, 1, False)
-        if top and top[0].score >= threshold:
-            return top[0].id
-    return ""
+        if top:
+            return (top[0].id if top[0].score >= threshold else ""), top[0].score
+    return "", 0.0
 
 
 def analyze(
@@ -105,11 +109,12 @@ def analyze(
         max(k, ORIGINALITY_NEIGHBOURS, HASHTAG_NEIGHBOURS),
         True,  # hashtags come from the payload
     )
+    duplicate, closest_copy = near_duplicate(
+        store, vectors, exclude_ids, content_sha256, near_duplicate_threshold
+    )
     return Analysis(
-        originality=originality([h.score for h in neighbours[:ORIGINALITY_NEIGHBOURS]]),
-        near_duplicate_of=near_duplicate(
-            store, vectors, exclude_ids, content_sha256, near_duplicate_threshold
-        ),
+        originality=originality([h.score for h in neighbours[:ORIGINALITY_NEIGHBOURS]], closest_copy),
+        near_duplicate_of=duplicate,
         hashtags=suggest_hashtags(neighbours[:HASHTAG_NEIGHBOURS], list(known_hashtags)),
         similar=neighbours[:k],
     )

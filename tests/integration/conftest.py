@@ -29,7 +29,7 @@ class RunningStack:
         self.output: list[str] = []
 
     def start(self) -> None:
-        env = dict(os.environ, REELVEC_WHISPER_MODEL="tiny.en", REELVEC_GATEWAY=self.gateway)
+        env = dict(os.environ, REELVEC_WHISPER_MODEL="tiny.en", REELVEC_MAX_VIDEO_MB="8")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reelvec.cli", "up", "--data-dir", str(self.data_dir), "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
