@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .data
 PORT ?= 50051
 
-.PHONY: install protos models run test test-unit bench clean system-deps
+.PHONY: install protos models run test clean system-deps
 
 install: $(STAMP) protos models
 
@@ -35,9 +35,6 @@ run: install
 
 test: install system-deps
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
-
-bench: install
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) reelvec/v1/*_pb2*.py* .data
