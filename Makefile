@@ -34,6 +34,7 @@ run: install
 	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --sample
 
 test: install system-deps
+	$(BIN)/ruff check reelvec services tests
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
 
 clean:

@@ -175,7 +175,7 @@ async def _run(args) -> int:
             return 130
         starting.result()
         stack.write_state()
-        print(f"reelvec ready: gateway at {stack.gateway} (logs in {data_dir / 'logs'})", flush=True)
+        print(f"reelvec ready: gateway at {stack.gateway} (logs in {stack.data_dir / 'logs'})", flush=True)
         if args.sample:
             from reelvec import sample_corpus
 

@@ -95,6 +95,17 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+def register(pb2, pb2_grpc, name: str, servicer) -> Callable[[grpc.aio.Server], list[str]]:
+    """The `add_services` for serve() of a process with one servicer, e.g.
+    register(gateway_pb2, gateway_pb2_grpc, "Gateway", servicer)."""
+
+    def add(grpc_server: grpc.aio.Server) -> list[str]:
+        getattr(pb2_grpc, f"add_{name}Servicer_to_server")(servicer, grpc_server)
+        return [pb2.DESCRIPTOR.services_by_name[name].full_name]
+
+    return add
+
+
 async def serve(
     settings,
     add_services: Callable[[grpc.aio.Server], Iterable[str]],

@@ -11,11 +11,8 @@ async def main() -> None:
     visual = make_visual(settings)
     servicer = Encoder(settings, visual)
 
-    def add(grpc_server):
-        encoder_pb2_grpc.add_EncoderServicer_to_server(servicer, grpc_server)
-        return [encoder_pb2.DESCRIPTOR.services_by_name["Encoder"].full_name]
 
-    await server.serve(settings, add, warmup=servicer.warmup, cleanup=visual.close)
+    await server.serve(settings, server.register(encoder_pb2, encoder_pb2_grpc, "Encoder", servicer), warmup=servicer.warmup, cleanup=visual.close)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,8 @@ async def main() -> None:
     logs.setup("gateway", settings.log_level)
     servicer = Gateway(settings)
 
-    def add(grpc_server):
-        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, grpc_server)
-        return [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name]
 
-    await server.serve(settings, add)
+    await server.serve(settings, server.register(gateway_pb2, gateway_pb2_grpc, "Gateway", servicer))
 
 
 if __name__ == "__main__":

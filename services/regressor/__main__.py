@@ -10,14 +10,11 @@ async def main() -> None:
     logs.setup("regressor", settings.log_level)
     servicer = Regressor(settings)
 
-    def add(grpc_server):
-        regressor_pb2_grpc.add_RegressorServicer_to_server(servicer, grpc_server)
-        return [regressor_pb2.DESCRIPTOR.services_by_name["Regressor"].full_name]
 
     async def warmup():
         await asyncio.to_thread(servicer.load)
 
-    await server.serve(settings, add, warmup=warmup)
+    await server.serve(settings, server.register(regressor_pb2, regressor_pb2_grpc, "Regressor", servicer), warmup=warmup)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,9 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-import grpc
 
 from reelvec import config, errors, modalities
-from reelvec.server import serve
+from reelvec.server import register, serve
 from reelvec.v1 import search_pb2, search_pb2_grpc
 from services.search import analysis, records
 from services.search.stores import base
@@ -154,10 +153,6 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 async def run(settings: SearchSettings) -> None:
     servicer = SearchServicer(settings)
 
-    def add_services(server: grpc.aio.Server):
-        search_pb2_grpc.add_SearchServicer_to_server(servicer, server)
-        return [search_pb2.DESCRIPTOR.services_by_name["Search"].full_name]
-
     async def warmup():
         servicer.attach(await asyncio.to_thread(open_store, settings))
 
@@ -166,4 +161,4 @@ async def run(settings: SearchSettings) -> None:
         if store is not None:
             await asyncio.to_thread(store.close)
 
-    await serve(settings, add_services, warmup, cleanup)
+    await serve(settings, register(search_pb2, search_pb2_grpc, "Search", servicer), warmup, cleanup)

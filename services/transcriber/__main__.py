@@ -10,16 +10,13 @@ async def main() -> None:
     log = logs.setup("transcriber", settings.log_level)
     servicer = Transcriber(settings)
 
-    def add(grpc_server):
-        transcriber_pb2_grpc.add_TranscriberServicer_to_server(servicer, grpc_server)
-        return [transcriber_pb2.DESCRIPTOR.services_by_name["Transcriber"].full_name]
 
     async def warmup():
         await asyncio.to_thread(servicer.load)
         versions = {"whisper": servicer.speech.version, "text": servicer.embedder.version}
         log.info("models loaded", extra=versions)
 
-    await server.serve(settings, add, warmup=warmup)
+    await server.serve(settings, server.register(transcriber_pb2, transcriber_pb2_grpc, "Transcriber", servicer), warmup=warmup)
 
 
 if __name__ == "__main__":

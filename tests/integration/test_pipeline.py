@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from reelvec import client, samples
+from reelvec import samples
 from reelvec.v1 import common_pb2, gateway_pb2
 
 pytestmark = pytest.mark.integration

@@ -45,6 +45,14 @@ class StoredVideo:
     vectors: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     payload: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def from_point(cls, point, with_vectors: bool) -> "StoredVideo":
+        """From a Qdrant point/record of either client: the string id lives in the payload."""
+        payload = dict(point.payload)
+        video_id = payload.pop(VIDEO_ID)
+        vectors = dict(point.vector) if with_vectors and point.vector else {}
+        return cls(id=video_id, vectors=vectors, payload=payload)
+
 
 @dataclasses.dataclass
 class Range:

@@ -47,13 +47,6 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
-def _video(record, with_vectors: bool) -> base.StoredVideo:
-    payload = dict(record.payload)
-    video_id = payload.pop(base.VIDEO_ID)
-    vectors = dict(record.vector) if with_vectors and record.vector else {}
-    return base.StoredVideo(id=video_id, vectors=vectors, payload=payload)
-
-
 class QdrantStore(base.VideoStore):
     def __init__(
         self,
@@ -132,7 +125,7 @@ class QdrantStore(base.VideoStore):
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-        return _video(records[0], with_vectors) if records else None
+        return base.StoredVideo.from_point(records[0], with_vectors) if records else None
 
     def delete(self, video_id: str) -> bool:
         with self._lock:
@@ -160,7 +153,7 @@ class QdrantStore(base.VideoStore):
             base.Hit(
                 id=p.payload[base.VIDEO_ID],
                 score=p.score,
-                video=_video(p, with_vectors=False) if with_payload else None,
+                video=base.StoredVideo.from_point(p, with_vectors=False) if with_payload else None,
             )
             for p in points
         ]
@@ -176,7 +169,7 @@ class QdrantStore(base.VideoStore):
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-        videos = [_video(r, with_vectors) for r in records]
+        videos = [base.StoredVideo.from_point(r, with_vectors) for r in records]
         return videos, (str(next_offset) if next_offset is not None else None)
 
     def count(self) -> int:
