@@ -189,6 +189,18 @@ def test_cli_failure_is_one_line_naming_the_status(stack, tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "INVALID_ARGUMENT" in result.stderr
 
 
+def test_unreadable_files_fail_without_stopping_the_batch(stack, corpus, tmp_path):
+    locked = tmp_path / "a_folder.mp4"  # unreadable as a file even for root
+    locked.mkdir()
+    good = samples.make_video(tmp_path / "good_one.mp4", seed=77)
+    result = stack.cli("index", str(tmp_path / "missing.mp4"), str(locked), str(good), "--json", check=False)
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
+    assert "missing.mp4" in errors[0] or "missing.mp4" in errors[1]
+    assert json.loads(result.stdout)["id"] == "good_one"  # the readable file was still indexed
+
+
 def test_train_regressor_reports_metrics_on_a_held_out_split(stack, indexed):
     report = json.loads(stack.cli("train", "regressor", "--json").stdout)
     assert report["test_size"] >= 2 and report["train_size"] >= 8
