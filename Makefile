@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .data
 PORT ?= 50051
 
-.PHONY: install protos models run test clean system-deps
+.PHONY: install protos models run test bench clean system-deps
 
 install: $(STAMP) protos models
 
@@ -36,6 +36,10 @@ run: install
 test: install system-deps
 	$(BIN)/ruff check reelvec services tests
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
+
+# Benchmarks side by side with their baselines; BENCH="search --quick" picks and shrinks them.
+bench: install system-deps
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) reelvec/v1/*_pb2*.py* .data

@@ -65,7 +65,9 @@ class RunningStack:
             raise AssertionError(f"reelvec {' '.join(args)} failed: {result.stderr}")
         return result
 
+    def state(self) -> dict[str, dict]:
+        """<data_dir>/stack.json: address, metrics address and pid of Triton and each service."""
+        return json.loads((self.data_dir / "stack.json").read_text())
+
     def pids(self) -> dict[str, int]:
-        """Process ids of Triton and each service, from <data_dir>/stack.json."""
-        state = json.loads((self.data_dir / "stack.json").read_text())
-        return {name: entry["pid"] for name, entry in state.items()}
+        return {name: entry["pid"] for name, entry in self.state().items()}

@@ -1,0 +1,28 @@
+"""python -m bench [NAME ...] [--quick]: runs the benchmarks one after another (never side by side:
+the machine is small and shared), prints each table, writes bench/results/latest.json."""
+
+import argparse
+import importlib
+
+from bench import common
+
+# name -> module with run(args) -> Section | list[Section]
+BENCHMARKS = ("encoder", "transcription", "search", "gateway", "ingest")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument("--quick", action="store_true", help="smaller inputs: a smoke run in minutes")
+    args = parser.parse_args()
+    sections = []
+    for name in args.names or BENCHMARKS:
+        result = importlib.import_module(f"bench.{name}").run(args)
+        for section in result if isinstance(result, list) else [result]:
+            print(section.render() + "\n", flush=True)
+            sections.append(section)
+    print(f"results: {common.write(sections)}")
+
+
+if __name__ == "__main__":
+    main()

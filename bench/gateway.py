@@ -1,0 +1,137 @@
+"""Gateway: Search and Predict throughput and latency at 1-256 concurrent clients, against the real
+stack (`reelvec up`), with the search service's own Query called directly as the no-gateway baseline.
+Then the peak memory of every process after the load."""
+
+import asyncio
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from bench import common
+from reelvec import launcher, limits, modalities
+from reelvec.fusion import fuse
+from reelvec.local_stack import RunningStack
+from reelvec.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    regressor_pb2,
+    search_pb2,
+    search_pb2_grpc,
+)
+
+CONCURRENCY = (1, 4, 16, 64, 256)
+
+
+def _record(index: int, rng: np.random.Generator, centres: dict[str, np.ndarray]) -> common_pb2.VideoRecord:
+    cluster = int(rng.integers(len(centres[modalities.VISUAL])))
+    vectors = {
+        name: centres[name][cluster] + 0.6 * rng.normal(size=dim).astype(np.float32) / np.sqrt(dim)
+        for name, dim in modalities.SOURCES.items()
+    }
+    vectors[modalities.FUSED] = fuse(vectors)
+    followers = int(10 ** rng.uniform(2, 6))
+    return common_pb2.VideoRecord(
+        id=f"v{index}",
+        metadata=common_pb2.VideoMetadata(
+            id=f"v{index}", caption=f"clip {index}", hashtags=[f"tag{cluster}", f"tag{cluster % 7}"],
+            likes=int(followers * rng.uniform(0.01, 0.1)), created_at=1_700_000_000 + index,
+            author=common_pb2.AuthorStats(id=f"a{index % 50}", followers=followers, videos=int(rng.integers(1, 500))),
+        ),
+        duration=float(rng.uniform(5, 60)),
+        embeddings=common_pb2.Embeddings(
+            vectors={k: common_pb2.Vector(values=v.tolist()) for k, v in vectors.items()}
+        ),
+    )
+
+
+async def _fill(search_address: str, count: int) -> None:
+    rng = np.random.default_rng(0)
+    centres = {name: rng.normal(size=(40, dim)).astype(np.float32) / np.sqrt(dim) for name, dim in modalities.SOURCES.items()}
+    async with grpc.aio.insecure_channel(search_address, options=limits.GRPC_OPTIONS) as channel:
+        stub = search_pb2_grpc.SearchStub(channel)
+        queue = iter(range(count))
+
+        async def worker():
+            for index in queue:
+                await stub.Upsert(search_pb2.UpsertRequest(video=_record(index, rng, centres)), timeout=30)
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+
+
+async def _load(call, make_request, concurrency: int, seconds: float, max_requests: int):
+    latencies, errors = [], 0
+    stop_at = time.monotonic() + seconds
+
+    async def client():
+        nonlocal errors
+        while time.monotonic() < stop_at and len(latencies) + errors < max_requests:
+            start = time.perf_counter()
+            try:
+                await call(make_request(), timeout=30)
+                latencies.append(time.perf_counter() - start)
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - start
+
+
+async def _measure(stack: RunningStack, search_address: str, count: int, seconds: float, section):
+    ids = [f"v{i}" for i in range(count)]
+    pick = random.Random(1).choice
+    options = limits.GRPC_OPTIONS
+    async with grpc.aio.insecure_channel(stack.gateway, options=options) as gw_channel, \
+            grpc.aio.insecure_channel(search_address, options=options) as search_channel:
+        gateway = gateway_pb2_grpc.GatewayStub(gw_channel)
+        search = search_pb2_grpc.SearchStub(search_channel)
+        await gateway.TrainRegressor(regressor_pb2.TrainRequest(), timeout=600)
+        targets = {
+            "Search via gateway": (gateway.Search, lambda: gateway_pb2.SearchRequest(id=pick(ids), k=10)),
+            "Query on search service (no gateway)": (search.Query, lambda: search_pb2.QueryRequest(id=pick(ids), k=10)),
+            "Predict via gateway": (gateway.Predict, lambda: gateway_pb2.PredictRequest(id=pick(ids), k=10)),
+        }
+        for name, (call, make) in targets.items():
+            for concurrency in CONCURRENCY:
+                latencies, errors, wall = await _load(call, make, concurrency, seconds, 20_000)
+                p50, p99 = common.percentiles(latencies) if latencies else (float("nan"),) * 2
+                rps = len(latencies) / wall
+                section.rows.append([name, concurrency, rps, p50, p99, errors])
+                prefix = name.split()[0].lower()
+                if name.endswith("no gateway)"):
+                    prefix = "direct_query"
+                section.metrics[f"gateway_{prefix}_rps_c{concurrency}"] = rps
+                section.metrics[f"gateway_{prefix}_p99_ms_c{concurrency}"] = p99
+
+
+def run(args) -> list[common.Section]:
+    count = 1000 if args.quick else 5000
+    seconds = 2.0 if args.quick else 6.0
+    load = common.Section(
+        f"Gateway RPCs ({count} stored videos, by-id queries, k=10)",
+        ["RPC", "clients", "requests/s", "p50 ms", "p99 ms", "errors"],
+    )
+    memory = common.Section("Memory after load", ["process", "peak RSS MiB"])
+    with tempfile.TemporaryDirectory() as data:
+        stack = RunningStack(Path(data), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en")
+        stack.start()
+        try:
+            state = stack.state()
+            asyncio.run(_fill(state["search"]["address"], count))
+            asyncio.run(_measure(stack, state["search"]["address"], count, seconds, load))
+            for name, pid in stack.pids().items():
+                peak = max(common.peak_rss_mb(p) for p in common.descendants(pid))
+                memory.rows.append([name, peak])
+                memory.metrics[f"memory_peak_mib_{name}"] = peak
+        finally:
+            stack.stop()
+    load.metrics["gateway_search_rps"] = load.metrics["gateway_search_rps_c64"]
+    load.metrics["gateway_search_p99_ms"] = load.metrics["gateway_search_p99_ms_c64"]
+    load.notes.append("client: one grpc.aio process on the same 2 cores as the stack; Triton and the models idle")
+    memory.notes.append("Triton's row is the largest of the server and its Python backend stub")
+    return [load, memory]
