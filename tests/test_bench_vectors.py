@@ -1,0 +1,80 @@
+"""The search benchmark's clustered vectors, and its exact ground truth."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bench import vectors
+from bench.search import exact_topk
+from reelvec import modalities
+
+SMALL = vectors.Spec(dim=256, clusters=50, axes=64, rank=8)
+
+
+@pytest.fixture(scope="module")
+def fused():
+    """The benchmark's own distribution, at the fused dimension."""
+    return vectors.Generator().corpus(2000)
+
+
+def test_deterministic_by_seed():
+    a = vectors.Generator(SMALL).corpus(1000)
+    assert np.array_equal(a, vectors.Generator(SMALL).corpus(1000))
+    other = vectors.Generator(dataclasses.replace(SMALL, seed=1)).corpus(1000)
+    assert not np.allclose(a, other)
+
+
+def test_a_smaller_corpus_is_a_prefix_of_a_bigger_one():
+    # chunks come from their own generators, so sizes share points (and chunking does not leak)
+    g = vectors.Generator(SMALL)
+    big = g.corpus(vectors.CHUNK + 500)
+    assert np.array_equal(g.corpus(700), big[:700])
+
+
+def test_fills_a_given_array_in_place():
+    g = vectors.Generator(SMALL)
+    out = np.zeros((300, SMALL.dim), np.float32)
+    assert g.corpus(300, out) is out
+    assert np.array_equal(out, g.corpus(300))
+
+
+def test_unit_norm_float32_at_the_fused_dimension(fused):
+    assert fused.dtype == np.float32
+    assert fused.shape == (2000, modalities.DIMS[modalities.FUSED])
+    np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-5)
+
+
+def test_queries_are_held_out(fused):
+    queries = vectors.Generator().queries(50)
+    assert queries.shape == (50, fused.shape[1])
+    np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    assert (queries @ fused.T).max() < 0.999  # no query is an indexed point
+
+
+def test_clustered_unlike_uniform_random(fused):
+    rng = np.random.default_rng(0)
+    uniform = rng.standard_normal(fused.shape).astype(np.float32)
+    uniform /= np.linalg.norm(uniform, axis=1, keepdims=True)
+    clustered, flat = vectors.neighbour_stats(fused), vectors.neighbour_stats(uniform)
+    assert clustered["nn_cosine"] > flat["nn_cosine"] + 0.4
+    assert clustered["nn_cosine"] > 0.6
+    assert 0.1 < clustered["random_cosine"] < 0.4  # a shared direction, as real embeddings have
+    # and the queries have neighbourhoods in the corpus too
+    queries = vectors.Generator().queries(100)
+    assert (queries @ fused.T).max(axis=1).mean() > 0.6
+
+
+def test_cluster_sizes_follow_a_power_law():
+    _, _, labels = next(vectors.Generator().chunks(vectors.CHUNK))
+    sizes = np.sort(np.bincount(labels, minlength=1000))[::-1]
+    assert sizes[0] > 10 * sizes[99] > 0  # a few big topics...
+    assert (sizes > 0).sum() > 300  # ...and a long tail
+
+
+def test_exact_topk_matches_a_full_sort():
+    g = vectors.Generator(SMALL)
+    corpus, queries = g.corpus(1000), g.queries(20)
+    got = exact_topk(corpus, queries, k=10, rows=128)  # several blocks, a ragged last one
+    expected = np.argsort(-(queries @ corpus.T), axis=1)[:, :10]
+    assert all(set(a) == set(b) for a, b in zip(got.tolist(), expected.tolist()))
