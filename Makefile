@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .data
 PORT ?= 50051
+OPENAI_WHISPER := 20250625
 
 .PHONY: install protos models run test bench clean system-deps
 
@@ -14,7 +15,9 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[export,test]'
+	$(BIN)/pip install -q -e '.[export,test,bench]'
+	# the benchmarks' openai-whisper baseline; --no-deps skips its CUDA-only triton pin (~1 GB)
+	$(BIN)/pip install -q --no-deps openai-whisper==$(OPENAI_WHISPER)
 	touch $@
 
 # Generated stubs are never edited or committed: they are made from protos/ at install time.
@@ -34,7 +37,7 @@ run: install
 	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --sample
 
 test: install system-deps
-	$(BIN)/ruff check reelvec services tests
+	$(BIN)/ruff check reelvec services tests bench
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
 
 # Benchmarks side by side with their baselines; BENCH="search --quick" picks and shrinks them.
