@@ -12,9 +12,12 @@ BENCHMARKS = ("encoder", "transcription", "search", "gateway", "ingest")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}; all by default")
     parser.add_argument("--quick", action="store_true", help="smaller inputs: a smoke run in minutes")
     args = parser.parse_args()
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")
     sections = []
     for name in args.names or BENCHMARKS:
         result = importlib.import_module(f"bench.{name}").run(args)

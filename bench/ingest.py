@@ -1,0 +1,89 @@
+"""Ingest: whole videos through the gateway's Index (the real stack, Whisper base) versus the naive
+pipeline of the seed studies, on the same clips with speech: decode every frame, PyTorch eager
+EfficientNet on each, openai-whisper on the audio (same base weights), sentence-transformers on the
+text, a numpy matrix as the index."""
+
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench import common
+from reelvec import client, launcher, media, samples
+from reelvec.local_stack import RunningStack
+from services.encoder import frames as frame_ops
+
+
+def _corpus(folder: Path, quick: bool):
+    items = client.read_manifest(samples.build_sample_corpus(folder))
+    speech = [(path, meta) for path, meta in items if "_" in path.stem]  # the generated clips speak
+    return speech[:4] if quick else items
+
+
+def _naive(items) -> tuple[float, float]:
+    import av
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from bench.baselines import openai_whisper
+    from reelvec.models import text as text_model, visual as visual_model
+
+    model = visual_model.eager_model()
+    whisper = openai_whisper.load("base")
+    sentences = SentenceTransformer(str(text_model.source_dir()), device="cpu")
+    index = []
+    with common.Timer() as t:
+        for path, metadata in items:
+            data = path.read_bytes()
+            with av.open(str(path)) as container:
+                crops = np.stack([frame_ops.crop(f) for f in container.decode(video=0)])
+            with torch.no_grad():
+                visual = torch.cat([model(torch.from_numpy(crops[i : i + 32])) for i in range(0, len(crops), 32)])
+            audio = media.decode_audio(data)
+            transcript = ""
+            if audio is not None:
+                transcript = whisper.transcribe(audio, language="en", beam_size=5, fp16=False)["text"]
+            text = sentences.encode(f"{metadata.caption}\n{transcript}", normalize_embeddings=True)
+            index.append(np.concatenate([visual.mean(0).numpy(), text]))
+        np.stack(index)
+    return t.wall, t.cpu
+
+
+def _reelvec(items, data_dir: Path) -> tuple[float, float]:
+    stack = RunningStack(data_dir, launcher.free_port())
+    stack.start()
+    try:
+        pids = stack.pids().values()
+        cpu = sum(common.tree_cpu_seconds(p) for p in pids)
+        stub = client.connect(stack.gateway)
+        with common.Timer() as t, ThreadPoolExecutor(2) as pool:  # the CLI's default concurrency
+            list(pool.map(lambda item: client.index_file(stub, *item), items))
+        server_cpu = sum(common.tree_cpu_seconds(p) for p in pids) - cpu
+    finally:
+        stack.stop()
+    return t.wall, t.cpu + server_cpu
+
+
+def run(args) -> common.Section:
+    section = common.Section(
+        "Ingest (whole Index path, Whisper base, real clips with speech)",
+        ["pipeline", "videos", "video s", "wall s", "videos/min", "video s per CPU s", "x realtime", "speedup"],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        items = _corpus(Path(tmp) / "corpus", args.quick)
+        seconds = sum(media.probe(p.read_bytes()).duration for p, _ in items)
+        rows = [("naive (seed studies)", *_naive(items)), ("reelvec", *_reelvec(items, Path(tmp) / "data"))]
+    naive_wall = rows[0][1]
+    for name, wall, cpu in rows:
+        section.rows.append([name, len(items), seconds, wall, 60 * len(items) / wall, seconds / cpu,
+                             seconds / wall, f"{naive_wall / wall:.2f}x"])
+    section.metrics.update(
+        ingest_videos_per_min=60 * len(items) / rows[1][1],
+        ingest_videos_per_min_naive=60 * len(items) / naive_wall,
+        ingest_speedup_vs_naive=naive_wall / rows[1][1],
+        ingest_realtime_factor=seconds / rows[1][1],
+        ingest_video_seconds_per_cpu_second=seconds / rows[1][2],
+    )
+    section.notes.append("reelvec CPU counts every process of the stack plus the client; time excludes start-up")
+    return section
