@@ -243,3 +243,20 @@ def test_base_model_transcribes_the_same_clip(base_model, clips):
     assert word_error_rate(SPOKEN, result.text) < MAX_WER, result.text
     assert result.language == "en"  # detected: base is multilingual
     assert result.segments
+
+
+def test_language_detection_reuses_the_first_windows_encoding(base_model, clips, monkeypatch):
+    from faster_whisper import WhisperModel
+
+    encodes = []
+    real_encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, f: encodes.append(f.shape) or real_encode(self, f))
+    audio = media.decode_audio(clips["speech"].read_bytes())
+    detected = base_model.transcribe(audio)
+    assert detected.language == "en" and len(encodes) == 1  # one 30 s window, encoded once
+
+    encodes.clear()
+    segments, _ = base_model.model.transcribe(audio, beam_size=base_model.beam_size, vad_filter=True,
+                                              language="en")
+    told = " ".join(s.text.strip() for s in segments)
+    assert len(encodes) == 1 and told == detected.text  # the reused encoding decodes the same words

@@ -18,7 +18,7 @@ class Settings(config.ServerSettings):
     whisper_model: str = "base"  # multilingual; "tiny.en" is English-only and ~2x faster
     device: str = "cpu"  # or "cuda"
     compute_type: str = ""  # empty: int8 on cpu, float16 on cuda
-    cpu_threads: int = 0  # threads per model call; 0: the runtimes' defaults
+    cpu_threads: int = 0  # threads per model call; 0: the cores shared out among max_transcriptions
     beam_size: int = 5
     # Transcriptions run at once (each is a CTranslate2 worker); more queue. Text embeddings have
     # their own slots so a search query never waits behind a long transcription.
