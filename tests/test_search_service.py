@@ -338,3 +338,18 @@ def test_analyze_on_an_empty_corpus(tmp_path):
         assert result == analysis.Analysis(1.0, "", [], [])
     finally:
         store.close()
+
+
+def test_records_round_trip_and_fields_from_a_newer_version_are_dropped():
+    from services.search import records
+
+    record = common_pb2.VideoRecord(
+        id="v1", duration=12.5,
+        metadata=common_pb2.VideoMetadata(caption="hi", hashtags=["a", "b"], likes=0,
+                                          author=common_pb2.AuthorStats(id="al", followers=7)),
+    )
+    stored = records.to_stored(record)
+    assert records.to_record(stored) == record
+    stored.payload["added_later"] = 1
+    stored.payload["metadata"]["author"]["also_later"] = "x"
+    assert records.to_record(stored) == record

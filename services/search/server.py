@@ -60,7 +60,8 @@ def open_store(settings: SearchSettings) -> base.VideoStore:
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
-    """Store calls block, so each runs in a worker thread; the store does its own locking."""
+    """Store calls block, so each runs in a worker thread (fast reads of an in-process store
+    excepted); the store does its own locking."""
 
     def __init__(self, settings: SearchSettings):
         self._settings = settings
@@ -71,6 +72,11 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         if self._store is None:  # calls that arrive while warmup still opens it
             raise errors.Unavailable("the search store is still opening")
         return self._store
+
+    async def _read(self, method, *args, **kwargs):
+        if self.store.fast_reads:
+            return method(*args, **kwargs)
+        return await asyncio.to_thread(method, *args, **kwargs)
 
     def attach(self, store: base.VideoStore) -> None:
         self._store = store
@@ -97,7 +103,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             target = {"video_id": records.check_id(request.id)}
         else:
             raise errors.InvalidInput("query needs a vector or an id")
-        hits = await asyncio.to_thread(
+        hits = await self._read(
             self.store.query,
             modality,
             filter=records.to_filter(request.filter),
@@ -109,7 +115,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     async def Get(self, request, context):
         video_id = records.check_id(request.id)
-        video = await asyncio.to_thread(self.store.get, video_id, request.with_vectors)
+        video = await self._read(self.store.get, video_id, request.with_vectors)
         if video is None:
             raise errors.NotFound(f"no video with id {video_id!r}")
         return records.to_record(video)

@@ -76,6 +76,8 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
 
 
 class EdgeStore(base.VideoStore):
+    fast_reads = True  # in-process Rust that holds the GIL; about 0.3-1 ms per query up to 100k points
+
     def __init__(
         self,
         path: str | Path,
@@ -144,7 +146,7 @@ class EdgeStore(base.VideoStore):
             self._last_call = time.monotonic()
         return not existed
 
-    def get(self, video_id: str, with_vectors: bool = False) -> base.StoredVideo | None:
+    def get(self, video_id: str, with_vectors: bool | list[str] = False) -> base.StoredVideo | None:
         records = self._shard.retrieve(
             [base.point_id(video_id)], with_payload=True, with_vector=with_vectors
         )

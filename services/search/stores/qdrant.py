@@ -117,7 +117,7 @@ class QdrantStore(base.VideoStore):
             self._client.upsert(self._collection, [point], wait=True)
         return not existed
 
-    def get(self, video_id: str, with_vectors: bool = False) -> base.StoredVideo | None:
+    def get(self, video_id: str, with_vectors: bool | list[str] = False) -> base.StoredVideo | None:
         with self._read_lock:
             records = self._client.retrieve(
                 self._collection,
