@@ -4,6 +4,7 @@ front of the real tritonserver (both started here as subprocesses on free loopba
 import asyncio
 import io
 import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reelvec import errors, media, samples, triton
 from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from services.encoder.visual import TritonVisual
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder import audio_features, frames
 from services.encoder.visual import pool
@@ -230,9 +232,14 @@ def test_cpu_and_gpu_configs_agree():
 
     def tensors(text):
         body = [line.split("#")[0].strip() for line in text.splitlines()]
-        return [line for line in body if line.startswith(("name:", "data_type:", "dims:", "max_batch_size:"))]
+        return [line for line in body if line.startswith(("name:", "data_type:", "dims:"))]
+
+    def max_batch(text):
+        return int(re.search(r"^max_batch_size: (\d+)", text, re.M).group(1))
 
     assert tensors(cpu) == tensors(gpu)
+    # batches are sized per device: one clip's 16 frames on CPU, merged clips on GPU
+    assert max_batch(cpu) == 16 and max_batch(gpu) >= 32
     assert 'backend: "python"' in cpu and "KIND_CPU" in cpu
     assert 'platform: "onnxruntime_onnx"' in gpu and "KIND_GPU" in gpu
 
@@ -400,11 +407,11 @@ def _triton_counts(metrics_port: int) -> tuple[float, float]:
 
 
 @pytest.mark.integration
-def test_concurrent_calls_are_batched_and_all_succeed(encoder, triton_server, clips):
+def test_concurrent_calls_all_succeed_with_their_own_vectors(encoder, triton_server, clips):
     _, metrics_port = triton_server
     names = ["a", "b", "bunny", "bikes", "intro", "mute"] * 2
     expected = {name: np.array(encoder.encode(clips[name]).visual) for name in set(names)}
-    requests_before, executions_before = _triton_counts(metrics_port)
+    requests_before, _ = _triton_counts(metrics_port)
 
     async def burst():
         async with grpc.aio.insecure_channel(encoder.address) as channel:
@@ -415,10 +422,31 @@ def test_concurrent_calls_are_batched_and_all_succeed(encoder, triton_server, cl
     responses = asyncio.run(burst())
     for name, response in zip(names, responses):
         assert cosine(response.visual, expected[name]) > 0.9999
-    requests, executions = _triton_counts(metrics_port)
-    print(f"{requests - requests_before:.0f} requests in {executions - executions_before:.0f} executions")
+    requests, _ = _triton_counts(metrics_port)
     assert requests - requests_before == len(names)
-    assert executions - executions_before < len(names)  # the dynamic batcher merged requests
+
+
+@pytest.mark.integration
+def test_the_dynamic_batcher_merges_small_requests(triton_server):
+    """A clip's 16 frames fill a CPU batch on their own (config.pbtxt says why); requests with
+    fewer frames, such as a short clip's, share executions and each gets its own rows back."""
+    url, metrics_port = triton_server
+    frames = np.random.default_rng(3).integers(0, 256, (12, 224, 224, 3), dtype=np.uint8)
+    requests_before, executions_before = _triton_counts(metrics_port)
+
+    async def burst():
+        visual = TritonVisual(url, VISUAL_MODEL_NAME, timeout=60)
+        await visual.ready(60)
+        alone = await visual.embed(frames)
+        together = await asyncio.gather(*(visual.embed(frames[i : i + 2]) for i in range(0, 12, 2)))
+        await visual.close()
+        return alone, np.concatenate(together)
+
+    alone, together = asyncio.run(burst())
+    assert np.abs(alone - together).max() < 1e-4
+    requests, executions = _triton_counts(metrics_port)
+    assert requests - requests_before == 7
+    assert executions - executions_before < 7  # the six 2-frame requests did not run one by one
 
 
 @pytest.mark.integration
