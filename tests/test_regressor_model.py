@@ -45,3 +45,15 @@ def test_a_pickle_or_foreign_file_is_refused(tmp_path):
     path.write_text('{"format": "something-else"}')
     with pytest.raises(ValueError, match="not a"):
         model.LikesModel.load(path)
+
+
+def test_primal_and_dual_ridge_agree():
+    from services.regressor.model import _ridge
+
+    rng = np.random.default_rng(4)
+    for n, d in ((30, 80), (200, 40)):  # fewer videos than features, and more
+        z, y = rng.normal(size=(n, d)), rng.normal(size=n)
+        dual = z.T @ np.linalg.solve(z @ z.T + 3.0 * np.eye(n), y)
+        primal = np.linalg.solve(z.T @ z + 3.0 * np.eye(d), z.T @ y)
+        assert np.allclose(dual, primal)
+        assert np.allclose(_ridge(z, y, 3.0), primal)

@@ -71,9 +71,12 @@ class LikesModel:
 
 
 def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    # Dual form: n is small next to the 1.7k features, so solve the n x n system.
-    gram = z @ z.T
-    return z.T @ np.linalg.solve(gram + alpha * np.eye(len(z)), y)
+    """Solves the smaller of the two equal systems: n x n (dual) while there are fewer videos than
+    the ~1.9k features, d x d (primal) beyond; at 5k videos the dual's Gram matrices took ~1 GB."""
+    n, d = z.shape
+    if n <= d:
+        return z.T @ np.linalg.solve(z @ z.T + alpha * np.eye(n), y)
+    return np.linalg.solve(z.T @ z + alpha * np.eye(d), z.T @ y)
 
 
 def _choose_alpha(z: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> float:
