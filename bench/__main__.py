@@ -18,13 +18,13 @@ def main() -> None:
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")
-    sections = []
+    runs = {}
     for name in args.names or BENCHMARKS:
         result = importlib.import_module(f"bench.{name}").run(args)
-        for section in result if isinstance(result, list) else [result]:
+        runs[name] = result if isinstance(result, list) else [result]
+        for section in runs[name]:
             print(section.render() + "\n", flush=True)
-            sections.append(section)
-    print(f"results: {common.write(sections)}")
+    print(f"results: {common.write(runs, args.quick)}")
 
 
 if __name__ == "__main__":

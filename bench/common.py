@@ -103,13 +103,25 @@ class Timer:
         self.cpu = cpu_seconds() - self.cpu
 
 
-def write(sections: list[Section], path: Path = RESULTS / "latest.json") -> Path:
+def write(runs: dict[str, list[Section]], quick: bool, path: Path = RESULTS / "latest.json") -> Path:
+    """Merges this run's benchmarks into latest.json, so running one benchmark keeps the others'
+    last results; each benchmark records when it ran and whether it was --quick. `metrics` is the
+    flat union of every benchmark's keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.loads(path.read_text()) if path.exists() else {}
+    stored = body.get("benchmarks", {})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for name, sections in runs.items():
+        stored[name] = {
+            "time": now,
+            "quick": quick,
+            "metrics": {k: v for s in sections for k, v in s.metrics.items()},
+            "sections": [dataclasses.asdict(s) for s in sections],
+        }
     body = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "metrics": {k: v for s in sections for k, v in s.metrics.items()},
-        "sections": [dataclasses.asdict(s) for s in sections],
+        "metrics": {k: v for run in stored.values() for k, v in run["metrics"].items()},
+        "benchmarks": stored,
     }
     path.write_text(json.dumps(body, indent=2, default=float))
     return path

