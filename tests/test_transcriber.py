@@ -25,6 +25,7 @@ from reelvec.config import REPO_ROOT  # noqa: E402
 from reelvec.models import text, whisper  # noqa: E402
 from reelvec.v1 import transcriber_pb2, transcriber_pb2_grpc  # noqa: E402
 from services.transcriber.server import embedding_text  # noqa: E402
+from services.transcriber.speech import Transcript  # noqa: E402
 
 SPOKEN = (
     "Hello everyone, this is a short video about my morning routine. "
@@ -260,3 +261,11 @@ def test_language_detection_reuses_the_first_windows_encoding(base_model, clips,
                                               language="en")
     told = " ".join(s.text.strip() for s in segments)
     assert len(encodes) == 1 and told == detected.text  # the reused encoding decodes the same words
+
+
+@pytest.mark.parametrize("sound", ["silence", "tone"])
+def test_base_model_on_no_speech_is_empty(base_model, sound):
+    # the VAD keeps nothing, so language detection sees a single frame of features
+    t = np.arange(5 * 16000) / 16000
+    audio = np.zeros_like(t) if sound == "silence" else 0.3 * np.sin(2 * np.pi * 440 * t)
+    assert base_model.transcribe(audio.astype(np.float32)) == Transcript()

@@ -43,7 +43,7 @@ class _SharedEncodingWhisper(WhisperModel):
         self._last = threading.local()
 
     def detect_language(self, audio=None, features=None, **kwargs):
-        if features is not None:
+        if features is not None and features.shape[-1] > 1:  # one frame: the VAD kept nothing
             # decoding leaves out the feature extractor's last frame: detect on the same window
             features = features[..., :-1]
         return super().detect_language(audio, features, **kwargs)
