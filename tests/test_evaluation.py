@@ -1,0 +1,70 @@
+"""The evaluation's measures on hand-made vectors, and its copy transforms on real video."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from reelvec import media, samples
+from reelvec.evaluation import metrics, transforms
+
+
+def test_copy_detection_recall_and_micro_ap():
+    originals = np.eye(4)
+    copies = np.array([[1, 0.1, 0, 0], [0.2, 1, 0, 0], [0, 0, 0.4, 0.5], [0, 0, 0, 0]])
+    result = metrics.copy_detection(originals, copies, np.array([0, 1, 2, 3]))
+    # copy 2 is closer to original 3 than to its own; copy 3 has no vector and finds nothing
+    assert result["recall@1"] == 0.5 and result["recall@10"] == 0.75
+    # pairs by similarity: (0,0) 0.995 hit, (1,1) 0.98 hit, (2,3) 0.78, (2,2) 0.62 hit, ...; copy 3
+    # ranks last among 16 pairs (ties broken against it at -1)
+    sims = metrics.similarities(copies, originals)
+    assert sims[3].max() == -1.0
+    order = np.argsort(-sims.ravel(), kind="stable")
+    rank_of_last = int(np.flatnonzero(order == 15)[0]) + 1
+    assert result["micro_ap"] == pytest.approx((1 + 1 + 3 / 4 + 4 / rank_of_last) / 4)
+
+
+def test_category_retrieval():
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+    assert metrics.category_retrieval(vectors, ["a", "a", "b", "b"]) == {"precision@3": pytest.approx(1 / 3), "map": 1.0}
+    mixed = metrics.category_retrieval(vectors, ["a", "b", "a", "b"])
+    assert mixed["map"] < 1.0
+
+
+def test_elbow_and_purity():
+    assert metrics.elbow({2: 100.0, 3: 40.0, 4: 35.0, 5: 32.0, 6: 30.0}) == 3
+    assert metrics.purity(np.array([0, 0, 1, 1, 1]), ["a", "a", "b", "b", "a"]) == pytest.approx(4 / 5)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return samples.make_video(tmp_path_factory.mktemp("eval") / "clip.mp4", seconds=4, seed=5, size=(320, 240))
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+
+
+@pytest.mark.parametrize("kind", transforms.TRANSFORMS)
+def test_each_transform_writes_a_playable_copy(clip, tmp_path, kind):
+    copy = transforms.make_copy(clip, tmp_path / f"{kind}.mp4", kind)
+    source, made = media.probe(clip.read_bytes()), media.probe(copy.read_bytes())
+    assert made.has_audio and made.frame_count > 0
+    expected_size = {"crop": (224, 168), "scale": (160, 120)}.get(kind, (320, 240))
+    assert (made.width, made.height) == expected_size
+    expected_duration = {"trim": 0.6, "speed": 1 / transforms.SPEED}.get(kind, 1.0) * source.duration
+    assert made.duration == pytest.approx(expected_duration, abs=0.25)
+
+
+def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):
+    flipped = transforms.make_copy(clip, tmp_path / "flip.mp4", "hflip")
+    original, mirrored = _first_frame(clip), _first_frame(flipped)
+    assert np.abs(original[:, ::-1] - mirrored).mean() < 0.5 * np.abs(original - mirrored).mean()
+    replaced = transforms.make_copy(clip, tmp_path / "audio.mp4", "audio_replaced")
+    before, after = (media.decode_audio(p.read_bytes()) for p in (clip, replaced))
+    n = min(len(before), len(after))
+    assert abs(np.corrcoef(before[:n], after[:n])[0, 1]) < 0.3
+    smaller = transforms.make_copy(clip, tmp_path / "low.mp4", "low_bitrate")
+    assert smaller.stat().st_size < transforms.make_copy(clip, tmp_path / "same.mp4", "hflip").stat().st_size
