@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from reelvec import modalities
 from reelvec.evaluation import metrics, transforms
 from reelvec.v1 import common_pb2, gateway_pb2
+from services.search import analysis, originality
 
 EMBED_TIMEOUT = 600.0
 PCA_COMPONENTS = 32
@@ -106,6 +108,35 @@ def corpus(files: list[Path], manifest: Path | None, folder: Path):
     return items, labels if all(labels) else None
 
 
+def _originality(corpus: np.ndarray, copies: np.ndarray, likes: list[float] | None) -> dict:
+    """Every method of the search service on the fused vectors: the originals' own originality
+    (each against the others), the copies' (each against the originals), and the Spearman
+    correlation of the originals' originality with their likes when every original has likes."""
+    sims_to_corpus = metrics.similarities(copies, corpus)
+    within = metrics.similarities(corpus, corpus)
+    np.fill_diagonal(within, -np.inf)
+    best_first = lambda row: np.sort(row[np.isfinite(row)])[::-1]  # noqa: E731
+    out = {}
+    for method in originality.METHODS:
+        if method == "similarity":
+            own = np.array([analysis.originality(list(best_first(r)[:originality.ORIGINALITY_NEIGHBOURS]))
+                            for r in within])
+            of_copies = np.array([analysis.originality(list(best_first(r)[:originality.ORIGINALITY_NEIGHBOURS]))
+                                  for r in sims_to_corpus])
+        else:
+            if len(corpus) < originality.MIN_CORPUS:
+                continue
+            fitted = originality.Calibrated(method, corpus)
+            own = fitted.corpus_originality()
+            of_copies = np.array([fitted.originality(fitted.anomaly(c, best_first(r)))
+                                  for c, r in zip(copies, sims_to_corpus)])
+        result = {"originals_mean": float(own.mean()), "copies_mean": float(of_copies.mean())}
+        if likes is not None and len(set(likes)) > 1:
+            result["spearman_with_likes"] = float(spearmanr(own, likes).statistic)
+        out[method] = result
+    return out
+
+
 def evaluate(
     stub,
     items: list[tuple[Path, common_pb2.VideoMetadata]],
@@ -141,6 +172,7 @@ def evaluate(
         "copy_detection_by_transform": {},
         "category_retrieval": {},
         "clustering": {},
+        "originality": {},
     }
     for name, corpus in rep_originals.items():
         queries = rep_copies[name]
@@ -153,6 +185,8 @@ def evaluate(
         if labels:
             report["category_retrieval"][name] = metrics.category_retrieval(corpus, labels)
         report["clustering"][name] = _clustering(corpus, labels)
+    likes = [float(m.likes) for _, m in items] if all(m.HasField("likes") for _, m in items) else None
+    report["originality"] = _originality(rep_originals["fused (served)"], rep_copies["fused (served)"], likes)
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
 
@@ -191,6 +225,13 @@ def markdown(report: dict) -> str:
         if c:
             purity = f"{c['purity']:.3f}" if "purity" in c else "-"
             lines.append(f"| {name} | {c['elbow_k']} | {purity} |")
+    lines += ["", "## Originality (fused vectors; the search service's `--originality` methods)", "",
+              "Originals are scored against the other originals, copies against the originals; a "
+              "useful method scores copies low. Spearman: originals' originality against their likes.", "",
+              "| method | originals mean | copies mean | Spearman with likes |", "| --- | --- | --- | --- |"]
+    for method, o in report["originality"].items():
+        rho = f"{o['spearman_with_likes']:.3f}" if "spearman_with_likes" in o else "-"
+        lines.append(f"| {method} | {o['originals_mean']:.3f} | {o['copies_mean']:.3f} | {rho} |")
     return "\n".join(lines) + "\n"
 
 

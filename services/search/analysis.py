@@ -3,11 +3,13 @@
 Formulas (docs/search.md explains the choices):
 - neighbours: the nearest stored videos by the fused vector, or by the visual one when the video has
   no fused vector; `exclude_id` (the video itself, when already indexed) is never a neighbour.
-- originality = 1 - clip(max(mean cosine similarity of the top ORIGINALITY_NEIGHBOURS neighbours,
-  similarity of the closest visual match), 0, 1); fewer neighbours are averaged as they are, and an
-  empty corpus gives 1.0. The closest visual match bounds it because a re-upload of one indexed clip
-  is not original however different the rest of the neighbourhood is (a copy without its sound
-  scores only ~0.7 on the fused vector); the same bytes count as similarity 1.
+- originality, method "similarity" (the default) = 1 - clip(max(mean cosine similarity of the top
+  ORIGINALITY_NEIGHBOURS neighbours, similarity of the closest visual match), 0, 1); fewer
+  neighbours are averaged as they are, and an empty corpus gives 1.0. With a calibrated method
+  (originality.py: knn, isolation_forest, lof) it is min(calibrated originality, 1 - closest visual
+  match). The closest visual match bounds both because a re-upload of one indexed clip is not
+  original however different the rest of the neighbourhood is (a copy without its sound scores
+  only ~0.7 on the fused vector); the same bytes count as similarity 1.
 - near duplicate: a stored video with the same content_sha256 (the same bytes), else the top visual
   neighbour when its visual cosine similarity is >= the threshold.
 - hashtags: score(tag) = sum over the top HASHTAG_NEIGHBOURS neighbours carrying the tag of
@@ -20,9 +22,9 @@ import dataclasses
 from collections import defaultdict
 
 from reelvec import errors, modalities
+from services.search.originality import ORIGINALITY_NEIGHBOURS, Calibrated
 from services.search.stores import base
 
-ORIGINALITY_NEIGHBOURS = 5
 HASHTAG_NEIGHBOURS = 20
 HASHTAG_SUGGESTIONS = 10
 
@@ -96,6 +98,7 @@ def analyze(
     known_hashtags: list[str] = (),
     content_sha256: str = "",
     near_duplicate_threshold: float = 0.95,
+    calibrated: Calibrated | None = None,
 ) -> Analysis:
     """Blocking (store calls): run it in a worker thread."""
     modality = next((m for m in (modalities.FUSED, modalities.VISUAL) if m in vectors), None)
@@ -112,8 +115,14 @@ def analyze(
     duplicate, closest_copy = near_duplicate(
         store, vectors, exclude_ids, content_sha256, near_duplicate_threshold
     )
+    similarities = [h.score for h in neighbours[:ORIGINALITY_NEIGHBOURS]]
+    if calibrated is not None and modality == modalities.FUSED:
+        anomaly = calibrated.anomaly(vectors[modality], similarities)
+        score = min(calibrated.originality(anomaly), 1.0 - min(max(closest_copy, 0.0), 1.0))
+    else:
+        score = originality(similarities, closest_copy)
     return Analysis(
-        originality=originality([h.score for h in neighbours[:ORIGINALITY_NEIGHBOURS]], closest_copy),
+        originality=score,
         near_duplicate_of=duplicate,
         hashtags=suggest_hashtags(neighbours[:HASHTAG_NEIGHBOURS], list(known_hashtags)),
         similar=neighbours[:k],

@@ -8,7 +8,7 @@ from pathlib import Path
 from reelvec import config, errors, modalities
 from reelvec.server import register, serve
 from reelvec.v1 import search_pb2, search_pb2_grpc
-from services.search import analysis, records
+from services.search import analysis, originality, records
 from services.search.stores import base
 
 
@@ -21,6 +21,7 @@ class SearchSettings(config.ServerSettings):
     # The vector schema version is part of the name: a new encoder version indexes into a new one.
     collection: str = "videos_v1"
     near_duplicate_threshold: float = 0.95  # visual cosine similarity
+    originality: str = "similarity"  # or a calibrated anomaly detector: knn, isolation_forest, lof
     optimize_after: int = 1000  # edge: writes before an idle store indexes them; 0: at start only
     optimize_idle_seconds: float = 5.0
 
@@ -66,6 +67,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     def __init__(self, settings: SearchSettings):
         self._settings = settings
         self._store: base.VideoStore | None = None
+        self._originality: originality.Detector | None = None
 
     @property
     def store(self) -> base.VideoStore:
@@ -80,6 +82,10 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     def attach(self, store: base.VideoStore) -> None:
         self._store = store
+        method = self._settings.originality
+        self._originality = None
+        if method != "similarity":
+            self._originality = originality.Detector(method, store, modalities.FUSED)
 
     def detach(self) -> base.VideoStore | None:
         store, self._store = self._store, None
@@ -138,16 +144,21 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     async def Analyze(self, request, context):
         vectors = records.check_embeddings(request.embeddings)
-        result = await asyncio.to_thread(
-            analysis.analyze,
-            self.store,
-            vectors,
-            k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
-            exclude_id=request.exclude_id,
-            known_hashtags=list(request.known_hashtags),
-            content_sha256=request.content_sha256,
-            near_duplicate_threshold=self._settings.near_duplicate_threshold,
-        )
+        detector = self._originality
+
+        def analyze() -> analysis.Analysis:  # blocking: store calls, and a detector fit when due
+            return analysis.analyze(
+                self.store,
+                vectors,
+                k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
+                exclude_id=request.exclude_id,
+                known_hashtags=list(request.known_hashtags),
+                content_sha256=request.content_sha256,
+                near_duplicate_threshold=self._settings.near_duplicate_threshold,
+                calibrated=detector.current() if detector else None,
+            )
+
+        result = await asyncio.to_thread(analyze)
         return search_pb2.AnalyzeResponse(
             originality=result.originality,
             near_duplicate_of=result.near_duplicate_of,

@@ -29,6 +29,11 @@ def test_evaluate_finds_the_originals_of_transformed_copies(stack, corpus, tmp_p
     # a new soundtrack leaves the picture: the visual vector still finds every original
     assert report["copy_detection_by_transform"]["visual"]["audio_replaced"] == 1.0
     assert set(report["category_retrieval"]["visual"]) == {"precision@3", "map"}
+    assert set(report["originality"]) == {"similarity", "knn", "isolation_forest", "lof"}
+    for method in ("similarity", "knn"):  # a copy sits next to its original: less original
+        scored = report["originality"][method]
+        assert scored["copies_mean"] < scored["originals_mean"]
+        assert -1.0 <= scored["spearman_with_likes"] <= 1.0  # the sample manifest has likes
     markdown = (out / "report.md").read_text()
     assert "## Copy detection" in markdown and "| fused (served) |" in markdown
     for name in ("fused (served)", "visual", "audio", "text", "concat (unweighted)"):

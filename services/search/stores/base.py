@@ -113,7 +113,7 @@ class VideoStore(abc.ABC):
         self,
         offset: str | None = None,
         limit: int = 100,
-        with_vectors: bool = False,
+        with_vectors: bool | list[str] = False,
         filter: Filter | None = None,
     ) -> tuple[list[StoredVideo], str | None]:
         """A page in a stable backend order, and an opaque cursor to the next (None at the end)."""

@@ -1,0 +1,116 @@
+"""Originality as anomaly detection over the corpus's fused vectors (issue 4; the seed thesis's
+approach), calibrated to [0, 1] against the corpus itself.
+
+Methods (the search service's `--originality`):
+- similarity (default): 1 - mean cosine similarity of the nearest neighbours (analysis.py); not
+  calibrated, stable on tiny corpora.
+- knn: anomaly = 1 - mean cosine similarity of the ORIGINALITY_NEIGHBOURS nearest neighbours.
+- isolation_forest: scikit-learn's IsolationForest, anomaly = minus its score.
+- lof: scikit-learn's LocalOutlierFactor (novelty mode, cosine), anomaly = minus its score.
+
+Calibration: originality = the share of corpus videos whose own anomaly (leave-one-out: each
+against the others) is at most this video's. 0.9 reads "more unusual than 90% of the corpus". The
+detectors are fitted on a sample of at most FIT_SAMPLE videos and are never saved: scikit-learn
+models persist only as pickles, so each start fits again from the store.
+"""
+
+import threading
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor
+
+METHODS = ("similarity", "knn", "isolation_forest", "lof")
+CALIBRATED = METHODS[1:]
+ORIGINALITY_NEIGHBOURS = 5
+LOF_NEIGHBOURS = 20
+FIT_SAMPLE = 5000
+MIN_CORPUS = 3  # fewer videos than this: nothing to calibrate against
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, np.float64)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+def knn_anomaly(similarities) -> float:
+    """From the similarities of a video's nearest neighbours, best first (itself left out)."""
+    top = list(similarities)[:ORIGINALITY_NEIGHBOURS]
+    return 1.0 - float(np.mean(top)) if top else 1.0
+
+
+class Calibrated:
+    """One of CALIBRATED fitted on corpus rows (any scale: rows are L2-normalized here)."""
+
+    def __init__(self, method: str, corpus: np.ndarray, seed: int = 0):
+        if method not in CALIBRATED:
+            raise ValueError(f"unknown originality method {method!r}: use one of {', '.join(CALIBRATED)}")
+        corpus = _unit(corpus)
+        if len(corpus) < MIN_CORPUS:
+            raise ValueError(f"originality needs at least {MIN_CORPUS} videos to calibrate against")
+        self.method, self.size = method, len(corpus)
+        self.model = None
+        if method == "knn":
+            sims = corpus @ corpus.T
+            np.fill_diagonal(sims, -np.inf)
+            k = min(ORIGINALITY_NEIGHBOURS, len(corpus) - 1)
+            top = -np.sort(-sims, axis=1)[:, :k]
+            reference = 1.0 - top.mean(axis=1)
+        elif method == "isolation_forest":
+            self.model = IsolationForest(n_estimators=200, random_state=seed).fit(corpus)
+            reference = -self.model.score_samples(corpus)
+        else:
+            neighbours = min(LOF_NEIGHBOURS, len(corpus) - 1)
+            self.model = LocalOutlierFactor(n_neighbors=neighbours, novelty=True, metric="cosine").fit(corpus)
+            reference = -self.model.negative_outlier_factor_  # leave-one-out by construction
+        self.corpus_anomaly = reference  # in fit order
+        self.reference = np.sort(reference)
+
+    def anomaly(self, vector: np.ndarray, neighbour_similarities=()) -> float:
+        """`neighbour_similarities` (best first, the video itself left out) feed knn; the fitted
+        detectors look at the vector alone."""
+        if self.model is None:
+            return knn_anomaly(neighbour_similarities)
+        return float(-self.model.score_samples(_unit(vector)[None])[0])
+
+    def originality(self, anomaly: float) -> float:
+        return float(np.searchsorted(self.reference, anomaly, side="right") / len(self.reference))
+
+    def corpus_originality(self) -> np.ndarray:
+        """Each fitted video's own calibrated originality (against the others), in fit order."""
+        return np.searchsorted(self.reference, self.corpus_anomaly, side="right") / len(self.reference)
+
+
+class Detector:
+    """The search service's Calibrated, fitted lazily from the store and fitted again once the
+    corpus has changed by more than REFIT_CHANGE of its size since (deletes count too)."""
+
+    REFIT_CHANGE = 0.1
+    PAGE = 1000
+
+    def __init__(self, method: str, store, vector: str):
+        self.method, self.store, self.vector = method, store, vector
+        self._fitted: Calibrated | None = None
+        self._fitted_count = 0
+        self._lock = threading.Lock()
+
+    def _sample(self) -> np.ndarray:
+        rows, offset = [], None
+        while len(rows) < FIT_SAMPLE:
+            page, offset = self.store.scroll(offset, self.PAGE, with_vectors=[self.vector])
+            rows += [v.vectors[self.vector] for v in page if self.vector in v.vectors]
+            if offset is None:
+                break
+        return np.asarray(rows[:FIT_SAMPLE], np.float64)
+
+    def current(self) -> Calibrated | None:
+        """None while the corpus is too small to calibrate against. Blocking: fits when due."""
+        with self._lock:
+            count = self.store.count()
+            due = self._fitted is None or abs(count - self._fitted_count) > self.REFIT_CHANGE * self._fitted_count
+            if due:
+                rows = self._sample() if count >= MIN_CORPUS else np.zeros((0, 1))
+                self._fitted = Calibrated(self.method, rows) if len(rows) >= MIN_CORPUS else None
+                self._fitted_count = count
+            return self._fitted
