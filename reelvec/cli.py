@@ -144,13 +144,17 @@ def cmd_delete(args, stub) -> int:
 
 
 def cmd_train(args, stub) -> int:
-    report = client.train_regressor(stub)
+    report = client.train_regressor(stub, args.regressor, args.huber, args.compare)
     result = json_format.MessageToDict(report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     human = (
         f"trained {report.model_version} on {report.train_size} videos, tested on {report.test_size}: "
         f"MAE {report.mae:.3f} (mean predictor {report.baseline_mae:.3f}) in log1p(likes), "
         f"R^2 {report.r2:.3f}, Spearman {report.spearman:.3f}"
     )
+    if report.comparison:
+        human += "\n\nmodel     MSE     MAE     R^2  Spearman  (same held-out split)\n" + "\n".join(
+            f"{s.model:<8} {s.mse:6.3f}  {s.mae:6.3f}  {s.r2:6.3f}  {s.spearman:8.3f}" for s in report.comparison
+        )
     _emit(args, result, human)
     return 0
 
@@ -230,6 +234,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2)
     p = client_command("train", cmd_train, "train a model")
     p.add_argument("model", choices=["regressor"])
+    p.add_argument("--model", dest="regressor", default="", metavar="KIND",
+                   help="ridge (default), gbm, author (author statistics only), mean")
+    p.add_argument("--huber", action="store_true", help="gbm: Huber loss instead of squared error")
+    p.add_argument("--compare", action="store_true", help="also measure every other model on the same split")
     return parser
 
 

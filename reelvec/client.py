@@ -71,5 +71,6 @@ def index_file(stub, path: Path, metadata: common_pb2.VideoMetadata) -> gateway_
     return stub.IndexStream(chunks(), timeout=INDEX_TIMEOUT)
 
 
-def train_regressor(stub) -> regressor_pb2.TrainReport:
-    return stub.TrainRegressor(regressor_pb2.TrainRequest(), timeout=INDEX_TIMEOUT)
+def train_regressor(stub, model: str = "", huber: bool = False, compare: bool = False) -> regressor_pb2.TrainReport:
+    request = regressor_pb2.TrainRequest(model=model, huber=huber, compare=compare)
+    return stub.TrainRegressor(request, timeout=INDEX_TIMEOUT)

@@ -18,6 +18,8 @@ TABULAR = (
     "hashtag_count",
 )
 NAMES = tuple(f"fused_{i}" for i in range(modalities.DIMS[modalities.FUSED])) + TABULAR
+# the author statistics' columns in a row (the first five of TABULAR): the `author` baseline's input
+AUTHOR = slice(modalities.DIMS[modalities.FUSED], modalities.DIMS[modalities.FUSED] + 5)
 
 
 def row(video: common_pb2.VideoRecord) -> np.ndarray:

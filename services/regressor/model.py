@@ -1,8 +1,9 @@
-"""Ridge regression of standardized log1p(likes), with a split-conformal interval.
+"""The served likes model: an estimator (estimators.py) of log1p(likes) with a split-conformal 80%
+interval, trained and measured on a held-out split, saved as JSON (no pickle).
 
-Ridge is the standard first model for a few hundred to a few thousand rows of 1.7k features: closed
-form, no tuning beyond alpha (chosen by k-fold on the training split), and an artifact that is plain
-JSON (no pickle). The 80% interval comes from the 10th/90th percentiles of held-out residuals.
+The interval comes from the 10th/90th percentiles of the held-out residuals. `train` measures on
+the held-out split, then refits on every video for serving; `compare=True` also measures every
+other kind on the same split, so the table compares like with like.
 """
 
 import datetime
@@ -15,46 +16,29 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+from services.regressor import estimators
+
 MIN_VIDEOS = 5
-FORMAT = "reelvec-ridge-v1"
+FORMAT = "reelvec-likes-v2"
+LEGACY_FORMAT = "reelvec-ridge-v1"  # session 1's ridge artifacts: the same fields, no "estimator"
 
 
 @dataclass
 class LikesModel:
-    feature_mean: np.ndarray
-    feature_scale: np.ndarray
-    weights: np.ndarray
-    target_mean: float
-    target_scale: float
+    estimator: estimators.Estimator
     residual_low: float  # 10th percentile of held-out residuals, in log1p(likes)
     residual_high: float
-    alpha: float
     version: str
-
-    def predict_log(self, rows: np.ndarray) -> np.ndarray:
-        z = (rows - self.feature_mean) / self.feature_scale
-        return (z @ self.weights) * self.target_scale + self.target_mean
 
     def predict(self, row: np.ndarray) -> tuple[float, float, float]:
         """Returns likes, low, high (80% interval)."""
-        centre = float(self.predict_log(row[None, :])[0])
+        centre = float(self.estimator.predict_log(row[None, :])[0])
         likes = lambda value: float(max(np.expm1(value), 0.0))  # noqa: E731
         return likes(centre), likes(centre + self.residual_low), likes(centre + self.residual_high)
 
     def save(self, path: Path) -> None:
-        body = {
-            "format": FORMAT,
-            "version": self.version,
-            "alpha": self.alpha,
-            "target_mean": self.target_mean,
-            "target_scale": self.target_scale,
-            "residual_low": self.residual_low,
-            "residual_high": self.residual_high,
-            "feature_mean": self.feature_mean.tolist(),
-            "feature_scale": self.feature_scale.tolist(),
-            "weights": self.weights.tolist(),
-        }
+        body = {"format": FORMAT, "version": self.version, "residual_low": self.residual_low,
+                "residual_high": self.residual_high, "estimator": self.estimator.to_json()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
@@ -63,46 +47,31 @@ class LikesModel:
     @classmethod
     def load(cls, path: Path) -> "LikesModel":
         body = json.loads(path.read_text())
-        if body.get("format") != FORMAT:
+        if body.get("format") == LEGACY_FORMAT:
+            body = {**body, "estimator": {**body, "kind": "ridge"}}
+        elif body.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} artifact")
-        arrays = {k: np.asarray(body[k], np.float64) for k in ("feature_mean", "feature_scale", "weights")}
-        scalars = {k: float(body[k]) for k in ("target_mean", "target_scale", "residual_low", "residual_high", "alpha")}
-        return cls(**arrays, **scalars, version=body["version"])
+        return cls(estimators.Estimator.from_json(body["estimator"]), float(body["residual_low"]),
+                   float(body["residual_high"]), body["version"])
 
 
-def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Solves the smaller of the two equal systems: n x n (dual) while there are fewer videos than
-    the ~1.9k features, d x d (primal) beyond; at 5k videos the dual's Gram matrices took ~1 GB."""
-    n, d = z.shape
-    if n <= d:
-        return z.T @ np.linalg.solve(z @ z.T + alpha * np.eye(n), y)
-    return np.linalg.solve(z.T @ z + alpha * np.eye(d), z.T @ y)
+def _scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    residuals = truth - predicted
+    ss_tot = float(((truth - truth.mean()) ** 2).sum())
+    scores = {
+        "mse": float((residuals**2).mean()),
+        "mae": float(np.abs(residuals).mean()),
+        "r2": 1.0 - float((residuals**2).sum()) / ss_tot if ss_tot > 0 else 0.0,
+        # a constant prediction (the mean model) ranks nothing
+        "spearman": float(stats.spearmanr(truth, predicted).statistic) if len(truth) > 2 and np.ptp(predicted) > 0 else 0.0,
+    }
+    return {k: (v if np.isfinite(v) else 0.0) for k, v in scores.items()}
 
 
-def _choose_alpha(z: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> float:
-    folds = np.array_split(rng.permutation(len(z)), min(5, len(z)))
-    errors = []
-    for alpha in ALPHAS:
-        error = 0.0
-        for fold in folds:
-            train = np.setdiff1d(np.arange(len(z)), fold)
-            error += float(np.abs(z[fold] @ _ridge(z[train], y[train], alpha) - y[fold]).sum())
-        errors.append(error)
-    return ALPHAS[int(np.argmin(errors))]
-
-
-def _fit(rows: np.ndarray, target: np.ndarray, rng: np.random.Generator):
-    mean, scale = rows.mean(axis=0), rows.std(axis=0)
-    scale[scale < 1e-9] = 1.0
-    t_mean, t_scale = float(target.mean()), float(target.std() or 1.0)
-    z, y = (rows - mean) / scale, (target - t_mean) / t_scale
-    alpha = _choose_alpha(z, y, rng)
-    return mean, scale, _ridge(z, y, alpha), t_mean, t_scale, alpha
-
-
-def train(rows: np.ndarray, likes: np.ndarray, test_fraction: float = 0.2, seed: int = 0):
-    """Fits on a training split, measures on the held-out split, then refits on everything.
-    Returns (model, report dict)."""
+def train(rows: np.ndarray, likes: np.ndarray, kind: str = "ridge", huber: bool = False,
+          test_fraction: float = 0.2, seed: int = 0, compare: bool = False):
+    """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind."""
+    estimators.make(kind, huber)  # an unknown kind fails before any work
     if len(rows) < MIN_VIDEOS:
         raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with likes, found {len(rows)}")
     rng = np.random.default_rng(seed)
@@ -111,30 +80,31 @@ def train(rows: np.ndarray, likes: np.ndarray, test_fraction: float = 0.2, seed:
     n_test = min(max(1, round(test_fraction * len(rows))), len(rows) - 2)
     test, train_idx = order[:n_test], order[n_test:]
 
-    held_out = LikesModel(*_fit(rows[train_idx], target[train_idx], rng)[:5], 0.0, 0.0, 0.0, "")
-    predicted = held_out.predict_log(rows[test])
+    def held_out(which: str) -> np.ndarray:
+        fitted = estimators.make(which, huber).fit(rows[train_idx], target[train_idx], np.random.default_rng(seed))
+        return fitted.predict_log(rows[test])
+
+    predicted = held_out(kind)
     residuals = target[test] - predicted
-    truth = target[test]
-    ss_tot = float(((truth - truth.mean()) ** 2).sum())
     report = {
         "train_size": len(train_idx),
         "test_size": len(test),
-        "mae": float(np.abs(residuals).mean()),
-        "r2": 1.0 - float((residuals**2).sum()) / ss_tot if ss_tot > 0 else 0.0,
-        "spearman": float(stats.spearmanr(truth, predicted).statistic) if len(test) > 2 else 0.0,
-        "baseline_mae": float(np.abs(truth - target[train_idx].mean()).mean()),
+        "model": kind + ("+huber" if huber and kind == "gbm" else ""),
+        **_scores(target[test], predicted),
+        "baseline_mae": float(np.abs(target[test] - target[train_idx].mean()).mean()),
     }
-    mean, scale, weights, t_mean, t_scale, alpha = _fit(rows, target, rng)
-    digest = hashlib.sha256(weights.tobytes()).hexdigest()[:8]
+    if compare:
+        report["comparison"] = [
+            {"model": other, **_scores(target[test], predicted if other == kind else held_out(other))}
+            for other in estimators.KINDS
+        ]
+    estimator = estimators.make(kind, huber).fit(rows, target, rng)
+    digest = hashlib.sha256(json.dumps(estimator.to_json()).encode()).hexdigest()[:8]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     model = LikesModel(
-        mean, scale, weights, t_mean, t_scale,
+        estimator,
         residual_low=float(np.quantile(residuals, 0.1)),
         residual_high=float(np.quantile(residuals, 0.9)),
-        alpha=alpha,
-        version=f"ridge-{stamp}-{digest}",
+        version=f"{report['model']}-{stamp}-{digest}",
     )
-    for key in ("spearman", "r2"):
-        if not np.isfinite(report[key]):
-            report[key] = 0.0
     return model, report

@@ -9,7 +9,7 @@ import numpy as np
 
 from reelvec import channels, config, errors
 from reelvec.v1 import regressor_pb2, regressor_pb2_grpc, search_pb2, search_pb2_grpc
-from services.regressor import features, model
+from services.regressor import estimators, features, model
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,25 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         )
 
     async def Train(self, request, context):
+        if request.model and request.model not in estimators.KINDS:
+            raise errors.InvalidInput(f"unknown model {request.model!r}: use one of {', '.join(estimators.KINDS)}")
         if self._training.locked():
             raise errors.Precondition("a training run is already in progress; retry when it ends")
         async with self._training:
             rows, likes = await self._training_data()
             try:
                 fitted, report = await asyncio.to_thread(
-                    model.train, rows, likes, request.test_fraction or 0.2, request.seed
+                    model.train, rows, likes, request.model or "ridge", request.huber,
+                    request.test_fraction or 0.2, request.seed, request.compare,
                 )
             except ValueError as exc:
                 raise errors.Precondition(f"{exc}; index more videos with likes first") from None
             await asyncio.to_thread(fitted.save, self.artifact)
             self.model = fitted
             log.info("model trained", extra={"version": fitted.version, **report})
+            comparison = [regressor_pb2.ModelScore(**row) for row in report.pop("comparison", [])]
             return regressor_pb2.TrainReport(
-                **report, model_version=fitted.version, artifact=str(self.artifact)
+                **report, comparison=comparison, model_version=fitted.version, artifact=str(self.artifact)
             )
 
     async def _training_data(self) -> tuple[np.ndarray, np.ndarray]:

@@ -209,6 +209,18 @@ def test_train_regressor_reports_metrics_on_a_held_out_split(stack, indexed):
     assert report["model_version"].startswith("ridge-")
 
 
+def test_train_another_model_with_the_comparison_table(stack, indexed):
+    report = json.loads(stack.cli("train", "regressor", "--model", "gbm", "--huber", "--compare", "--json").stdout)
+    assert report["model"] == "gbm+huber" and report["model_version"].startswith("gbm+huber-")
+    table = {row["model"]: row for row in report["comparison"]}
+    assert set(table) == {"ridge", "gbm", "author", "mean"}
+    assert table["gbm"]["mae"] == report["mae"] and table["mean"]["r2"] <= 0.0
+    human = stack.cli("train", "regressor", "--compare").stdout  # ridge again serves the tests below
+    assert "same held-out split" in human and "author" in human
+    bad = stack.cli("train", "regressor", "--model", "forest", check=False)
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "unknown model 'forest'" in bad.stderr
+
+
 def test_predict_returns_likes_interval_originality_and_suggestions(stack, indexed, corpus, tmp_path):
     copy = samples.transcode(corpus.parent / "pets_0.mp4", tmp_path / "pets_copy.mp4", scale=0.75)
     result = json.loads(stack.cli("predict", str(copy), "--followers", "50000", "--author-videos", "30", "--json").stdout)

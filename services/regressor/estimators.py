@@ -1,0 +1,165 @@
+"""The likes models `reelvec train regressor --model` chooses from, all on the same rows (features.py)
+and the same target, log1p(likes). Each saves to plain JSON (LightGBM's own text format inside for
+gbm): nothing is ever unpickled.
+
+- mean: the training mean, the floor every model must beat.
+- author: ridge on the author statistics alone (features.AUTHOR): what the content adds is the
+  gap between this and the full models.
+- ridge: ridge on every feature, standardized, alpha by 5-fold cross-validation.
+- gbm: LightGBM gradient-boosted trees on every feature; `huber` swaps squared error for the Huber
+  loss, which viral outliers pull on less.
+Targets are standardized (mean 0, scale 1) before fitting and restored after.
+"""
+
+import numpy as np
+
+from services.regressor import features
+
+ALPHAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # wide: ~1.9k features, often fewer videos
+KINDS = ("ridge", "gbm", "author", "mean")
+HUBER_DELTA = 1.0  # in standardized target units: about one standard deviation of log1p(likes)
+
+
+def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Solves the smaller of the two equal systems: n x n (dual) while there are fewer videos than
+    the ~1.9k features, d x d (primal) beyond; at 5k videos the dual's Gram matrices took ~1 GB."""
+    n, d = z.shape
+    if n <= d:
+        return z.T @ np.linalg.solve(z @ z.T + alpha * np.eye(n), y)
+    return np.linalg.solve(z.T @ z + alpha * np.eye(d), z.T @ y)
+
+
+def _choose_alpha(z: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> float:
+    folds = np.array_split(rng.permutation(len(z)), min(5, len(z)))
+    errors = []
+    for alpha in ALPHAS:
+        error = 0.0
+        for fold in folds:
+            train = np.setdiff1d(np.arange(len(z)), fold)
+            error += float(np.abs(z[fold] @ _ridge(z[train], y[train], alpha) - y[fold]).sum())
+        errors.append(error)
+    return ALPHAS[int(np.argmin(errors))]
+
+
+class Estimator:
+    kind = ""
+
+    def __init__(self, huber: bool = False):
+        self.huber = huber
+        self.target_mean, self.target_scale = 0.0, 1.0
+
+    def fit(self, rows: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> "Estimator":
+        self.target_mean, self.target_scale = float(target.mean()), float(target.std() or 1.0)
+        self._fit(rows, (target - self.target_mean) / self.target_scale, rng)
+        return self
+
+    def predict_log(self, rows: np.ndarray) -> np.ndarray:
+        return self._predict(rows) * self.target_scale + self.target_mean
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "huber": self.huber, "target_mean": self.target_mean,
+                "target_scale": self.target_scale, **self._state()}
+
+    @staticmethod
+    def from_json(body: dict) -> "Estimator":
+        estimator = _CLASSES[body["kind"]](huber=bool(body.get("huber", False)))
+        estimator.target_mean, estimator.target_scale = float(body["target_mean"]), float(body["target_scale"])
+        estimator._load(body)
+        return estimator
+
+    def _fit(self, rows, y, rng): ...
+    def _predict(self, rows): ...
+    def _state(self) -> dict: ...
+    def _load(self, body: dict) -> None: ...
+
+
+class Mean(Estimator):
+    kind = "mean"
+
+    def _fit(self, rows, y, rng):
+        pass  # the standardized target's mean is 0
+
+    def _predict(self, rows):
+        return np.zeros(len(rows))
+
+    def _state(self):
+        return {}
+
+    def _load(self, body):
+        pass
+
+
+class Ridge(Estimator):
+    kind = "ridge"
+    columns: slice | None = None  # every feature
+
+    def _fit(self, rows, y, rng):
+        rows = rows if self.columns is None else rows[:, self.columns]
+        self.feature_mean, self.feature_scale = rows.mean(axis=0), rows.std(axis=0)
+        self.feature_scale[self.feature_scale < 1e-9] = 1.0
+        z = (rows - self.feature_mean) / self.feature_scale
+        self.alpha = _choose_alpha(z, y, rng)
+        self.weights = _ridge(z, y, self.alpha)
+
+    def _predict(self, rows):
+        rows = rows if self.columns is None else rows[:, self.columns]
+        return ((rows - self.feature_mean) / self.feature_scale) @ self.weights
+
+    def _state(self):
+        return {"alpha": self.alpha, "feature_mean": self.feature_mean.tolist(),
+                "feature_scale": self.feature_scale.tolist(), "weights": self.weights.tolist()}
+
+    def _load(self, body):
+        self.alpha = float(body["alpha"])
+        self.feature_mean, self.feature_scale, self.weights = (
+            np.asarray(body[k], np.float64) for k in ("feature_mean", "feature_scale", "weights")
+        )
+
+
+class Author(Ridge):
+    kind = "author"
+    columns = features.AUTHOR
+
+
+class GradientBoosting(Estimator):
+    kind = "gbm"
+
+    def _params(self, n: int) -> dict:
+        return {
+            "objective": "huber" if self.huber else "regression",
+            "alpha": HUBER_DELTA,  # LightGBM's name for the Huber delta
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": max(2, n // 20),
+            "feature_fraction": 0.2,  # 1.9k mostly embedding columns: each tree sees a fifth
+            "lambda_l2": 1.0,
+            "num_threads": 0,
+            "verbosity": -1,
+            "seed": 0,
+        }
+
+    def _fit(self, rows, y, rng):
+        import lightgbm
+
+        data = lightgbm.Dataset(rows, y, params={"min_data_in_bin": 1, "verbosity": -1})
+        self.booster = lightgbm.train(self._params(len(rows)), data, num_boost_round=300)
+
+    def _predict(self, rows):
+        return self.booster.predict(rows)
+
+    def _state(self):
+        return {"lightgbm": self.booster.model_to_string()}
+
+    def _load(self, body):
+        import lightgbm
+
+        self.booster = lightgbm.Booster(model_str=body["lightgbm"])
+
+
+_CLASSES = {cls.kind: cls for cls in (Mean, Ridge, Author, GradientBoosting)}
+
+
+def make(kind: str, huber: bool = False) -> Estimator:
+    if kind not in _CLASSES:
+        raise ValueError(f"unknown model {kind!r}: use one of {', '.join(KINDS)}")
+    return _CLASSES[kind](huber=huber)
