@@ -152,8 +152,9 @@ def cmd_train(args, stub) -> int:
         f"R^2 {report.r2:.3f}, Spearman {report.spearman:.3f}"
     )
     if report.comparison:
-        human += "\n\nmodel     MSE     MAE     R^2  Spearman  (same held-out split)\n" + "\n".join(
-            f"{s.model:<8} {s.mse:6.3f}  {s.mae:6.3f}  {s.r2:6.3f}  {s.spearman:8.3f}" for s in report.comparison
+        human += "\n\nmodel          MSE     MAE     R^2  Spearman  quartile acc.  (same held-out split)\n" + "\n".join(
+            f"{s.model:<12} {s.mse:6.3f}  {s.mae:6.3f}  {s.r2:6.3f}  {s.spearman:8.3f}  {s.quartile_accuracy:13.3f}"
+            for s in report.comparison
         )
     _emit(args, result, human)
     return 0

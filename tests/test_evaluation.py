@@ -68,3 +68,28 @@ def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):
     assert abs(np.corrcoef(before[:n], after[:n])[0, 1]) < 0.3
     smaller = transforms.make_copy(clip, tmp_path / "low.mp4", "low_bitrate")
     assert smaller.stat().st_size < transforms.make_copy(clip, tmp_path / "same.mp4", "hflip").stat().st_size
+
+
+def test_the_report_compares_every_likes_model_when_likes_are_known():
+    from reelvec import modalities
+    from reelvec.evaluation import report
+    from reelvec.v1 import common_pb2, gateway_pb2
+
+    rng = np.random.default_rng(6)
+    items, responses, likes = [], [], []
+    for i in range(12):
+        followers = int(10 ** rng.uniform(2, 6))
+        metadata = common_pb2.VideoMetadata(id=f"v{i}", likes=followers // 20,
+                                            author=common_pb2.AuthorStats(followers=followers, videos=10))
+        fused = rng.normal(size=modalities.DIMS[modalities.FUSED])
+        embeddings = common_pb2.Embeddings(vectors={modalities.FUSED: common_pb2.Vector(values=fused.tolist())})
+        items.append((Path(f"v{i}.mp4"), metadata))
+        responses.append(gateway_pb2.EmbedResponse(embeddings=embeddings, duration=10.0))
+        likes.append(float(metadata.likes))
+    table = report._regressors(items, responses, likes)
+    assert [row["model"] for row in table] == ["ridge", "gbm", "mlp", "transformer", "author", "mean"]
+    assert report._regressors(items, responses, None) == []
+    markdown = report.markdown({"videos": 12, "copies": 0, "transforms": [], "model_versions": {},
+                                "copy_detection": {}, "copy_detection_by_transform": {}, "category_retrieval": {},
+                                "clustering": {}, "originality": {}, "regressors": table})
+    assert "| transformer |" in markdown and "quartile accuracy" in markdown

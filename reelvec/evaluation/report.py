@@ -16,6 +16,7 @@ from sklearn.decomposition import PCA
 from reelvec import modalities
 from reelvec.evaluation import metrics, transforms
 from reelvec.v1 import common_pb2, gateway_pb2
+from services.regressor import features as regressor_features, model as regressor_model
 from services.search import analysis, originality
 
 EMBED_TIMEOUT = 600.0
@@ -137,6 +138,18 @@ def _originality(corpus: np.ndarray, copies: np.ndarray, likes: list[float] | No
     return out
 
 
+def _regressors(items, originals, likes: list[float] | None) -> list[dict]:
+    """`reelvec train regressor --compare` on these videos: every likes model on one held-out split."""
+    if likes is None or len(items) < regressor_model.MIN_VIDEOS:
+        return []
+    rows = np.stack([
+        regressor_features.row(common_pb2.VideoRecord(metadata=m, duration=r.duration, embeddings=r.embeddings))
+        for (_, m), r in zip(items, originals)
+    ])
+    _, trained = regressor_model.train(rows, np.asarray(likes), compare=True)
+    return trained["comparison"]
+
+
 def evaluate(
     stub,
     items: list[tuple[Path, common_pb2.VideoMetadata]],
@@ -173,6 +186,7 @@ def evaluate(
         "category_retrieval": {},
         "clustering": {},
         "originality": {},
+        "regressors": [],
     }
     for name, corpus in rep_originals.items():
         queries = rep_copies[name]
@@ -187,6 +201,7 @@ def evaluate(
         report["clustering"][name] = _clustering(corpus, labels)
     likes = [float(m.likes) for _, m in items] if all(m.HasField("likes") for _, m in items) else None
     report["originality"] = _originality(rep_originals["fused (served)"], rep_copies["fused (served)"], likes)
+    report["regressors"] = _regressors(items, originals, likes)
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
 
@@ -232,6 +247,13 @@ def markdown(report: dict) -> str:
     for method, o in report["originality"].items():
         rho = f"{o['spearman_with_likes']:.3f}" if "spearman_with_likes" in o else "-"
         lines.append(f"| {method} | {o['originals_mean']:.3f} | {o['copies_mean']:.3f} | {rho} |")
+    lines += ["", "## Likes models (log1p(likes), one held-out split: `reelvec train regressor --compare`)", ""]
+    if report["regressors"]:
+        lines += ["| model | MSE | MAE | R^2 | Spearman | quartile accuracy |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['model']} | {r['mse']:.3f} | {r['mae']:.3f} | {r['r2']:.3f} | {r['spearman']:.3f} | "
+                  f"{r['quartile_accuracy']:.3f} |" for r in report["regressors"]]
+    else:
+        lines.append(f"Needs likes on every video and at least {regressor_model.MIN_VIDEOS} videos.")
     return "\n".join(lines) + "\n"
 
 

@@ -7,16 +7,17 @@ gbm): nothing is ever unpickled.
   gap between this and the full models.
 - ridge: ridge on every feature, standardized, alpha by 5-fold cross-validation.
 - gbm: LightGBM gradient-boosted trees on every feature; `huber` swaps squared error for the Huber
-  loss, which viral outliers pull on less.
+  loss, which viral outliers pull on less (for mlp and transformer too).
+- mlp, transformer: neural.py; trained with PyTorch, served from ONNX.
 Targets are standardized (mean 0, scale 1) before fitting and restored after.
 """
 
 import numpy as np
 
-from services.regressor import features
+from services.regressor import features, neural
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # wide: ~1.9k features, often fewer videos
-KINDS = ("ridge", "gbm", "author", "mean")
+KINDS = ("ridge", "gbm", "mlp", "transformer", "author", "mean")
 HUBER_DELTA = 1.0  # in standardized target units: about one standard deviation of log1p(likes)
 
 
@@ -89,31 +90,42 @@ class Mean(Estimator):
         pass
 
 
-class Ridge(Estimator):
-    kind = "ridge"
+class _Standardized(Estimator):
+    """Models that see the features standardized with the training split's mean and scale."""
+
     columns: slice | None = None  # every feature
 
-    def _fit(self, rows, y, rng):
+    def _standardize(self, rows, fit: bool = False):
         rows = rows if self.columns is None else rows[:, self.columns]
-        self.feature_mean, self.feature_scale = rows.mean(axis=0), rows.std(axis=0)
-        self.feature_scale[self.feature_scale < 1e-9] = 1.0
-        z = (rows - self.feature_mean) / self.feature_scale
+        if fit:
+            self.feature_mean, self.feature_scale = rows.mean(axis=0), rows.std(axis=0)
+            self.feature_scale[self.feature_scale < 1e-9] = 1.0
+        return (rows - self.feature_mean) / self.feature_scale
+
+    def _state(self):
+        return {"feature_mean": self.feature_mean.tolist(), "feature_scale": self.feature_scale.tolist()}
+
+    def _load(self, body):
+        self.feature_mean, self.feature_scale = (np.asarray(body[k], np.float64) for k in ("feature_mean", "feature_scale"))
+
+
+class Ridge(_Standardized):
+    kind = "ridge"
+
+    def _fit(self, rows, y, rng):
+        z = self._standardize(rows, fit=True)
         self.alpha = _choose_alpha(z, y, rng)
         self.weights = _ridge(z, y, self.alpha)
 
     def _predict(self, rows):
-        rows = rows if self.columns is None else rows[:, self.columns]
-        return ((rows - self.feature_mean) / self.feature_scale) @ self.weights
+        return self._standardize(rows) @ self.weights
 
     def _state(self):
-        return {"alpha": self.alpha, "feature_mean": self.feature_mean.tolist(),
-                "feature_scale": self.feature_scale.tolist(), "weights": self.weights.tolist()}
+        return {**super()._state(), "alpha": self.alpha, "weights": self.weights.tolist()}
 
     def _load(self, body):
-        self.alpha = float(body["alpha"])
-        self.feature_mean, self.feature_scale, self.weights = (
-            np.asarray(body[k], np.float64) for k in ("feature_mean", "feature_scale", "weights")
-        )
+        super()._load(body)
+        self.alpha, self.weights = float(body["alpha"]), np.asarray(body["weights"], np.float64)
 
 
 class Author(Ridge):
@@ -156,7 +168,31 @@ class GradientBoosting(Estimator):
         self.booster = lightgbm.Booster(model_str=body["lightgbm"])
 
 
-_CLASSES = {cls.kind: cls for cls in (Mean, Ridge, Author, GradientBoosting)}
+class _Neural(_Standardized):
+    def _fit(self, rows, y, rng):
+        model = neural.train(self.kind, self._standardize(rows, fit=True), y, self.huber, int(rng.integers(2**31)))
+        self.net = neural.OnnxNet(model)
+
+    def _predict(self, rows):
+        return self.net(self._standardize(rows))
+
+    def _state(self):
+        return {**super()._state(), "onnx_base64": self.net.to_text()}
+
+    def _load(self, body):
+        super()._load(body)
+        self.net = neural.OnnxNet.from_text(body["onnx_base64"])
+
+
+class MLP(_Neural):
+    kind = "mlp"
+
+
+class Transformer(_Neural):
+    kind = "transformer"
+
+
+_CLASSES = {cls.kind: cls for cls in (Mean, Ridge, Author, GradientBoosting, MLP, Transformer)}
 
 
 def make(kind: str, huber: bool = False) -> Estimator:

@@ -55,7 +55,13 @@ class LikesModel:
                    float(body["residual_high"]), body["version"])
 
 
-def _scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def _quartile_accuracy(truth: np.ndarray, predicted: np.ndarray, bounds: np.ndarray) -> float:
+    """The quartile-classification reading of a regressor: the held-out videos' predicted and true
+    log-likes binned by the training split's quartiles; 0.25 is chance."""
+    return float((np.digitize(truth, bounds) == np.digitize(predicted, bounds)).mean())
+
+
+def _scores(truth: np.ndarray, predicted: np.ndarray, bounds: np.ndarray) -> dict[str, float]:
     residuals = truth - predicted
     ss_tot = float(((truth - truth.mean()) ** 2).sum())
     scores = {
@@ -64,6 +70,7 @@ def _scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
         "r2": 1.0 - float((residuals**2).sum()) / ss_tot if ss_tot > 0 else 0.0,
         # a constant prediction (the mean model) ranks nothing
         "spearman": float(stats.spearmanr(truth, predicted).statistic) if len(truth) > 2 and np.ptp(predicted) > 0 else 0.0,
+        "quartile_accuracy": _quartile_accuracy(truth, predicted, bounds),
     }
     return {k: (v if np.isfinite(v) else 0.0) for k, v in scores.items()}
 
@@ -79,6 +86,7 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "ridge", huber: bool 
     order = rng.permutation(len(rows))
     n_test = min(max(1, round(test_fraction * len(rows))), len(rows) - 2)
     test, train_idx = order[:n_test], order[n_test:]
+    bounds = np.quantile(target[train_idx], [0.25, 0.5, 0.75])
 
     def held_out(which: str) -> np.ndarray:
         fitted = estimators.make(which, huber).fit(rows[train_idx], target[train_idx], np.random.default_rng(seed))
@@ -90,12 +98,12 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "ridge", huber: bool 
         "train_size": len(train_idx),
         "test_size": len(test),
         "model": kind + ("+huber" if huber and kind == "gbm" else ""),
-        **_scores(target[test], predicted),
+        **_scores(target[test], predicted, bounds),
         "baseline_mae": float(np.abs(target[test] - target[train_idx].mean()).mean()),
     }
     if compare:
         report["comparison"] = [
-            {"model": other, **_scores(target[test], predicted if other == kind else held_out(other))}
+            {"model": other, **_scores(target[test], predicted if other == kind else held_out(other), bounds)}
             for other in estimators.KINDS
         ]
     estimator = estimators.make(kind, huber).fit(rows, target, rng)
