@@ -93,3 +93,19 @@ def test_the_report_compares_every_likes_model_when_likes_are_known():
                                 "copy_detection": {}, "copy_detection_by_transform": {}, "category_retrieval": {},
                                 "clustering": {}, "originality": {}, "regressors": table})
     assert "| transformer |" in markdown and "quartile accuracy" in markdown
+
+
+def test_the_autoencoder_fusion_learns_and_keeps_neighbours_apart():
+    from reelvec.evaluation.autoencoder import LATENT, Autoencoder
+
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(4, 300))
+    rows = np.concatenate([c + 0.3 * rng.normal(size=(15, 300)) for c in centres])
+    learned = Autoencoder(rows)
+    assert learned.losses[-1] < 0.5 * learned.losses[0]  # training lowered the reconstruction loss
+    codes = learned.encode(rows)
+    assert codes.shape == (60, LATENT)
+    sims = metrics.similarities(codes, codes)
+    np.fill_diagonal(sims, -np.inf)
+    same_cluster = np.argmax(sims, axis=1) // 15 == np.arange(60) // 15
+    assert same_cluster.mean() > 0.9  # each video's nearest code is from its own cluster

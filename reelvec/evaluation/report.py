@@ -1,6 +1,7 @@
 """`reelvec evaluate`: embeds a corpus and transformed copies of it through the gateway, then compares
-representations (each modality, the served fusion, plain concatenation, PCA) on copy detection,
-category retrieval (when labels are given) and clustering. Writes report.json and report.md."""
+representations (each modality, the served fusion, plain concatenation, PCA, the autoencoder
+fusion) on copy detection, category retrieval (when labels are given), clustering, originality
+and likes models. Writes report.json and report.md."""
 
 import json
 import tempfile
@@ -15,6 +16,7 @@ from sklearn.decomposition import PCA
 
 from reelvec import modalities
 from reelvec.evaluation import metrics, transforms
+from reelvec.evaluation.autoencoder import LATENT, Autoencoder
 from reelvec.v1 import common_pb2, gateway_pb2
 from services.regressor import features as regressor_features, model as regressor_model
 from services.search import analysis, originality
@@ -47,8 +49,9 @@ def _representations(embedded: list[dict[str, np.ndarray]]) -> dict[str, np.ndar
     }
 
 
-def _with_pca(originals: dict[str, np.ndarray], copies: dict[str, np.ndarray]) -> None:
-    """PCA of the unweighted concatenation, fitted on the originals only (the corpus one indexes)."""
+def _with_learned(originals: dict[str, np.ndarray], copies: dict[str, np.ndarray]) -> None:
+    """PCA and the autoencoder fusion over the unweighted concatenation, both fitted on the
+    originals only (the corpus one indexes), applied to the copies as to new uploads."""
     base = originals["concat (unweighted)"]
     components = min(PCA_COMPONENTS, len(base) - 1)
     if components < 2:
@@ -57,6 +60,10 @@ def _with_pca(originals: dict[str, np.ndarray], copies: dict[str, np.ndarray]) -
     name = f"pca-{components} of concat"
     originals[name] = pca.transform(base)
     copies[name] = pca.transform(copies["concat (unweighted)"])
+    learned = Autoencoder(base)
+    name = f"autoencoder-{LATENT} of concat"
+    originals[name] = learned.encode(base)
+    copies[name] = learned.encode(copies["concat (unweighted)"])
 
 
 def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int) -> list[gateway_pb2.EmbedResponse]:
@@ -174,7 +181,7 @@ def evaluate(
     truth_arr, copy_kinds = np.asarray(truth), [kind for _, kind in copies]
     rep_originals = _representations([_vectors(r) for r in originals])
     rep_copies = _representations([_vectors(r) for r in copied])
-    _with_pca(rep_originals, rep_copies)
+    _with_learned(rep_originals, rep_copies)
 
     report = {
         "videos": len(items),

@@ -37,7 +37,8 @@ def test_evaluate_finds_the_originals_of_transformed_copies(stack, corpus, tmp_p
     assert report["regressors"] == []  # 4 videos: too few to hold any out
     markdown = (out / "report.md").read_text()
     assert "## Copy detection" in markdown and "| fused (served) |" in markdown
-    for name in ("fused (served)", "visual", "audio", "text", "concat (unweighted)"):
+    for name in ("fused (served)", "visual", "audio", "text", "concat (unweighted)", "pca-3 of concat",
+                 "autoencoder-256 of concat"):
         assert 0.0 <= report["copy_detection"][name]["recall@1"] <= 1.0
 
 

@@ -1,0 +1,71 @@
+"""The third seed study's learned fusion: an autoencoder over the standardized concatenation of the
+modality vectors, whose bottleneck is the fused representation (their 1425 -> 256, sized here to
+our 1859 inputs: 1859 -> 512 -> 256 -> 512 -> 1859).
+
+Issue 4 item 3. For now `reelvec evaluate` trains it on the corpus and compares its bottleneck with
+the served fusion, plain concatenation and PCA; serving it needs a new collection per fusion
+version (item 5), which does not exist yet.
+"""
+
+import numpy as np
+
+HIDDEN, LATENT = 512, 256
+MAX_EPOCHS, PATIENCE, BATCH = 300, 25, 32
+VALIDATION = 0.15
+
+
+class Autoencoder:
+    def __init__(self, rows: np.ndarray, seed: int = 0):
+        """Trains on `rows` (videos x concatenated features): MSE reconstruction of the standardized
+        features, AdamW, early stopping on 15% of the rows when there are at least 10."""
+        import torch
+        from torch import nn
+
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        self.mean, self.scale = rows.mean(axis=0), rows.std(axis=0)
+        self.scale[self.scale < 1e-9] = 1.0
+        z = torch.as_tensor((rows - self.mean) / self.scale, dtype=torch.float32)
+        width = z.shape[1]
+        self.encoder = nn.Sequential(nn.Linear(width, HIDDEN), nn.GELU(), nn.Dropout(0.1), nn.Linear(HIDDEN, LATENT))
+        decoder = nn.Sequential(nn.GELU(), nn.Linear(LATENT, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, width))
+        net = nn.Sequential(self.encoder, decoder)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-3)
+        order = rng.permutation(len(z))
+        n_val = int(VALIDATION * len(z)) if len(z) >= 10 else 0
+        val, fit = order[:n_val], order[n_val:]
+        best, best_state, waited = float("inf"), None, 0
+        self.losses: list[float] = []
+        for _ in range(MAX_EPOCHS):
+            net.train()
+            rng.shuffle(fit)
+            total = 0.0
+            for start in range(0, len(fit), BATCH):
+                batch = z[torch.as_tensor(fit[start : start + BATCH])]
+                optimizer.zero_grad()
+                loss = nn.functional.mse_loss(net(batch), batch)
+                loss.backward()
+                optimizer.step()
+                total += float(loss) * len(batch)
+            self.losses.append(total / len(fit))
+            if not n_val:
+                continue
+            net.eval()
+            with torch.no_grad():
+                held = float(nn.functional.mse_loss(net(z[val]), z[val]))
+            if held < best - 1e-4:
+                best, best_state, waited = held, {k: v.clone() for k, v in net.state_dict().items()}, 0
+            else:
+                waited += 1
+                if waited >= PATIENCE:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+
+    def encode(self, rows: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            z = torch.as_tensor((rows - self.mean) / self.scale, dtype=torch.float32)
+            return self.encoder(z).numpy().astype(np.float64)
