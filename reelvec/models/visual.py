@@ -108,9 +108,6 @@ def _verify(model, path: Path) -> float:
 def export(repository: Path) -> Path:
     """Writes `<repository>/<VISUAL_MODEL_NAME>/1/model.onnx`, unless it is already there from the
     same weights and recipe. Returns its path."""
-    import onnx
-    import torch
-
     target = Path(repository) / VISUAL_MODEL_NAME / "1" / "model.onnx"
     weights = _weights_path()
     fingerprint = _fingerprint(weights)
@@ -118,8 +115,18 @@ def export(repository: Path) -> Path:
         log.info("visual model up to date", extra={"path": str(target)})
         return target
 
+    write_onnx(eager_model(), target, fingerprint)
+    return target
+
+
+def write_onnx(model, target: Path, fingerprint: str) -> float:
+    """Traces `model` (uint8 NHWC frames -> 1280-d features) into `target` atomically, checked
+    against eager PyTorch; returns the largest difference. Fine-tuned encoders are written here too."""
+    import onnx
+    import torch
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    model = eager_model()
+    model.eval()
     partial = target.with_suffix(".onnx.partial")
     torch.onnx.export(
         model,
@@ -137,4 +144,4 @@ def export(repository: Path) -> Path:
     diff = _verify(model, partial)
     os.replace(partial, target)
     log.info("visual model exported", extra={"path": str(target), "max_abs_diff": diff})
-    return target
+    return diff

@@ -1,0 +1,73 @@
+"""SimCLR fine-tuning of the visual encoder (issue 4 item 1), tiny settings: the loss falls, and the
+exported version is served by the same running Triton after a load, with different vectors."""
+
+import asyncio
+import shutil
+
+import numpy as np
+import pytest
+
+from reelvec import launcher, samples, triton
+from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.training import simclr
+from services.encoder.visual import TritonVisual
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("simclr")
+    return [samples.make_video(folder / f"v{i}.mp4", seed=i, seconds=3, audio=False) for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def trained(clips):
+    return simclr.train(clips, steps=8, batch_videos=5, lr=1e-3)
+
+
+def test_simclr_lowers_the_contrastive_loss(trained):
+    first, last = np.mean(trained.losses[:2]), np.mean(trained.losses[-2:])
+    assert np.isfinite(trained.losses).all() and last < 0.5 * first
+
+
+def test_augmented_views_keep_shape_and_range():
+    import torch
+
+    frames = torch.randint(0, 256, (3, 224, 224, 3), dtype=torch.uint8)
+    views = simclr.augment(frames, torch.Generator().manual_seed(0))
+    assert views.shape == (3, 224, 224, 3) and views.min() >= 0 and views.max() <= 255
+    assert not torch.equal(views, frames.float())
+
+
+def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp_path):
+    repository = tmp_path / "repository"
+    shutil.copytree(TRITON_REPOSITORY / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,
+                    ignore=shutil.ignore_patterns("*.partial", "__pycache__"))
+    ports = [launcher.free_port() for _ in range(3)]
+    argv, env = triton.command(repository, tmp_path / "work", *ports)
+    process = triton.start(argv, env, tmp_path / "triton.log")
+    frames = simclr.video_frames(clips[:2], per_video=4)[0]
+
+    async def embed_before_and_after():
+        url = f"127.0.0.1:{ports[0]}"
+        visual = TritonVisual(url, VISUAL_MODEL_NAME, timeout=60)
+        await visual.ready(120)
+        before, name_before = await visual.embed(frames), visual.name
+        simclr.export(trained, repository, version=2)
+        await visual.client.load_model(VISUAL_MODEL_NAME)  # explicit mode: re-reads the versions
+        await visual.ready(120)
+        after, name_after = await visual.embed(frames), visual.name
+        await visual.close()
+        return before, name_before, after, name_after
+
+    try:
+        triton.wait_ready(f"127.0.0.1:{ports[0]}", timeout=120, process=process)
+        before, name_before, after, name_after = asyncio.run(embed_before_and_after())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert (name_before, name_after) == (f"{VISUAL_MODEL_NAME}:1", f"{VISUAL_MODEL_NAME}:2")
+    assert after.shape == before.shape and np.isfinite(after).all()
+    cosines = (before * after).sum(1) / np.linalg.norm(before, axis=1) / np.linalg.norm(after, axis=1)
+    assert cosines.max() < 0.999  # fine-tuning changed every frame's vector
