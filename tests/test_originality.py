@@ -52,11 +52,20 @@ def _stored(i, fused):
     return base.StoredVideo(id=f"v{i}", vectors={modalities.FUSED: list(fused), modalities.VISUAL: list(visual)})
 
 
-def test_the_service_detector_fits_from_the_store_and_refits_as_it_grows(tmp_path):
+def _open(kind, tmp_path):
+    if kind == "edge":
+        return EdgeStore(tmp_path / "edge", modalities.DIMS, optimize_after=0)
+    from services.search.stores.qdrant import QdrantStore
+
+    return QdrantStore("videos_test", modalities.DIMS, path=str(tmp_path / "qdrant"))
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_the_service_detector_fits_from_the_store_and_refits_as_it_grows(kind, tmp_path):
     rng = np.random.default_rng(2)
     dim = modalities.DIMS[modalities.FUSED]
     centre = rng.normal(size=dim)
-    store = EdgeStore(tmp_path / "edge", modalities.DIMS, optimize_after=0)
+    store = _open(kind, tmp_path)
     try:
         detector = originality.Detector("knn", store, modalities.FUSED)
         assert detector.current() is None  # empty: nothing to calibrate against
