@@ -1,6 +1,7 @@
 """The search service as a real process over real gRPC, once per store backend, in a temporary data
 dir; and the analysis formulas on their own."""
 
+import math
 import signal
 import socket
 import subprocess
@@ -315,19 +316,25 @@ def test_originality_formula():
     assert analysis.originality([0.2, 0.4], closest_copy=0.97) == pytest.approx(0.03)  # a copy is not original
 
 
-def test_hashtag_suggestions_are_similarity_weighted_and_normalized():
+def test_hashtag_suggestions_follow_the_closest_neighbours():
     neighbours = [
         hit(0.9, "Dance", "#fyp"),
-        hit(0.6, "dance", "dance"),
-        hit(0.3, "cats"),
-        hit(-0.5, "x"),
+        hit(0.85, "dance", "dance", "cats"),
+        hit(0.78, "cats", "cooking"),
+        hit(0.75, "cooking"),
+        hit(0.74, "cooking"),
+        hit(0.3, "x"),  # under the similarity floor: no vote
     ]
-    suggestions = analysis.suggest_hashtags(neighbours, known=["FYP"])
-    # fyp is known; a neighbour with negative similarity gets no vote
-    assert [t for t, _ in suggestions] == ["dance", "cats"]
-    assert suggestions[0][1] == pytest.approx(1.0)
-    assert suggestions[1][1] == pytest.approx(0.3 / 1.5)
+    suggestions = dict(analysis.suggest_hashtags(neighbours, known=["FYP"]))
+    # weights e^0, e^-1, e^-2.4, e^-3, e^-3.2: three close-ish "cooking" videos do not outvote the two
+    # closest; fyp is known; "x" and anything under a fifth of the best tag's score is dropped
+    w = [math.exp((s - 0.9) / analysis.HASHTAG_TEMPERATURE) for s in (0.9, 0.85, 0.78, 0.75, 0.74)]
+    assert list(suggestions) == ["dance", "cats"]
+    assert suggestions["dance"] == pytest.approx(1.0)
+    assert suggestions["cats"] == pytest.approx((w[1] + w[2]) / (w[0] + w[1]))
+    assert (w[2] + w[3] + w[4]) / (w[0] + w[1]) < analysis.HASHTAG_MIN_SCORE  # cooking's share
     assert analysis.suggest_hashtags([], known=[]) == []
+    assert analysis.suggest_hashtags([hit(0.3, "x")], known=[]) == []  # nothing similar enough
 
 
 def test_analyze_on_an_empty_corpus(tmp_path):

@@ -12,13 +12,17 @@ Formulas (docs/search.md explains the choices):
   only ~0.7 on the fused vector); the same bytes count as similarity 1.
 - near duplicate: a stored video with the same content_sha256 (the same bytes), else the top visual
   neighbour when its visual cosine similarity is >= the threshold.
-- hashtags: score(tag) = sum over the top HASHTAG_NEIGHBOURS neighbours carrying the tag of
-  max(similarity, 0); scores are divided by the best one (the best tag scores 1), then tags the
-  caller already has are dropped and the best HASHTAG_SUGGESTIONS kept. Tags compare without '#',
-  lowercased.
+- hashtags: only neighbours at least HASHTAG_MIN_SIMILARITY similar vote, each with weight
+  exp((s - s_best) / HASHTAG_TEMPERATURE), so the closest videos dominate and a crowd of middling
+  ones cannot outvote them; score(tag) = sum of the weights of the voters carrying it, divided by
+  the best tag's (the best tag scores 1). Tags under HASHTAG_MIN_SCORE, and tags the caller already
+  has, are dropped; the best HASHTAG_SUGGESTIONS kept. Tags compare without '#', lowercased.
+  (A plain similarity sum over 20 neighbours let three mediocre "fitness" videos outvote the one
+  close "food" video on the sample corpus: docs/search.md.)
 """
 
 import dataclasses
+import math
 from collections import defaultdict
 
 from reelvec import errors, modalities
@@ -27,6 +31,9 @@ from services.search.stores import base
 
 HASHTAG_NEIGHBOURS = 20
 HASHTAG_SUGGESTIONS = 10
+HASHTAG_MIN_SIMILARITY = 0.5  # fused cosine; unrelated videos sit around 0.2-0.4
+HASHTAG_TEMPERATURE = 0.05  # 0.1 less similar than the best neighbour: weight e^-2 = 0.14
+HASHTAG_MIN_SCORE = 0.2
 
 
 @dataclasses.dataclass
@@ -51,17 +58,20 @@ def _tag(text: str) -> str:
 def suggest_hashtags(
     neighbours: list[base.Hit], known: list[str], limit: int = HASHTAG_SUGGESTIONS
 ) -> list[tuple[str, float]]:
-    scores: dict[str, float] = defaultdict(float)
-    for hit in neighbours:
-        tags = {_tag(t) for t in base.payload_value(hit.video.payload, base.HASHTAGS, [])}
-        for tag in tags - {""}:
-            scores[tag] += max(hit.score, 0.0)
-    best = max(scores.values(), default=0.0)
-    if best <= 0.0:
+    voters = [hit for hit in neighbours if hit.score >= HASHTAG_MIN_SIMILARITY]
+    if not voters:
         return []
+    best_similarity = max(hit.score for hit in voters)
+    scores: dict[str, float] = defaultdict(float)
+    for hit in voters:
+        weight = math.exp((hit.score - best_similarity) / HASHTAG_TEMPERATURE)
+        for tag in {_tag(t) for t in base.payload_value(hit.video.payload, base.HASHTAGS, [])} - {""}:
+            scores[tag] += weight
+    best = max(scores.values(), default=0.0)
     skip = {_tag(t) for t in known}
     ranked = sorted(
-        ((tag, score / best) for tag, score in scores.items() if score > 0 and tag not in skip),
+        ((tag, score / best) for tag, score in scores.items()
+         if score / best >= HASHTAG_MIN_SCORE and tag not in skip),
         key=lambda item: (-item[1], item[0]),
     )
     return ranked[:limit]
