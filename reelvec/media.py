@@ -6,6 +6,7 @@ INVALID_ARGUMENT instead of failing inside FFmpeg. A file that breaks off mid-st
 to the break: only a file with nothing decodable is rejected.
 """
 
+import bisect
 import contextlib
 import dataclasses
 import io
@@ -172,6 +173,30 @@ def _stream_setup(container):
     return stream, container.decode(stream)
 
 
+def _keyframe_times(data: bytes) -> list[float] | None:
+    """Where the keyframes are, from the packets alone (no decoding: milliseconds for a short clip);
+    None when the container does not say."""
+    try:
+        with open_media(data) as container:
+            stream = container.streams.video[0]
+            times = [float(p.pts * stream.time_base) for p in container.demux(stream)
+                     if p.is_keyframe and p.pts is not None]
+    except (av.FFmpegError, errors.ReelvecError):
+        return None
+    return sorted(times) or None
+
+
+def _seek_skips(keyframes: list[float] | None, target: float, shown: float) -> bool:
+    """A seek lands on the last keyframe at or before `target`: it only saves work when that
+    keyframe lies ahead of what is already decoded. Otherwise it decodes the same frames again (a
+    30 s clip with a keyframe every 8 s took 1.3 CPU-s to sample 16 frames that way, against 0.9 s
+    to decode every frame)."""
+    if keyframes is None:
+        return True
+    landing = bisect.bisect_right(keyframes, target + 1e-6) - 1
+    return landing >= 0 and keyframes[landing] > shown
+
+
 def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.VideoFrame]]:
     """For each time (seconds from the start, ascending) the frame nearest to it, as (index into
     `times`, frame). Seeks to the keyframe before a far target and decodes forward from there; decodes
@@ -183,12 +208,13 @@ def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.Vid
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         slack = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)  # half a frame
         frame, shown, seekable = None, float("-inf"), True
+        keyframes = _keyframe_times(data)
         for index, target in enumerate(times):
             target += start
             if frame is not None and shown >= target - slack:
                 yield index, frame  # targets closer together than frames: the same frame again
                 continue
-            if seekable and target - shown > SEEK_AHEAD:
+            if seekable and target - shown > SEEK_AHEAD and _seek_skips(keyframes, target, shown):
                 try:
                     container.seek(int(target / stream.time_base), stream=stream, backward=True)
                     decoded = container.decode(stream)

@@ -181,3 +181,18 @@ def test_rotation_is_reported_per_frame():
     data = encode_video(numbered(5), rotation=90)
     (_, frame), = media.frames_at(data, [0.0])
     assert frame.rotation == 90
+
+
+def test_a_seek_happens_only_when_it_skips_frames():
+    keyframes = [0.0, 8.3, 16.7]
+    assert media._seek_skips(keyframes, target=0.5, shown=float("-inf"))  # nothing decoded yet
+    assert not media._seek_skips(keyframes, target=6.0, shown=3.0)  # would land back on 0.0
+    assert media._seek_skips(keyframes, target=9.0, shown=3.0)  # lands on 8.3, ahead of 3.0
+    assert media._seek_skips(None, target=6.0, shown=3.0)  # no index: seek as before
+
+
+def test_keyframe_times_come_from_the_packets(tmp_path):
+    clip = samples.make_video(tmp_path / "k.mp4", seconds=3, fps=12)
+    times = media._keyframe_times(clip.read_bytes())
+    assert times and times[0] == 0.0 and times == sorted(times)
+    assert media._keyframe_times(b"not a video") is None
