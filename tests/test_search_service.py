@@ -360,3 +360,17 @@ def test_records_round_trip_and_fields_from_a_newer_version_are_dropped():
     stored.payload["added_later"] = 1
     stored.payload["metadata"]["author"]["also_later"] = "x"
     assert records.to_record(stored) == record
+
+
+def test_media_store_keeps_bytes_by_content(tmp_path):
+    from services.gateway.media_store import MediaStore
+
+    media = MediaStore(tmp_path / "media")
+    sha = "ab" + "0" * 62
+    path = media.put(sha, b"video bytes")
+    assert path == tmp_path / "media" / "ab" / sha and path.read_bytes() == b"video bytes"
+    assert media.put(sha, b"ignored: same content") == path and path.read_bytes() == b"video bytes"
+    assert list(path.parent.iterdir()) == [path]  # no partial files left behind
+    assert media.remove(sha) and not media.remove(sha)
+    with pytest.raises(ValueError, match="sha256"):
+        media.path("../../etc/passwd")

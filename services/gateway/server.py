@@ -1,7 +1,11 @@
 """The reelvec.v1.Gateway service."""
 
+import asyncio
 import dataclasses
 import re
+from pathlib import Path
+
+import grpc
 
 from reelvec import channels, config, errors, modalities
 from reelvec.v1 import (
@@ -17,6 +21,7 @@ from reelvec.v1 import (
     transcriber_pb2_grpc,
 )
 from services.gateway import pipeline
+from services.gateway.media_store import MediaStore
 
 MAX_K = 100
 _ID = re.compile(r"^[\w.\-:@]{1,128}$")
@@ -42,6 +47,7 @@ class Settings(config.ServerSettings):
     search_timeout: float = 10.0
     regress_timeout: float = 10.0
     train_timeout: float = 900.0
+    keep_media: bool = True  # keep uploads in <data-dir>/media for re-embedding and playback
 
 
 @dataclasses.dataclass
@@ -79,6 +85,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         self.stubs = stubs or Stubs.connect(settings)
         self.timeouts = Timeouts(settings.encode_timeout, settings.transcribe_timeout)
         self.max_bytes = settings.max_video_mb * 2**20
+        self.media = MediaStore(Path(settings.data_dir) / "media") if settings.keep_media else None
 
     async def _embed(self, data: bytes, caption: str = "", hashtags=()) -> pipeline.Embedded:
         pipeline.check_video(data, self.max_bytes)
@@ -135,6 +142,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             has_audio=embedded.encoded.has_audio,
         )
         record.metadata.id = video_id
+        if self.media is not None:  # first the file, then the record that points at it
+            await asyncio.to_thread(self.media.put, embedded.sha256, data)
         upserted = await self._search("Upsert", search_pb2.UpsertRequest(video=record))
         return gateway_pb2.IndexResponse(
             id=video_id,
@@ -244,7 +253,19 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         return await self._search("Get", search_pb2.GetRequest(id=request.id, with_vectors=request.with_vectors))
 
     async def Delete(self, request, context):
+        sha = ""
+        if self.media is not None:
+            try:
+                sha = (await self._search("Get", search_pb2.GetRequest(id=request.id))).content_sha256
+            except channels.Upstream as exc:
+                if exc.code != grpc.StatusCode.NOT_FOUND:
+                    raise
         response = await self._search("Delete", search_pb2.DeleteRequest(id=request.id))
+        if sha:
+            others = await self._search("Scroll", search_pb2.ScrollRequest(
+                limit=1, filter=common_pb2.Filter(content_sha256=sha)))
+            if not others.videos:  # the last video with these bytes: the upload goes too
+                await asyncio.to_thread(self.media.remove, sha)
         return gateway_pb2.DeleteVideoResponse(deleted=response.deleted)
 
     async def Transcribe(self, request, context):

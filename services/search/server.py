@@ -136,7 +136,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             request.offset or None,
             records.clamp(request.limit, records.DEFAULT_PAGE, records.MAX_PAGE),
             request.with_vectors,
-            base.Filter(only_with_likes=request.only_with_likes),
+            dataclasses.replace(records.to_filter(request.filter), only_with_likes=request.only_with_likes),
         )
         return search_pb2.ScrollResponse(
             videos=[records.to_record(v) for v in videos], next_offset=next_offset or ""

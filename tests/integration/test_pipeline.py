@@ -1,6 +1,7 @@
 """End to end over real gRPC: index, search, predict, bad input, restart. Tests run in file order:
 the first one needs an untrained regressor, the last one restarts the stack."""
 
+import hashlib
 import json
 import random
 
@@ -247,6 +248,21 @@ def test_delete_removes_the_video(stack, indexed, grpc_error):
     assert stack.cli("delete", "street_x", "--json", check=False).returncode == 0  # unknown id: deleted false
     assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="bikes"), timeout=30).deleted
     assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="bikes"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_uploads_are_kept_once_per_content_until_the_last_video_goes(stack, indexed, corpus):
+    stub = stack.stub()
+    data = (corpus.parent / "music_1.mp4").read_bytes()
+    sha = stub.Get(gateway_pb2.GetVideoRequest(id="music_1"), timeout=30).content_sha256
+    kept = stack.data_dir / "media" / sha[:2] / sha
+    assert sha == hashlib.sha256(data).hexdigest() and kept.read_bytes() == data
+    again = stub.Index(gateway_pb2.IndexRequest(video=data, metadata=common_pb2.VideoMetadata(id="music_again")),
+                       timeout=300)
+    assert again.content_sha256 == sha and len(list(kept.parent.iterdir())) >= 1
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="music_again"), timeout=30).deleted
+    assert kept.exists()  # music_1 still points at it
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="music_1"), timeout=30).deleted
+    assert not kept.exists()  # a deleted video leaves no copy of itself behind
 
 
 def test_metrics_endpoints_count_rpcs(stack, indexed):

@@ -1,0 +1,40 @@
+"""The uploaded videos, kept by content: `<data-dir>/media/<sha[:2]>/<sha256>`.
+
+Kept so that a new model version can re-embed the corpus from the original files (issue 4 item 5),
+and so that the web page can show and play them (issue 7). The same bytes uploaded under several
+ids are stored once; a file goes when the last video that points at it is deleted.
+"""
+
+import os
+import re
+from pathlib import Path
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class MediaStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def put(self, sha256: str, data: bytes) -> Path:
+        """Writes atomically (a reader never sees half a file); no-op when already there."""
+        target = self.path(sha256)
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
+        return target
+
+    def remove(self, sha256: str) -> bool:
+        try:
+            self.path(sha256).unlink()
+            return True
+        except FileNotFoundError:
+            return False
