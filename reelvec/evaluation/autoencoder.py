@@ -9,6 +9,8 @@ version (item 5), which does not exist yet.
 
 import numpy as np
 
+from reelvec.training import early_stopping
+
 HIDDEN, LATENT = 512, 256
 MAX_EPOCHS, PATIENCE, BATCH = 300, 25, 32
 VALIDATION = 0.15
@@ -31,37 +33,8 @@ class Autoencoder:
         decoder = nn.Sequential(nn.GELU(), nn.Linear(LATENT, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, width))
         net = nn.Sequential(self.encoder, decoder)
         optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-3)
-        order = rng.permutation(len(z))
-        n_val = int(VALIDATION * len(z)) if len(z) >= 10 else 0
-        val, fit = order[:n_val], order[n_val:]
-        best, best_state, waited = float("inf"), None, 0
-        self.losses: list[float] = []
-        for _ in range(MAX_EPOCHS):
-            net.train()
-            rng.shuffle(fit)
-            total = 0.0
-            for start in range(0, len(fit), BATCH):
-                batch = z[torch.as_tensor(fit[start : start + BATCH])]
-                optimizer.zero_grad()
-                loss = nn.functional.mse_loss(net(batch), batch)
-                loss.backward()
-                optimizer.step()
-                total += float(loss) * len(batch)
-            self.losses.append(total / len(fit))
-            if not n_val:
-                continue
-            net.eval()
-            with torch.no_grad():
-                held = float(nn.functional.mse_loss(net(z[val]), z[val]))
-            if held < best - 1e-4:
-                best, best_state, waited = held, {k: v.clone() for k, v in net.state_dict().items()}, 0
-            else:
-                waited += 1
-                if waited >= PATIENCE:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
+        self.losses = early_stopping.fit(net, z, z, nn.functional.mse_loss, optimizer, rng, batch=BATCH,
+                                         max_epochs=MAX_EPOCHS, patience=PATIENCE, validation=VALIDATION)
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         import torch

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from reelvec import modalities
+from reelvec.training import early_stopping
 from services.regressor import features
 
 D_MODEL, HEADS, LAYERS = 64, 4, 2
@@ -78,36 +79,12 @@ def train(kind: str, z: np.ndarray, y: np.ndarray, huber: bool, seed: int) -> by
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = _networks()[kind](z.shape[1])
-    order = rng.permutation(len(z))
-    n_val = max(1, int(VALIDATION * len(z))) if len(z) >= 10 else 0
-    val, fit = order[:n_val], order[n_val:]
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     zt, yt = as_tensor(z), as_tensor(y)
     loss_fn = torch.nn.HuberLoss(delta=HUBER_DELTA) if huber else torch.nn.MSELoss()
     optimizer = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-    best, best_state, waited = float("inf"), None, 0
-    for _ in range(MAX_EPOCHS):
-        net.train()
-        for start in range(0, len(fit), BATCH):
-            batch = torch.as_tensor(fit[start : start + BATCH])
-            optimizer.zero_grad()
-            loss_fn(net(zt[batch]), yt[batch]).backward()
-            optimizer.step()
-        rng.shuffle(fit)
-        if n_val == 0:
-            continue
-        net.eval()
-        with torch.no_grad():
-            loss = float(loss_fn(net(zt[val]), yt[val]))
-        if loss < best - 1e-4:
-            best, best_state, waited = loss, {k: v.clone() for k, v in net.state_dict().items()}, 0
-        else:
-            waited += 1
-            if waited >= PATIENCE:
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
+    early_stopping.fit(net, zt, yt, loss_fn, optimizer, rng, batch=BATCH, max_epochs=MAX_EPOCHS,
+                       patience=PATIENCE, validation=VALIDATION)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the tracer's notes on attention's fast-path checks
         warnings.simplefilter("ignore")
