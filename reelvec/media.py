@@ -208,13 +208,17 @@ def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.Vid
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         slack = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)  # half a frame
         frame, shown, seekable = None, float("-inf"), True
-        keyframes = _keyframe_times(data)
+        keyframes: list[float] | None | bool = False  # read on the first seek considered
         for index, target in enumerate(times):
             target += start
             if frame is not None and shown >= target - slack:
                 yield index, frame  # targets closer together than frames: the same frame again
                 continue
-            if seekable and target - shown > SEEK_AHEAD and _seek_skips(keyframes, target, shown):
+            # nothing decoded yet counts as the start: decoding from there is what a seek would do
+            far = seekable and target - max(shown, start) > SEEK_AHEAD
+            if far and keyframes is False:
+                keyframes = _keyframe_times(data)  # once, and only for clips long enough to seek in
+            if far and _seek_skips(keyframes, target, shown):
                 try:
                     container.seek(int(target / stream.time_base), stream=stream, backward=True)
                     decoded = container.decode(stream)

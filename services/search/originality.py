@@ -52,11 +52,7 @@ class Calibrated:
         self.method, self.size = method, len(corpus)
         self.model = None
         if method == "knn":
-            sims = corpus @ corpus.T
-            np.fill_diagonal(sims, -np.inf)
-            k = min(ORIGINALITY_NEIGHBOURS, len(corpus) - 1)
-            top = -np.sort(-sims, axis=1)[:, :k]
-            reference = 1.0 - top.mean(axis=1)
+            reference = self._knn_reference(corpus)
         elif method == "isolation_forest":
             self.model = IsolationForest(n_estimators=200, random_state=seed).fit(corpus)
             reference = -self.model.score_samples(corpus)
@@ -66,6 +62,18 @@ class Calibrated:
             reference = -self.model.negative_outlier_factor_  # leave-one-out by construction
         self.corpus_anomaly = reference  # in fit order
         self.reference = np.sort(reference)
+
+    @staticmethod
+    def _knn_reference(corpus: np.ndarray, block: int = 1000) -> np.ndarray:
+        """Each row's knn anomaly against the others, a block of rows at a time: the whole 5k x 5k
+        similarity matrix would hold 200 MB in the search service."""
+        k = min(ORIGINALITY_NEIGHBOURS, len(corpus) - 1)
+        reference = np.empty(len(corpus))
+        for start in range(0, len(corpus), block):
+            sims = corpus[start : start + block] @ corpus.T
+            sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf  # not itself
+            reference[start : start + len(sims)] = 1.0 - np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
+        return reference
 
     def anomaly(self, vector: np.ndarray, neighbour_similarities=()) -> float:
         """`neighbour_similarities` (best first, the video itself left out) feed knn; the fitted
