@@ -236,8 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     p = client_command("train", cmd_train, "train a model")
     p.add_argument("model", choices=["regressor"])
     p.add_argument("--model", dest="regressor", default="", metavar="KIND",
-                   help="ridge (default), gbm, author (author statistics only), mean")
-    p.add_argument("--huber", action="store_true", help="gbm: Huber loss instead of squared error")
+                   help="ridge (default), gbm, mlp, transformer, author (author statistics only), mean")
+    p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")
     p.add_argument("--compare", action="store_true", help="also measure every other model on the same split")
     return parser
 

@@ -108,3 +108,9 @@ def test_primal_and_dual_ridge_agree():
         primal = np.linalg.solve(z.T @ z + 3.0 * np.eye(d), z.T @ y)
         assert np.allclose(dual, primal)
         assert np.allclose(estimators._ridge(z, y, 3.0), primal)
+
+
+def test_the_model_name_says_when_huber_trained_it():
+    assert [estimators.make(k, huber=True).name for k in estimators.KINDS] == [
+        "ridge", "gbm+huber", "mlp+huber", "transformer+huber", "author", "mean"]
+    assert estimators.make("gbm").name == "gbm"

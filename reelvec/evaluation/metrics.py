@@ -2,15 +2,12 @@
 
 import numpy as np
 
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return np.divide(rows, norms, out=np.zeros_like(rows, dtype=np.float64), where=norms > 0)
+from services.search.originality import unit
 
 
 def similarities(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
     """Cosine similarities [queries, corpus]; a zero row (no vector) is -1 to everything."""
-    q, c = _unit(queries.astype(np.float64)), _unit(corpus.astype(np.float64))
+    q, c = unit(queries), unit(corpus)
     sims = q @ c.T
     sims[~q.any(axis=1)] = -1.0
     sims[:, ~c.any(axis=1)] = -1.0

@@ -32,14 +32,9 @@ def _vectors(response: gateway_pb2.EmbedResponse) -> dict[str, np.ndarray]:
             for name, dim in modalities.DIMS.items()}
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(v)
-    return v / norm if norm > 0 else v
-
-
 def _representations(embedded: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     rows = {name: np.stack([e[name] for e in embedded]) for name in modalities.DIMS}
-    concat = np.stack([np.concatenate([_unit(e[m]) for m in modalities.SOURCES]) for e in embedded])
+    concat = np.stack([np.concatenate([originality.unit(e[m]) for m in modalities.SOURCES]) for e in embedded])
     return {
         "fused (served)": rows[modalities.FUSED],
         "visual": rows[modalities.VISUAL],

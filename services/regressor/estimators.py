@@ -44,10 +44,16 @@ def _choose_alpha(z: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> flo
 
 class Estimator:
     kind = ""
+    takes_huber = False  # whether `huber` changes the loss this model trains with
 
     def __init__(self, huber: bool = False):
         self.huber = huber
         self.target_mean, self.target_scale = 0.0, 1.0
+
+    @property
+    def name(self) -> str:
+        """The kind, with "+huber" when the Huber loss trained it, e.g. "gbm+huber"."""
+        return self.kind + ("+huber" if self.huber and self.takes_huber else "")
 
     def fit(self, rows: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> "Estimator":
         self.target_mean, self.target_scale = float(target.mean()), float(target.std() or 1.0)
@@ -135,6 +141,7 @@ class Author(Ridge):
 
 class GradientBoosting(Estimator):
     kind = "gbm"
+    takes_huber = True
 
     def _params(self, n: int) -> dict:
         return {
@@ -169,6 +176,8 @@ class GradientBoosting(Estimator):
 
 
 class _Neural(_Standardized):
+    takes_huber = True
+
     def _fit(self, rows, y, rng):
         model = neural.train(self.kind, self._standardize(rows, fit=True), y, self.huber, int(rng.integers(2**31)))
         self.net = neural.OnnxNet(model)

@@ -78,7 +78,7 @@ def _scores(truth: np.ndarray, predicted: np.ndarray, bounds: np.ndarray) -> dic
 def train(rows: np.ndarray, likes: np.ndarray, kind: str = "ridge", huber: bool = False,
           test_fraction: float = 0.2, seed: int = 0, compare: bool = False):
     """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind."""
-    estimators.make(kind, huber)  # an unknown kind fails before any work
+    name = estimators.make(kind, huber).name  # an unknown kind fails before any work
     if len(rows) < MIN_VIDEOS:
         raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with likes, found {len(rows)}")
     rng = np.random.default_rng(seed)
@@ -97,7 +97,7 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "ridge", huber: bool 
     report = {
         "train_size": len(train_idx),
         "test_size": len(test),
-        "model": kind + ("+huber" if huber and kind == "gbm" else ""),
+        "model": name,
         **_scores(target[test], predicted, bounds),
         "baseline_mae": float(np.abs(target[test] - target[train_idx].mean()).mean()),
     }

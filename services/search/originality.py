@@ -28,7 +28,8 @@ FIT_SAMPLE = 5000
 MIN_CORPUS = 3  # fewer videos than this: nothing to calibrate against
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
+def unit(rows: np.ndarray) -> np.ndarray:
+    """L2-normalized rows (or one vector) as float64; a zero row stays zero."""
     rows = np.asarray(rows, np.float64)
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
@@ -46,7 +47,7 @@ class Calibrated:
     def __init__(self, method: str, corpus: np.ndarray, seed: int = 0):
         if method not in CALIBRATED:
             raise ValueError(f"unknown originality method {method!r}: use one of {', '.join(CALIBRATED)}")
-        corpus = _unit(corpus)
+        corpus = unit(corpus)
         if len(corpus) < MIN_CORPUS:
             raise ValueError(f"originality needs at least {MIN_CORPUS} videos to calibrate against")
         self.method, self.size = method, len(corpus)
@@ -80,7 +81,7 @@ class Calibrated:
         detectors look at the vector alone."""
         if self.model is None:
             return knn_anomaly(neighbour_similarities)
-        return float(-self.model.score_samples(_unit(vector)[None])[0])
+        return float(-self.model.score_samples(unit(vector)[None])[0])
 
     def originality(self, anomaly: float) -> float:
         return float(np.searchsorted(self.reference, anomaly, side="right") / len(self.reference))
