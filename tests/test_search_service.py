@@ -54,30 +54,37 @@ def wait_serving(server: Server, seconds: float = 60) -> None:
     pytest.fail(f"search not SERVING after {seconds}s:\n{server.log.read_text()}")
 
 
-@pytest.fixture(scope="module", params=["edge", "qdrant"])
-def server(request, tmp_path_factory):
-    """One server per store backend; "qdrant" without a URL is qdrant-client's local mode."""
-    data = tmp_path_factory.mktemp("search")
+def start_server(data: Path, backend: str) -> Server:
     port = free_port()
     log = data / "server.log"
     command = [sys.executable, "-m", "services.search", "--port", str(port)]
-    with open(log, "w") as out:
+    with open(log, "a") as out:
         proc = subprocess.Popen(
-            [*command, "--data-dir", str(data), "--store", request.param],
+            [*command, "--data-dir", str(data), "--store", backend],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    running = Server(proc, channel, log)
+    running = Server(proc, grpc.insecure_channel(f"127.0.0.1:{port}"), log)
+    wait_serving(running)
+    return running
+
+
+def stop_server(running: Server) -> None:
+    running.channel.close()
+    if running.proc.poll() is None:
+        running.proc.kill()
+        running.proc.wait()
+
+
+@pytest.fixture(scope="module", params=["edge", "qdrant"])
+def server(request, tmp_path_factory):
+    """One server per store backend; "qdrant" without a URL is qdrant-client's local mode."""
+    running = start_server(tmp_path_factory.mktemp("search"), request.param)
     try:
-        wait_serving(running)
         yield running
     finally:
-        channel.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_server(running)
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +300,95 @@ def test_bad_input_is_rejected_and_the_server_keeps_serving(server, stub, rng):
     assert upsert(stub, video("after-errors", rng)) is True
     assert stub.Get(search_pb2.GetRequest(id="after-errors"), timeout=TIMEOUT).id == "after-errors"
     assert server.proc.poll() is None
+
+
+def collections(stub) -> search_pb2.ListCollectionsResponse:
+    return stub.ListCollections(search_pb2.ListCollectionsRequest(), timeout=TIMEOUT)
+
+
+def query_ids(stub, vector, **request) -> list[str]:
+    query = search_pb2.QueryRequest(vector=common_pb2.Vector(values=list(vector)), k=100, **request)
+    return [h.id for h in stub.Query(query, timeout=TIMEOUT).hits]
+
+
+def test_vectors_of_other_model_versions_never_enter_a_collection(stub, rng):
+    listed = collections(stub)
+    active = listed.active
+    assert listed.alias == "videos" and [c.name for c in listed.collections] == [active]
+    assert collections(stub).collections[0].model_versions["visual"] == "effnet-lite0@1"  # from the first upsert
+
+    newer = video("mv-1", rng)
+    newer.model_versions["visual"] = "effnet-lite0@2"
+    error = status_of(lambda: upsert(stub, newer))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "effnet-lite0@2" in error.details() and "effnet-lite0@1" in error.details()
+    assert status_of(lambda: stub.Get(search_pb2.GetRequest(id="mv-1"), timeout=TIMEOUT)).code() == (
+        grpc.StatusCode.NOT_FOUND
+    )  # nothing stored
+
+    # a second collection for the new versions takes them, and stays apart from the aliased one
+    created = stub.CreateCollection(
+        search_pb2.CreateCollectionRequest(name="videos_next", model_versions={"visual": "effnet-lite0@2"}),
+        timeout=TIMEOUT,
+    )
+    assert created.state == search_pb2.CollectionInfo.BUILDING and created.videos == 0
+    stub.Upsert(search_pb2.UpsertRequest(video=newer, collection="videos_next"), timeout=TIMEOUT)
+    fused = newer.embeddings.vectors["fused"].values
+    assert query_ids(stub, fused, collection="videos_next") == ["mv-1"]
+    assert "mv-1" not in query_ids(stub, fused)
+    pinned = {"collection": "videos_next", "model_versions": {"visual": "effnet-lite0@1"}}
+    error = status_of(lambda: query_ids(stub, fused, **pinned))  # a query vector of the old model
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    text_only = {"modality": common_pb2.MODALITY_VISUAL, **pinned}
+    assert status_of(lambda: query_ids(stub, unit(rng, DIMS["visual"]), **text_only)).code() == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+    # the switch: reads through the alias now see the new collection; the old one is kept as retired
+    switched = stub.SwitchAlias(search_pb2.SwitchAliasRequest(collection="videos_next"), timeout=TIMEOUT)
+    states = {c.name: c.state for c in switched.collections}
+    assert switched.active == "videos_next"
+    assert states == {"videos_next": search_pb2.CollectionInfo.ACTIVE, active: search_pb2.CollectionInfo.RETIRED}
+    assert query_ids(stub, fused) == ["mv-1"]
+    assert stub.Get(search_pb2.GetRequest(id="mv-1"), timeout=TIMEOUT).model_versions["visual"] == "effnet-lite0@2"
+    error = status_of(lambda: stub.DropCollection(search_pb2.DropCollectionRequest(name="videos_next"), timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION  # the alias's target cannot go
+
+    # and back, dropping the new one: the rest of this module's tests see their data again
+    stub.SwitchAlias(search_pb2.SwitchAliasRequest(collection=active, drop_previous=True), timeout=TIMEOUT)
+    assert [c.name for c in collections(stub).collections] == [active]
+    assert "mv-1" not in query_ids(stub, fused)
+    for bad in [search_pb2.SwitchAliasRequest(collection="nothing-here"), search_pb2.SwitchAliasRequest()]:
+        code = status_of(lambda: stub.SwitchAlias(bad, timeout=TIMEOUT)).code()
+        assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    error = status_of(lambda: stub.CreateCollection(search_pb2.CreateCollectionRequest(name="../x"), timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant"])
+def test_the_alias_survives_a_restart(backend, tmp_path, rng):
+    running = start_server(tmp_path, backend)
+    stub = search_pb2_grpc.SearchStub(running.channel)
+    try:
+        record = video("alias-1", rng)
+        stub.CreateCollection(search_pb2.CreateCollectionRequest(name="videos_b"), timeout=TIMEOUT)
+        stub.Upsert(search_pb2.UpsertRequest(video=record, collection="videos_b"), timeout=TIMEOUT)
+        stub.SwitchAlias(search_pb2.SwitchAliasRequest(collection="videos_b", drop_previous=True), timeout=TIMEOUT)
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(timeout=30) == 0
+    finally:
+        stop_server(running)
+    running = start_server(tmp_path, backend)
+    stub = search_pb2_grpc.SearchStub(running.channel)
+    try:
+        listed = collections(stub)
+        assert listed.active == "videos_b" and len(listed.collections) == 1
+        assert listed.collections[0].model_versions["visual"] == "effnet-lite0@1" and listed.collections[0].videos == 1
+        assert stub.Get(search_pb2.GetRequest(id="alias-1"), timeout=TIMEOUT).id == "alias-1"
+    finally:
+        stop_server(running)
+    if backend == "edge":
+        assert not (tmp_path / "search" / "edge" / "videos_v1").exists()  # dropped means gone from disk
 
 
 def test_sigterm_exits_cleanly(server):

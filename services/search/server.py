@@ -9,6 +9,7 @@ from reelvec import config, errors, modalities
 from reelvec.server import register, serve
 from reelvec.v1 import search_pb2, search_pb2_grpc
 from services.search import analysis, originality, records
+from services.search.catalog import ACTIVE, ALIAS, BUILDING, RETIRED, Catalog, Collection, models_behind
 from services.search.stores import base
 
 
@@ -18,7 +19,7 @@ class SearchSettings(config.ServerSettings):
     store: str = "edge"  # "edge": embedded engine in the data dir; "qdrant": qdrant-client
     qdrant_url: str = ""  # store=qdrant: a server (http://host:6334); empty: local mode in data_dir
     qdrant_api_key: str = ""
-    # The vector schema version is part of the name: a new encoder version indexes into a new one.
+    # The first collection of a new data dir; later ones are named by the re-embed (docs/versions.md).
     collection: str = "videos_v1"
     near_duplicate_threshold: float = 0.95  # visual cosine similarity
     originality: str = "similarity"  # or a calibrated anomaly detector: knn, isolation_forest, lof
@@ -26,70 +27,99 @@ class SearchSettings(config.ServerSettings):
     optimize_idle_seconds: float = 5.0
 
 
-def _open_edge(settings: SearchSettings, root: Path) -> base.VideoStore:
+def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
     from services.search.stores.edge import EdgeStore
 
-    return EdgeStore(
-        root / "edge" / settings.collection,
-        modalities.DIMS,
-        optimize_after=settings.optimize_after,
-        idle_seconds=settings.optimize_idle_seconds,
+    def open_store(name: str) -> base.VideoStore:
+        store = EdgeStore(
+            root / "edge" / name,
+            modalities.DIMS,
+            optimize_after=settings.optimize_after,
+            idle_seconds=settings.optimize_idle_seconds,
+        )
+        store.optimize()  # indexes whatever an earlier run left unindexed
+        return store
+
+    return Catalog(root, open_store, settings.collection)
+
+
+def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
+    from services.search.stores.qdrant import Connection, QdrantStore  # qdrant-client loads only when chosen
+
+    if settings.qdrant_url:
+        connection = Connection(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    else:
+        connection = Connection(path=str(root / "qdrant"))
+    return Catalog(
+        root,
+        lambda name: QdrantStore(name, modalities.DIMS, connection=connection),
+        settings.collection,
+        point_alias=lambda name: connection.point_alias(ALIAS, name),
+        on_close=connection.close,
     )
 
 
-def _open_qdrant(settings: SearchSettings, root: Path) -> base.VideoStore:
-    from services.search.stores.qdrant import QdrantStore  # qdrant-client loads only when chosen
-
-    if settings.qdrant_url:
-        return QdrantStore(
-            settings.collection,
-            modalities.DIMS,
-            url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key,
-        )
-    return QdrantStore(settings.collection, modalities.DIMS, path=str(root / "qdrant"))
+CATALOGS = {"edge": _edge_catalog, "qdrant": _qdrant_catalog}
 
 
-STORES = {"edge": _open_edge, "qdrant": _open_qdrant}
+def open_catalog(settings: SearchSettings) -> Catalog:
+    """Blocking: opens every collection's store."""
+    return CATALOGS[settings.store](settings, Path(settings.data_dir) / "search")
 
 
-def open_store(settings: SearchSettings) -> base.VideoStore:
-    """Blocking; the first optimize indexes whatever an earlier run left unindexed."""
-    store = STORES[settings.store](settings, Path(settings.data_dir) / "search")
-    store.optimize()
-    return store
+_STATES = {
+    ACTIVE: search_pb2.CollectionInfo.ACTIVE,
+    BUILDING: search_pb2.CollectionInfo.BUILDING,
+    RETIRED: search_pb2.CollectionInfo.RETIRED,
+}
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
     """Store calls block, so each runs in a worker thread (fast reads of an in-process store
-    excepted); the store does its own locking."""
+    excepted); the stores do their own locking."""
 
     def __init__(self, settings: SearchSettings):
         self._settings = settings
-        self._store: base.VideoStore | None = None
-        self._originality: originality.Detector | None = None
+        self._catalog: Catalog | None = None
+        self._detectors: dict[str, originality.Detector] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:  # calls that arrive while warmup still opens it
+            raise errors.Unavailable("the search store is still opening")
+        return self._catalog
+
+    def collection(self, name: str) -> Collection:
+        return self.catalog.get(name)
 
     @property
     def store(self) -> base.VideoStore:
-        if self._store is None:  # calls that arrive while warmup still opens it
-            raise errors.Unavailable("the search store is still opening")
-        return self._store
+        """The aliased collection's store."""
+        return self.catalog.active.store
 
-    async def _read(self, method, *args, **kwargs):
-        if self.store.fast_reads:
+    async def _read(self, store: base.VideoStore, method, *args, **kwargs):
+        if store.fast_reads:
             return method(*args, **kwargs)
         return await asyncio.to_thread(method, *args, **kwargs)
 
-    def attach(self, store: base.VideoStore) -> None:
-        self._store = store
+    def _detector(self, collection: Collection) -> originality.Detector | None:
         method = self._settings.originality
-        self._originality = None
-        if method != "similarity":
-            self._originality = originality.Detector(method, store, modalities.FUSED)
+        if method == "similarity":
+            return None
+        detector = self._detectors.get(collection.name)
+        if detector is None or detector.store is not collection.store:
+            detector = self._detectors[collection.name] = originality.Detector(
+                method, collection.store, modalities.FUSED
+            )
+        return detector
 
-    def detach(self) -> base.VideoStore | None:
-        store, self._store = self._store, None
-        return store
+    def attach(self, opened: Catalog) -> None:
+        self._catalog = opened
+        self._detectors = {}
+
+    def detach(self) -> Catalog | None:
+        opened, self._catalog = self._catalog, None
+        return opened
 
     async def Upsert(self, request, context):
         video = request.video
@@ -97,11 +127,15 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         if not video.embeddings.vectors:
             raise errors.InvalidInput("video.embeddings must hold at least one vector")
         records.check_embeddings(video.embeddings)
-        created = await asyncio.to_thread(self.store.upsert, records.to_stored(video))
+        collection = self.collection(request.collection)
+        self.catalog.check(collection, video.model_versions, adopt=True)
+        created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video))
         return search_pb2.UpsertResponse(created=created)
 
     async def Query(self, request, context):
         modality = records.modality(request.modality)
+        collection = self.collection(request.collection)
+        self.catalog.check(collection, request.model_versions, models_behind(modality))
         which = request.WhichOneof("query")
         if which == "vector":
             target = {"vector": records.check_vector(modality, request.vector.values)}
@@ -110,7 +144,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         else:
             raise errors.InvalidInput("query needs a vector or an id")
         hits = await self._read(
-            self.store.query,
+            collection.store,
+            collection.store.query,
             modality,
             filter=records.to_filter(request.filter),
             k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
@@ -121,18 +156,20 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     async def Get(self, request, context):
         video_id = records.check_id(request.id)
-        video = await self._read(self.store.get, video_id, request.with_vectors)
+        store = self.collection(request.collection).store
+        video = await self._read(store, store.get, video_id, request.with_vectors)
         if video is None:
             raise errors.NotFound(f"no video with id {video_id!r}")
         return records.to_record(video)
 
     async def Delete(self, request, context):
-        deleted = await asyncio.to_thread(self.store.delete, records.check_id(request.id))
+        store = self.collection(request.collection).store
+        deleted = await asyncio.to_thread(store.delete, records.check_id(request.id))
         return search_pb2.DeleteResponse(deleted=deleted)
 
     async def Scroll(self, request, context):
         videos, next_offset = await asyncio.to_thread(
-            self.store.scroll,
+            self.collection(request.collection).store.scroll,
             request.offset or None,
             records.clamp(request.limit, records.DEFAULT_PAGE, records.MAX_PAGE),
             request.with_vectors,
@@ -144,11 +181,13 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     async def Analyze(self, request, context):
         vectors = records.check_embeddings(request.embeddings)
-        detector = self._originality
+        collection = self.collection(request.collection)
+        self.catalog.check(collection, request.model_versions)
+        detector = self._detector(collection)
 
         def analyze() -> analysis.Analysis:  # blocking: store calls, and a detector fit when due
             return analysis.analyze(
-                self.store,
+                collection.store,
                 vectors,
                 k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
                 exclude_id=request.exclude_id,
@@ -167,15 +206,45 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         )
 
 
+    def _collections(self) -> search_pb2.ListCollectionsResponse:
+        found = self.catalog.collections()
+        return search_pb2.ListCollectionsResponse(
+            alias=ALIAS,
+            active=self.catalog.active.name,
+            collections=[self._info(c) for c in found],
+        )
+
+    @staticmethod
+    def _info(c: Collection) -> search_pb2.CollectionInfo:
+        return search_pb2.CollectionInfo(
+            name=c.name, state=_STATES[c.state], model_versions=c.model_versions, videos=c.store.count()
+        )
+
+    async def ListCollections(self, request, context):
+        return await asyncio.to_thread(self._collections)
+
+    async def CreateCollection(self, request, context):
+        created = await asyncio.to_thread(self.catalog.create, request.name, request.model_versions)
+        return await asyncio.to_thread(self._info, created)
+
+    async def SwitchAlias(self, request, context):
+        await asyncio.to_thread(self.catalog.switch, request.collection, request.drop_previous)
+        return await asyncio.to_thread(self._collections)
+
+    async def DropCollection(self, request, context):
+        dropped = await asyncio.to_thread(self.catalog.drop, request.name)
+        return search_pb2.DropCollectionResponse(dropped=dropped)
+
+
 async def run(settings: SearchSettings) -> None:
     servicer = SearchServicer(settings)
 
     async def warmup():
-        servicer.attach(await asyncio.to_thread(open_store, settings))
+        servicer.attach(await asyncio.to_thread(open_catalog, settings))
 
     async def cleanup():
-        store = servicer.detach()
-        if store is not None:
-            await asyncio.to_thread(store.close)
+        opened = servicer.detach()
+        if opened is not None:
+            await asyncio.to_thread(opened.close)
 
     await serve(settings, register(search_pb2, search_pb2_grpc, "Search", servicer), warmup, cleanup)

@@ -124,6 +124,10 @@ class VideoStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @abc.abstractmethod
+    def drop(self) -> None:
+        """Closes the store and deletes everything in it."""
+
     def optimize(self) -> None:
         """Builds pending indexes now. Backends that index on their own have nothing to do."""
 

@@ -13,6 +13,7 @@ durable, and shutdown must fit in the drain grace period.
 """
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ class EdgeStore(base.VideoStore):
                 indexing_threshold=indexing_threshold_kb, prevent_unoptimized=False
             ),
         )
-        path = Path(path)
+        path = self._path = Path(path)
         if (path / "edge_config.json").exists():
             self._shard = qe.EdgeShard.load(str(path), config)  # checks vector sizes still match
         else:
@@ -227,8 +228,14 @@ class EdgeStore(base.VideoStore):
                 self.optimize()
 
     def close(self) -> None:
+        if self._closed.is_set():
+            return
         self._closed.set()
         if self._watcher is not None:
             self._watcher.join()
         with self._write_lock:
             self._shard.close()
+
+    def drop(self) -> None:
+        self.close()
+        shutil.rmtree(self._path, ignore_errors=True)

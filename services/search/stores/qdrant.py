@@ -47,6 +47,36 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+class Connection:
+    """One qdrant-client for every collection of a search service. Local mode is not thread-safe
+    and keeps its directory locked, so its collections share one client and one lock."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, path: str | None = None):
+        """`url` for a server; otherwise local mode at `path` (a directory, or ":memory:")."""
+        self.local = url is None
+        if self.local:
+            where = {"location": path} if path == ":memory:" else {"path": path}
+            self.client = QdrantClient(**where, force_disable_check_same_thread=True)
+        else:
+            self.client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=True)
+        self.lock = threading.Lock()
+
+    def point_alias(self, alias: str, collection: str) -> None:
+        """Moves (or creates) the alias in one atomic Qdrant operation: readers of the alias see
+        the old collection or the new one, never neither."""
+        current = {a.alias_name for a in self.client.get_aliases().aliases}
+        operations = [models.CreateAliasOperation(create_alias=models.CreateAlias(
+            collection_name=collection, alias_name=alias))]
+        if alias in current:
+            operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        with self.lock:
+            self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def close(self) -> None:
+        with self.lock:
+            self.client.close()
+
+
 class QdrantStore(base.VideoStore):
     def __init__(
         self,
@@ -55,24 +85,22 @@ class QdrantStore(base.VideoStore):
         url: str | None = None,
         api_key: str | None = None,
         path: str | None = None,
+        connection: Connection | None = None,
     ):
-        """`url` for a server; otherwise local mode at `path` (a directory, or ":memory:")."""
+        """Its own connection from `url`/`path` (see Connection), or a shared `connection`."""
         self._collection = collection
-        self._local = url is None
-        if self._local:
-            # Local mode is not thread-safe: every call below runs under self._lock, so its SQLite
-            # connection may be shared between the servicer's worker threads.
-            where = {"location": path} if path == ":memory:" else {"path": path}
-            self._client = QdrantClient(**where, force_disable_check_same_thread=True)
-        else:
-            self._client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=True)
+        self._owns_connection = connection is None
+        self._connection = connection or Connection(url, api_key, path)
+        self._client = self._connection.client
+        self._local = self._connection.local
         # Writes hold it in every mode (exists-then-write must be atomic); reads only in local mode.
-        self._lock = threading.Lock()
+        self._lock = self._connection.lock
         self._read_lock = self._lock if self._local else nullcontext()
         try:
             self._ensure_collection(dims)
         except Exception:
-            self._client.close()  # local mode would keep its directory locked
+            if self._owns_connection:
+                self._connection.close()  # local mode would keep its directory locked
             raise
 
     def _ensure_collection(self, dims: dict[str, int]) -> None:
@@ -177,5 +205,10 @@ class QdrantStore(base.VideoStore):
             return self._client.count(self._collection, exact=True).count
 
     def close(self) -> None:
+        if self._owns_connection:
+            self._connection.close()
+
+    def drop(self) -> None:
         with self._lock:
-            self._client.close()
+            self._client.delete_collection(self._collection)
+        self.close()
