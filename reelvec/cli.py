@@ -3,6 +3,7 @@ else 127.0.0.1:50051. A failure exits non-zero with one line on stderr naming th
 
 import argparse
 import json
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -143,7 +144,15 @@ def cmd_delete(args, stub) -> int:
     return 0
 
 
+def _reembed_progress(status) -> None:
+    print(f"re-embedding into {status.collection}: {status.done}/{status.total}", file=sys.stderr, flush=True)
+
+
 def cmd_train(args, stub) -> int:
+    if args.model == "encoder":
+        return _train_encoder(args, stub)
+    if args.files:
+        raise ValueError("reelvec train regressor takes no files: it trains on the indexed videos with likes")
     report = client.train_regressor(stub, args.regressor, args.huber, args.compare)
     result = json_format.MessageToDict(report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     human = (
@@ -158,6 +167,44 @@ def cmd_train(args, stub) -> int:
         )
     _emit(args, result, human)
     return 0
+
+
+def _train_encoder(args, stub) -> int:
+    from reelvec.training import encoder_command
+
+    report = encoder_command.train(
+        stub, _data_dir(args), [Path(f) for f in args.files], args.steps, args.batch, args.lr,
+        reembed=not args.no_reembed, progress=None if args.json else _reembed_progress,
+    )
+    human = (f"trained visual version {report['visual_version']} on {report['videos']} videos in "
+             f"{report['train_seconds']} s (loss {report['loss_first']:.3f} -> {report['loss_last']:.3f})")
+    if "reembed" in report:
+        human += f"\nre-embed into {report['collection']}: {report['reembed']}"
+        human += f" ({report['error']})" if report["error"] else ""
+    _emit(args, report, human)
+    return 0 if report.get("reembed", "DONE") == "DONE" else 1
+
+
+def cmd_reembed(args, stub) -> int:
+    from reelvec.training import encoder_command
+
+    if args.visual_version:
+        stub.Reembed(gateway_pb2.ReembedRequest(visual_version=args.visual_version), timeout=client.QUERY_TIMEOUT)
+    if args.visual_version and args.wait:
+        status = encoder_command.wait(stub, None if args.json else _reembed_progress)
+    else:
+        status = stub.GetReembed(gateway_pb2.GetReembedRequest(), timeout=client.QUERY_TIMEOUT)
+    result = json_format.MessageToDict(status, preserving_proto_field_name=True)
+    state = gateway_pb2.ReembedStatus.State.Name(status.state)
+    _emit(args, result, f"{state}: {status.collection or '-'} {status.done}/{status.total}"
+                        + (f" ({status.error})" if status.error else "") + f"; the alias points at {status.active or '-'}")
+    return 1 if status.state == gateway_pb2.ReembedStatus.FAILED else 0
+
+
+def _data_dir(args) -> Path:
+    from reelvec import config
+
+    return Path(args.data_dir or os.environ.get("REELVEC_DATA_DIR") or config.ServerSettings.data_dir)
 
 
 def cmd_evaluate(args, stub) -> int:
@@ -233,8 +280,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="evaluation", help="folder for report.md and report.json")
     p.add_argument("--transforms", help="comma-separated subset of the copy transforms (default: all)")
     p.add_argument("--concurrency", type=int, default=2)
+    p = client_command("reembed", cmd_reembed, "re-embed the corpus with another visual model version, or show progress")
+    p.add_argument("--visual-version", help="Triton version to re-embed with; without it: the progress")
+    p.add_argument("--wait", action="store_true", help="wait until the alias has moved")
     p = client_command("train", cmd_train, "train a model")
-    p.add_argument("model", choices=["regressor"])
+    p.add_argument("model", choices=["regressor", "encoder"])
+    p.add_argument("files", nargs="*", help="encoder: videos to train on (default: every kept upload of the stack)")
+    p.add_argument("--data-dir", help="encoder: the stack's data dir, as given to `reelvec up`")
+    p.add_argument("--steps", type=int, default=100, help="encoder: SimCLR steps")
+    p.add_argument("--batch", type=int, default=16, help="encoder: videos per step (two views each)")
+    p.add_argument("--lr", type=float, default=1e-4, help="encoder: AdamW learning rate")
+    p.add_argument("--no-reembed", action="store_true", help="encoder: export and load only; re-embed later")
     p.add_argument("--model", dest="regressor", default="", metavar="KIND",
                    help="ridge (default), gbm, mlp, transformer, author (author statistics only), mean")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reelvec import config, triton
+from reelvec import config, model_repository, triton
 from reelvec.models import TRITON_REPOSITORY
 
 READY_TIMEOUT = float(os.environ.get("REELVEC_READY_TIMEOUT", "300"))
@@ -56,22 +56,28 @@ class Stack:
     children: list[Child] = dataclasses.field(default_factory=list)
 
     @property
+    def repository(self) -> Path:
+        """The Triton model repository this stack serves (reelvec.model_repository)."""
+        return self.data_dir / "triton" / "models"
+
+    @property
     def gateway(self) -> str:
         return f"127.0.0.1:{self.gateway_port}"
 
     def plan(self) -> None:
+        model_repository.assemble(TRITON_REPOSITORY, self.repository)
         ports = {name: free_port() for name in ("encoder", "transcriber", "search", "regressor")}
         ports["gateway"] = self.gateway_port
         triton_ports = {k: free_port() for k in ("grpc", "http", "metrics")}
         env = dict(os.environ)
         triton_argv, triton_env = triton.command(
-            TRITON_REPOSITORY, self.data_dir / "triton",
+            self.repository, self.data_dir / "triton",
             triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"],
         )
         self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
         common = ["--data-dir", str(self.data_dir)]
         flags = {
-            "encoder": ["--triton-url", f"127.0.0.1:{triton_ports['grpc']}"],
+            "encoder": ["--triton-url", f"127.0.0.1:{triton_ports['grpc']}", "--model-repository", str(self.repository)],
             "transcriber": [],
             "search": [],
             "regressor": ["--search-url", f"127.0.0.1:{ports['search']}"],

@@ -12,9 +12,11 @@ descriptor, not ImageNet logits.
 Needs the `export` extra (torch, efficientnet-lite-pytorch, onnx); serving never imports this module.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +71,8 @@ def eager_model():
             super().__init__()
             # from_pretrained's torch.load runs with weights_only=True (torch >= 2.6): tensors only.
             # No set_swish() afterwards: it would replace Lite's ReLU6 by swish.
-            self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+            with contextlib.redirect_stdout(sys.stderr):  # it prints a line; stdout may be a --json report
+                self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
             self.register_buffer("mean", torch.full((1, 3, 1, 1), MEAN))
             self.register_buffer("std", torch.full((1, 3, 1, 1), STD))
 

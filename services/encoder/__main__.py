@@ -8,11 +8,13 @@ from services.encoder.server import Encoder, Settings, make_visual
 async def main() -> None:
     settings = config.load(Settings, description="reelvec encoder service")
     logs.setup("encoder", settings.log_level)
-    visual = make_visual(settings)
-    servicer = Encoder(settings, visual)
-
-
-    await server.serve(settings, server.register(encoder_pb2, encoder_pb2_grpc, "Encoder", servicer), warmup=servicer.warmup, cleanup=visual.close)
+    servicer = Encoder(settings, make_visual(settings))
+    await server.serve(
+        settings,
+        server.register(encoder_pb2, encoder_pb2_grpc, "Encoder", servicer),
+        warmup=servicer.warmup,
+        cleanup=servicer.close,
+    )
 
 
 if __name__ == "__main__":

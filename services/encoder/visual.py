@@ -98,6 +98,8 @@ class OnnxVisual:
             if not numbered:
                 raise FileNotFoundError(f"no {folder}/<version>/model.onnx: run `make models`")
             version = max(numbered, key=int)
+        if not (folder / version / "model.onnx").exists():
+            raise FileNotFoundError(f"no {folder / version / 'model.onnx'}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         # no busy-waiting between runs: the decoding threads need those cores

@@ -20,9 +20,7 @@ class Embedded:
     sha256: str
 
     def embeddings(self) -> common_pb2.Embeddings:
-        return common_pb2.Embeddings(
-            vectors={name: common_pb2.Vector(values=v.tolist()) for name, v in self.vectors.items()}
-        )
+        return embeddings_of(self.vectors)
 
     def model_versions(self) -> dict[str, str]:
         versions = {
@@ -33,6 +31,10 @@ class Embedded:
             modalities.FUSED: FUSION_VERSION,
         }
         return {k: v for k, v in versions.items() if v}
+
+
+def embeddings_of(vectors: dict[str, np.ndarray]) -> common_pb2.Embeddings:
+    return common_pb2.Embeddings(vectors={name: common_pb2.Vector(values=v.tolist()) for name, v in vectors.items()})
 
 
 async def first_failure_cancels(*coroutines):
@@ -59,9 +61,27 @@ def check_video(data: bytes, max_bytes: int) -> None:
         )
 
 
-async def embed(stubs, timeouts, data: bytes, caption: str, hashtags) -> Embedded:
+def vectors_of(encoded: encoder_pb2.EncodeResponse, text) -> dict[str, np.ndarray]:
+    """The modality vectors a video has, and their fusion."""
+    vectors = {
+        name: np.asarray(values, np.float32)
+        for name, values in ((modalities.VISUAL, encoded.visual), (modalities.AUDIO, encoded.audio),
+                             (modalities.TEXT, text))
+        if len(values)
+    }
+    vectors[modalities.FUSED] = fusion.fuse(vectors)
+    return vectors
+
+
+def encode(stubs, timeouts, data: bytes, visual_version: str = ""):
+    request = encoder_pb2.EncodeRequest(video=data, visual_version=visual_version)
+    return channels.call("encoder", stubs.encoder.Encode, request, timeouts.encode)
+
+
+async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, visual_version: str = "") -> Embedded:
+    """`visual_version` pins the visual model (the collection's, docs/versions.md); empty: newest."""
     encoded, transcribed = await first_failure_cancels(
-        channels.call("encoder", stubs.encoder.Encode, encoder_pb2.EncodeRequest(video=data), timeouts.encode),
+        encode(stubs, timeouts, data, visual_version),
         channels.call(
             "transcriber",
             stubs.transcriber.Transcribe,
@@ -69,14 +89,11 @@ async def embed(stubs, timeouts, data: bytes, caption: str, hashtags) -> Embedde
             timeouts.transcribe,
         ),
     )
-    vectors = {
-        name: np.asarray(values, np.float32)
-        for name, values in (
-            (modalities.VISUAL, encoded.visual),
-            (modalities.AUDIO, encoded.audio),
-            (modalities.TEXT, transcribed.text),
-        )
-        if len(values)
-    }
-    vectors[modalities.FUSED] = fusion.fuse(vectors)
-    return Embedded(vectors, encoded, transcribed, hashlib.sha256(data).hexdigest())
+    return Embedded(vectors_of(encoded, transcribed.text), encoded, transcribed, hashlib.sha256(data).hexdigest())
+
+
+async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, visual_version: str) -> Embedded:
+    """The same video with another visual model version; the transcript and text vector are reused."""
+    encoded = await encode(stubs, timeouts, data, visual_version)
+    text = embedded.vectors.get(modalities.TEXT, ())
+    return Embedded(vectors_of(encoded, text), encoded, embedded.transcribed, embedded.sha256)

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import logging
 import re
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from reelvec.v1 import (
 )
 from services.gateway import pipeline
 from services.gateway.media_store import MediaStore
+from services.gateway.reembed import Reembed
+from services.gateway.versions import Versions, WriteGate, visual_version
+
+log = logging.getLogger(__name__)
 
 MAX_K = 100
 _ID = re.compile(r"^[\w.\-:@]{1,128}$")
@@ -86,18 +91,35 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         self.timeouts = Timeouts(settings.encode_timeout, settings.transcribe_timeout)
         self.max_bytes = settings.max_video_mb * 2**20
         self.media = MediaStore(Path(settings.data_dir) / "media") if settings.keep_media else None
+        self.versions = Versions(lambda: self.search("ListCollections", search_pb2.ListCollectionsRequest()))
+        self.gate = WriteGate()
+        self.reembed = Reembed(self)
 
-    async def _embed(self, data: bytes, caption: str = "", hashtags=()) -> pipeline.Embedded:
-        pipeline.check_video(data, self.max_bytes)
-        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags)
-
-    async def _search(self, method: str, request):
+    async def search(self, method: str, request):
         return await channels.call(
             "search service", getattr(self.stubs.search, method), request, self.s.search_timeout
         )
 
+    async def _pinned(self, operation):
+        """Runs operation(visual_version) with the aliased collection's version; once more with the
+        new one when the alias moved meanwhile (the store refuses vectors of the old one)."""
+        version = visual_version((await self.versions.active()).model_versions)
+        try:
+            return await operation(version)
+        except channels.Upstream as exc:
+            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            again = visual_version((await self.versions.active(refresh=True)).model_versions)
+            if again == version:
+                raise
+            return await operation(again)
+
+    async def _embed(self, data: bytes, caption: str = "", hashtags=(), version: str = "") -> pipeline.Embedded:
+        pipeline.check_video(data, self.max_bytes)
+        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, version)
+
     async def Embed(self, request, context):
-        embedded = await self._embed(request.video, request.caption, request.hashtags)
+        embedded = await self._pinned(lambda v: self._embed(request.video, request.caption, request.hashtags, v))
         return gateway_pb2.EmbedResponse(
             embeddings=embedded.embeddings(),
             transcript=embedded.transcribed.transcript,
@@ -126,25 +148,19 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def _index(self, data: bytes, metadata: common_pb2.VideoMetadata):
         _check_metadata(metadata)
-        embedded = await self._embed(data, metadata.caption, metadata.hashtags)
+        pipeline.check_video(data, self.max_bytes)
+        async with self.gate.write():
+            return await self._pinned(lambda version: self._index_with(data, metadata, version))
+
+    async def _index_with(self, data: bytes, metadata: common_pb2.VideoMetadata, version: str):
+        embedded = await self._embed(data, metadata.caption, metadata.hashtags, version)
         video_id = metadata.id or embedded.sha256[:16]
-        record = common_pb2.VideoRecord(
-            id=video_id,
-            metadata=metadata,
-            duration=embedded.encoded.duration,
-            content_sha256=embedded.sha256,
-            model_versions=embedded.model_versions(),
-            transcript=embedded.transcribed.transcript.text,
-            language=embedded.transcribed.transcript.language,
-            embeddings=embedded.embeddings(),
-            width=embedded.encoded.width,
-            height=embedded.encoded.height,
-            has_audio=embedded.encoded.has_audio,
-        )
-        record.metadata.id = video_id
+        record = _record(video_id, metadata, embedded)
         if self.media is not None:  # first the file, then the record that points at it
             await asyncio.to_thread(self.media.put, embedded.sha256, data)
-        upserted = await self._search("Upsert", search_pb2.UpsertRequest(video=record))
+        upserted = await self.search("Upsert", search_pb2.UpsertRequest(video=record))
+        for building in await self.versions.building():
+            await self._dual_write(data, embedded, record, building)
         return gateway_pb2.IndexResponse(
             id=video_id,
             created=upserted.created,
@@ -152,6 +168,18 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             content_sha256=embedded.sha256,
             modalities=sorted(embedded.vectors),
         )
+
+    async def _dual_write(self, data, embedded, record, building) -> None:
+        """The same video into the collection a re-embed is filling, with its version. A failure
+        here is not the caller's: the re-embed's last comparison redoes what is missing."""
+        try:
+            again = await pipeline.embed_again(
+                self.stubs, self.timeouts, data, embedded, visual_version(building.model_versions)
+            )
+            copy = _record(record.id, record.metadata, again)
+            await self.search("Upsert", search_pb2.UpsertRequest(video=copy, collection=building.name))
+        except channels.Upstream as exc:
+            log.warning("dual write skipped", extra={"collection": building.name, "error": str(exc)})
 
     async def Search(self, request, context):
         k = _check_k(request.k)
@@ -178,37 +206,50 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             query.modality = common_pb2.MODALITY_TEXT
             query.vector.values.extend(embedded.text)
         elif which == "video":
-            embedded = await self._embed(request.video)
-            vector = embedded.vectors.get(modality)
-            if vector is None:
-                raise errors.InvalidInput(
-                    f"the query video has no {modality} vector (no audio track or no speech/caption); "
-                    "search the fused or visual modality instead"
-                )
-            query.vector.values.extend(vector.tolist())
+            return await self._pinned(lambda version: self._search_video(request.video, query, modality, version))
         else:
             raise errors.InvalidInput("set one of video, id or text")
-        response = await self._search("Query", query)
+        response = await self.search("Query", query)
+        return gateway_pb2.SearchResponse(hits=response.hits)
+
+    async def _search_video(self, video: bytes, query, modality: str, version: str):
+        embedded = await self._embed(video, version=version)
+        vector = embedded.vectors.get(modality)
+        if vector is None:
+            raise errors.InvalidInput(
+                f"the query video has no {modality} vector (no audio track or no speech/caption); "
+                "search the fused or visual modality instead"
+            )
+        del query.vector.values[:]
+        query.vector.values.extend(vector.tolist())
+        query.model_versions.clear()
+        query.model_versions.update(embedded.model_versions())
+        response = await self.search("Query", query)
         return gateway_pb2.SearchResponse(hits=response.hits)
 
     async def Predict(self, request, context):
         k = _check_k(request.k)
         which = request.WhichOneof("query")
+        if which not in ("id", "video"):
+            raise errors.InvalidInput("set one of video or id")
         if which == "id":
-            record = await self._search("Get", search_pb2.GetRequest(id=request.id, with_vectors=True))
+            return await self._predict(request, k, "")
+        return await self._pinned(lambda version: self._predict(request, k, version))
+
+    async def _predict(self, request, k: int, version: str):
+        if request.WhichOneof("query") == "id":
+            record = await self.search("Get", search_pb2.GetRequest(id=request.id, with_vectors=True))
             transcript = common_pb2.Transcript(text=record.transcript, language=record.language)
             versions = dict(record.model_versions)
             sha, exclude = record.content_sha256, record.id
-        elif which == "video":
-            embedded = await self._embed(request.video, request.caption, request.hashtags)
+        else:
+            embedded = await self._embed(request.video, request.caption, request.hashtags, version)
             record = common_pb2.VideoRecord(
                 duration=embedded.encoded.duration, embeddings=embedded.embeddings()
             )
             transcript = embedded.transcribed.transcript
             versions = embedded.model_versions()
             sha, exclude = embedded.sha256, ""
-        else:
-            raise errors.InvalidInput("set one of video or id")
         # What the caller says about the upload wins over what is stored.
         if request.HasField("author"):
             record.metadata.author.CopyFrom(request.author)
@@ -219,7 +260,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             record.metadata.hashtags.extend(request.hashtags)
 
         analysis, regression = await pipeline.first_failure_cancels(
-            self._search(
+            self.search(
                 "Analyze",
                 search_pb2.AnalyzeRequest(
                     embeddings=record.embeddings,
@@ -227,6 +268,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                     k=k,
                     known_hashtags=list(record.metadata.hashtags),
                     content_sha256=sha,
+                    model_versions=versions,
                 ),
             ),
             channels.call(
@@ -250,19 +292,25 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         )
 
     async def Get(self, request, context):
-        return await self._search("Get", search_pb2.GetRequest(id=request.id, with_vectors=request.with_vectors))
+        return await self.search("Get", search_pb2.GetRequest(id=request.id, with_vectors=request.with_vectors))
 
     async def Delete(self, request, context):
+        async with self.gate.write():
+            return await self._delete(request.id)
+
+    async def _delete(self, video_id: str):
         sha = ""
         if self.media is not None:
             try:
-                sha = (await self._search("Get", search_pb2.GetRequest(id=request.id))).content_sha256
+                sha = (await self.search("Get", search_pb2.GetRequest(id=video_id))).content_sha256
             except channels.Upstream as exc:
                 if exc.code != grpc.StatusCode.NOT_FOUND:
                     raise
-        response = await self._search("Delete", search_pb2.DeleteRequest(id=request.id))
+        response = await self.search("Delete", search_pb2.DeleteRequest(id=video_id))
+        for building in await self.versions.building():
+            await self.search("Delete", search_pb2.DeleteRequest(id=video_id, collection=building.name))
         if sha:
-            others = await self._search("Scroll", search_pb2.ScrollRequest(
+            others = await self.search("Scroll", search_pb2.ScrollRequest(
                 limit=1, filter=common_pb2.Filter(content_sha256=sha)))
             if not others.videos:  # the last video with these bytes: the upload goes too
                 await asyncio.to_thread(self.media.remove, sha)
@@ -282,6 +330,30 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         return await channels.call(
             "regressor", self.stubs.regressor.Train, request, self.s.train_timeout
         )
+
+    async def Reembed(self, request, context):
+        return await self.reembed.start(request.visual_version)
+
+    async def GetReembed(self, request, context):
+        return self.reembed.snapshot()
+
+
+def _record(video_id: str, metadata: common_pb2.VideoMetadata, embedded: pipeline.Embedded) -> common_pb2.VideoRecord:
+    record = common_pb2.VideoRecord(
+        id=video_id,
+        metadata=metadata,
+        duration=embedded.encoded.duration,
+        content_sha256=embedded.sha256,
+        model_versions=embedded.model_versions(),
+        transcript=embedded.transcribed.transcript.text,
+        language=embedded.transcribed.transcript.language,
+        embeddings=embedded.embeddings(),
+        width=embedded.encoded.width,
+        height=embedded.encoded.height,
+        has_audio=embedded.encoded.has_audio,
+    )
+    record.metadata.id = video_id
+    return record
 
 
 def _check_metadata(metadata: common_pb2.VideoMetadata) -> None:

@@ -1,0 +1,44 @@
+"""The Triton model repository one stack serves: `<data-dir>/triton/models`.
+
+The packaged repository (deploy/triton/model_repository, version 1 written by `make models`) stays
+read-only; each stack serves its own copy, so versions trained on a user's videos (`reelvec train
+encoder`) live with that user's data and never in the source tree. Configs are copied again at
+every start (a new release may change them); packaged versions are symlinks; trained versions are
+real folders next to them.
+"""
+
+import shutil
+from pathlib import Path
+
+
+def assemble(source: Path, target: Path) -> Path:
+    for model in sorted(p for p in Path(source).iterdir() if (p / "config.pbtxt").exists()):
+        served = Path(target) / model.name
+        served.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model / "config.pbtxt", served / "config.pbtxt")
+        for version in model.iterdir():
+            link = served / version.name
+            if version.name.isdigit() and not link.exists():
+                link.symlink_to(version.resolve(), target_is_directory=True)
+    return Path(target)
+
+
+def versions(repository: Path, model: str) -> list[int]:
+    folder = Path(repository) / model
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "model.onnx").exists())
+
+
+def next_version(repository: Path, model: str) -> int:
+    found = [int(p.name) for p in (Path(repository) / model).iterdir() if p.name.isdigit()]
+    return max(found, default=0) + 1
+
+
+def prune(repository: Path, model: str, keep: set[int]) -> list[int]:
+    """Deletes trained versions not in `keep` (packaged ones, being links, stay); Triton stops
+    serving them at the model's next load."""
+    removed = []
+    for path in (Path(repository) / model).iterdir():
+        if path.name.isdigit() and not path.is_symlink() and int(path.name) not in keep:
+            shutil.rmtree(path)
+            removed.append(int(path.name))
+    return sorted(removed)

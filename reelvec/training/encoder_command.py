@@ -1,0 +1,96 @@
+"""`reelvec train encoder`: SimCLR on the stack's own videos, a new Triton version, a re-embed.
+
+Runs where the stack's data directory is (training needs PyTorch, which the serving processes do
+not load): it reads the kept uploads in `<data-dir>/media` (or the files given), writes the new
+version into the stack's model repository `<data-dir>/triton/models`, asks the running Triton
+(address from `<data-dir>/stack.json`) to load it, and asks the gateway to re-embed the corpus with
+it. Versions no collection uses any more are deleted once the alias has moved.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+from reelvec import model_repository
+from reelvec.models import VISUAL_MODEL_NAME
+from reelvec.training import simclr
+from reelvec.v1 import gateway_pb2
+
+POLL_SECONDS = 1.0
+CALL_TIMEOUT = 60.0
+Status = gateway_pb2.ReembedStatus
+
+
+def corpus(data_dir: Path, files: list[Path]) -> list[Path]:
+    if files:
+        return files
+    media = sorted(p for p in (data_dir / "media").glob("??/*") if not p.name.startswith("."))
+    if not media:
+        raise ValueError(f"no kept uploads under {data_dir / 'media'}: index videos first or give files")
+    return media
+
+
+def triton_address(data_dir: Path) -> str:
+    state = data_dir / "stack.json"
+    if not state.exists():
+        raise ValueError(f"no {state}: start the stack with `reelvec up --data-dir {data_dir}` first")
+    return json.loads(state.read_text())["triton"]["address"]
+
+
+def load(address: str, version: int, timeout: float = 300.0) -> None:
+    """Explicit model control: loading the model again re-reads its versions; the running ones
+    keep serving while the new one loads."""
+    client = grpcclient.InferenceServerClient(address)
+    try:
+        client.load_model(VISUAL_MODEL_NAME, client_timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while not client.is_model_ready(VISUAL_MODEL_NAME, str(version), client_timeout=CALL_TIMEOUT):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Triton did not serve {VISUAL_MODEL_NAME} version {version} in {timeout:g}s")
+            time.sleep(POLL_SECONDS)
+    finally:
+        client.close()
+
+
+def wait(stub, progress=None, timeout: float = 24 * 3600) -> gateway_pb2.ReembedStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = stub.GetReembed(gateway_pb2.GetReembedRequest(), timeout=CALL_TIMEOUT)
+        if status.state in (Status.DONE, Status.FAILED) or time.monotonic() > deadline:
+            return status
+        if progress:
+            progress(status)
+        time.sleep(POLL_SECONDS)
+
+
+def train(stub, data_dir: Path, files: list[Path], steps: int, batch_videos: int, lr: float,
+          reembed: bool = True, progress=None) -> dict:
+    data_dir = Path(data_dir)
+    address = triton_address(data_dir)
+    paths = corpus(data_dir, files)
+    started = time.monotonic()
+    result = simclr.train(paths, steps=steps, batch_videos=batch_videos, lr=lr)
+    repository = data_dir / "triton" / "models"
+    version = model_repository.next_version(repository, VISUAL_MODEL_NAME)
+    simclr.export(result, repository, version)
+    load(address, version)
+    report = {
+        "videos": len(paths),
+        "steps": steps,
+        "loss_first": result.losses[0],
+        "loss_last": result.losses[-1],
+        "train_seconds": round(time.monotonic() - started, 1),
+        "visual_version": version,
+    }
+    if not reembed:
+        return report
+    stub.Reembed(gateway_pb2.ReembedRequest(visual_version=str(version)), timeout=CALL_TIMEOUT)
+    status = wait(stub, progress)
+    report.update(reembed=Status.State.Name(status.state), collection=status.collection, error=status.error)
+    if status.state == Status.DONE:  # the old version's collection is gone: so may its model be
+        report["removed_versions"] = model_repository.prune(repository, VISUAL_MODEL_NAME, keep={version})
+        if report["removed_versions"]:
+            load(address, version)
+    return report

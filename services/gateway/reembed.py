@@ -1,0 +1,157 @@
+"""Re-embedding the corpus with a new visual model version, in the background, then switching the
+alias (issue 4 item 5; docs/versions.md).
+
+1. A new collection for the new versions (BUILDING). From now on every Index and Delete also goes
+   there (dual writes, services/gateway/server.py), embedded with the new version.
+2. Every stored video is encoded again from its kept upload (the media store) with the new visual
+   version; its transcript and text vector are reused (the text model did not change). Two at a
+   time, so live traffic keeps most of the encoder.
+3. Writes pause (the write gate) while the two collections are compared once more: what changed
+   since step 2 read it is redone, what was deleted goes. Then the alias switches and the old
+   collection is dropped. Searches answer from the old collection until that moment, and from the
+   new one after: never from a mix.
+
+A failure leaves the alias where it was and the new collection BUILDING; calling Reembed with the
+same version again resumes it, skipping the videos already there.
+"""
+
+import asyncio
+import logging
+import time
+
+from reelvec import errors, modalities
+from reelvec.v1 import common_pb2, gateway_pb2, search_pb2
+from services.gateway import pipeline
+from services.gateway.versions import BUILDING, visual_version
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY = 2
+PAGE = 100
+Status = gateway_pb2.ReembedStatus
+
+
+class Reembed:
+    def __init__(self, gateway):
+        self.g = gateway
+        self.status = Status(state=Status.IDLE)
+        self._task: asyncio.Task | None = None
+
+    def snapshot(self) -> gateway_pb2.ReembedStatus:
+        copy = Status()
+        copy.CopyFrom(self.status)
+        return copy
+
+    async def start(self, version: str) -> gateway_pb2.ReembedStatus:
+        if self._task is not None and not self._task.done():
+            return self.snapshot()
+        if not version.isdigit():
+            raise errors.InvalidInput(f"visual_version must be a Triton model version such as 2, not {version!r}")
+        if self.g.media is None:
+            raise errors.Precondition("this gateway keeps no uploads (keep_media off): re-embedding needs them")
+        listed = await self.g.versions.listed(refresh=True)
+        active = next(c for c in listed.collections if c.name == listed.active)
+        current = active.model_versions.get(modalities.VISUAL, "")
+        if not current or not active.videos:
+            raise errors.Precondition(
+                "the store holds no videos yet: new ones are embedded with the newest visual model already"
+            )
+        if visual_version(active.model_versions) == version:
+            raise errors.Precondition(f"the alias already points at vectors of {current}")
+        target = {**active.model_versions, modalities.VISUAL: f"{current.rsplit(':', 1)[0]}:{version}"}
+        await self._probe(await self._check_media(), version)
+        building = [c for c in listed.collections if c.state == BUILDING]
+        resumed = [c for c in building if c.model_versions.get(modalities.VISUAL) == target[modalities.VISUAL]]
+        for abandoned in building:  # a re-embed to another version that never finished
+            if abandoned not in resumed:
+                await self.g.search("DropCollection", search_pb2.DropCollectionRequest(name=abandoned.name))
+        name = resumed[0].name if resumed else f"videos_{time.strftime('%Y%m%d_%H%M%S')}"
+        await self.g.search("CreateCollection", search_pb2.CreateCollectionRequest(name=name, model_versions=target))
+        await self.g.versions.listed(refresh=True)  # dual writes from here on
+        self.status = Status(state=Status.RUNNING, collection=name, model_versions=target, total=active.videos,
+                             active=listed.active)
+        self._task = asyncio.create_task(self._run(name, version))
+        return self.snapshot()
+
+    async def _pages(self, collection: str = "", with_vectors: bool = False):
+        offset = ""
+        while True:
+            page = await self.g.search("Scroll", search_pb2.ScrollRequest(
+                collection=collection, offset=offset, limit=PAGE, with_vectors=with_vectors))
+            yield page.videos
+            offset = page.next_offset
+            if not offset:
+                return
+
+    async def _contents(self, collection: str = "") -> dict[str, str]:
+        """id -> content_sha256 of every video in the collection."""
+        return {v.id: v.content_sha256 async for page in self._pages(collection) for v in page}
+
+    async def _check_media(self) -> dict[str, str]:
+        contents = await self._contents()
+        missing = [i for i, sha in contents.items() if not sha or not self.g.media.path(sha).exists()]
+        if missing:
+            raise errors.Precondition(
+                f"{len(missing)} stored videos have no kept upload (e.g. {missing[0]!r}): index them again "
+                "or delete them, then re-embed"
+            )
+        return contents
+
+    async def _probe(self, contents: dict[str, str], version: str) -> None:
+        """One video through the new version first: a version Triton does not serve fails the call
+        (FAILED_PRECONDITION from the encoder), not a background job."""
+        sha = next(iter(contents.values()))
+        data = await asyncio.to_thread(self.g.media.path(sha).read_bytes)
+        await pipeline.encode(self.g.stubs, self.g.timeouts, data, version)
+
+    async def _copy(self, record: common_pb2.VideoRecord, collection: str, version: str) -> None:
+        data = await asyncio.to_thread(self.g.media.path(record.content_sha256).read_bytes)
+        encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, version)
+        text = record.embeddings.vectors[modalities.TEXT].values if modalities.TEXT in record.embeddings.vectors else ()
+        vectors = pipeline.vectors_of(encoded, text)
+        copied = common_pb2.VideoRecord()
+        copied.CopyFrom(record)
+        copied.embeddings.CopyFrom(pipeline.embeddings_of(vectors))
+        copied.model_versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model,
+                                      modalities.FUSED: pipeline.FUSION_VERSION})
+        await self.g.search("Upsert", search_pb2.UpsertRequest(video=copied, collection=collection))
+
+    async def _copy_all(self, records, collection: str, version: str) -> None:
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(record):
+            async with slots:
+                await self._copy(record, collection, version)
+                self.status.done += 1
+
+        if records:
+            await pipeline.first_failure_cancels(*(one(r) for r in records))
+
+    async def _run(self, collection: str, version: str) -> None:
+        started = time.monotonic()
+        try:
+            there = await self._contents(collection)
+            async for page in self._pages(with_vectors=True):
+                todo = [r for r in page if there.get(r.id) != r.content_sha256]
+                self.status.done += len(page) - len(todo)
+                await self._copy_all(todo, collection, version)
+            async with self.g.gate.exclusive():
+                await self._reconcile(collection, version)
+                await self.g.search("SwitchAlias", search_pb2.SwitchAliasRequest(collection=collection, drop_previous=True))
+                await self.g.versions.listed(refresh=True)
+            self.status.state, self.status.active = Status.DONE, collection
+            log.info("re-embedded", extra={"collection": collection, "videos": self.status.done,
+                                           "seconds": round(time.monotonic() - started, 1)})
+        except Exception as exc:  # the status is the report; the alias did not move
+            self.status.state, self.status.error = Status.FAILED, str(exc) or type(exc).__name__
+            log.exception("re-embed failed", extra={"collection": collection})
+
+    async def _reconcile(self, collection: str, version: str) -> None:
+        """With writes paused: the new collection gets exactly the old one's videos."""
+        old, new = await self._contents(), await self._contents(collection)
+        for gone in new.keys() - old.keys():
+            await self.g.search("Delete", search_pb2.DeleteRequest(id=gone, collection=collection))
+        changed = [i for i, sha in old.items() if new.get(i) != sha]
+        records = [await self.g.search("Get", search_pb2.GetRequest(id=i, with_vectors=True)) for i in changed]
+        await self._copy_all(records, collection, version)
+        self.status.done = self.status.total = len(old)

@@ -1,0 +1,124 @@
+"""New model versions never mix with old vectors (issue 4 items 1 and 5), on a stack of its own
+(the shared one must keep version 1 for the other tests): `reelvec train encoder` fine-tunes on the
+kept uploads, Triton serves the new version without a restart, the gateway re-embeds everything into
+a new collection while searches keep answering, writes during the re-embed land in both, and the
+alias switch leaves one collection of version 2 vectors."""
+
+import json
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from reelvec import launcher, samples
+from reelvec.local_stack import RunningStack
+from reelvec.v1 import gateway_pb2
+
+pytestmark = pytest.mark.integration
+
+Status = gateway_pb2.ReembedStatus
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory):
+    running = RunningStack(tmp_path_factory.mktemp("versions"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en")
+    running.start()
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("version-clips")
+    return [samples.make_video(folder / f"clip{i}.mp4", seed=10 + i, seconds=3, audio=False) for i in range(6)]
+
+
+def catalog(stack) -> dict:
+    return json.loads((stack.data_dir / "search" / "catalog.json").read_text())
+
+
+def visual(stub, video_id) -> tuple[np.ndarray, str]:
+    record = stub.Get(gateway_pb2.GetVideoRequest(id=video_id, with_vectors=True), timeout=30)
+    return np.asarray(record.embeddings.vectors["visual"].values), record.model_versions["visual"]
+
+
+def wait_done(stub, timeout=300) -> gateway_pb2.ReembedStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = stub.GetReembed(gateway_pb2.GetReembedRequest(), timeout=10)
+        if status.state in (Status.DONE, Status.FAILED):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"re-embed not done after {timeout}s: {status}")
+
+
+def test_training_a_new_encoder_re_embeds_the_corpus_without_mixing_versions(own_stack, clips):
+    stub = own_stack.stub()
+    own_stack.cli("index", *map(str, clips[:4]))
+    before, version = visual(stub, "clip0")
+    assert version == "efficientnet_lite0:1"
+
+    errors, answered, stop = [], [], threading.Event()
+
+    def keep_searching():  # by id and by video, through the whole training, re-embed and switch
+        query = clips[5].read_bytes()
+        while not stop.is_set():
+            for request in (gateway_pb2.SearchRequest(id="clip1", k=3), gateway_pb2.SearchRequest(video=query, k=3)):
+                try:
+                    answered.append(len(stub.Search(request, timeout=60).hits))
+                except grpc.RpcError as exc:
+                    errors.append(f"{exc.code().name}: {exc.details()}")
+
+    searcher = threading.Thread(target=keep_searching)
+    searcher.start()
+    try:
+        result = own_stack.cli(
+            "train", "encoder", "--data-dir", str(own_stack.data_dir), "--steps", "4", "--batch", "4",
+            "--lr", "1e-3", "--json",
+        )
+    finally:
+        stop.set()
+        searcher.join(timeout=120)
+    report = json.loads(result.stdout)
+    assert report["videos"] == 4 and report["visual_version"] == 2 and report["reembed"] == "DONE", report
+    assert errors == [] and len(answered) > 4 and min(answered) > 0
+
+    after, version = visual(stub, "clip0")
+    assert version == "efficientnet_lite0:2"
+    assert float(before @ after) < 0.999  # re-embedded with the fine-tuned model
+    state = catalog(own_stack)
+    assert list(state["collections"]) == [state["active"]] and state["active"] != "videos_v1"
+    assert state["collections"][state["active"]]["model_versions"]["visual"] == "efficientnet_lite0:2"
+    assert not (own_stack.data_dir / "search" / "edge" / "videos_v1").exists()
+
+    # a new upload is embedded with the version the alias holds, and searches find it
+    own_stack.cli("index", str(clips[4]))
+    assert visual(stub, "clip4")[1] == "efficientnet_lite0:2"
+    hits = stub.Search(gateway_pb2.SearchRequest(video=clips[4].read_bytes(), k=1), timeout=60).hits
+    assert hits[0].id == "clip4" and hits[0].score > 0.99
+
+
+def test_writes_during_a_re_embed_reach_the_new_collection(own_stack, clips, grpc_error):
+    stub = own_stack.stub()
+    # back to version 1 of the model (still served: only versions no collection uses are removed
+    # after a switch, and the packaged one stays)
+    started = stub.Reembed(gateway_pb2.ReembedRequest(visual_version="1"), timeout=60)
+    assert started.state == Status.RUNNING and started.model_versions["visual"] == "efficientnet_lite0:1"
+    own_stack.cli("index", str(clips[5]))
+    stub.Delete(gateway_pb2.DeleteVideoRequest(id="clip3"), timeout=30)
+    status = wait_done(stub)
+    assert status.state == Status.DONE, status.error
+    assert status.active == status.collection and status.done == status.total == 5  # clip0-5 less clip3
+    assert visual(stub, "clip5")[1] == "efficientnet_lite0:1"
+    assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="clip3"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
+    assert len(catalog(own_stack)["collections"]) == 1
+
+    # what cannot be done says why, and nothing moves
+    for version, code in (("", grpc.StatusCode.INVALID_ARGUMENT), ("1", grpc.StatusCode.FAILED_PRECONDITION),
+                          ("9", grpc.StatusCode.FAILED_PRECONDITION)):
+        error = grpc_error(stub.Reembed, gateway_pb2.ReembedRequest(visual_version=version), timeout=60)
+        assert error.code() == code, (version, error.details())
+    assert "9" in error.details() and "not served" in error.details()
+    assert list(catalog(own_stack)["collections"]) == [status.active]
