@@ -370,8 +370,12 @@ def test_the_alias_survives_a_restart(backend, tmp_path, rng):
     running = start_server(tmp_path, backend)
     stub = search_pb2_grpc.SearchStub(running.channel)
     try:
-        record = video("alias-1", rng)
-        stub.CreateCollection(search_pb2.CreateCollectionRequest(name="videos_b"), timeout=TIMEOUT)
+        # a collection whose fused vectors are smaller (a learned fusion's)
+        stub.CreateCollection(search_pb2.CreateCollectionRequest(name="videos_b", dims={"fused": 256}), timeout=TIMEOUT)
+        wrong = status_of(lambda: stub.Upsert(search_pb2.UpsertRequest(video=video("alias-0", rng), collection="videos_b"),
+                                              timeout=TIMEOUT))
+        assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT and "256" in wrong.details()
+        record = video("alias-1", rng, visual=unit(rng, DIMS["visual"]), fused=unit(rng, 256))
         stub.Upsert(search_pb2.UpsertRequest(video=record, collection="videos_b"), timeout=TIMEOUT)
         stub.SwitchAlias(search_pb2.SwitchAliasRequest(collection="videos_b", drop_previous=True), timeout=TIMEOUT)
         running.proc.send_signal(signal.SIGTERM)
@@ -384,7 +388,9 @@ def test_the_alias_survives_a_restart(backend, tmp_path, rng):
         listed = collections(stub)
         assert listed.active == "videos_b" and len(listed.collections) == 1
         assert listed.collections[0].model_versions["visual"] == "effnet-lite0@1" and listed.collections[0].videos == 1
+        assert listed.collections[0].dims["fused"] == 256 and listed.collections[0].dims["visual"] == DIMS["visual"]
         assert stub.Get(search_pb2.GetRequest(id="alias-1"), timeout=TIMEOUT).id == "alias-1"
+        assert query_ids(stub, record.embeddings.vectors["fused"].values) == ["alias-1"]
     finally:
         stop_server(running)
     if backend == "edge":

@@ -33,6 +33,7 @@ class Collection:
     state: str
     model_versions: dict[str, str]
     store: base.VideoStore
+    dims: dict[str, int]
 
 
 def vector_versions(versions) -> dict[str, str]:
@@ -50,13 +51,13 @@ def conflicts(expected: dict[str, str], given: dict[str, str], keys=VECTOR_MODEL
 
 
 class Catalog:
-    """Thread-safe. `open_store(name)` opens (creating if needed) the store of a collection;
+    """Thread-safe. `open_store(name, dims)` opens (creating if needed) the store of a collection;
     `point_alias(name)`, when given, moves a server-side alias too."""
 
     def __init__(
         self,
         root: Path,
-        open_store: Callable[[str], base.VideoStore],
+        open_store: Callable[[str, dict[str, int]], base.VideoStore],
         default: str,
         point_alias: Callable[[str], None] | None = None,
         on_close: Callable[[], None] | None = None,
@@ -71,11 +72,11 @@ class Catalog:
         else:  # a data dir from before versions: its one collection becomes the active one
             state = {"active": default, "collections": {default: {"model_versions": {}}}}
         self._active = state["active"]
-        self._collections = {
-            name: Collection(name, ACTIVE if name == self._active else entry.get("state", BUILDING),
-                             dict(entry["model_versions"]), open_store(name))
-            for name, entry in state["collections"].items()
-        }
+        self._collections = {}
+        for name, entry in state["collections"].items():
+            dims = dict(entry.get("dims") or modalities.DIMS)
+            state_of = ACTIVE if name == self._active else entry.get("state", BUILDING)
+            self._collections[name] = Collection(name, state_of, dict(entry["model_versions"]), open_store(name, dims), dims)
         active = self._collections[self._active]
         if not active.model_versions:  # learn them from what is stored
             stored, _ = active.store.scroll(limit=1)
@@ -90,7 +91,8 @@ class Catalog:
             "alias": ALIAS,
             "active": self._active,
             "collections": {
-                c.name: {"state": c.state, "model_versions": c.model_versions} for c in self._collections.values()
+                c.name: {"state": c.state, "model_versions": c.model_versions, "dims": c.dims}
+                for c in self._collections.values()
             },
         }
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,17 +134,22 @@ class Catalog:
                 collection.model_versions.update(missing)
                 self._save()
 
-    def create(self, name: str, versions) -> Collection:
+    def create(self, name: str, versions, dims=None) -> Collection:
+        """`dims`: sizes that differ from modalities.DIMS (a learned fusion's smaller fused vector)."""
         if not _NAME.match(name) or name == ALIAS:
             raise errors.InvalidInput(f"collection name {name!r}: use 1-64 letters, digits, _ or -, not {ALIAS!r}")
         versions = vector_versions(versions)
+        unknown = set(dims or {}) - set(modalities.DIMS)
+        if unknown or any(size <= 0 for size in (dims or {}).values()):
+            raise errors.InvalidInput(f"dims: positive sizes of {', '.join(modalities.DIMS)} only")
+        dims = {**modalities.DIMS, **dict(dims or {})}
         with self._lock:
             existing = self._collections.get(name)
             if existing is not None:
-                if conflicts(existing.model_versions, versions):
-                    raise errors.Precondition(f"collection {name!r} exists with other model versions")
+                if conflicts(existing.model_versions, versions) or existing.dims != dims:
+                    raise errors.Precondition(f"collection {name!r} exists with other model versions or sizes")
                 return existing
-            created = Collection(name, BUILDING, versions, self._open(name))
+            created = Collection(name, BUILDING, versions, self._open(name, dims), dims)
             self._collections[name] = created
             self._save()
             return created

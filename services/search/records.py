@@ -111,11 +111,12 @@ def modality(value: int) -> str:
     return MODALITIES[value]
 
 
-def check_vector(name: str, values) -> list[float]:
-    expected = modalities.DIMS.get(name)
+def check_vector(name: str, values, dims: dict[str, int] = modalities.DIMS) -> list[float]:
+    """`dims`: the collection's vector sizes."""
+    expected = dims.get(name)
     if expected is None:
         raise errors.InvalidInput(
-            f"unknown vector {name!r}: expected one of {', '.join(modalities.DIMS)}"
+            f"unknown vector {name!r}: expected one of {', '.join(dims)}"
         )
     if len(values) != expected:
         raise errors.InvalidInput(f"{name} vector has {len(values)} values, expected {expected}")
@@ -128,8 +129,8 @@ def check_vector(name: str, values) -> list[float]:
     return list(values)
 
 
-def check_embeddings(embeddings: common_pb2.Embeddings) -> dict[str, list[float]]:
-    return {name: check_vector(name, v.values) for name, v in embeddings.vectors.items()}
+def check_embeddings(embeddings: common_pb2.Embeddings, dims: dict[str, int] = modalities.DIMS) -> dict[str, list[float]]:
+    return {name: check_vector(name, v.values, dims) for name, v in embeddings.vectors.items()}
 
 
 def clamp(value: int, default: int, maximum: int) -> int:

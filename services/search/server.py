@@ -30,10 +30,10 @@ class SearchSettings(config.ServerSettings):
 def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
     from services.search.stores.edge import EdgeStore
 
-    def open_store(name: str) -> base.VideoStore:
+    def open_store(name: str, dims: dict[str, int]) -> base.VideoStore:
         store = EdgeStore(
             root / "edge" / name,
-            modalities.DIMS,
+            dims,
             optimize_after=settings.optimize_after,
             idle_seconds=settings.optimize_idle_seconds,
         )
@@ -52,7 +52,7 @@ def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
         connection = Connection(path=str(root / "qdrant"))
     return Catalog(
         root,
-        lambda name: QdrantStore(name, modalities.DIMS, connection=connection),
+        lambda name, dims: QdrantStore(name, dims, connection=connection),
         settings.collection,
         point_alias=lambda name: connection.point_alias(ALIAS, name),
         on_close=connection.close,
@@ -126,8 +126,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         records.check_id(video.id)
         if not video.embeddings.vectors:
             raise errors.InvalidInput("video.embeddings must hold at least one vector")
-        records.check_embeddings(video.embeddings)
         collection = self.collection(request.collection)
+        records.check_embeddings(video.embeddings, collection.dims)
         self.catalog.check(collection, video.model_versions, adopt=True)
         created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video))
         return search_pb2.UpsertResponse(created=created)
@@ -138,7 +138,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         self.catalog.check(collection, request.model_versions, models_behind(modality))
         which = request.WhichOneof("query")
         if which == "vector":
-            target = {"vector": records.check_vector(modality, request.vector.values)}
+            target = {"vector": records.check_vector(modality, request.vector.values, collection.dims)}
         elif which == "id":
             target = {"video_id": records.check_id(request.id)}
         else:
@@ -180,8 +180,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         )
 
     async def Analyze(self, request, context):
-        vectors = records.check_embeddings(request.embeddings)
         collection = self.collection(request.collection)
+        vectors = records.check_embeddings(request.embeddings, collection.dims)
         self.catalog.check(collection, request.model_versions)
         detector = self._detector(collection)
 
@@ -217,14 +217,14 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     @staticmethod
     def _info(c: Collection) -> search_pb2.CollectionInfo:
         return search_pb2.CollectionInfo(
-            name=c.name, state=_STATES[c.state], model_versions=c.model_versions, videos=c.store.count()
+            name=c.name, state=_STATES[c.state], model_versions=c.model_versions, videos=c.store.count(), dims=c.dims
         )
 
     async def ListCollections(self, request, context):
         return await asyncio.to_thread(self._collections)
 
     async def CreateCollection(self, request, context):
-        created = await asyncio.to_thread(self.catalog.create, request.name, request.model_versions)
+        created = await asyncio.to_thread(self.catalog.create, request.name, request.model_versions, request.dims)
         return await asyncio.to_thread(self._info, created)
 
     async def SwitchAlias(self, request, context):
