@@ -151,6 +151,8 @@ def _reembed_progress(status) -> None:
 def cmd_train(args, stub) -> int:
     if args.model == "encoder":
         return _train_encoder(args, stub)
+    if args.model == "fusion":
+        return _train_fusion(args, stub)
     if args.files:
         raise ValueError("reelvec train regressor takes no files: it trains on the indexed videos with likes")
     report = client.train_regressor(stub, args.regressor, args.huber, args.compare)
@@ -185,13 +187,29 @@ def _train_encoder(args, stub) -> int:
     return 0 if report.get("reembed", "DONE") == "DONE" else 1
 
 
-def cmd_reembed(args, stub) -> int:
-    from reelvec.training import encoder_command
+def _train_fusion(args, stub) -> int:
+    from reelvec.training import fusion_command
 
-    if args.visual_version:
-        stub.Reembed(gateway_pb2.ReembedRequest(visual_version=args.visual_version), timeout=client.QUERY_TIMEOUT)
-    if args.visual_version and args.wait:
-        status = encoder_command.wait(stub, None if args.json else _reembed_progress)
+    report = fusion_command.train(stub, _data_dir(args), reembed=not args.no_reembed,
+                                  progress=None if args.json else _reembed_progress)
+    human = (f"trained fusion {report['fusion']} on {report['videos']} videos in {report['train_seconds']} s "
+             f"({report['epochs']} epochs, loss {report['loss_first']:.3f} -> {report['loss_last']:.3f})")
+    if "reembed" in report:
+        human += f"\nre-embed into {report['collection']}: {report['reembed']}"
+        human += f" ({report['error']})" if report["error"] else ""
+    _emit(args, report, human)
+    return 0 if report.get("reembed", "DONE") == "DONE" else 1
+
+
+def cmd_reembed(args, stub) -> int:
+    from reelvec.training import stack
+
+    starting = bool(args.visual_version or args.fusion)
+    if starting:
+        stub.Reembed(gateway_pb2.ReembedRequest(visual_version=args.visual_version or "", fusion=args.fusion or ""),
+                     timeout=client.QUERY_TIMEOUT)
+    if starting and args.wait:
+        status = stack.wait(stub, None if args.json else _reembed_progress)
     else:
         status = stub.GetReembed(gateway_pb2.GetReembedRequest(), timeout=client.QUERY_TIMEOUT)
     result = json_format.MessageToDict(status, preserving_proto_field_name=True)
@@ -281,16 +299,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--transforms", help="comma-separated subset of the copy transforms (default: all)")
     p.add_argument("--concurrency", type=int, default=2)
     p = client_command("reembed", cmd_reembed, "re-embed the corpus with another visual model version, or show progress")
-    p.add_argument("--visual-version", help="Triton version to re-embed with; without it: the progress")
+    p.add_argument("--visual-version", help="Triton version of the visual model to re-embed with")
+    p.add_argument("--fusion", help="fusion to re-embed with: weighted-concat-v1 or an autoencoder-... of train fusion")
     p.add_argument("--wait", action="store_true", help="wait until the alias has moved")
     p = client_command("train", cmd_train, "train a model")
-    p.add_argument("model", choices=["regressor", "encoder"])
+    p.add_argument("model", choices=["regressor", "encoder", "fusion"])
     p.add_argument("files", nargs="*", help="encoder: videos to train on (default: every kept upload of the stack)")
-    p.add_argument("--data-dir", help="encoder: the stack's data dir, as given to `reelvec up`")
+    p.add_argument("--data-dir", help="encoder, fusion: the stack's data dir, as given to `reelvec up`")
     p.add_argument("--steps", type=int, default=100, help="encoder: SimCLR steps")
     p.add_argument("--batch", type=int, default=16, help="encoder: videos per step (two views each)")
     p.add_argument("--lr", type=float, default=1e-4, help="encoder: AdamW learning rate")
-    p.add_argument("--no-reembed", action="store_true", help="encoder: export and load only; re-embed later")
+    p.add_argument("--no-reembed", action="store_true", help="encoder, fusion: train and save only; re-embed later")
     p.add_argument("--model", dest="regressor", default="", metavar="KIND",
                    help="ridge (default), gbm, mlp, transformer, author (author statistics only), mean")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")

@@ -13,6 +13,10 @@ the normalization keeps fused vectors unit length so the store's cosine index ne
 See docs/fusion.md.
 """
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 
 from reelvec import modalities
@@ -40,3 +44,80 @@ def fuse(vectors: dict[str, np.ndarray], weights: dict[str, float] = DEFAULT_WEI
     if total == 0.0:
         raise ValueError("no modality to fuse: visual, audio and text are all missing")
     return (np.concatenate(blocks) / np.sqrt(total)).astype(np.float32)
+
+
+def concatenated(vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """The unweighted input of a learned fusion: each modality L2-normalized, in the fixed order,
+    a missing one as zeros."""
+    blocks = []
+    for name, dim in modalities.SOURCES.items():
+        vector = np.asarray(vectors.get(name, ()), np.float64)
+        norm = float(np.linalg.norm(vector)) if vector.size else 0.0
+        blocks.append(vector / norm if norm > 0 else np.zeros(dim))
+    return np.concatenate(blocks)
+
+
+class WeightedConcat:
+    """The default fusion (the module docstring)."""
+
+    name = "weighted-concat-v1"
+    dim = modalities.DIMS[modalities.FUSED]
+
+    def __call__(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
+        return fuse(vectors)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """PyTorch's GELU(approximate="tanh"), which the autoencoder trains with."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+class LearnedFusion:
+    """The encoder half of the autoencoder fusion (reelvec/evaluation/autoencoder.py), in numpy:
+    standardize the concatenation, Linear, GELU, Linear, L2-normalize. Saved as `<name>.npz`, the
+    name carrying a digest of the weights so that two trainings never share a version."""
+
+    PREFIX = "autoencoder-"
+
+    def __init__(self, path: Path):
+        with np.load(path) as saved:
+            self.mean, self.scale = saved["mean"], saved["scale"]
+            self.w1, self.b1, self.w2, self.b2 = saved["w1"], saved["b1"], saved["w2"], saved["b2"]
+        self.name = Path(path).stem
+        self.dim = int(self.w2.shape[1])
+
+    def __call__(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
+        if not any(len(vectors.get(name, ())) for name in modalities.SOURCES):
+            raise ValueError("no modality to fuse: visual, audio and text are all missing")
+        z = (concatenated(vectors) - self.mean) / self.scale
+        out = _gelu(z @ self.w1 + self.b1) @ self.w2 + self.b2
+        return (out / (np.linalg.norm(out) + 1e-12)).astype(np.float32)
+
+    @classmethod
+    def save(cls, folder: Path, mean, scale, w1, b1, w2, b2) -> Path:
+        arrays = {k: np.asarray(v, np.float64) for k, v in dict(mean=mean, scale=scale, w1=w1, b1=b1, w2=w2, b2=b2).items()}
+        digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values())).hexdigest()[:12]
+        path = Path(folder) / f"{cls.PREFIX}{arrays['w2'].shape[1]}-{digest}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)
+        os.replace(partial, path)
+        return path
+
+
+class Fusions:
+    """Fusions by name: the default, or a learned one from `folder` (`<data-dir>/fusion`), loaded once."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._loaded = {WeightedConcat.name: WeightedConcat()}
+
+    def get(self, name: str = ""):
+        name = name or WeightedConcat.name
+        found = self._loaded.get(name)
+        if found is None:
+            path = self.folder / f"{name}.npz"
+            if not name.startswith(LearnedFusion.PREFIX) or "/" in name or not path.exists():
+                raise FileNotFoundError(f"no fusion {name!r} (looked for {path})")
+            found = self._loaded[name] = LearnedFusion(path)
+        return found

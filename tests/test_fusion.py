@@ -52,3 +52,28 @@ def test_wrong_size_and_nothing_to_fuse_are_errors():
         fuse({"visual": np.ones(10)})
     with pytest.raises(ValueError, match="no modality"):
         fuse({"text": np.zeros(modalities.TEXT_DIM)})
+
+
+def test_the_served_learned_fusion_is_the_trained_autoencoders_bottleneck(tmp_path):
+    """The gateway's numpy forward pass against PyTorch's, on videos with and without audio; an
+    unknown or path-like name is refused."""
+    from reelvec.evaluation.autoencoder import LATENT, Autoencoder
+    from reelvec.fusion import Fusions, concatenated
+
+    rng = np.random.default_rng(2)
+    videos = [_random(rng) for _ in range(30)] + [_random(rng, with_=("visual", "text")) for _ in range(10)]
+    rows = np.stack([concatenated(v) for v in videos])
+    trained = Autoencoder(rows)
+    path = trained.save(tmp_path)
+    served = Fusions(tmp_path).get(path.stem)
+    assert served.name == path.stem and served.dim == LATENT and path.stem.startswith(f"autoencoder-{LATENT}-")
+    expected = trained.encode(rows)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    got = np.stack([served(v) for v in videos])
+    assert got.shape == (40, LATENT) and np.allclose(got, expected, atol=1e-5)
+    assert Fusions(tmp_path).get("").name == "weighted-concat-v1"
+    for bad in ("autoencoder-256-000000000000", "../autoencoder-x", "something"):
+        with pytest.raises(FileNotFoundError):
+            Fusions(tmp_path).get(bad)
+    with pytest.raises(ValueError):
+        served({})

@@ -2,13 +2,17 @@
 modality vectors, whose bottleneck is the fused representation (their 1425 -> 256, sized here to
 our 1859 inputs: 1859 -> 512 -> 256 -> 512 -> 1859).
 
-Issue 4 item 3. For now `reelvec evaluate` trains it on the corpus and compares its bottleneck with
-the served fusion, plain concatenation and PCA; serving it needs a new collection per fusion
-version (item 5), which does not exist yet.
+Issue 4 item 3. `reelvec evaluate` trains it on the corpus and compares its bottleneck with the
+served fusion, plain concatenation and PCA; `reelvec train fusion` trains it on the stored vectors
+and serves its encoder half as the fused vector (reelvec.fusion.LearnedFusion, docs/versions.md).
+GELU is the tanh form so that the numpy forward pass in the gateway matches it exactly.
 """
+
+from pathlib import Path
 
 import numpy as np
 
+from reelvec.fusion import LearnedFusion
 from reelvec.training import early_stopping
 
 HIDDEN, LATENT = 512, 256
@@ -29,8 +33,9 @@ class Autoencoder:
         self.scale[self.scale < 1e-9] = 1.0
         z = torch.as_tensor((rows - self.mean) / self.scale, dtype=torch.float32)
         width = z.shape[1]
-        self.encoder = nn.Sequential(nn.Linear(width, HIDDEN), nn.GELU(), nn.Dropout(0.1), nn.Linear(HIDDEN, LATENT))
-        decoder = nn.Sequential(nn.GELU(), nn.Linear(LATENT, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, width))
+        gelu = nn.GELU(approximate="tanh")
+        self.encoder = nn.Sequential(nn.Linear(width, HIDDEN), gelu, nn.Dropout(0.1), nn.Linear(HIDDEN, LATENT))
+        decoder = nn.Sequential(gelu, nn.Linear(LATENT, HIDDEN), gelu, nn.Linear(HIDDEN, width))
         net = nn.Sequential(self.encoder, decoder)
         optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-3)
         self.losses = early_stopping.fit(net, z, z, nn.functional.mse_loss, optimizer, rng, batch=BATCH,
@@ -42,3 +47,9 @@ class Autoencoder:
         with torch.no_grad():
             z = torch.as_tensor((rows - self.mean) / self.scale, dtype=torch.float32)
             return self.encoder(z).numpy().astype(np.float64)
+
+    def save(self, folder: Path) -> Path:
+        """The encoder half as a LearnedFusion file in `folder`; returns its path (name = version)."""
+        first, last = self.encoder[0], self.encoder[3]
+        weights = [p.detach().numpy() for p in (first.weight, first.bias, last.weight, last.bias)]
+        return LearnedFusion.save(folder, self.mean, self.scale, weights[0].T, weights[1], weights[2].T, weights[3])

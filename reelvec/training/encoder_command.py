@@ -7,7 +7,6 @@ version into the stack's model repository `<data-dir>/triton/models`, asks the r
 it. Versions no collection uses any more are deleted once the alias has moved.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -15,12 +14,7 @@ import tritonclient.grpc as grpcclient
 
 from reelvec import model_repository
 from reelvec.models import VISUAL_MODEL_NAME
-from reelvec.training import simclr
-from reelvec.v1 import gateway_pb2
-
-POLL_SECONDS = 1.0
-CALL_TIMEOUT = 60.0
-Status = gateway_pb2.ReembedStatus
+from reelvec.training import simclr, stack
 
 
 def corpus(data_dir: Path, files: list[Path]) -> list[Path]:
@@ -32,13 +26,6 @@ def corpus(data_dir: Path, files: list[Path]) -> list[Path]:
     return media
 
 
-def triton_address(data_dir: Path) -> str:
-    state = data_dir / "stack.json"
-    if not state.exists():
-        raise ValueError(f"no {state}: start the stack with `reelvec up --data-dir {data_dir}` first")
-    return json.loads(state.read_text())["triton"]["address"]
-
-
 def load(address: str, version: int, timeout: float = 300.0) -> None:
     """Explicit model control: loading the model again re-reads its versions; the running ones
     keep serving while the new one loads."""
@@ -46,29 +33,18 @@ def load(address: str, version: int, timeout: float = 300.0) -> None:
     try:
         client.load_model(VISUAL_MODEL_NAME, client_timeout=timeout)
         deadline = time.monotonic() + timeout
-        while not client.is_model_ready(VISUAL_MODEL_NAME, str(version), client_timeout=CALL_TIMEOUT):
+        while not client.is_model_ready(VISUAL_MODEL_NAME, str(version), client_timeout=stack.CALL_TIMEOUT):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Triton did not serve {VISUAL_MODEL_NAME} version {version} in {timeout:g}s")
-            time.sleep(POLL_SECONDS)
+            time.sleep(stack.POLL_SECONDS)
     finally:
         client.close()
-
-
-def wait(stub, progress=None, timeout: float = 24 * 3600) -> gateway_pb2.ReembedStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = stub.GetReembed(gateway_pb2.GetReembedRequest(), timeout=CALL_TIMEOUT)
-        if status.state in (Status.DONE, Status.FAILED) or time.monotonic() > deadline:
-            return status
-        if progress:
-            progress(status)
-        time.sleep(POLL_SECONDS)
 
 
 def train(stub, data_dir: Path, files: list[Path], steps: int, batch_videos: int, lr: float,
           reembed: bool = True, progress=None) -> dict:
     data_dir = Path(data_dir)
-    address = triton_address(data_dir)
+    address = stack.address(data_dir, "triton")
     paths = corpus(data_dir, files)
     started = time.monotonic()
     result = simclr.train(paths, steps=steps, batch_videos=batch_videos, lr=lr)
@@ -86,10 +62,8 @@ def train(stub, data_dir: Path, files: list[Path], steps: int, batch_videos: int
     }
     if not reembed:
         return report
-    stub.Reembed(gateway_pb2.ReembedRequest(visual_version=str(version)), timeout=CALL_TIMEOUT)
-    status = wait(stub, progress)
-    report.update(reembed=Status.State.Name(status.state), collection=status.collection, error=status.error)
-    if status.state == Status.DONE:  # the old version's collection is gone: so may its model be
+    report.update(stack.reembed(stub, progress, visual_version=str(version)))
+    if report["reembed"] == "DONE":  # the old version's collection is gone: so may its model be
         report["removed_versions"] = model_repository.prune(repository, VISUAL_MODEL_NAME, keep={version})
         if report["removed_versions"]:
             load(address, version)

@@ -9,8 +9,6 @@ import numpy as np
 from reelvec import channels, errors, fusion, modalities
 from reelvec.v1 import common_pb2, encoder_pb2, transcriber_pb2
 
-FUSION_VERSION = "weighted-concat-v1"
-
 
 @dataclasses.dataclass
 class Embedded:
@@ -18,6 +16,7 @@ class Embedded:
     encoded: encoder_pb2.EncodeResponse
     transcribed: transcriber_pb2.TranscribeResponse
     sha256: str
+    fusion: str  # the fusion's name: its version
 
     def embeddings(self) -> common_pb2.Embeddings:
         return embeddings_of(self.vectors)
@@ -28,7 +27,7 @@ class Embedded:
             modalities.AUDIO: self.encoded.audio_model,
             "whisper": self.transcribed.whisper_model,
             modalities.TEXT: self.transcribed.text_model,
-            modalities.FUSED: FUSION_VERSION,
+            modalities.FUSED: self.fusion,
         }
         return {k: v for k, v in versions.items() if v}
 
@@ -61,15 +60,15 @@ def check_video(data: bytes, max_bytes: int) -> None:
         )
 
 
-def vectors_of(encoded: encoder_pb2.EncodeResponse, text) -> dict[str, np.ndarray]:
-    """The modality vectors a video has, and their fusion."""
+def vectors_of(encoded: encoder_pb2.EncodeResponse, text, fuse) -> dict[str, np.ndarray]:
+    """The modality vectors a video has, and their fusion by `fuse` (reelvec.fusion)."""
     vectors = {
         name: np.asarray(values, np.float32)
         for name, values in ((modalities.VISUAL, encoded.visual), (modalities.AUDIO, encoded.audio),
                              (modalities.TEXT, text))
         if len(values)
     }
-    vectors[modalities.FUSED] = fusion.fuse(vectors)
+    vectors[modalities.FUSED] = fuse(vectors)
     return vectors
 
 
@@ -78,8 +77,10 @@ def encode(stubs, timeouts, data: bytes, visual_version: str = ""):
     return channels.call("encoder", stubs.encoder.Encode, request, timeouts.encode)
 
 
-async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, visual_version: str = "") -> Embedded:
-    """`visual_version` pins the visual model (the collection's, docs/versions.md); empty: newest."""
+async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, visual_version: str = "",
+                fuse=fusion.WeightedConcat()) -> Embedded:
+    """`visual_version` pins the visual model and `fuse` is the fusion: the collection's
+    (docs/versions.md). An empty version means the newest served."""
     encoded, transcribed = await first_failure_cancels(
         encode(stubs, timeouts, data, visual_version),
         channels.call(
@@ -89,11 +90,15 @@ async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, visual_ver
             timeouts.transcribe,
         ),
     )
-    return Embedded(vectors_of(encoded, transcribed.text), encoded, transcribed, hashlib.sha256(data).hexdigest())
+    sha = hashlib.sha256(data).hexdigest()
+    return Embedded(vectors_of(encoded, transcribed.text, fuse), encoded, transcribed, sha, fuse.name)
 
 
-async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, visual_version: str) -> Embedded:
-    """The same video with another visual model version; the transcript and text vector are reused."""
-    encoded = await encode(stubs, timeouts, data, visual_version)
+async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, visual_version: str, fuse) -> Embedded:
+    """The same video for another collection: encoded again only when the visual version differs;
+    the transcript and text vector are reused."""
+    encoded = embedded.encoded
+    if not encoded.visual_model.endswith(f":{visual_version}"):
+        encoded = await encode(stubs, timeouts, data, visual_version)
     text = embedded.vectors.get(modalities.TEXT, ())
-    return Embedded(vectors_of(encoded, text), encoded, embedded.transcribed, embedded.sha256)
+    return Embedded(vectors_of(encoded, text, fuse), encoded, embedded.transcribed, embedded.sha256, fuse.name)

@@ -1,11 +1,12 @@
-"""Re-embedding the corpus with a new visual model version, in the background, then switching the
-alias (issue 4 item 5; docs/versions.md).
+"""Re-embedding the corpus with a new visual model version or a new fusion, in the background, then
+switching the alias (issue 4 items 3 and 5; docs/versions.md).
 
 1. A new collection for the new versions (BUILDING). From now on every Index and Delete also goes
    there (dual writes, services/gateway/server.py), embedded with the new version.
 2. Every stored video is encoded again from its kept upload (the media store) with the new visual
    version; its transcript and text vector are reused (the text model did not change). Two at a
-   time, so live traffic keeps most of the encoder.
+   time, so live traffic keeps most of the encoder. A new fusion alone needs no encoder: the
+   stored modality vectors are fused again.
 3. Writes pause (the write gate) while the two collections are compared once more: what changed
    since step 2 read it is redone, what was deleted goes. Then the alias switches and the old
    collection is dropped. Searches answer from the old collection until that moment, and from the
@@ -19,10 +20,13 @@ import asyncio
 import logging
 import time
 
+import numpy as np
+
 from reelvec import errors, modalities
+from reelvec.fusion import WeightedConcat
 from reelvec.v1 import common_pb2, gateway_pb2, search_pb2
 from services.gateway import pipeline
-from services.gateway.versions import BUILDING, visual_version
+from services.gateway.versions import BUILDING, Pins, visual_version
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +46,13 @@ class Reembed:
         copy.CopyFrom(self.status)
         return copy
 
-    async def start(self, version: str) -> gateway_pb2.ReembedStatus:
+    async def start(self, version: str, fusion: str = "") -> gateway_pb2.ReembedStatus:
         if self._task is not None and not self._task.done():
             return self.snapshot()
-        if not version.isdigit():
+        if not version and not fusion:
+            raise errors.InvalidInput("set visual_version, fusion or both: the versions to re-embed with")
+        if version and not version.isdigit():
             raise errors.InvalidInput(f"visual_version must be a Triton model version such as 2, not {version!r}")
-        if self.g.media is None:
-            raise errors.Precondition("this gateway keeps no uploads (keep_media off): re-embedding needs them")
         listed = await self.g.versions.listed(refresh=True)
         active = next(c for c in listed.collections if c.name == listed.active)
         current = active.model_versions.get(modalities.VISUAL, "")
@@ -56,21 +60,29 @@ class Reembed:
             raise errors.Precondition(
                 "the store holds no videos yet: new ones are embedded with the newest visual model already"
             )
-        if visual_version(active.model_versions) == version:
-            raise errors.Precondition(f"the alias already points at vectors of {current}")
-        target = {**active.model_versions, modalities.VISUAL: f"{current.rsplit(':', 1)[0]}:{version}"}
-        await self._probe(await self._check_media(), version)
+        now = Pins.of(active.model_versions)
+        pins = Pins(version or now.visual_version, fusion or now.fusion or WeightedConcat.name)
+        fuse = self.g.fusion(pins.fusion)
+        if pins == Pins(now.visual_version, now.fusion or WeightedConcat.name):
+            raise errors.Precondition(f"the alias already points at vectors of {current} fused by {pins.fusion}")
+        target = {**active.model_versions, modalities.VISUAL: f"{current.rsplit(':', 1)[0]}:{pins.visual_version}",
+                  modalities.FUSED: fuse.name}
+        if pins.visual_version != now.visual_version:  # the videos go through the encoder again
+            if self.g.media is None:
+                raise errors.Precondition("this gateway keeps no uploads (keep_media off): re-encoding needs them")
+            await self._probe(await self._check_media(), pins.visual_version)
         building = [c for c in listed.collections if c.state == BUILDING]
-        resumed = [c for c in building if c.model_versions.get(modalities.VISUAL) == target[modalities.VISUAL]]
-        for abandoned in building:  # a re-embed to another version that never finished
+        resumed = [c for c in building if all(c.model_versions.get(k) == target[k] for k in (modalities.VISUAL, modalities.FUSED))]
+        for abandoned in building:  # a re-embed to other versions that never finished
             if abandoned not in resumed:
                 await self.g.search("DropCollection", search_pb2.DropCollectionRequest(name=abandoned.name))
         name = resumed[0].name if resumed else f"videos_{time.strftime('%Y%m%d_%H%M%S')}"
-        await self.g.search("CreateCollection", search_pb2.CreateCollectionRequest(name=name, model_versions=target))
+        await self.g.search("CreateCollection", search_pb2.CreateCollectionRequest(
+            name=name, model_versions=target, dims={modalities.FUSED: fuse.dim}))
         await self.g.versions.listed(refresh=True)  # dual writes from here on
         self.status = Status(state=Status.RUNNING, collection=name, model_versions=target, total=active.videos,
                              active=listed.active)
-        self._task = asyncio.create_task(self._run(name, version))
+        self._task = asyncio.create_task(self._run(name, pins))
         return self.snapshot()
 
     async def _pages(self, collection: str = "", with_vectors: bool = False):
@@ -104,39 +116,50 @@ class Reembed:
         data = await asyncio.to_thread(self.g.media.path(sha).read_bytes)
         await pipeline.encode(self.g.stubs, self.g.timeouts, data, version)
 
-    async def _copy(self, record: common_pb2.VideoRecord, collection: str, version: str) -> None:
-        data = await asyncio.to_thread(self.g.media.path(record.content_sha256).read_bytes)
-        encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, version)
-        text = record.embeddings.vectors[modalities.TEXT].values if modalities.TEXT in record.embeddings.vectors else ()
-        vectors = pipeline.vectors_of(encoded, text)
+    async def _copy(self, record: common_pb2.VideoRecord, collection: str, pins: Pins) -> None:
+        """The record with vectors of `pins`: encoded again from its upload when the visual version
+        differs, else its stored modality vectors fused again."""
+        stored = {name: np.asarray(v.values, np.float32) for name, v in record.embeddings.vectors.items()}
+        versions = dict(record.model_versions)
+        if visual_version(versions) != pins.visual_version:
+            data = await asyncio.to_thread(self.g.media.path(record.content_sha256).read_bytes)
+            encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins.visual_version)
+            stored = {**{k: v for k, v in stored.items() if k == modalities.TEXT},
+                      **{k: np.asarray(v, np.float32) for k, v in ((modalities.VISUAL, encoded.visual),
+                                                                   (modalities.AUDIO, encoded.audio)) if len(v)}}
+            versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model})
+        fuse = self.g.fusion(pins.fusion)
+        vectors = {k: v for k, v in stored.items() if k in modalities.SOURCES}
+        vectors[modalities.FUSED] = fuse(vectors)
+        versions[modalities.FUSED] = fuse.name
         copied = common_pb2.VideoRecord()
         copied.CopyFrom(record)
         copied.embeddings.CopyFrom(pipeline.embeddings_of(vectors))
-        copied.model_versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model,
-                                      modalities.FUSED: pipeline.FUSION_VERSION})
+        copied.model_versions.clear()
+        copied.model_versions.update(versions)
         await self.g.search("Upsert", search_pb2.UpsertRequest(video=copied, collection=collection))
 
-    async def _copy_all(self, records, collection: str, version: str) -> None:
+    async def _copy_all(self, records, collection: str, pins: Pins) -> None:
         slots = asyncio.Semaphore(CONCURRENCY)
 
         async def one(record):
             async with slots:
-                await self._copy(record, collection, version)
+                await self._copy(record, collection, pins)
                 self.status.done += 1
 
         if records:
             await pipeline.first_failure_cancels(*(one(r) for r in records))
 
-    async def _run(self, collection: str, version: str) -> None:
+    async def _run(self, collection: str, pins: Pins) -> None:
         started = time.monotonic()
         try:
             there = await self._contents(collection)
             async for page in self._pages(with_vectors=True):
                 todo = [r for r in page if there.get(r.id) != r.content_sha256]
                 self.status.done += len(page) - len(todo)
-                await self._copy_all(todo, collection, version)
+                await self._copy_all(todo, collection, pins)
             async with self.g.gate.exclusive():
-                await self._reconcile(collection, version)
+                await self._reconcile(collection, pins)
                 await self.g.search("SwitchAlias", search_pb2.SwitchAliasRequest(collection=collection, drop_previous=True))
                 await self.g.versions.listed(refresh=True)
             self.status.state, self.status.active = Status.DONE, collection
@@ -146,12 +169,12 @@ class Reembed:
             self.status.state, self.status.error = Status.FAILED, str(exc) or type(exc).__name__
             log.exception("re-embed failed", extra={"collection": collection})
 
-    async def _reconcile(self, collection: str, version: str) -> None:
+    async def _reconcile(self, collection: str, pins: Pins) -> None:
         """With writes paused: the new collection gets exactly the old one's videos."""
         old, new = await self._contents(), await self._contents(collection)
         for gone in new.keys() - old.keys():
             await self.g.search("Delete", search_pb2.DeleteRequest(id=gone, collection=collection))
         changed = [i for i, sha in old.items() if new.get(i) != sha]
         records = [await self.g.search("Get", search_pb2.GetRequest(id=i, with_vectors=True)) for i in changed]
-        await self._copy_all(records, collection, version)
+        await self._copy_all(records, collection, pins)
         self.status.done = self.status.total = len(old)

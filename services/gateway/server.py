@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from reelvec import channels, config, errors, modalities
+from reelvec import channels, config, errors, fusion, modalities
 from reelvec.v1 import (
     common_pb2,
     encoder_pb2_grpc,
@@ -24,7 +24,7 @@ from reelvec.v1 import (
 from services.gateway import pipeline
 from services.gateway.media_store import MediaStore
 from services.gateway.reembed import Reembed
-from services.gateway.versions import Versions, WriteGate, visual_version
+from services.gateway.versions import Pins, Versions, WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         self.media = MediaStore(Path(settings.data_dir) / "media") if settings.keep_media else None
         self.versions = Versions(lambda: self.search("ListCollections", search_pb2.ListCollectionsRequest()))
         self.gate = WriteGate()
+        self.fusions = fusion.Fusions(Path(settings.data_dir) / "fusion")
         self.reembed = Reembed(self)
 
     async def search(self, method: str, request):
@@ -101,22 +102,30 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         )
 
     async def _pinned(self, operation):
-        """Runs operation(visual_version) with the aliased collection's version; once more with the
-        new one when the alias moved meanwhile (the store refuses vectors of the old one)."""
-        version = visual_version((await self.versions.active()).model_versions)
+        """Runs operation(pins) with the aliased collection's versions; once more with the new ones
+        when the alias moved meanwhile (the store refuses vectors of the old ones)."""
+        pins = Pins.of((await self.versions.active()).model_versions)
         try:
-            return await operation(version)
+            return await operation(pins)
         except channels.Upstream as exc:
             if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
-            again = visual_version((await self.versions.active(refresh=True)).model_versions)
-            if again == version:
+            again = Pins.of((await self.versions.active(refresh=True)).model_versions)
+            if again == pins:
                 raise
             return await operation(again)
 
-    async def _embed(self, data: bytes, caption: str = "", hashtags=(), version: str = "") -> pipeline.Embedded:
+    def fusion(self, name: str):
+        try:
+            return self.fusions.get(name)
+        except FileNotFoundError as exc:
+            raise errors.Precondition(f"{exc}: it is made by `reelvec train fusion` on this data dir") from None
+
+    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins()) -> pipeline.Embedded:
         pipeline.check_video(data, self.max_bytes)
-        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, version)
+        return await pipeline.embed(
+            self.stubs, self.timeouts, data, caption, hashtags, pins.visual_version, self.fusion(pins.fusion)
+        )
 
     async def Embed(self, request, context):
         embedded = await self._pinned(lambda v: self._embed(request.video, request.caption, request.hashtags, v))
@@ -150,10 +159,10 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         _check_metadata(metadata)
         pipeline.check_video(data, self.max_bytes)
         async with self.gate.write():
-            return await self._pinned(lambda version: self._index_with(data, metadata, version))
+            return await self._pinned(lambda pins: self._index_with(data, metadata, pins))
 
-    async def _index_with(self, data: bytes, metadata: common_pb2.VideoMetadata, version: str):
-        embedded = await self._embed(data, metadata.caption, metadata.hashtags, version)
+    async def _index_with(self, data: bytes, metadata: common_pb2.VideoMetadata, pins: Pins):
+        embedded = await self._embed(data, metadata.caption, metadata.hashtags, pins)
         video_id = metadata.id or embedded.sha256[:16]
         record = _record(video_id, metadata, embedded)
         if self.media is not None:  # first the file, then the record that points at it
@@ -173,12 +182,13 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         """The same video into the collection a re-embed is filling, with its version. A failure
         here is not the caller's: the re-embed's last comparison redoes what is missing."""
         try:
+            pins = Pins.of(building.model_versions)
             again = await pipeline.embed_again(
-                self.stubs, self.timeouts, data, embedded, visual_version(building.model_versions)
+                self.stubs, self.timeouts, data, embedded, pins.visual_version, self.fusion(pins.fusion)
             )
             copy = _record(record.id, record.metadata, again)
             await self.search("Upsert", search_pb2.UpsertRequest(video=copy, collection=building.name))
-        except channels.Upstream as exc:
+        except errors.ReelvecError as exc:
             log.warning("dual write skipped", extra={"collection": building.name, "error": str(exc)})
 
     async def Search(self, request, context):
@@ -206,14 +216,14 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             query.modality = common_pb2.MODALITY_TEXT
             query.vector.values.extend(embedded.text)
         elif which == "video":
-            return await self._pinned(lambda version: self._search_video(request.video, query, modality, version))
+            return await self._pinned(lambda pins: self._search_video(request.video, query, modality, pins))
         else:
             raise errors.InvalidInput("set one of video, id or text")
         response = await self.search("Query", query)
         return gateway_pb2.SearchResponse(hits=response.hits)
 
-    async def _search_video(self, video: bytes, query, modality: str, version: str):
-        embedded = await self._embed(video, version=version)
+    async def _search_video(self, video: bytes, query, modality: str, pins: Pins):
+        embedded = await self._embed(video, pins=pins)
         vector = embedded.vectors.get(modality)
         if vector is None:
             raise errors.InvalidInput(
@@ -233,17 +243,17 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         if which not in ("id", "video"):
             raise errors.InvalidInput("set one of video or id")
         if which == "id":
-            return await self._predict(request, k, "")
-        return await self._pinned(lambda version: self._predict(request, k, version))
+            return await self._predict(request, k, Pins())
+        return await self._pinned(lambda pins: self._predict(request, k, pins))
 
-    async def _predict(self, request, k: int, version: str):
+    async def _predict(self, request, k: int, pins: Pins):
         if request.WhichOneof("query") == "id":
             record = await self.search("Get", search_pb2.GetRequest(id=request.id, with_vectors=True))
             transcript = common_pb2.Transcript(text=record.transcript, language=record.language)
             versions = dict(record.model_versions)
             sha, exclude = record.content_sha256, record.id
         else:
-            embedded = await self._embed(request.video, request.caption, request.hashtags, version)
+            embedded = await self._embed(request.video, request.caption, request.hashtags, pins)
             record = common_pb2.VideoRecord(
                 duration=embedded.encoded.duration, embeddings=embedded.embeddings()
             )
@@ -332,7 +342,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         )
 
     async def Reembed(self, request, context):
-        return await self.reembed.start(request.visual_version)
+        return await self.reembed.start(request.visual_version, request.fusion)
 
     async def GetReembed(self, request, context):
         return self.reembed.snapshot()

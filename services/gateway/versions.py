@@ -9,6 +9,7 @@ REFRESH_SECONDS; when another gateway switched the alias meanwhile, the store re
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +24,18 @@ def visual_version(model_versions) -> str:
     """"efficientnet_lite0:2" -> "2"; empty when the collection has no videos yet."""
     name = dict(model_versions).get(modalities.VISUAL, "")
     return name.rsplit(":", 1)[1] if ":" in name else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pins:
+    """What a collection's vectors are made with: the visual model version and the fusion."""
+
+    visual_version: str = ""  # empty: the newest served (a collection with no videos yet)
+    fusion: str = ""  # empty: the default fusion
+
+    @classmethod
+    def of(cls, model_versions) -> "Pins":
+        return cls(visual_version(model_versions), dict(model_versions).get(modalities.FUSED, ""))
 
 
 class Versions:

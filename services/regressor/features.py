@@ -1,10 +1,14 @@
-"""The regressor's input row for one video: fused embedding + author statistics + clip facts."""
+"""The regressor's input row for one video: fused embedding + author statistics + clip facts.
+
+The fused part is always the weighted concatenation of the video's modality vectors
+(reelvec.fusion.fuse), whatever fusion the search collection serves: a learned fusion changes what
+search compares, not the regressor's features (docs/versions.md)."""
 
 import math
 
 import numpy as np
 
-from reelvec import modalities
+from reelvec import fusion, modalities
 from reelvec.v1 import common_pb2
 
 TABULAR = (
@@ -23,10 +27,13 @@ AUTHOR = slice(modalities.DIMS[modalities.FUSED], modalities.DIMS[modalities.FUS
 
 
 def row(video: common_pb2.VideoRecord) -> np.ndarray:
-    """Raises ValueError when the video carries no fused embedding."""
-    fused = video.embeddings.vectors.get(modalities.FUSED)
-    if fused is None or len(fused.values) != modalities.DIMS[modalities.FUSED]:
-        raise ValueError("the video has no fused embedding")
+    """Raises ValueError when the video carries no modality vector."""
+    found = video.embeddings.vectors
+    sources = {m: np.asarray(found[m].values, np.float32) for m in modalities.SOURCES if m in found}
+    try:
+        fused = fusion.fuse(sources)
+    except ValueError:
+        raise ValueError("the video has no visual, audio or text embedding") from None
     author = video.metadata.author
     tabular = [
         math.log1p(max(author.followers, 0)),
@@ -38,4 +45,4 @@ def row(video: common_pb2.VideoRecord) -> np.ndarray:
         len(video.metadata.caption.split()),
         len(video.metadata.hashtags),
     ]
-    return np.concatenate([np.asarray(fused.values, np.float64), np.asarray(tabular, np.float64)])
+    return np.concatenate([fused.astype(np.float64), np.asarray(tabular, np.float64)])

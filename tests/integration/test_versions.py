@@ -2,7 +2,8 @@
 (the shared one must keep version 1 for the other tests): `reelvec train encoder` fine-tunes on the
 kept uploads, Triton serves the new version without a restart, the gateway re-embeds everything into
 a new collection while searches keep answering, writes during the re-embed land in both, and the
-alias switch leaves one collection of version 2 vectors."""
+alias switch leaves one collection of version 2 vectors. Then `reelvec train fusion` serves the
+autoencoder fusion the same way, and a re-embed goes back to the default fusion."""
 
 import json
 import threading
@@ -32,7 +33,7 @@ def own_stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("version-clips")
-    return [samples.make_video(folder / f"clip{i}.mp4", seed=10 + i, seconds=3, audio=False) for i in range(6)]
+    return [samples.make_video(folder / f"clip{i}.mp4", seed=10 + i, seconds=3, audio=False) for i in range(12)]
 
 
 def catalog(stack) -> dict:
@@ -54,16 +55,10 @@ def wait_done(stub, timeout=300) -> gateway_pb2.ReembedStatus:
     raise AssertionError(f"re-embed not done after {timeout}s: {status}")
 
 
-def test_training_a_new_encoder_re_embeds_the_corpus_without_mixing_versions(own_stack, clips):
-    stub = own_stack.stub()
-    own_stack.cli("index", *map(str, clips[:4]))
-    before, version = visual(stub, "clip0")
-    assert version == "efficientnet_lite0:1"
+def keep_searching(stub, query: bytes, errors: list, answered: list, stop: threading.Event) -> threading.Thread:
+    """By id and by video until `stop`, in a thread: every answer's hit count, every error."""
 
-    errors, answered, stop = [], [], threading.Event()
-
-    def keep_searching():  # by id and by video, through the whole training, re-embed and switch
-        query = clips[5].read_bytes()
+    def run():
         while not stop.is_set():
             for request in (gateway_pb2.SearchRequest(id="clip1", k=3), gateway_pb2.SearchRequest(video=query, k=3)):
                 try:
@@ -71,8 +66,19 @@ def test_training_a_new_encoder_re_embeds_the_corpus_without_mixing_versions(own
                 except grpc.RpcError as exc:
                     errors.append(f"{exc.code().name}: {exc.details()}")
 
-    searcher = threading.Thread(target=keep_searching)
-    searcher.start()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_training_a_new_encoder_re_embeds_the_corpus_without_mixing_versions(own_stack, clips):
+    stub = own_stack.stub()
+    own_stack.cli("index", *map(str, clips[:4]))
+    before, version = visual(stub, "clip0")
+    assert version == "efficientnet_lite0:1"
+
+    errors, answered, stop = [], [], threading.Event()
+    searcher = keep_searching(stub, clips[5].read_bytes(), errors, answered, stop)  # through training and switch
     try:
         result = own_stack.cli(
             "train", "encoder", "--data-dir", str(own_stack.data_dir), "--steps", "4", "--batch", "4",
@@ -116,9 +122,48 @@ def test_writes_during_a_re_embed_reach_the_new_collection(own_stack, clips, grp
     assert len(catalog(own_stack)["collections"]) == 1
 
     # what cannot be done says why, and nothing moves
-    for version, code in (("", grpc.StatusCode.INVALID_ARGUMENT), ("1", grpc.StatusCode.FAILED_PRECONDITION),
-                          ("9", grpc.StatusCode.FAILED_PRECONDITION)):
-        error = grpc_error(stub.Reembed, gateway_pb2.ReembedRequest(visual_version=version), timeout=60)
-        assert error.code() == code, (version, error.details())
+    refused = [
+        ({}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"visual_version": "v2"}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"visual_version": "1"}, grpc.StatusCode.FAILED_PRECONDITION),  # already there
+        ({"fusion": "autoencoder-256-000000000000"}, grpc.StatusCode.FAILED_PRECONDITION),
+        ({"visual_version": "9"}, grpc.StatusCode.FAILED_PRECONDITION),
+    ]
+    for request, code in refused:
+        error = grpc_error(stub.Reembed, gateway_pb2.ReembedRequest(**request), timeout=60)
+        assert error.code() == code, (request, error.details())
     assert "9" in error.details() and "not served" in error.details()
     assert list(catalog(own_stack)["collections"]) == [status.active]
+
+
+def test_a_trained_fusion_is_served_as_the_fused_vector(own_stack, clips):
+    stub = own_stack.stub()
+    own_stack.cli("index", *map(str, clips[6:]))  # 11 videos: the fusion wants 10
+    errors, answered, stop = [], [], threading.Event()
+    searcher = keep_searching(stub, clips[7].read_bytes(), errors, answered, stop)
+    try:
+        result = own_stack.cli("train", "fusion", "--data-dir", str(own_stack.data_dir), "--json")
+    finally:
+        stop.set()
+        searcher.join(timeout=120)
+    report = json.loads(result.stdout)
+    assert report["videos"] == 11 and report["reembed"] == "DONE", report
+    assert report["loss_last"] < report["loss_first"]
+    assert errors == [] and min(answered) > 0
+
+    record = stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30)
+    assert len(record.embeddings.vectors["fused"].values) == 256
+    assert record.model_versions["fused"] == report["fusion"] and record.model_versions["visual"] == "efficientnet_lite0:1"
+    state = catalog(own_stack)
+    assert state["collections"][state["active"]]["dims"]["fused"] == 256
+    # a query is fused by the gateway exactly as the re-embed fused the stored vectors
+    hits = stub.Search(gateway_pb2.SearchRequest(video=clips[4].read_bytes(), k=1), timeout=60).hits
+    assert hits[0].id == "clip4" and hits[0].score > 0.999
+    own_stack.cli("index", str(clips[3]))  # new uploads get it too
+    assert len(stub.Get(gateway_pb2.GetVideoRequest(id="clip3", with_vectors=True), timeout=30)
+               .embeddings.vectors["fused"].values) == 256
+
+    back = json.loads(own_stack.cli("reembed", "--fusion", "weighted-concat-v1", "--wait", "--json").stdout)
+    assert back["state"] == "DONE"
+    record = stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30)
+    assert len(record.embeddings.vectors["fused"].values) == 1859 and record.model_versions["fused"] == "weighted-concat-v1"
