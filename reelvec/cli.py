@@ -236,7 +236,7 @@ def cmd_evaluate(args, stub) -> int:
         raise ValueError(f"unknown transform {', '.join(sorted(unknown))}: use {', '.join(transforms.TRANSFORMS)}")
     with tempfile.TemporaryDirectory() as work:
         items, labels = report.corpus(args.files, Path(args.manifest) if args.manifest else None, Path(work))
-        result = report.evaluate(stub, items, labels, kinds, args.concurrency)
+        result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps)
     as_json, as_md = report.write(result, Path(args.out))
     fused = result["copy_detection"]["fused (served)"]
     _emit(args, result, f"{result['videos']} videos, {result['copies']} copies: fused recall@1 "
@@ -297,6 +297,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="JSONL as for index; a `label` field per line adds category retrieval")
     p.add_argument("--out", default="evaluation", help="folder for report.md and report.json")
     p.add_argument("--transforms", help="comma-separated subset of the copy transforms (default: all)")
+    p.add_argument("--clip3d-steps", type=int, default=100,
+                   help="SimCLR steps of the 3D-conv baseline trained on the originals; 0 leaves it out")
     p.add_argument("--concurrency", type=int, default=2)
     p = client_command("reembed", cmd_reembed, "re-embed the corpus with another visual model version, or show progress")
     p.add_argument("--visual-version", help="Triton version of the visual model to re-embed with")

@@ -10,6 +10,7 @@ import ctypes
 import dataclasses
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -26,8 +27,35 @@ READY_TIMEOUT = float(os.environ.get("REELVEC_READY_TIMEOUT", "300"))
 STOP_TIMEOUT = 20.0
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port below the kernel's ephemeral range. A port from bind(0) is in that
+    range, and the kernel may give it to an outgoing connection before the service that was
+    told to listen on it has started (seen as "Address already in use" with two stacks up)."""
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low)) if low > 2048 else []
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no room below the range: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

