@@ -176,9 +176,10 @@ def _train_encoder(args, stub) -> int:
 
     report = encoder_command.train(
         stub, _data_dir(args), [Path(f) for f in args.files], args.steps, args.batch, args.lr,
-        reembed=not args.no_reembed, progress=None if args.json else _reembed_progress,
+        reembed=not args.no_reembed, progress=None if args.json else _reembed_progress, multimodal=args.multimodal,
     )
-    human = (f"trained visual version {report['visual_version']} on {report['videos']} videos in "
+    audio = f" and audio version {report['audio_version']}" if "audio_version" in report else ""
+    human = (f"trained visual version {report['visual_version']}{audio} on {report['videos']} videos in "
              f"{report['train_seconds']} s (loss {report['loss_first']:.3f} -> {report['loss_last']:.3f})")
     if "reembed" in report:
         human += f"\nre-embed into {report['collection']}: {report['reembed']}"
@@ -204,10 +205,11 @@ def _train_fusion(args, stub) -> int:
 def cmd_reembed(args, stub) -> int:
     from reelvec.training import stack
 
-    starting = bool(args.visual_version or args.fusion)
+    starting = bool(args.visual_version or args.fusion or args.audio_version)
     if starting:
-        stub.Reembed(gateway_pb2.ReembedRequest(visual_version=args.visual_version or "", fusion=args.fusion or ""),
-                     timeout=client.QUERY_TIMEOUT)
+        request = gateway_pb2.ReembedRequest(visual_version=args.visual_version or "", fusion=args.fusion or "",
+                                             audio_version=args.audio_version or "")
+        stub.Reembed(request, timeout=client.QUERY_TIMEOUT)
     if starting and args.wait:
         status = stack.wait(stub, None if args.json else _reembed_progress)
     else:
@@ -303,6 +305,7 @@ def _parser() -> argparse.ArgumentParser:
     p = client_command("reembed", cmd_reembed, "re-embed the corpus with another visual model version, or show progress")
     p.add_argument("--visual-version", help="Triton version of the visual model to re-embed with")
     p.add_argument("--fusion", help="fusion to re-embed with: weighted-concat-v1 or an autoencoder-... of train fusion")
+    p.add_argument("--audio-version", help="learned audio encoder version to re-embed with, or stats")
     p.add_argument("--wait", action="store_true", help="wait until the alias has moved")
     p = client_command("train", cmd_train, "train a model")
     p.add_argument("model", choices=["regressor", "encoder", "fusion"])
@@ -312,6 +315,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="encoder: videos per step (two views each)")
     p.add_argument("--lr", type=float, default=1e-4, help="encoder: AdamW learning rate")
     p.add_argument("--no-reembed", action="store_true", help="encoder, fusion: train and save only; re-embed later")
+    p.add_argument("--multimodal", action="store_true",
+                   help="encoder: train a log-mel audio encoder with it, aligned to the visual one")
     p.add_argument("--model", dest="regressor", default="", metavar="KIND",
                    help="ridge (default), gbm, mlp, transformer, author (author statistics only), mean")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")

@@ -101,6 +101,7 @@ class Stack:
         triton_argv, triton_env = triton.command(
             self.repository, self.data_dir / "triton",
             triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"],
+            models=model_repository.served_models(self.repository),  # trained ones too
         )
         self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
         common = ["--data-dir", str(self.data_dir)]

@@ -23,22 +23,29 @@ def assemble(source: Path, target: Path) -> Path:
     return Path(target)
 
 
-def versions(repository: Path, model: str) -> list[int]:
+def _numbered(repository: Path, model: str) -> list[Path]:
     folder = Path(repository) / model
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "model.onnx").exists())
+    return [p for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+
+
+def served_models(repository: Path) -> tuple[str, ...]:
+    """Models with a config and at least one version: what Triton loads at start."""
+    return tuple(sorted(
+        p.name for p in Path(repository).iterdir()
+        if (p / "config.pbtxt").exists() and any((v / "model.onnx").exists() for v in _numbered(repository, p.name))
+    ))
 
 
 def next_version(repository: Path, model: str) -> int:
-    found = [int(p.name) for p in (Path(repository) / model).iterdir() if p.name.isdigit()]
-    return max(found, default=0) + 1
+    return max((int(p.name) for p in _numbered(repository, model)), default=0) + 1
 
 
 def prune(repository: Path, model: str, keep: set[int]) -> list[int]:
     """Deletes trained versions not in `keep` (packaged ones, being links, stay); Triton stops
     serving them at the model's next load."""
     removed = []
-    for path in (Path(repository) / model).iterdir():
-        if path.name.isdigit() and not path.is_symlink() and int(path.name) not in keep:
+    for path in _numbered(repository, model):
+        if not path.is_symlink() and int(path.name) not in keep:
             shutil.rmtree(path)
             removed.append(int(path.name))
     return sorted(removed)

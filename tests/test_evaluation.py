@@ -81,8 +81,10 @@ def test_the_report_compares_every_likes_model_when_likes_are_known():
         followers = int(10 ** rng.uniform(2, 6))
         metadata = common_pb2.VideoMetadata(id=f"v{i}", likes=followers // 20,
                                             author=common_pb2.AuthorStats(followers=followers, videos=10))
-        fused = rng.normal(size=modalities.DIMS[modalities.FUSED])
-        embeddings = common_pb2.Embeddings(vectors={modalities.FUSED: common_pb2.Vector(values=fused.tolist())})
+        # the regressor's features are the weighted concatenation of these, whatever the served fusion
+        embeddings = common_pb2.Embeddings(vectors={
+            name: common_pb2.Vector(values=rng.normal(size=dim).tolist()) for name, dim in modalities.SOURCES.items()
+        })
         items.append((Path(f"v{i}.mp4"), metadata))
         responses.append(gateway_pb2.EmbedResponse(embeddings=embeddings, duration=10.0))
         likes.append(float(metadata.likes))

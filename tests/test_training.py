@@ -96,3 +96,24 @@ def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp
     assert after.shape == before.shape and np.isfinite(after).all()
     cosines = (before * after).sum(1) / np.linalg.norm(before, axis=1) / np.linalg.norm(after, axis=1)
     assert cosines.max() < 0.999  # fine-tuning changed every frame's vector
+
+
+def test_multimodal_training_aligns_audio_with_pictures_and_exports_it(tmp_path):
+    import onnxruntime as ort
+
+    from reelvec.models import AUDIO_MODEL_NAME
+    from reelvec.training import multimodal
+
+    tones = [samples.make_video(tmp_path / f"t{i}.mp4", seed=20 + i, seconds=3, tone_hz=200.0 * (i + 1))
+             for i in range(5)]
+    trained = multimodal.train(tones, steps=10, batch_videos=5, lr=1e-3)
+    assert np.isfinite(trained.losses).all()
+    assert np.mean(trained.cross_losses[-3:]) < np.mean(trained.cross_losses[:3])  # the two views align
+    path = multimodal.export_audio(trained.audio, tmp_path / "repository", version=1)
+    assert path == tmp_path / "repository" / AUDIO_MODEL_NAME / "1" / "model.onnx"
+    assert (path.parent / "model.py").exists() and (path.parent.parent / "config.pbtxt").exists()
+    windows = multimodal.videos(tones[:2])[0].logmel
+    out = ort.InferenceSession(str(path)).run(None, {"logmel": windows})[0]
+    assert out.shape == (len(windows), 195) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="with sound"):
+        multimodal.videos([samples.make_video(tmp_path / f"s{i}.mp4", seed=i, seconds=2, audio=False) for i in range(3)])

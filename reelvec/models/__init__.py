@@ -11,6 +11,8 @@ TRITON_REPOSITORY = Path(
     os.environ.get("REELVEC_TRITON_REPOSITORY", REPO_ROOT / "deploy" / "triton" / "model_repository")
 )
 VISUAL_MODEL_NAME = "efficientnet_lite0"
+# the learned audio encoder: no packaged version, `reelvec train encoder --multimodal` makes them
+AUDIO_MODEL_NAME = "audio_logmel"
 
 # Other generated artifacts: text encoder ONNX, assembled Whisper weights.
 MODELS_DIR = Path(os.environ.get("REELVEC_MODELS_DIR", REPO_ROOT / ".models"))

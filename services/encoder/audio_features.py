@@ -39,6 +39,8 @@ N_MELS = 64
 N_MFCC = 20
 FMIN, FMAX = 30.0, 8000.0
 VERSION = "audio_stats:1"  # bump when the layout or the scaling changes: stored vectors become stale
+LOGMEL_WINDOW = 250  # frames: 5 s at HOP
+LOGMEL_WINDOWS = 3
 
 _EPS = 1e-10
 _TOP_DB = 80.0  # dynamic range kept below the loudest log-mel value
@@ -162,15 +164,33 @@ def _tempo(onset: np.ndarray) -> float:
     return float(bpm[np.argmax(autocorr[lags] * prior)])
 
 
-def features(samples: np.ndarray) -> np.ndarray:
-    """AUDIO_DIM float32 values for mono float samples at SAMPLE_RATE; unit L2 norm."""
+def _spectrogram(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames, power spectrum and log-mel (dB, floored _TOP_DB under the loudest value)."""
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     raw = _frames(samples)
     spectrum = fft.rfft(raw * _WINDOW, axis=1)  # scipy keeps float32 (complex64): half numpy's work
     power = spectrum.real**2 + spectrum.imag**2
     logmel = 10.0 * np.log10(power @ _MEL.T + _EPS)
     # a floor relative to the loudest value (not absolute) keeps the profiles independent of gain
-    logmel = np.maximum(logmel, logmel.max() - _TOP_DB)
+    return raw, power, np.maximum(logmel, logmel.max() - _TOP_DB)
+
+
+def logmel_windows(samples: np.ndarray, width: int = LOGMEL_WINDOW, count: int = LOGMEL_WINDOWS) -> np.ndarray:
+    """The learned audio encoder's input: up to `count` windows of `width` log-mel frames (start,
+    middle, end), float32 [n, N_MELS, width] in [-1, 0] (0 the clip's loudest value); a clip
+    shorter than one window is padded with the floor."""
+    _, _, logmel = _spectrogram(samples)
+    scaled = ((logmel - logmel.max()) / _TOP_DB).astype(np.float32)
+    if len(scaled) < width:
+        scaled = np.pad(scaled, ((0, width - len(scaled)), (0, 0)), constant_values=-1.0)
+    last = len(scaled) - width
+    starts = sorted({0, last // 2, last})[:count]
+    return np.stack([scaled[s : s + width].T for s in starts])
+
+
+def features(samples: np.ndarray) -> np.ndarray:
+    """AUDIO_DIM float32 values for mono float samples at SAMPLE_RATE; unit L2 norm."""
+    raw, power, logmel = _spectrogram(samples)
     # the clip's own level is removed before the DCT: MFCCs describe timbre, not loudness
     mfcc = fft.dct(logmel - logmel.mean(), type=2, norm="ortho", axis=1)[:, :N_MFCC]
     chroma = power @ _CHROMA.T

@@ -7,9 +7,10 @@ import logging
 import numpy as np
 
 from reelvec import config, errors, media
-from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder import audio_features, frames
+from services.encoder.learned_audio import OnnxAudio, TritonAudio
 from services.encoder.visual import OnnxVisual, TritonVisual, pool
 
 log = logging.getLogger(__name__)
@@ -40,42 +41,58 @@ def make_visual(settings: Settings, version: str = ""):
     raise SystemExit(f"unknown visual backend {settings.visual_backend!r}: use triton or onnxruntime")
 
 
+def make_audio(settings: Settings, version: str):
+    """A learned audio encoder version, on the visual model's backend."""
+    if settings.visual_backend == "triton":
+        return TritonAudio(settings.triton_url, AUDIO_MODEL_NAME, version, settings.triton_timeout)
+    if settings.visual_backend == "onnxruntime":
+        return OnnxAudio(settings.model_repository, AUDIO_MODEL_NAME, version, settings.onnx_threads)
+    raise SystemExit(f"unknown visual backend {settings.visual_backend!r}: use triton or onnxruntime")
+
+
 class Encoder(encoder_pb2_grpc.EncoderServicer):
+    PINNED_READY_TIMEOUT = 5.0
+
     def __init__(self, settings: Settings, visual):
         self.settings = settings
         self.visual = visual  # the default: settings.visual_model_version, else the newest
-        self._pinned: dict[str, object] = {}  # other versions callers asked for, by version
+        self._pinned: dict[tuple[str, str], object] = {}  # (kind, version) callers asked for
         self._decodes = asyncio.Semaphore(settings.max_decodes)
 
-    async def _visual_for(self, version: str):
+    async def _model_for(self, kind: str, version: str):
         """The model version a caller pins (the gateway pins its collection's), opened once."""
-        if not version:
-            return self.visual
         if not version.isdigit():
-            raise errors.InvalidInput(f"visual_version must be a number such as 2, not {version!r}")
-        visual = self._pinned.get(version)
-        if visual is None:
+            raise errors.InvalidInput(f"{kind}_version must be a number such as 2, not {version!r}")
+        model = self._pinned.get((kind, version))
+        if model is None:
+            make = make_visual if kind == "visual" else make_audio
             try:
-                visual = make_visual(self.settings, version)
+                model = make(self.settings, version)
             except FileNotFoundError as exc:
-                raise errors.Precondition(f"visual model version {version} is not there ({exc})") from None
+                raise errors.Precondition(f"{kind} model version {version} is not there ({exc})") from None
             try:
-                await visual.ready(self.PINNED_READY_TIMEOUT)
+                await model.ready(self.PINNED_READY_TIMEOUT)
             except errors.Unavailable as exc:
-                await visual.close()
+                await model.close()
                 raise errors.Precondition(
-                    f"visual model version {version} is not served ({exc}): load it into Triton first"
+                    f"{kind} model version {version} is not served ({exc}): load it into Triton first"
                 ) from None
-            self._pinned[version] = visual
-        return visual
+            self._pinned[(kind, version)] = model
+        return model
 
-    PINNED_READY_TIMEOUT = 5.0
-
-    def _audio(self, data: bytes) -> np.ndarray | None:
+    def _samples(self, data: bytes) -> np.ndarray | None:
         samples = media.decode_audio(data, audio_features.SAMPLE_RATE, self.settings.max_duration)
-        if samples is None or samples.size == 0:
-            return None
-        return audio_features.features(samples)
+        return None if samples is None or samples.size == 0 else samples
+
+    async def _audio(self, samples: np.ndarray | None, learned) -> tuple[np.ndarray | None, str]:
+        """The hand-made statistics, or the learned encoder's pooled windows when one is pinned."""
+        if learned is None:
+            vector = None if samples is None else await asyncio.to_thread(audio_features.features, samples)
+            return vector, audio_features.VERSION
+        if samples is None:
+            return None, learned.name
+        windows = await asyncio.to_thread(audio_features.logmel_windows, samples)
+        return pool(await learned.embed(windows)), learned.name
 
     async def Encode(self, request, context):
         data = request.video
@@ -83,13 +100,17 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             raise errors.InvalidInput("video is empty")
         if len(data) > self.settings.max_video_mb * 1024 * 1024:
             raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
-        visual_model = await self._visual_for(request.visual_version)
+        visual_model = await self._model_for("visual", request.visual_version) if request.visual_version else self.visual
+        learned = await self._model_for("audio", request.audio_version) if request.audio_version else None
         async with self._decodes:
-            sampled, audio = await asyncio.gather(
+            sampled, samples = await asyncio.gather(
                 asyncio.to_thread(frames.sample, data, self.settings.frames, self.settings.max_duration),
-                asyncio.to_thread(self._audio, data),
+                asyncio.to_thread(self._samples, data),
             )
-        visual = pool(await visual_model.embed(sampled.frames))
+        visual, (audio, audio_model) = await asyncio.gather(
+            visual_model.embed(sampled.frames), self._audio(samples, learned)
+        )
+        visual = pool(visual)
         info = sampled.info
         return encoder_pb2.EncodeResponse(
             visual=visual.tolist(),
@@ -102,7 +123,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             frames_skipped=sampled.skipped,
             has_audio=audio is not None,
             visual_model=visual_model.name,
-            audio_model=audio_features.VERSION,
+            audio_model=audio_model,
         )
 
     async def close(self) -> None:

@@ -32,16 +32,19 @@ def pool(embeddings: np.ndarray) -> np.ndarray:
     return (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)
 
 
-def _check(embeddings: np.ndarray, count: int) -> np.ndarray:
-    if embeddings.shape != (count, VISUAL_DIM) or not np.isfinite(embeddings).all():
+def _check(embeddings: np.ndarray, count: int, dim: int) -> np.ndarray:
+    if embeddings.shape != (count, dim) or not np.isfinite(embeddings).all():
         raise errors.ReelvecError(
-            f"visual model returned {embeddings.shape} (all finite: {np.isfinite(embeddings).all()}), "
-            f"expected ({count}, {VISUAL_DIM})"
+            f"model returned {embeddings.shape} (all finite: {np.isfinite(embeddings).all()}), "
+            f"expected ({count}, {dim})"
         )
     return embeddings
 
 
 class TritonVisual:
+    # the tensor it sends and the rows it expects back; services/encoder/learned_audio.py has others
+    INPUT, DATATYPE, OUTPUT, DIM = INPUT, "UINT8", OUTPUT, VISUAL_DIM
+
     def __init__(self, url: str, model: str, version: str = "", timeout: float = 30.0):
         self.url, self.model, self.version, self.timeout = url, model, version, timeout
         self.client = grpcclient.InferenceServerClient(url)
@@ -68,29 +71,31 @@ class TritonVisual:
         self.name = f"{self.model}:{self.version or max(metadata['versions'], key=int)}"
 
     async def _infer(self, frames: np.ndarray) -> np.ndarray:
-        tensor = grpcclient.InferInput(INPUT, list(frames.shape), "UINT8")
+        tensor = grpcclient.InferInput(self.INPUT, list(frames.shape), self.DATATYPE)
         tensor.set_data_from_numpy(frames)
         try:
             result = await self.client.infer(
                 self.model, [tensor], model_version=self.version,
-                outputs=[grpcclient.InferRequestedOutput(OUTPUT)], client_timeout=self.timeout,
+                outputs=[grpcclient.InferRequestedOutput(self.OUTPUT)], client_timeout=self.timeout,
             )
         except InferenceServerException as exc:
             status = (exc.status() or "").removeprefix("StatusCode.")
             raise errors.Unavailable(f"triton at {self.url} failed ({status}): {exc.message()}") from None
-        return result.as_numpy(OUTPUT)
+        return result.as_numpy(self.OUTPUT)
 
     async def embed(self, frames: np.ndarray) -> np.ndarray:
         size = self.max_batch or len(frames)
         parts = [frames[i : i + size] for i in range(0, len(frames), size)]
         embeddings = np.concatenate(await asyncio.gather(*(self._infer(p) for p in parts)))
-        return _check(embeddings, len(frames))
+        return _check(embeddings, len(frames), self.DIM)
 
     async def close(self) -> None:
         await self.client.close()
 
 
 class OnnxVisual:
+    INPUT, OUTPUT, DIM = INPUT, OUTPUT, VISUAL_DIM
+
     def __init__(self, repository: Path, model: str, version: str = "", threads: int = 0):
         folder = Path(repository) / model
         if not version:
@@ -115,8 +120,8 @@ class OnnxVisual:
 
     async def embed(self, frames: np.ndarray) -> np.ndarray:
         async with self._lock:
-            embeddings = await asyncio.to_thread(self.session.run, [OUTPUT], {INPUT: frames})
-        return _check(embeddings[0], len(frames))
+            embeddings = await asyncio.to_thread(self.session.run, [self.OUTPUT], {self.INPUT: frames})
+        return _check(embeddings[0], len(frames), self.DIM)
 
     async def close(self) -> None:
         return None

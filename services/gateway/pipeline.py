@@ -8,6 +8,7 @@ import numpy as np
 
 from reelvec import channels, errors, fusion, modalities
 from reelvec.v1 import common_pb2, encoder_pb2, transcriber_pb2
+from services.gateway.versions import Pins
 
 
 @dataclasses.dataclass
@@ -72,17 +73,17 @@ def vectors_of(encoded: encoder_pb2.EncodeResponse, text, fuse) -> dict[str, np.
     return vectors
 
 
-def encode(stubs, timeouts, data: bytes, visual_version: str = ""):
-    request = encoder_pb2.EncodeRequest(video=data, visual_version=visual_version)
+def encode(stubs, timeouts, data: bytes, pins: Pins = Pins()):
+    request = encoder_pb2.EncodeRequest(video=data, visual_version=pins.visual_version, audio_version=pins.audio_version)
     return channels.call("encoder", stubs.encoder.Encode, request, timeouts.encode)
 
 
-async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, visual_version: str = "",
+async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, pins: Pins = Pins(),
                 fuse=fusion.WeightedConcat()) -> Embedded:
-    """`visual_version` pins the visual model and `fuse` is the fusion: the collection's
-    (docs/versions.md). An empty version means the newest served."""
+    """`pins` are the model versions and `fuse` the fusion of the collection the vectors are for
+    (docs/versions.md)."""
     encoded, transcribed = await first_failure_cancels(
-        encode(stubs, timeouts, data, visual_version),
+        encode(stubs, timeouts, data, pins),
         channels.call(
             "transcriber",
             stubs.transcriber.Transcribe,
@@ -94,11 +95,11 @@ async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, visual_ver
     return Embedded(vectors_of(encoded, transcribed.text, fuse), encoded, transcribed, sha, fuse.name)
 
 
-async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, visual_version: str, fuse) -> Embedded:
-    """The same video for another collection: encoded again only when the visual version differs;
+async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, pins: Pins, fuse) -> Embedded:
+    """The same video for another collection: encoded again only when a model version differs;
     the transcript and text vector are reused."""
     encoded = embedded.encoded
-    if not encoded.visual_model.endswith(f":{visual_version}"):
-        encoded = await encode(stubs, timeouts, data, visual_version)
+    if not pins.encoded_by(encoded):
+        encoded = await encode(stubs, timeouts, data, pins)
     text = embedded.vectors.get(modalities.TEXT, ())
     return Embedded(vectors_of(encoded, text, fuse), encoded, embedded.transcribed, embedded.sha256, fuse.name)

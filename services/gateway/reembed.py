@@ -26,11 +26,12 @@ from reelvec import errors, modalities
 from reelvec.fusion import WeightedConcat
 from reelvec.v1 import common_pb2, gateway_pb2, search_pb2
 from services.gateway import pipeline
-from services.gateway.versions import BUILDING, Pins, visual_version
+from services.gateway.versions import BUILDING, LEARNED_AUDIO, Pins, audio_version, visual_version
 
 log = logging.getLogger(__name__)
 
 CONCURRENCY = 2
+STATS = "stats"  # audio_version that goes back to the hand-made audio statistics
 PAGE = 100
 Status = gateway_pb2.ReembedStatus
 
@@ -46,13 +47,15 @@ class Reembed:
         copy.CopyFrom(self.status)
         return copy
 
-    async def start(self, version: str, fusion: str = "") -> gateway_pb2.ReembedStatus:
+    async def start(self, version: str, fusion: str = "", audio: str = "") -> gateway_pb2.ReembedStatus:
+        """`audio`: a learned audio encoder version, or STATS for the hand-made statistics."""
         if self._task is not None and not self._task.done():
             return self.snapshot()
-        if not version and not fusion:
-            raise errors.InvalidInput("set visual_version, fusion or both: the versions to re-embed with")
-        if version and not version.isdigit():
-            raise errors.InvalidInput(f"visual_version must be a Triton model version such as 2, not {version!r}")
+        if not (version or fusion or audio):
+            raise errors.InvalidInput("set visual_version, audio_version or fusion: the versions to re-embed with")
+        for name, value in (("visual_version", version), ("audio_version", audio)):
+            if value and not (value.isdigit() or (name == "audio_version" and value == STATS)):
+                raise errors.InvalidInput(f"{name} must be a Triton model version such as 2, not {value!r}")
         listed = await self.g.versions.listed(refresh=True)
         active = next(c for c in listed.collections if c.name == listed.active)
         current = active.model_versions.get(modalities.VISUAL, "")
@@ -61,18 +64,24 @@ class Reembed:
                 "the store holds no videos yet: new ones are embedded with the newest visual model already"
             )
         now = Pins.of(active.model_versions)
-        pins = Pins(version or now.visual_version, fusion or now.fusion or WeightedConcat.name)
+        now = Pins(now.visual_version, now.fusion or WeightedConcat.name, now.audio_version)
+        pins = Pins(version or now.visual_version, fusion or now.fusion,
+                    "" if audio == STATS else (audio or now.audio_version))
         fuse = self.g.fusion(pins.fusion)
-        if pins == Pins(now.visual_version, now.fusion or WeightedConcat.name):
-            raise errors.Precondition(f"the alias already points at vectors of {current} fused by {pins.fusion}")
+        if pins == now:
+            raise errors.Precondition(f"the alias already points at vectors of {current}, "
+                                      f"{active.model_versions.get(modalities.AUDIO, '-')}, fused by {pins.fusion}")
         target = {**active.model_versions, modalities.VISUAL: f"{current.rsplit(':', 1)[0]}:{pins.visual_version}",
                   modalities.FUSED: fuse.name}
-        if pins.visual_version != now.visual_version:  # the videos go through the encoder again
-            if self.g.media is None:
+        target.pop(modalities.AUDIO, None)  # learned from the first video written: stats or audio_logmel:N
+        if pins.audio_version:
+            target[modalities.AUDIO] = f"{LEARNED_AUDIO}:{pins.audio_version}"
+        if (pins.visual_version, pins.audio_version) != (now.visual_version, now.audio_version):
+            if self.g.media is None:  # the videos go through the encoder again
                 raise errors.Precondition("this gateway keeps no uploads (keep_media off): re-encoding needs them")
-            await self._probe(await self._check_media(), pins.visual_version)
+            await self._probe(await self._check_media(), pins)
         building = [c for c in listed.collections if c.state == BUILDING]
-        resumed = [c for c in building if all(c.model_versions.get(k) == target[k] for k in (modalities.VISUAL, modalities.FUSED))]
+        resumed = [c for c in building if Pins.of(c.model_versions) == pins]
         for abandoned in building:  # a re-embed to other versions that never finished
             if abandoned not in resumed:
                 await self.g.search("DropCollection", search_pb2.DropCollectionRequest(name=abandoned.name))
@@ -109,21 +118,21 @@ class Reembed:
             )
         return contents
 
-    async def _probe(self, contents: dict[str, str], version: str) -> None:
+    async def _probe(self, contents: dict[str, str], pins: Pins) -> None:
         """One video through the new version first: a version Triton does not serve fails the call
         (FAILED_PRECONDITION from the encoder), not a background job."""
         sha = next(iter(contents.values()))
         data = await asyncio.to_thread(self.g.media.path(sha).read_bytes)
-        await pipeline.encode(self.g.stubs, self.g.timeouts, data, version)
+        await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins)
 
     async def _copy(self, record: common_pb2.VideoRecord, collection: str, pins: Pins) -> None:
-        """The record with vectors of `pins`: encoded again from its upload when the visual version
+        """The record with vectors of `pins`: encoded again from its upload when a model version
         differs, else its stored modality vectors fused again."""
         stored = {name: np.asarray(v.values, np.float32) for name, v in record.embeddings.vectors.items()}
         versions = dict(record.model_versions)
-        if visual_version(versions) != pins.visual_version:
+        if (visual_version(versions), audio_version(versions)) != (pins.visual_version, pins.audio_version):
             data = await asyncio.to_thread(self.g.media.path(record.content_sha256).read_bytes)
-            encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins.visual_version)
+            encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins)
             stored = {**{k: v for k, v in stored.items() if k == modalities.TEXT},
                       **{k: np.asarray(v, np.float32) for k, v in ((modalities.VISUAL, encoded.visual),
                                                                    (modalities.AUDIO, encoded.audio)) if len(v)}}

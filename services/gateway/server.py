@@ -123,9 +123,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins()) -> pipeline.Embedded:
         pipeline.check_video(data, self.max_bytes)
-        return await pipeline.embed(
-            self.stubs, self.timeouts, data, caption, hashtags, pins.visual_version, self.fusion(pins.fusion)
-        )
+        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, pins, self.fusion(pins.fusion))
 
     async def Embed(self, request, context):
         embedded = await self._pinned(lambda v: self._embed(request.video, request.caption, request.hashtags, v))
@@ -183,9 +181,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         here is not the caller's: the re-embed's last comparison redoes what is missing."""
         try:
             pins = Pins.of(building.model_versions)
-            again = await pipeline.embed_again(
-                self.stubs, self.timeouts, data, embedded, pins.visual_version, self.fusion(pins.fusion)
-            )
+            again = await pipeline.embed_again(self.stubs, self.timeouts, data, embedded, pins, self.fusion(pins.fusion))
             copy = _record(record.id, record.metadata, again)
             await self.search("Upsert", search_pb2.UpsertRequest(video=copy, collection=building.name))
         except errors.ReelvecError as exc:
@@ -342,7 +338,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         )
 
     async def Reembed(self, request, context):
-        return await self.reembed.start(request.visual_version, request.fusion)
+        return await self.reembed.start(request.visual_version, request.fusion, request.audio_version)
 
     async def GetReembed(self, request, context):
         return self.reembed.snapshot()

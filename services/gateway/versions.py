@@ -20,22 +20,38 @@ REFRESH_SECONDS = 10.0
 BUILDING = search_pb2.CollectionInfo.BUILDING
 
 
+LEARNED_AUDIO = "audio_logmel"  # reelvec.models.AUDIO_MODEL_NAME; the gateway loads no model code
+
+
 def visual_version(model_versions) -> str:
     """"efficientnet_lite0:2" -> "2"; empty when the collection has no videos yet."""
     name = dict(model_versions).get(modalities.VISUAL, "")
     return name.rsplit(":", 1)[1] if ":" in name else ""
 
 
+def audio_version(model_versions) -> str:
+    """"audio_logmel:3" -> "3"; empty for the hand-made statistics (or no videos yet)."""
+    name = dict(model_versions).get(modalities.AUDIO, "")
+    return name.rsplit(":", 1)[1] if name.startswith(f"{LEARNED_AUDIO}:") else ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Pins:
-    """What a collection's vectors are made with: the visual model version and the fusion."""
+    """What a collection's vectors are made with: the visual and audio model versions, the fusion."""
 
     visual_version: str = ""  # empty: the newest served (a collection with no videos yet)
     fusion: str = ""  # empty: the default fusion
+    audio_version: str = ""  # empty: the hand-made statistics
 
     @classmethod
     def of(cls, model_versions) -> "Pins":
-        return cls(visual_version(model_versions), dict(model_versions).get(modalities.FUSED, ""))
+        fused = dict(model_versions).get(modalities.FUSED, "")
+        return cls(visual_version(model_versions), fused, audio_version(model_versions))
+
+    def encoded_by(self, encoded) -> bool:
+        """Whether an EncodeResponse came from these model versions."""
+        made = {modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model}
+        return (visual_version(made), audio_version(made)) == (self.visual_version, self.audio_version)
 
 
 class Versions:

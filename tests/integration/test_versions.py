@@ -15,7 +15,7 @@ import pytest
 
 from reelvec import launcher, samples
 from reelvec.local_stack import RunningStack
-from reelvec.v1 import gateway_pb2
+from reelvec.v1 import common_pb2, gateway_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,34 @@ def test_a_trained_fusion_is_served_as_the_fused_vector(own_stack, clips):
     assert back["state"] == "DONE"
     record = stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30)
     assert len(record.embeddings.vectors["fused"].values) == 1859 and record.model_versions["fused"] == "weighted-concat-v1"
+
+
+def test_multimodal_training_serves_a_learned_audio_encoder(own_stack, tmp_path):
+    stub = own_stack.stub()
+    tones = [samples.make_video(tmp_path / f"tone{i}.mp4", seed=30 + i, seconds=3, tone_hz=220.0 * (i + 1))
+             for i in range(4)]
+    own_stack.cli("index", *map(str, tones))
+    before = stub.Get(gateway_pb2.GetVideoRequest(id="tone0", with_vectors=True), timeout=30)
+    assert before.model_versions["audio"] == "audio_stats:1"
+
+    result = own_stack.cli("train", "encoder", "--multimodal", "--data-dir", str(own_stack.data_dir),
+                           "--steps", "3", "--batch", "8", "--lr", "1e-3", "--json")
+    report = json.loads(result.stdout)
+    assert report["reembed"] == "DONE" and report["audio_version"] == 1, report
+    assert np.isfinite(report["cross_modal_loss_last"])
+
+    after = stub.Get(gateway_pb2.GetVideoRequest(id="tone0", with_vectors=True), timeout=30)
+    assert after.model_versions["audio"] == "audio_logmel:1"
+    assert after.model_versions["visual"] == f"efficientnet_lite0:{report['visual_version']}"
+    learned = np.asarray(after.embeddings.vectors["audio"].values)
+    assert learned.shape == (195,) and abs(float(learned @ np.asarray(before.embeddings.vectors["audio"].values))) < 0.99
+    silent = stub.Get(gateway_pb2.GetVideoRequest(id="clip0", with_vectors=True), timeout=30)
+    assert "audio" not in silent.embeddings.vectors  # no sound, no audio vector, learned or not
+    hits = stub.Search(gateway_pb2.SearchRequest(video=tones[1].read_bytes(), k=1, modality=common_pb2.MODALITY_AUDIO), timeout=60).hits
+    assert hits[0].id == "tone1" and hits[0].score > 0.99  # the query's audio went through the same version
+
+    back = json.loads(own_stack.cli("reembed", "--audio-version", "stats", "--wait", "--json").stdout)
+    assert back["state"] == "DONE"
+    again = stub.Get(gateway_pb2.GetVideoRequest(id="tone0", with_vectors=True), timeout=30)
+    assert again.model_versions["audio"] == "audio_stats:1"
+    assert np.allclose(again.embeddings.vectors["audio"].values, before.embeddings.vectors["audio"].values, atol=1e-5)

@@ -12,9 +12,6 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-INPUT = "frames"
-OUTPUT = "embedding"
-
 
 def _threads(config: dict) -> int:
     wanted = int(config.get("parameters", {}).get("intra_op_threads", {}).get("string_value", "0"))
@@ -28,6 +25,8 @@ def _threads(config: dict) -> int:
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        # one input, one output, named by the config: the learned audio model runs this file too
+        self.input, self.output = config["input"][0]["name"], config["output"][0]["name"]
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads(config)
@@ -37,14 +36,14 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def execute(self, requests):
-        batches = [pb_utils.get_input_tensor_by_name(r, INPUT).as_numpy() for r in requests]
+        batches = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
         try:
-            embeddings = self.session.run([OUTPUT], {INPUT: np.concatenate(batches)})[0]
+            embeddings = self.session.run([self.output], {self.input: np.concatenate(batches)})[0]
         except Exception as exc:  # answer every request of the batch instead of crashing the stub
             error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         bounds = np.cumsum([len(b) for b in batches])[:-1]
         return [
-            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, part)])
+            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, part)])
             for part in np.split(embeddings, bounds)
         ]
