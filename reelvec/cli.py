@@ -179,13 +179,8 @@ def _train_encoder(args, stub) -> int:
         reembed=not args.no_reembed, progress=None if args.json else _reembed_progress, multimodal=args.multimodal,
     )
     audio = f" and audio version {report['audio_version']}" if "audio_version" in report else ""
-    human = (f"trained visual version {report['visual_version']}{audio} on {report['videos']} videos in "
-             f"{report['train_seconds']} s (loss {report['loss_first']:.3f} -> {report['loss_last']:.3f})")
-    if "reembed" in report:
-        human += f"\nre-embed into {report['collection']}: {report['reembed']}"
-        human += f" ({report['error']})" if report["error"] else ""
-    _emit(args, report, human)
-    return 0 if report.get("reembed", "DONE") == "DONE" else 1
+    return _training_report(args, report, f"trained visual version {report['visual_version']}{audio} on "
+                                          f"{report['videos']} videos in {report['train_seconds']} s")
 
 
 def _train_fusion(args, stub) -> int:
@@ -193,8 +188,13 @@ def _train_fusion(args, stub) -> int:
 
     report = fusion_command.train(stub, _data_dir(args), reembed=not args.no_reembed,
                                   progress=None if args.json else _reembed_progress)
-    human = (f"trained fusion {report['fusion']} on {report['videos']} videos in {report['train_seconds']} s "
-             f"({report['epochs']} epochs, loss {report['loss_first']:.3f} -> {report['loss_last']:.3f})")
+    return _training_report(args, report, f"trained fusion {report['fusion']} on {report['videos']} videos in "
+                                          f"{report['train_seconds']} s ({report['epochs']} epochs)")
+
+
+def _training_report(args, report: dict, what: str) -> int:
+    """Prints a train encoder/fusion report; fails when its re-embed did not finish."""
+    human = f"{what}, loss {report['loss_first']:.3f} -> {report['loss_last']:.3f}"
     if "reembed" in report:
         human += f"\nre-embed into {report['collection']}: {report['reembed']}"
         human += f" ({report['error']})" if report["error"] else ""
@@ -318,7 +318,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--multimodal", action="store_true",
                    help="encoder: train a log-mel audio encoder with it, aligned to the visual one")
     p.add_argument("--model", dest="regressor", default="", metavar="KIND",
-                   help="ridge (default), gbm, mlp, transformer, author (author statistics only), mean")
+                   help="ridge (default), gbm, mlp, transformer, quartile (a quartile classifier), author (author "
+                        "statistics only), mean")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")
     p.add_argument("--compare", action="store_true", help="also measure every other model on the same split")
     return parser

@@ -8,7 +8,7 @@ CNNs. This is the 3D-conv one, small enough to train on a CPU in minutes: four C
 frames at 112x112, half the encoder's 224 sampling. Positives: two 8-frame windows of the same
 video at different offsets (the temporal shift). Each window gets one random resized crop, flip
 and brightness/contrast jitter, the same for all its frames, so that motion stays coherent.
-Projection head 256 -> 256 -> 128, NT-Xent.
+Projection head 256 -> 512 -> 128 (simclr.projection_head), NT-Xent.
 """
 
 import dataclasses
@@ -105,12 +105,9 @@ def train(clips: list[np.ndarray], steps: int = 100, batch_videos: int = 16, lr:
 
     if len(clips) < 2:
         raise ValueError("the 3D-conv encoder needs at least 2 videos")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    device, generator, rng = simclr.seeded(seed, device)
     encoder = model().to(device)
-    head = torch.nn.Sequential(torch.nn.Linear(DIM, DIM), torch.nn.ReLU(), torch.nn.Linear(DIM, 128)).to(device)
+    head = simclr.projection_head(DIM).to(device)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr, weight_decay=1e-4)
     encoder.train()
     losses = []

@@ -99,16 +99,11 @@ def train(paths: list[Path], steps: int = 100, batch_videos: int = 16, lr: float
 
     from reelvec.models import visual
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    device, generator, rng = simclr.seeded(seed, device)
     data = videos(paths)
+    frames = [v.frames for v in data]
     encoder, sound = visual.eager_model().to(device), audio_model().to(device)
-    visual_head = torch.nn.Sequential(torch.nn.Linear(1280, simclr.PROJECTION[0]), torch.nn.ReLU(),
-                                      torch.nn.Linear(*simclr.PROJECTION)).to(device)
-    audio_head = torch.nn.Sequential(torch.nn.Linear(AUDIO_DIM, simclr.PROJECTION[0]), torch.nn.ReLU(),
-                                     torch.nn.Linear(*simclr.PROJECTION)).to(device)
+    visual_head, audio_head = simclr.projection_head(1280).to(device), simclr.projection_head(AUDIO_DIM).to(device)
     optimizer = torch.optim.AdamW([
         {"params": [*encoder.parameters(), *visual_head.parameters()], "lr": lr},
         {"params": [*sound.parameters(), *audio_head.parameters()], "lr": audio_lr},
@@ -118,13 +113,7 @@ def train(paths: list[Path], steps: int = 100, batch_videos: int = 16, lr: float
     losses, cross_losses = [], []
     for _ in range(steps):
         chosen = rng.choice(len(data), size=min(batch_videos, len(data)), replace=False)
-        first, second = [], []
-        for c in chosen:
-            a, b = rng.choice(len(data[c].frames), size=2, replace=False)  # the temporal shift
-            first.append(data[c].frames[a])
-            second.append(data[c].frames[b])
-        views = [simclr.augment(torch.from_numpy(np.stack(v)), generator).to(device) for v in (first, second)]
-        z1, z2 = (visual_head(encoder(v)) for v in views)
+        z1, z2 = (visual_head(encoder(v)) for v in simclr.frame_views(frames, chosen, rng, generator, device))
         loss = simclr.nt_xent(z1, z2)
         heard = [i for i, c in enumerate(chosen) if data[c].logmel is not None]
         cross = torch.zeros(())

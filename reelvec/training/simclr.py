@@ -87,30 +87,45 @@ def nt_xent(z1, z2, temperature: float = TEMPERATURE):
     return F.cross_entropy(sims, targets)
 
 
+def seeded(seed: int, device: str) -> tuple[str, object, np.random.Generator]:
+    """The device (CUDA when present), a torch generator for augmentations and a numpy one for
+    sampling, everything seeded: the training commands' common start."""
+    import torch
+
+    torch.manual_seed(seed)
+    return device or ("cuda" if torch.cuda.is_available() else "cpu"), torch.Generator().manual_seed(seed), \
+        np.random.default_rng(seed)
+
+
+def projection_head(width: int):
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(width, PROJECTION[0]), nn.ReLU(), nn.Linear(*PROJECTION))
+
+
+def frame_views(clips: list[np.ndarray], chosen, rng: np.random.Generator, generator, device: str) -> list:
+    """Two augmented views per chosen video, from two different frames of it (the temporal shift)."""
+    import torch
+
+    pairs = [(clips[c][a], clips[c][b]) for c in chosen for a, b in [rng.choice(len(clips[c]), size=2, replace=False)]]
+    return [augment(torch.from_numpy(np.stack(side)), generator).to(device) for side in zip(*pairs)]
+
+
 def train(paths: list[Path], steps: int = 100, batch_videos: int = 16, lr: float = 1e-4,
           seed: int = 0, device: str = "") -> Result:
     """Fine-tunes the packaged EfficientNet-Lite0 with SimCLR on frames of `paths`."""
     import torch
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    device, generator, rng = seeded(seed, device)
     clips = video_frames(paths)
     model = visual.eager_model().to(device)
-    head = torch.nn.Sequential(torch.nn.Linear(1280, PROJECTION[0]), torch.nn.ReLU(),
-                               torch.nn.Linear(*PROJECTION)).to(device)
+    head = projection_head(1280).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=lr, weight_decay=1e-4)
     model.train()
     losses = []
     for _ in range(steps):
         chosen = rng.choice(len(clips), size=min(batch_videos, len(clips)), replace=False)
-        first, second = [], []
-        for c in chosen:
-            a, b = rng.choice(len(clips[c]), size=2, replace=False)  # the temporal shift
-            first.append(clips[c][a])
-            second.append(clips[c][b])
-        views = [augment(torch.from_numpy(np.stack(v)), generator).to(device) for v in (first, second)]
+        views = frame_views(clips, chosen, rng, generator, device)
         z1, z2 = (head(model(v)) for v in views)  # the model's first step casts to float anyway
         loss = nt_xent(z1, z2)
         optimizer.zero_grad()
