@@ -89,7 +89,7 @@ def test_the_report_compares_every_likes_model_when_likes_are_known():
         responses.append(gateway_pb2.EmbedResponse(embeddings=embeddings, duration=10.0))
         likes.append(float(metadata.likes))
     table = report._regressors(items, responses, likes)
-    assert [row["model"] for row in table] == ["ridge", "gbm", "mlp", "transformer", "author", "mean"]
+    assert [row["model"] for row in table] == ["ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"]
     assert report._regressors(items, responses, None) == []
     markdown = report.markdown({"videos": 12, "copies": 0, "transforms": [], "model_versions": {},
                                 "copy_detection": {}, "copy_detection_by_transform": {}, "category_retrieval": {},

@@ -9,6 +9,9 @@ gbm): nothing is ever unpickled.
 - gbm: LightGBM gradient-boosted trees on every feature; `huber` swaps squared error for the Huber
   loss, which viral outliers pull on less (for mlp and transformer too).
 - mlp, transformer: neural.py; trained with PyTorch, served from ONNX.
+- quartile: the quartile-classification variant: LightGBM multiclass over the training split's
+  likes quartiles; it answers the typical log-likes of the quartile it finds most likely, so its
+  quartile accuracy is the classifier's accuracy.
 Targets are standardized (mean 0, scale 1) before fitting and restored after.
 """
 
@@ -17,7 +20,7 @@ import numpy as np
 from services.regressor import features, neural
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # wide: ~1.9k features, often fewer videos
-KINDS = ("ridge", "gbm", "mlp", "transformer", "author", "mean")
+KINDS = ("ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean")
 HUBER_DELTA = 1.0  # in standardized target units: about one standard deviation of log1p(likes)
 
 
@@ -175,6 +178,34 @@ class GradientBoosting(Estimator):
         self.booster = lightgbm.Booster(model_str=body["lightgbm"])
 
 
+class QuartileClassifier(GradientBoosting):
+    kind = "quartile"
+    takes_huber = False
+    CLASSES = 4
+
+    def _fit(self, rows, y, rng):
+        import lightgbm
+
+        self.bounds = np.quantile(y, [0.25, 0.5, 0.75])
+        classes = np.searchsorted(self.bounds, y, side="right")
+        centres = np.quantile(y, [0.125, 0.375, 0.625, 0.875])  # for a quartile tied away to nothing
+        self.typical = [float(np.median(y[classes == c])) if (classes == c).any() else float(centres[c])
+                        for c in range(self.CLASSES)]
+        params = {**self._params(len(rows)), "objective": "multiclass", "num_class": self.CLASSES}
+        data = lightgbm.Dataset(rows, classes, params={"min_data_in_bin": 1, "verbosity": -1})
+        self.booster = lightgbm.train(params, data, num_boost_round=200)
+
+    def _predict(self, rows):
+        return np.asarray(self.typical)[self.booster.predict(rows).argmax(axis=1)]
+
+    def _state(self):
+        return {**super()._state(), "typical": self.typical}
+
+    def _load(self, body):
+        super()._load(body)
+        self.typical = [float(v) for v in body["typical"]]
+
+
 class _Neural(_Standardized):
     takes_huber = True
 
@@ -201,7 +232,7 @@ class Transformer(_Neural):
     kind = "transformer"
 
 
-_CLASSES = {cls.kind: cls for cls in (Mean, Ridge, Author, GradientBoosting, MLP, Transformer)}
+_CLASSES = {cls.kind: cls for cls in (Mean, Ridge, Author, GradientBoosting, MLP, Transformer, QuartileClassifier)}
 
 
 def make(kind: str, huber: bool = False) -> Estimator:

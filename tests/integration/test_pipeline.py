@@ -214,7 +214,7 @@ def test_train_another_model_with_the_comparison_table(stack, indexed):
     report = json.loads(stack.cli("train", "regressor", "--model", "gbm", "--huber", "--compare", "--json").stdout)
     assert report["model"] == "gbm+huber" and report["model_version"].startswith("gbm+huber-")
     table = {row["model"]: row for row in report["comparison"]}
-    assert set(table) == {"ridge", "gbm", "mlp", "transformer", "author", "mean"}
+    assert set(table) == {"ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"}
     assert table["gbm"]["mae"] == report["mae"] and table["mean"]["r2"] <= 0.0
     human = stack.cli("train", "regressor", "--compare").stdout  # ridge again serves the tests below
     assert "same held-out split" in human and "author" in human
