@@ -29,6 +29,7 @@ models: $(STAMP)
 	$(BIN)/python -m reelvec.models.prepare
 
 system-deps:
+	@command -v kubectl >/dev/null || { echo "need kubectl: its built-in kustomize renders deploy/k8s in the tests"; exit 1; }
 	@command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 	  else echo "install espeak-ng (sudo apt-get install espeak-ng): the tests speak with it"; exit 1; fi; }

@@ -19,6 +19,7 @@ class SearchSettings(config.ServerSettings):
     store: str = "edge"  # "edge": embedded engine in the data dir; "qdrant": qdrant-client
     qdrant_url: str = ""  # store=qdrant: a server (http://host:6334); empty: local mode in data_dir
     qdrant_api_key: str = ""
+    qdrant_replication_factor: int = 1  # copies of each shard on a Qdrant cluster (deploy/k8s: 2)
     # The first collection of a new data dir; later ones are named by the re-embed (docs/versions.md).
     collection: str = "videos_v1"
     near_duplicate_threshold: float = 0.95  # visual cosine similarity
@@ -47,7 +48,8 @@ def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
     from services.search.stores.qdrant import Connection, QdrantStore  # qdrant-client loads only when chosen
 
     if settings.qdrant_url:
-        connection = Connection(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+        connection = Connection(url=settings.qdrant_url, api_key=settings.qdrant_api_key,
+                                replication_factor=settings.qdrant_replication_factor)
     else:
         connection = Connection(path=str(root / "qdrant"))
     return Catalog(

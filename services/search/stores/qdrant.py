@@ -51,9 +51,12 @@ class Connection:
     """One qdrant-client for every collection of a search service. Local mode is not thread-safe
     and keeps its directory locked, so its collections share one client and one lock."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, path: str | None = None):
-        """`url` for a server; otherwise local mode at `path` (a directory, or ":memory:")."""
+    def __init__(self, url: str | None = None, api_key: str | None = None, path: str | None = None,
+                 replication_factor: int = 1):
+        """`url` for a server; otherwise local mode at `path` (a directory, or ":memory:").
+        `replication_factor`: copies of each shard of the collections created (a cluster)."""
         self.local = url is None
+        self.replication_factor = replication_factor
         if self.local:
             where = {"location": path} if path == ":memory:" else {"path": path}
             self.client = QdrantClient(**where, force_disable_check_same_thread=True)
@@ -120,6 +123,7 @@ class QdrantStore(base.VideoStore):
                     name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
                     for name, dim in dims.items()
                 },
+                replication_factor=self._connection.replication_factor,
             )
         # Idempotent, so an index added by a later version reaches existing collections too.
         with warnings.catch_warnings():
