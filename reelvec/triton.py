@@ -152,3 +152,16 @@ def wait_ready(
     finally:
         client.close()
     raise TritonNotReady(f"tritonserver at {url} not ready after {timeout:g}s: {last}")
+
+
+def main(argv=None) -> None:
+    """`python -m reelvec.triton ARGS`: tritonserver with the Python backend stub of this interpreter
+    (the CPU image's entrypoint, deploy/triton/Dockerfile). ARGS go to tritonserver as they are."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "reelvec-triton"
+    command = [str(TRITONSERVER), f"--backend-directory={backend_directory(work)}", "--allow-gpu-metrics=false", *args]
+    os.execve(command[0], command, environment())
+
+
+if __name__ == "__main__":
+    main()

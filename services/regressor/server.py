@@ -66,6 +66,11 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                 )
             except ValueError as exc:
                 raise errors.Precondition(f"{exc}; index more videos with likes first") from None
+            except ImportError as exc:  # the serving image leaves PyTorch out (deploy/docker)
+                raise errors.Precondition(
+                    f"{request.model} trains with PyTorch, which this regressor does not have ({exc.name}): "
+                    "train ridge, gbm or quartile here, or run the regressor where torch is installed"
+                ) from None
             await asyncio.to_thread(fitted.save, self.artifact)
             self.model = fitted
             log.info("model trained", extra={"version": fitted.version, **report})
