@@ -7,7 +7,13 @@ DATA_DIR ?= .data
 PORT ?= 50051
 OPENAI_WHISPER := 20250625
 
-.PHONY: install protos models run test bench clean system-deps
+LOADTEST_VENV := .venv-loadtest
+GATEWAY ?= 127.0.0.1:50051
+USERS ?= 16
+DURATION ?= 30
+VIDEOS ?=
+
+.PHONY: install protos models run test bench clean system-deps loadtest loadtest-env
 
 install: $(STAMP) protos models
 
@@ -37,7 +43,7 @@ system-deps:
 run: install
 	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --sample
 
-test: install system-deps
+test: install system-deps loadtest-env
 	$(BIN)/ruff check reelvec services tests bench
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
 
@@ -45,5 +51,22 @@ test: install system-deps
 bench: install system-deps
 	$(BIN)/python -m bench $(BENCH)
 
+# Locust in a venv of its own: it needs a newer pyzmq than nvidia-pytriton allows. The stubs come
+# from the main install, so protobuf is pinned to the version that generated them.
+$(LOADTEST_VENV)/.installed: services/loadgen/requirements.txt $(STAMP)
+	test -x $(LOADTEST_VENV)/bin/python || $(PYTHON) -m venv $(LOADTEST_VENV)
+	$(LOADTEST_VENV)/bin/pip install -q -r services/loadgen/requirements.txt \
+	  "protobuf==$$($(BIN)/python -c 'import google.protobuf as p; print(p.__version__)')"
+	touch $@
+
+loadtest-env: $(LOADTEST_VENV)/.installed protos
+
+# A bounded load test against a running gateway (`make run` in another terminal by default); exits 1
+# on any failed call. VIDEOS=folder of .mp4 adds Index and Search-by-video traffic.
+loadtest: loadtest-env
+	PYTHONPATH=. LOADGEN_VIDEOS=$(VIDEOS) $(LOADTEST_VENV)/bin/locust -f services/loadgen/locustfile.py \
+	  --headless --host $(GATEWAY) --users $(USERS) --spawn-rate $(USERS) --run-time $(DURATION)s \
+	  --stop-timeout 30 --only-summary
+
 clean:
-	rm -rf $(VENV) reelvec/v1/*_pb2*.py* .data
+	rm -rf $(VENV) $(LOADTEST_VENV) reelvec/v1/*_pb2*.py* .data

@@ -133,3 +133,14 @@ def test_autoscaling_and_no_secret_in_the_repository(rendered):
     assert of_kind(docs, "Secret") == {}  # API keys are created in the cluster (docs/deploy.md)
     for doc in docs:
         assert doc["metadata"].get("namespace", "reelvec") == "reelvec" or doc["kind"] == "Namespace"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_in_cluster_load_test_is_a_bounded_job(version):
+    result = subprocess.run(["kubectl", "kustomize", str(K8S / "loadtest")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (job,) = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    kubernetes_validate.validate(job, version, strict=True)
+    assert job["kind"] == "Job" and job["spec"]["backoffLimit"] == 0
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--host") + 1] == "gateway:50051" and "--run-time" in args

@@ -49,7 +49,10 @@ def stages(path) -> list[list[tuple[str, str]]]:
     return found
 
 
-@pytest.mark.parametrize("path", [*SERVING, "deploy/triton/Dockerfile.gpu"])
+TOOLS = {"services/loadgen/Dockerfile": "reelvec/loadgen"}  # the in-cluster load test (deploy/k8s/loadtest)
+
+
+@pytest.mark.parametrize("path", [*SERVING, *TOOLS, "deploy/triton/Dockerfile.gpu"])
 def test_images_end_non_root_and_copy_what_exists(path):
     built = stages(path)
     final = built[-1]

@@ -3,6 +3,7 @@ the first one needs an untrained regressor, the last one restarts the stack."""
 
 import hashlib
 import json
+import os
 import random
 
 import grpc
@@ -272,6 +273,38 @@ def test_metrics_endpoints_count_rpcs(stack, indexed):
     body = urllib.request.urlopen(f"http://{state['gateway']['metrics']}/metrics", timeout=10).read().decode()
     assert 'reelvec_rpc_requests_total{code="OK",method="Index"}' in body
     assert 'code="INVALID_ARGUMENT"' in body
+
+
+def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, indexed, corpus, tmp_path):
+    """`make loadtest`'s Locust file, for a few seconds, with Index traffic from two sample clips."""
+    import csv
+    import subprocess
+
+    from reelvec.config import REPO_ROOT
+
+    locust = REPO_ROOT / ".venv-loadtest" / "bin" / "locust"
+    assert locust.exists(), "run `make loadtest-env` (make test does)"
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("travel_1", "food_0"):
+        (clips / f"{name}.mp4").write_bytes((corpus.parent / f"{name}.mp4").read_bytes())
+    before = stack.stub().Search(gateway_pb2.SearchRequest(text="video", k=100), timeout=30).hits
+    result = subprocess.run(
+        [str(locust), "-f", "services/loadgen/locustfile.py", "--headless", "--host", stack.gateway,
+         "--users", "4", "--spawn-rate", "4", "--run-time", "8s", "--stop-timeout", "60", "--only-summary",
+         "--csv", str(tmp_path / "load")],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOADGEN_VIDEOS": str(clips)},
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {row["Name"]: row for row in csv.DictReader(open(tmp_path / "load_stats.csv"))}
+    for name in ("Search id", "Search text", "Predict id"):
+        assert int(rows[name]["Request Count"]) > 0 and int(rows[name]["Failure Count"]) == 0, rows[name]
+        assert float(rows[name]["50%"]) <= float(rows[name]["99%"])
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    assert "Response time percentiles" in result.stderr + result.stdout  # the table `make loadtest` prints
+    after = stack.stub().Search(gateway_pb2.SearchRequest(text="video", k=100), timeout=30).hits
+    assert {h.id for h in after} == {h.id for h in before}  # its uploads are deleted again
 
 
 def test_everything_survives_a_restart(stack, indexed):

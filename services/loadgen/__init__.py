@@ -1,0 +1,1 @@
+"""The load generator beside the services (Locust with a gRPC user): `make loadtest`."""
