@@ -221,6 +221,51 @@ def cmd_reembed(args, stub) -> int:
     return 1 if status.state == gateway_pb2.ReembedStatus.FAILED else 0
 
 
+def cmd_deploy(args) -> int:
+    from kubernetes.client import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    from reelvec.deploy import render
+    from reelvec.deploy.cluster import Cluster
+
+    try:
+        if args.action == "render":
+            print(render.to_yaml(render.render(args.overlay, args.tag, args.registry)), end="")
+            return 0
+        cluster = Cluster.connect(args.kubeconfig, args.context)
+        if args.action == "apply":
+            docs = render.render(args.overlay, args.tag, args.registry)
+            applied = cluster.apply(docs)
+            cluster.wait_for_rollouts(docs, args.timeout)
+            result, human = {"applied": applied}, f"applied {len(applied)} objects; every workload rolled out"
+        elif args.action == "status":
+            result = cluster.status()
+            human = "\n".join(
+                [f"{name:<12} {w['ready']}/{w['replicas']} ready{'' if w['rolled_out'] else ' (rolling out)'}"
+                 for name, w in sorted(result["workloads"].items())]
+                + [f"hpa {name:<8} {h['current']} -> {h['desired']} (min {h['min']}, max {h['max']})"
+                   for name, h in sorted(result["autoscalers"].items())]
+                + [f"triton {name}: versions {', '.join(v) if isinstance(v, list) else v}"
+                   for name, v in sorted(result["triton_models"].items())]
+            )
+        else:
+            result = cluster.scale(args.name, args.replicas)
+            human = f"{result['name']}: {result['replicas']} replicas" + (
+                " (its autoscaler's minimum too)" if result["autoscaler_min"] else "")
+    except ApiException as exc:
+        print(f"error: Kubernetes API: {exc.status} {exc.reason}: {exc.body or ''}".strip(), file=sys.stderr)
+        return 1
+    except HTTPError as exc:
+        print(f"error: cannot reach the Kubernetes API: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TimeoutError, ConfigException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _emit(args, result, human)
+    return 0
+
+
 def _data_dir(args) -> Path:
     from reelvec import config
 
@@ -255,6 +300,24 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=50051)
     up.add_argument("--sample", action="store_true",
                     help="index the bundled sample corpus and train the regressor when the store is empty")
+
+    deploy = sub.add_parser("deploy", help="Kubernetes: render, apply, status, scale (docs/deploy.md)")
+    actions = deploy.add_subparsers(dest="action", required=True)
+    for action, help_text in (("render", "print an overlay with the chosen images"),
+                              ("apply", "server-side apply an overlay and wait for the rollouts")):
+        a = actions.add_parser(action, help=help_text)
+        a.add_argument("--overlay", choices=["cpu", "gpu"], default="cpu")
+        a.add_argument("--tag", default="latest", help="image tag of every reelvec image")
+        a.add_argument("--registry", default="", help="registry (and path) the reelvec images are pulled from")
+    a.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the rollouts")
+    actions.add_parser("status", help="workloads, autoscalers and Triton's model versions")
+    a = actions.add_parser("scale", help="set the replicas of encoder, triton, gateway or transcriber")
+    a.add_argument("name")
+    a.add_argument("replicas", type=int)
+    for a in actions.choices.values():
+        a.add_argument("--kubeconfig", help="else $KUBECONFIG, ~/.kube/config, or the pod's service account")
+        a.add_argument("--context")
+        a.add_argument("--json", action="store_true")
 
     def client_command(name, func, help_text):
         p = sub.add_parser(name, help=help_text)
@@ -331,6 +394,8 @@ def main(argv=None) -> int:
         from reelvec import launcher
 
         return launcher.main(args)
+    if args.command == "deploy":
+        return cmd_deploy(args)
     stub = client.connect(client.gateway_address(args.gateway))
     try:
         return args.func(args, stub)
