@@ -6,6 +6,7 @@ reports NOT_SERVING, then drains in-flight calls for `grace_seconds`.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import signal
@@ -28,13 +29,25 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 RPC_TOTAL = prometheus_client.Counter(
     "reelvec_rpc_requests_total", "RPCs handled, by method and status code", ["method", "code"]
 )
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 RPC_LATENCY = prometheus_client.Histogram(
-    "reelvec_rpc_latency_seconds",
-    "RPC handling time",
-    ["method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    "reelvec_rpc_latency_seconds", "RPC handling time, by method and status code", ["method", "code"], buckets=_BUCKETS
 )
 RPC_IN_FLIGHT = prometheus_client.Gauge("reelvec_rpc_in_flight", "RPCs being handled", ["method"])
+# Where a call's time goes inside a service: "queued" (waiting for a decode or model slot),
+# "decode", "model" (inference: Triton, Whisper, the text encoder), "features" (hand-made audio).
+STAGE_SECONDS = prometheus_client.Histogram(
+    "reelvec_stage_seconds", "time per stage of a call", ["stage"], buckets=_BUCKETS
+)
+
+
+@contextlib.contextmanager
+def timed(stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS.labels(stage).observe(time.perf_counter() - start)
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -73,7 +86,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 RPC_IN_FLIGHT.labels(method).dec()
                 RPC_TOTAL.labels(method, code.name).inc()
-                RPC_LATENCY.labels(method).observe(time.perf_counter() - start)
+                RPC_LATENCY.labels(method, code.name).observe(time.perf_counter() - start)
 
         make = (
             grpc.stream_unary_rpc_method_handler

@@ -8,6 +8,7 @@ import numpy as np
 
 from reelvec import config, errors, media
 from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder import audio_features, frames
 from services.encoder.learned_audio import OnnxAudio, TritonAudio
@@ -86,13 +87,18 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
 
     async def _audio(self, samples: np.ndarray | None, learned) -> tuple[np.ndarray | None, str]:
         """The hand-made statistics, or the learned encoder's pooled windows when one is pinned."""
-        if learned is None:
-            vector = None if samples is None else await asyncio.to_thread(audio_features.features, samples)
-            return vector, audio_features.VERSION
         if samples is None:
-            return None, learned.name
-        windows = await asyncio.to_thread(audio_features.logmel_windows, samples)
-        return pool(await learned.embed(windows)), learned.name
+            return None, audio_features.VERSION if learned is None else learned.name
+        with timed("features"):
+            if learned is None:
+                return await asyncio.to_thread(audio_features.features, samples), audio_features.VERSION
+            windows = await asyncio.to_thread(audio_features.logmel_windows, samples)
+        with timed("model"):
+            return pool(await learned.embed(windows)), learned.name
+
+    async def _visual(self, model, frames_: np.ndarray) -> np.ndarray:
+        with timed("model"):
+            return pool(await model.embed(frames_))
 
     async def Encode(self, request, context):
         data = request.video
@@ -102,15 +108,19 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
         visual_model = await self._model_for("visual", request.visual_version) if request.visual_version else self.visual
         learned = await self._model_for("audio", request.audio_version) if request.audio_version else None
-        async with self._decodes:
-            sampled, samples = await asyncio.gather(
-                asyncio.to_thread(frames.sample, data, self.settings.frames, self.settings.max_duration),
-                asyncio.to_thread(self._samples, data),
-            )
+        with timed("queued"):
+            await self._decodes.acquire()
+        try:
+            with timed("decode"):
+                sampled, samples = await asyncio.gather(
+                    asyncio.to_thread(frames.sample, data, self.settings.frames, self.settings.max_duration),
+                    asyncio.to_thread(self._samples, data),
+                )
+        finally:
+            self._decodes.release()
         visual, (audio, audio_model) = await asyncio.gather(
-            visual_model.embed(sampled.frames), self._audio(samples, learned)
+            self._visual(visual_model, sampled.frames), self._audio(samples, learned)
         )
-        visual = pool(visual)
         info = sampled.info
         return encoder_pb2.EncodeResponse(
             visual=visual.tolist(),

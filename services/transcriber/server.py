@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reelvec import config, errors, media
 from reelvec.models import TEXT_MODEL_DIR
+from reelvec.server import timed
 from reelvec.v1 import common_pb2, transcriber_pb2, transcriber_pb2_grpc
 from services.transcriber.speech import Speech, Transcript
 from services.transcriber.text_embedding import TextEmbedder
@@ -74,19 +75,31 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
         return self.speech, self.embedder
 
     def _speech_to_text(self, speech: Speech, video: bytes) -> Transcript:
-        return speech.transcribe(media.decode_audio(video))
+        with timed("decode"):
+            audio = media.decode_audio(video)
+        with timed("model"):
+            return speech.transcribe(audio)
 
     async def _embed(self, embedder: TextEmbedder, text: str) -> list[float]:
-        async with self._embeddings:
-            vectors = await asyncio.to_thread(embedder.embed, [text])
+        with timed("queued"):
+            await self._embeddings.acquire()
+        try:
+            with timed("model"):
+                vectors = await asyncio.to_thread(embedder.embed, [text])
+        finally:
+            self._embeddings.release()
         return vectors[0].tolist()
 
     async def Transcribe(self, request, context):
         speech, embedder = self._ready()
         if len(request.video) > self.settings.max_video_mb * 1024 * 1024:
             raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
-        async with self._transcriptions:
+        with timed("queued"):
+            await self._transcriptions.acquire()
+        try:
             transcript = await asyncio.to_thread(self._speech_to_text, speech, request.video)
+        finally:
+            self._transcriptions.release()
         words = embedding_text(request.caption, request.hashtags, transcript.text)
         return transcriber_pb2.TranscribeResponse(
             transcript=_to_proto(transcript),

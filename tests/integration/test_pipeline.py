@@ -267,12 +267,32 @@ def test_uploads_are_kept_once_per_content_until_the_last_video_goes(stack, inde
 
 
 def test_metrics_endpoints_count_rpcs(stack, indexed):
+    import re
     import urllib.request
 
+    from reelvec.config import REPO_ROOT
+
     state = json.loads((stack.data_dir / "stack.json").read_text())
-    body = urllib.request.urlopen(f"http://{state['gateway']['metrics']}/metrics", timeout=10).read().decode()
+
+    def scrape(process):
+        return urllib.request.urlopen(f"http://{state[process]['metrics']}/metrics", timeout=10).read().decode()
+
+    body = scrape("gateway")
     assert 'reelvec_rpc_requests_total{code="OK",method="Index"}' in body
     assert 'code="INVALID_ARGUMENT"' in body
+    assert 'reelvec_rpc_latency_seconds_count{code="OK",method="Index"}' in body
+    encoder = scrape("encoder")
+    for stage in ("queued", "decode", "model", "features"):
+        assert f'reelvec_stage_seconds_count{{stage="{stage}"}}' in encoder, stage
+    # every metric the Grafana dashboard and the autoscaling rules query is one a process exports
+    exported = set()
+    for process in ("gateway", "encoder", "transcriber", "search", "regressor", "triton"):
+        for name in re.findall(r"^# TYPE (\w+) (\w+)", scrape(process), re.M):
+            exported |= {name[0], name[0] + "_bucket", name[0] + "_count", name[0] + "_sum"}
+    monitoring = REPO_ROOT / "deploy" / "k8s" / "monitoring"
+    queried = set(re.findall(r"\b((?:reelvec|nv)_[a-z_]+)\b", (monitoring / "grafana-dashboard.json").read_text()
+                             + (monitoring / "prometheus-adapter-rules.yaml").read_text()))
+    assert queried and queried <= exported, sorted(queried - exported)
 
 
 def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, indexed, corpus, tmp_path):
