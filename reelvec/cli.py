@@ -221,6 +221,27 @@ def cmd_reembed(args, stub) -> int:
     return 1 if status.state == gateway_pb2.ReembedStatus.FAILED else 0
 
 
+def cmd_keys(args) -> int:
+    from services.gateway.auth import KeyStore
+
+    store = KeyStore(Path(args.file) if args.file else _data_dir(args) / "api-keys.json")
+    try:
+        if args.action == "create":
+            key, record = store.create(args.scope, args.rate, args.burst)
+            result, human = {"key": key, **record.public()}, f"{key}\n(shown once: store it now; id {record.id})"
+        elif args.action == "list":
+            result = {"keys": store.list()}
+            human = "\n".join(f"{k['id']}  {k['scope']:<5}  {k['rate']:g}/s burst {k['burst']}" for k in result["keys"])
+        else:
+            revoked = store.revoke(args.id)
+            result, human = {"revoked": revoked}, "revoked" if revoked else f"no key {args.id}"
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _emit(args, result, human or "no keys")
+    return 0 if args.action != "revoke" or result["revoked"] else 1
+
+
 def cmd_deploy(args) -> int:
     from kubernetes.client import ApiException
     from kubernetes.config import ConfigException
@@ -319,9 +340,24 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--context")
         a.add_argument("--json", action="store_true")
 
+    keys = sub.add_parser("keys", help="API keys of the gateway in a data dir (docs/reliability.md)")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    a = key_actions.add_parser("create", help="make a key; it is printed once and stored hashed")
+    a.add_argument("--scope", choices=["read", "write", "admin"], required=True)
+    a.add_argument("--rate", type=float, default=50.0, help="calls per second")
+    a.add_argument("--burst", type=int, default=100, help="calls at once")
+    key_actions.add_parser("list", help="ids, scopes and limits (never the keys)")
+    a = key_actions.add_parser("revoke", help="remove a key; the gateway stops taking it within a second")
+    a.add_argument("id")
+    for a in key_actions.choices.values():
+        a.add_argument("--data-dir", help="the gateway's data dir (its keys file: <data-dir>/api-keys.json)")
+        a.add_argument("--file", help="the keys file itself, when it lives elsewhere")
+        a.add_argument("--json", action="store_true")
+
     def client_command(name, func, help_text):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--gateway", default=None, help="HOST:PORT (else $REELVEC_GATEWAY, else 127.0.0.1:50051)")
+        p.add_argument("--api-key", default=None, help="else $REELVEC_API_KEY; needed when the gateway has keys")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=func)
         return p
@@ -396,7 +432,9 @@ def main(argv=None) -> int:
         return launcher.main(args)
     if args.command == "deploy":
         return cmd_deploy(args)
-    stub = client.connect(client.gateway_address(args.gateway))
+    if args.command == "keys":
+        return cmd_keys(args)
+    stub = client.connect(client.gateway_address(args.gateway), args.api_key)
     try:
         return args.func(args, stub)
     except grpc.RpcError as exc:

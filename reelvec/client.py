@@ -19,8 +19,29 @@ def gateway_address(explicit: str | None = None) -> str:
     return explicit or os.environ.get("REELVEC_GATEWAY") or DEFAULT_GATEWAY
 
 
-def connect(address: str) -> gateway_pb2_grpc.GatewayStub:
-    return gateway_pb2_grpc.GatewayStub(grpc.insecure_channel(address, options=limits.GRPC_OPTIONS))
+class _ApiKey(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds `authorization: Bearer <key>` to every call (services/gateway/auth.py)."""
+
+    def __init__(self, key: str):
+        self.metadata = (("authorization", f"Bearer {key}"),)
+
+    def _details(self, details):  # grpc hands interceptors a namedtuple
+        return details._replace(metadata=(*(details.metadata or ()), *self.metadata))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+def connect(address: str, api_key: str | None = None) -> gateway_pb2_grpc.GatewayStub:
+    """`api_key`: else $REELVEC_API_KEY; none needed while the gateway has no keys file."""
+    channel = grpc.insecure_channel(address, options=limits.GRPC_OPTIONS)
+    api_key = api_key or os.environ.get("REELVEC_API_KEY")
+    if api_key:
+        channel = grpc.intercept_channel(channel, _ApiKey(api_key))
+    return gateway_pb2_grpc.GatewayStub(channel)
 
 
 def metadata_from_manifest(entry: dict) -> common_pb2.VideoMetadata:

@@ -29,3 +29,11 @@ class Unavailable(ReelvecError):
 
 class TooLarge(ReelvecError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(ReelvecError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ReelvecError):
+    code = grpc.StatusCode.PERMISSION_DENIED

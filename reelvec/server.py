@@ -51,7 +51,12 @@ def timed(stage: str):
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Times and counts every unary-response RPC and maps domain errors onto gRPC statuses."""
+    """Times and counts every unary-response RPC and maps domain errors onto gRPC statuses.
+    `authorize(method, metadata)`, when given, runs first for reelvec's own RPCs (not health checks
+    or reflection, which probes need open) and raises a ReelvecError to refuse the call."""
+
+    def __init__(self, authorize: Callable[[str, dict], None] | None = None):
+        self._authorize = authorize
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
@@ -60,6 +65,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method = details.method.rsplit("/", 1)[-1]
         incoming = dict(details.invocation_metadata or ())
         rid = incoming.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:16]
+        authorize = self._authorize if details.method.startswith("/reelvec.") else None
 
         async def wrapped(request, context):
             request_id.set(rid)
@@ -67,6 +73,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             RPC_IN_FLIGHT.labels(method).inc()
             try:
+                if authorize is not None:
+                    authorize(method, incoming)
                 behaviour = handler.stream_unary if handler.request_streaming else handler.unary_unary
                 return await behaviour(request, context)
             except errors.ReelvecError as exc:
@@ -124,14 +132,16 @@ async def serve(
     add_services: Callable[[grpc.aio.Server], Iterable[str]],
     warmup: Callable[[], Awaitable[None]] | None = None,
     cleanup: Callable[[], Awaitable[None]] | None = None,
+    authorize: Callable[[str, dict], None] | None = None,
 ) -> None:
     """Runs a server until SIGTERM/SIGINT. `add_services` registers servicers and returns their
-    full names; `warmup` loads models before the health status turns SERVING."""
+    full names; `warmup` loads models before the health status turns SERVING; `authorize` checks
+    every call's metadata (ServiceInterceptor)."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RequestIdFilter())
     # so_reuseport off: a second server on a busy port must fail, not silently share it
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor()], options=[*limits.GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+        interceptors=[ServiceInterceptor(authorize)], options=[*limits.GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
     )
     names = list(add_services(server))
     health_servicer = health.aio.HealthServicer()

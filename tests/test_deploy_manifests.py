@@ -131,6 +131,9 @@ def test_autoscaling_and_no_secret_in_the_repository(rendered):
         assert scaler["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
         assert 1 <= scaler["spec"]["minReplicas"] < scaler["spec"]["maxReplicas"]
     assert of_kind(docs, "Secret") == {}  # API keys are created in the cluster (docs/deploy.md)
+    gateway = workloads(docs)["gateway"]["spec"]["template"]["spec"]
+    assert {"name": "REELVEC_REQUIRE_API_KEYS", "value": "true"} in gateway["containers"][0]["env"]
+    assert {"name": "keys", "secret": {"secretName": "reelvec-gateway-keys"}} in gateway["volumes"]
     for doc in docs:
         assert doc["metadata"].get("namespace", "reelvec") == "reelvec" or doc["kind"] == "Namespace"
 

@@ -1,17 +1,27 @@
 import asyncio
+from pathlib import Path
 
 from reelvec import config, logs, server
 from reelvec.v1 import gateway_pb2, gateway_pb2_grpc
+from services.gateway.auth import KeyStore
 from services.gateway.server import Gateway, Settings
+
+
+def key_store(settings: Settings) -> KeyStore:
+    return KeyStore(Path(settings.api_keys_file or Path(settings.data_dir) / "api-keys.json"))
 
 
 async def main() -> None:
     settings = config.load(Settings, description="reelvec gateway (the public API)")
     logs.setup("gateway", settings.log_level)
+    keys = key_store(settings)
+    if settings.require_api_keys and not keys.enabled:
+        raise SystemExit(f"require_api_keys is set but there is no keys file at {keys.path}: "
+                         "create keys with `reelvec keys create`")
     servicer = Gateway(settings)
-
-
-    await server.serve(settings, server.register(gateway_pb2, gateway_pb2_grpc, "Gateway", servicer))
+    await server.serve(
+        settings, server.register(gateway_pb2, gateway_pb2_grpc, "Gateway", servicer), authorize=keys.check
+    )
 
 
 if __name__ == "__main__":

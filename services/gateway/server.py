@@ -53,6 +53,8 @@ class Settings(config.ServerSettings):
     regress_timeout: float = 10.0
     train_timeout: float = 900.0
     keep_media: bool = True  # keep uploads in <data-dir>/media for re-embedding and playback
+    api_keys_file: str = ""  # empty: <data-dir>/api-keys.json; keys are checked while it exists
+    require_api_keys: bool = False  # refuse to start without a keys file (deploy/k8s sets it)
 
 
 @dataclasses.dataclass

@@ -28,6 +28,8 @@ from reelvec import limits  # noqa: E402
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc  # noqa: E402
 
 DEADLINE = float(os.environ.get("LOADGEN_DEADLINE", "30"))
+# a gateway with keys wants one (services/gateway/auth.py); give it a rate the load test cannot reach
+METADATA = (("authorization", f"Bearer {os.environ['REELVEC_API_KEY']}"),) if os.environ.get("REELVEC_API_KEY") else ()
 WORDS = ["pasta", "travel", "bike", "music", "dog", "recipe", "city", "beach", "workout", "game"]
 _counter = itertools.count()
 
@@ -45,7 +47,7 @@ class GatewayUser(User):
     def on_start(self):
         self.channel = grpc.insecure_channel(self.host, options=limits.GRPC_OPTIONS)
         self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
-        found = self.stub.Search(gateway_pb2.SearchRequest(text="video", k=50), timeout=DEADLINE)
+        found = self.stub.Search(gateway_pb2.SearchRequest(text="video", k=50), timeout=DEADLINE, metadata=METADATA)
         self.ids = [hit.id for hit in found.hits]
         if not self.ids:
             raise RuntimeError(f"the gateway at {self.host} has no videos: index some first")
@@ -54,14 +56,14 @@ class GatewayUser(User):
 
     def on_stop(self):
         for video_id in self.indexed:  # a load test leaves the corpus as it found it
-            self.stub.Delete(gateway_pb2.DeleteVideoRequest(id=video_id), timeout=DEADLINE)
+            self.stub.Delete(gateway_pb2.DeleteVideoRequest(id=video_id), timeout=DEADLINE, metadata=METADATA)
         self.channel.close()
 
     def _call(self, name: str, method, request) -> bool:
         started = time.perf_counter()
         error, size = None, 0
         try:
-            size = method(request, timeout=DEADLINE).ByteSize()
+            size = method(request, timeout=DEADLINE, metadata=METADATA).ByteSize()
         except grpc.RpcError as exc:
             error = RuntimeError(f"{exc.code().name}: {exc.details()}")
         self.environment.events.request.fire(
