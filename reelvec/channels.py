@@ -2,11 +2,12 @@
 and upstream failures turned into statuses that name the service that failed."""
 
 import json
+import time
 
 import grpc
 
 from reelvec import errors, limits
-from reelvec.server import REQUEST_ID_KEY, request_id
+from reelvec.server import REQUEST_ID_KEY, caller_deadline, request_id
 
 # Transparent retries only for UNAVAILABLE (connection refused / not yet up); every internal RPC of
 # reelvec is idempotent (upsert by id, pure functions of their input), so a retry is safe.
@@ -55,8 +56,15 @@ class Upstream(errors.ReelvecError):
 
 
 async def call(what: str, method, request, timeout: float):
-    """Calls `method` with a deadline and the current request id; maps failures for our caller."""
+    """Calls `method` with a deadline, never later than our own caller's, and the current request
+    id; maps failures for our caller."""
     metadata = ((REQUEST_ID_KEY, request_id.get()),) if request_id.get() else None
+    deadline = caller_deadline.get()
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise errors.DeadlineExceeded(f"the caller's deadline passed before {what} was called")
+        timeout = min(timeout, left)
     try:
         return await method(request, timeout=timeout, metadata=metadata)
     except grpc.aio.AioRpcError as exc:
@@ -64,6 +72,8 @@ async def call(what: str, method, request, timeout: float):
         if code in _PASS_THROUGH:
             raise Upstream(code, exc.details()) from None
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            if deadline is not None and time.monotonic() >= deadline - 0.001:
+                raise errors.DeadlineExceeded(f"{what} did not answer before the caller's deadline") from None
             raise Upstream(
                 grpc.StatusCode.UNAVAILABLE, f"{what} did not answer within {timeout:g}s"
             ) from None

@@ -25,6 +25,9 @@ class ServerSettings:
     log_level: str = "INFO"
     data_dir: str = str(Path.home() / ".local" / "share" / "reelvec")
     max_video_mb: int = 256
+    # calls handled at once; past it RESOURCE_EXHAUSTED at once (a client retries with backoff)
+    # instead of an unbounded queue that only grows latency and memory. 0: no cap.
+    max_concurrent_rpcs: int = 512
 
 
 def load(cls, argv=None, description: str = ""):

@@ -37,3 +37,7 @@ class Unauthenticated(ReelvecError):
 
 class PermissionDenied(ReelvecError):
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class DeadlineExceeded(ReelvecError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "x-request-id"
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# time.monotonic() by which the caller of the call being handled stops waiting; None: no deadline.
+# reelvec.channels gives internal calls no more than what is left of it.
+caller_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("caller_deadline", default=None)
 
 RPC_TOTAL = prometheus_client.Counter(
     "reelvec_rpc_requests_total", "RPCs handled, by method and status code", ["method", "code"]
@@ -55,8 +58,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     `authorize(method, metadata)`, when given, runs first for reelvec's own RPCs (not health checks
     or reflection, which probes need open) and raises a ReelvecError to refuse the call."""
 
-    def __init__(self, authorize: Callable[[str, dict], None] | None = None):
+    def __init__(self, authorize: Callable[[str, dict], None] | None = None, max_concurrent: int = 0):
+        """`max_concurrent`: calls handled at once past which a call gets RESOURCE_EXHAUSTED at
+        once instead of queueing without bound (0: no cap)."""
         self._authorize = authorize
+        self._max_concurrent = max_concurrent
+        self._in_flight = 0
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
@@ -65,14 +72,22 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method = details.method.rsplit("/", 1)[-1]
         incoming = dict(details.invocation_metadata or ())
         rid = incoming.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:16]
-        authorize = self._authorize if details.method.startswith("/reelvec.") else None
+        ours = details.method.startswith("/reelvec.")  # health checks and reflection stay open and uncapped
+        authorize = self._authorize if ours else None
+        cap = self._max_concurrent if ours else 0
 
         async def wrapped(request, context):
             request_id.set(rid)
+            remaining = context.time_remaining()
+            caller_deadline.set(None if remaining is None else time.monotonic() + remaining)
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             RPC_IN_FLIGHT.labels(method).inc()
+            self._in_flight += ours
             try:
+                if cap and self._in_flight > cap:
+                    raise errors.TooLarge(f"{cap} calls are in progress here already "
+                                          "(max_concurrent_rpcs): retry with backoff")
                 if authorize is not None:
                     authorize(method, incoming)
                 behaviour = handler.stream_unary if handler.request_streaming else handler.unary_unary
@@ -92,6 +107,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unhandled error", extra={"method": method})
                 await context.abort(code, f"internal error in {method}: {type(exc).__name__}")
             finally:
+                self._in_flight -= ours
                 RPC_IN_FLIGHT.labels(method).dec()
                 RPC_TOTAL.labels(method, code.name).inc()
                 RPC_LATENCY.labels(method, code.name).observe(time.perf_counter() - start)
@@ -141,7 +157,7 @@ async def serve(
         handler.addFilter(_RequestIdFilter())
     # so_reuseport off: a second server on a busy port must fail, not silently share it
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(authorize)], options=[*limits.GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+        interceptors=[ServiceInterceptor(authorize, settings.max_concurrent_rpcs)], options=[*limits.GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
     )
     names = list(add_services(server))
     health_servicer = health.aio.HealthServicer()

@@ -20,6 +20,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from reelvec import errors
+from reelvec.server import caller_deadline
 from reelvec.modalities import VISUAL_DIM
 
 INPUT = "frames"
@@ -73,13 +74,18 @@ class TritonVisual:
     async def _infer(self, frames: np.ndarray) -> np.ndarray:
         tensor = grpcclient.InferInput(self.INPUT, list(frames.shape), self.DATATYPE)
         tensor.set_data_from_numpy(frames)
+        deadline = caller_deadline.get()
+        timeout = self.timeout if deadline is None else max(0.001, min(self.timeout, deadline - time.monotonic()))
         try:
             result = await self.client.infer(
                 self.model, [tensor], model_version=self.version,
-                outputs=[grpcclient.InferRequestedOutput(self.OUTPUT)], client_timeout=self.timeout,
+                outputs=[grpcclient.InferRequestedOutput(self.OUTPUT)], client_timeout=timeout,
+                timeout=int(timeout * 1e6),  # Triton's queue policy drops it once the caller is gone
             )
         except InferenceServerException as exc:
             status = (exc.status() or "").removeprefix("StatusCode.")
+            if "queue" in exc.message().lower():  # full, or timed out waiting: back off and retry
+                raise errors.TooLarge(f"triton at {self.url} is overloaded: {exc.message()}") from None
             raise errors.Unavailable(f"triton at {self.url} failed ({status}): {exc.message()}") from None
         return result.as_numpy(self.OUTPUT)
 

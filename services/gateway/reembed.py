@@ -24,6 +24,7 @@ import numpy as np
 
 from reelvec import errors, modalities
 from reelvec.fusion import WeightedConcat
+from reelvec.server import caller_deadline
 from reelvec.v1 import common_pb2, gateway_pb2, search_pb2
 from services.gateway import pipeline
 from services.gateway.versions import BUILDING, LEARNED_AUDIO, Pins, audio_version, visual_version
@@ -160,6 +161,7 @@ class Reembed:
             await pipeline.first_failure_cancels(*(one(r) for r in records))
 
     async def _run(self, collection: str, pins: Pins) -> None:
+        caller_deadline.set(None)  # the Reembed call that started this job has long returned
         started = time.monotonic()
         try:
             there = await self._contents(collection)
