@@ -21,6 +21,9 @@ from reelvec import errors
 log = logging.getLogger(__name__)
 
 MAX_SIDE = 8192  # px: beyond any phone or camera; one 16k x 16k RGB frame is 800 MB
+# 8K UHD (7680 x 4320) and no more: a few kilobytes of 8192 x 8192 still video would otherwise
+# make the decoder allocate 100 MB a frame (a decompression bomb)
+MAX_PIXELS = 7680 * 4320
 DEFAULT_MAX_DURATION = 600.0  # seconds
 # Seeking costs a keyframe lookup plus decoding from that keyframe: for a target closer than this to
 # the last decoded frame, decoding forward is cheaper.
@@ -58,7 +61,9 @@ def open_media(data: bytes) -> Iterator[av.container.InputContainer]:
     if not data:
         raise errors.InvalidInput("empty input: the request carries no bytes")
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        # titles and comments in other encodings than UTF-8 (real .avi files have Latin-1) are
+        # readable with a replacement character, not a reason to refuse the video
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="replace")
     except (av.FFmpegError, ValueError) as exc:
         kind = _kind(data)
         if kind:
@@ -121,6 +126,8 @@ def _describe(container, data: bytes, max_duration: float) -> MediaInfo:
         raise errors.InvalidInput("video stream has no frame size: truncated or corrupt")
     if max(width, height) > MAX_SIDE:
         raise errors.InvalidInput(f"video is {width}x{height}; the largest side allowed is {MAX_SIDE} px")
+    if width * height > MAX_PIXELS:
+        raise errors.InvalidInput(f"video is {width}x{height}: more pixels a frame than 8K UHD (7680x4320) allows")
     duration = _duration(container, video) or _demuxed_duration(data, max_duration)
     _check_duration(duration, max_duration)
     rate = video.average_rate or video.guessed_rate
