@@ -8,6 +8,7 @@ import grpc
 
 from reelvec import errors, limits
 from reelvec.server import REQUEST_ID_KEY, caller_deadline, request_id
+from reelvec.tls import TLS
 
 # Transparent retries only for UNAVAILABLE (connection refused / not yet up); every internal RPC of
 # reelvec is idempotent (upsert by id, pure functions of their input), so a retry is safe.
@@ -29,15 +30,13 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address,
-        options=[
-            *limits.GRPC_OPTIONS,
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.enable_retries", 1),
-        ],
-    )
+def open_channel(address: str, tls: TLS = TLS()) -> grpc.aio.Channel:
+    """Plaintext, or TLS when `tls` names a CA (and mutual TLS when it has a certificate too)."""
+    options = [*limits.GRPC_OPTIONS, ("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+    credentials = tls.channel_credentials()
+    if credentials is not None:
+        return grpc.aio.secure_channel(address, credentials, options=options)
+    return grpc.aio.insecure_channel(address, options=options)
 
 
 # Statuses passed through unchanged: they describe the caller's input, not the upstream's health.

@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 
 from reelvec import limits
+from reelvec.tls import TLS
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, regressor_pb2
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
@@ -36,8 +37,15 @@ class _ApiKey(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientIntercepto
 
 
 def connect(address: str, api_key: str | None = None) -> gateway_pb2_grpc.GatewayStub:
-    """`api_key`: else $REELVEC_API_KEY; none needed while the gateway has no keys file."""
-    channel = grpc.insecure_channel(address, options=limits.GRPC_OPTIONS)
+    """`api_key`: else $REELVEC_API_KEY; none needed while the gateway has no keys file.
+    TLS when $REELVEC_TLS_CA names the CA of the gateway's certificate; with $REELVEC_TLS_CERT and
+    $REELVEC_TLS_KEY too, mutual TLS (reelvec/tls.py)."""
+    env = {name: os.environ.get(f"REELVEC_TLS_{name.upper()}", "") for name in ("cert", "key", "ca")}
+    credentials = TLS(**env).channel_credentials()
+    if credentials is not None:
+        channel = grpc.secure_channel(address, credentials, options=limits.GRPC_OPTIONS)
+    else:
+        channel = grpc.insecure_channel(address, options=limits.GRPC_OPTIONS)
     api_key = api_key or os.environ.get("REELVEC_API_KEY")
     if api_key:
         channel = grpc.intercept_channel(channel, _ApiKey(api_key))

@@ -28,6 +28,11 @@ class ServerSettings:
     # calls handled at once; past it RESOURCE_EXHAUSTED at once (a client retries with backoff)
     # instead of an unbounded queue that only grows latency and memory. 0: no cap.
     max_concurrent_rpcs: int = 512
+    # TLS and mutual TLS (reelvec/tls.py): PEM files; all empty: plaintext on loopback
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_ca: str = ""
 
 
 def load(cls, argv=None, description: str = ""):

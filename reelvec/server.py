@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reelvec import errors, limits
+from reelvec.tls import TLS
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ async def serve(
         server,
     )
     address = f"{settings.host}:{settings.port}"
-    if server.add_insecure_port(address) == 0:
+    credentials = TLS.of(settings).server_credentials()
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if bound == 0:
         raise SystemExit(f"cannot bind {address}")
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from reelvec import channels, config, errors, fusion, modalities
+from reelvec.tls import TLS
 from reelvec.v1 import (
     common_pb2,
     encoder_pb2_grpc,
@@ -66,11 +67,12 @@ class Stubs:
 
     @classmethod
     def connect(cls, s: Settings) -> "Stubs":
+        tls = TLS.of(s)
         return cls(
-            encoder_pb2_grpc.EncoderStub(channels.open_channel(s.encoder_url)),
-            transcriber_pb2_grpc.TranscriberStub(channels.open_channel(s.transcriber_url)),
-            search_pb2_grpc.SearchStub(channels.open_channel(s.search_url)),
-            regressor_pb2_grpc.RegressorStub(channels.open_channel(s.regressor_url)),
+            encoder_pb2_grpc.EncoderStub(channels.open_channel(s.encoder_url, tls)),
+            transcriber_pb2_grpc.TranscriberStub(channels.open_channel(s.transcriber_url, tls)),
+            search_pb2_grpc.SearchStub(channels.open_channel(s.search_url, tls)),
+            regressor_pb2_grpc.RegressorStub(channels.open_channel(s.regressor_url, tls)),
         )
 
 

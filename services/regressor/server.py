@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from reelvec import channels, config, errors
+from reelvec.tls import TLS
 from reelvec.v1 import regressor_pb2, regressor_pb2_grpc, search_pb2, search_pb2_grpc
 from services.regressor import estimators, features, model
 
@@ -31,7 +32,7 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         self.settings = settings
         self.artifact = Path(settings.data_dir) / "regressor" / "likes-model.json"
         self.model: model.LikesModel | None = None
-        self.search = search_pb2_grpc.SearchStub(channels.open_channel(settings.search_url))
+        self.search = search_pb2_grpc.SearchStub(channels.open_channel(settings.search_url, TLS.of(settings)))
         self._training = asyncio.Lock()
 
     def load(self) -> None:
