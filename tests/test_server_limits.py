@@ -91,4 +91,5 @@ def test_internal_calls_get_no_more_time_than_the_caller_has_left():
 
     error, elapsed = asyncio.run(run())
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and elapsed < 2.5
-    assert seen["remaining"] is not None and seen["remaining"] < 1.0
+    # the caller's 1 s, not the relay's own 60 s (gRPC rounds the timeout it sends up a little)
+    assert seen["remaining"] is not None and seen["remaining"] < 1.5
