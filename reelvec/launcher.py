@@ -2,7 +2,9 @@
 
 Children run in their own session so a terminal's Ctrl-C reaches only this supervisor, which then
 stops them in dependency order (gateway first, Triton last) and lets each drain. PR_SET_PDEATHSIG
-makes the kernel stop a child if the supervisor itself dies without cleaning up.
+makes the kernel stop a child if the supervisor itself dies without cleaning up. A child that
+crashes is started again on the same ports and data (Stack.supervise); only a crash loop stops the
+stack.
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from reelvec.models import TRITON_REPOSITORY
 
 READY_TIMEOUT = float(os.environ.get("REELVEC_READY_TIMEOUT", "300"))
 STOP_TIMEOUT = 20.0
+MAX_RESTARTS, CRASH_WINDOW = 5, 60.0
 
 
 _handed_out: set[int] = set()
@@ -82,6 +85,7 @@ class Stack:
     data_dir: Path
     gateway_port: int = 50051
     children: list[Child] = dataclasses.field(default_factory=list)
+    _stopping: bool = False
 
     @property
     def repository(self) -> Path:
@@ -129,16 +133,18 @@ class Stack:
         path.write_text(json.dumps(state, indent=2))
         return path
 
-    async def start(self) -> None:
+    async def _spawn(self, child: Child) -> None:
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for child in self.children:
-            log = open(logs / f"{child.name}.log", "ab")
+        with open(logs / f"{child.name}.log", "ab") as log:
             child.process = await asyncio.create_subprocess_exec(
                 *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
-            log.close()
+
+    async def start(self) -> None:
+        for child in self.children:
+            await self._spawn(child)
         await asyncio.gather(*(self._wait_ready(c) for c in self.children))
 
     async def _wait_ready(self, child: Child) -> None:
@@ -162,8 +168,31 @@ class Stack:
             task.cancel()
         return waits[done.pop()]
 
+    async def supervise(self) -> Child:
+        """Restarts a child that exits, on the same ports and data, after a backoff (0.5 s,
+        doubling, at most 10 s), while the others keep serving; its callers see UNAVAILABLE
+        meanwhile. Returns the child that exited more than MAX_RESTARTS times within
+        CRASH_WINDOW seconds: a crash loop, which restarting does not mend."""
+        exits: dict[str, list[float]] = {}
+        while True:
+            child = await self.wait_any_exit()
+            if self._stopping:
+                return child
+            now = time.monotonic()
+            exits[child.name] = [t for t in exits.get(child.name, []) if now - t < CRASH_WINDOW] + [now]
+            if len(exits[child.name]) > MAX_RESTARTS:
+                return child
+            print(f"warning: {child.name} exited with code {child.process.returncode}; restarting it",
+                  file=sys.stderr, flush=True)
+            await asyncio.sleep(min(0.5 * 2 ** (len(exits[child.name]) - 1), 10.0))
+            if self._stopping:
+                return child
+            await self._spawn(child)
+            self.write_state()
+
     async def stop(self) -> None:
         """Gateway first so no new work enters; Triton last so the encoder can drain into it."""
+        self._stopping = True
         for child in reversed(self.children):
             if child.process is None or child.process.returncode is not None:
                 continue
@@ -215,13 +244,15 @@ async def _run(args) -> int:
             from reelvec import sample_corpus
 
             await asyncio.to_thread(sample_corpus.ensure_indexed, stack.gateway, data_dir)
-        exited = asyncio.ensure_future(stack.wait_any_exit())
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if exited.done():
-            child = exited.result()
-            print(f"error: {child.name} exited with code {child.process.returncode}; stopping the stack",
-                  file=sys.stderr, flush=True)
+        crashed = asyncio.ensure_future(stack.supervise())
+        await asyncio.wait({crashed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if crashed.done():
+            child = crashed.result()
+            print(f"error: {child.name} keeps exiting (code {child.process.returncode}, more than {MAX_RESTARTS} "
+                  f"times in {CRASH_WINDOW:.0f} s); stopping the stack", file=sys.stderr, flush=True)
             code = 1
+        else:
+            crashed.cancel()
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         code = 1

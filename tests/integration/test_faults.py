@@ -1,0 +1,124 @@
+"""Faults on a stack of its own (issue 6): each service and Triton killed with SIGKILL while
+searches and uploads go on. While a process is down, its callers get UNAVAILABLE within their
+deadline, never a hang or another status; `reelvec up` starts it again on the same ports and data;
+every upload that was acknowledged is still there, whole; and a gateway killed in the middle of
+an upload leaves either the whole record or none."""
+
+import os
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+
+from reelvec import launcher, samples
+from reelvec.local_stack import RunningStack
+from reelvec.v1 import common_pb2, gateway_pb2
+
+pytestmark = pytest.mark.integration
+DEADLINE = 30
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory):
+    running = RunningStack(tmp_path_factory.mktemp("faults"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en")
+    running.start()
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fault-clips")
+    return [samples.make_video(folder / f"f{i}.mp4", seed=40 + i, seconds=2) for i in range(3)]
+
+
+def index(stub, data: bytes, video_id: str):
+    metadata = common_pb2.VideoMetadata(id=video_id, likes=5)
+    return stub.Index(gateway_pb2.IndexRequest(video=data, metadata=metadata), timeout=DEADLINE)
+
+
+def wait_healthy(stack, clip: bytes, seconds: float = 180) -> float:
+    """Seconds until an upload and a search both work again."""
+    stub, started = stack.stub(), time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            index(stub, clip, "probe")
+            stub.Search(gateway_pb2.SearchRequest(id="probe", k=1), timeout=DEADLINE)
+            return time.monotonic() - started
+        except grpc.RpcError:
+            time.sleep(0.5)
+    raise AssertionError("the stack did not recover")
+
+
+def test_killed_processes_come_back_and_acknowledged_uploads_stay(fragile, clips):
+    stub = fragile.stub()
+    data = [c.read_bytes() for c in clips]
+    acknowledged, failures, stop = [], [], threading.Event()
+
+    def traffic():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            started = time.monotonic()
+            try:
+                index(stub, data[n % len(data)], f"fault-{n}")
+                acknowledged.append(f"fault-{n}")
+                stub.Search(gateway_pb2.SearchRequest(id=f"fault-{n}", k=3), timeout=DEADLINE)
+            except grpc.RpcError as exc:
+                failures.append((exc.code(), exc.details(), time.monotonic() - started))
+                time.sleep(0.2)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    recovered = {}
+    try:
+        wait_healthy(fragile, data[0])
+        for name in ("search", "transcriber", "encoder", "triton"):
+            before = fragile.pids()[name]
+            os.kill(before, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while fragile.pids()[name] == before:  # the supervisor writes the new pid
+                assert time.monotonic() < deadline, f"{name} was not restarted"
+                time.sleep(0.2)
+            recovered[name] = wait_healthy(fragile, data[0])
+    finally:
+        stop.set()
+        worker.join(timeout=120)
+    assert set(recovered) == {"search", "transcriber", "encoder", "triton"}
+    assert acknowledged, "no upload went through"
+    assert {code for code, _, _ in failures} <= {grpc.StatusCode.UNAVAILABLE}, failures
+    assert all(seconds < DEADLINE + 5 for _, _, seconds in failures)  # answered, never hung
+    for video_id in acknowledged:  # nothing acknowledged was lost, and nothing is half there
+        record = stub.Get(gateway_pb2.GetVideoRequest(id=video_id, with_vectors=True), timeout=DEADLINE)
+        assert {"visual", "fused"} <= set(record.embeddings.vectors) and record.content_sha256
+
+
+def test_a_gateway_killed_during_an_upload_leaves_all_or_nothing(fragile, clips):
+    data = clips[1].read_bytes()
+    gateway = fragile.pids()["gateway"]
+    outcome = {}
+
+    def upload():
+        try:
+            outcome["response"] = index(fragile.stub(), data, "mid-crash")
+        except grpc.RpcError as exc:
+            outcome["error"] = exc.code()
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    time.sleep(0.3)
+    os.kill(gateway, signal.SIGKILL)
+    uploader.join(timeout=DEADLINE + 5)
+    assert outcome.get("error") == grpc.StatusCode.UNAVAILABLE or "response" in outcome
+    wait_healthy(fragile, data)
+    stub = fragile.stub()
+    try:
+        record = stub.Get(gateway_pb2.GetVideoRequest(id="mid-crash", with_vectors=True), timeout=DEADLINE)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.NOT_FOUND and "error" in outcome  # none: never acknowledged
+    else:
+        assert {"visual", "fused"} <= set(record.embeddings.vectors)  # whole
+    index(stub, data, "mid-crash")  # and the same upload simply goes through again
+    assert stub.Get(gateway_pb2.GetVideoRequest(id="mid-crash"), timeout=DEADLINE).id == "mid-crash"
