@@ -13,7 +13,7 @@ USERS ?= 16
 DURATION ?= 30
 VIDEOS ?=
 
-.PHONY: install protos models run test bench clean system-deps loadtest loadtest-env
+.PHONY: install protos models run test bench clean system-deps loadtest loadtest-env soak
 
 install: $(STAMP) protos models
 
@@ -67,6 +67,11 @@ loadtest: loadtest-env
 	PYTHONPATH=. LOADGEN_VIDEOS=$(VIDEOS) $(LOADTEST_VENV)/bin/locust -f services/loadgen/locustfile.py \
 	  --headless --host $(GATEWAY) --users $(USERS) --spawn-rate $(USERS) --run-time $(DURATION)s \
 	  --stop-timeout 30 --only-summary
+
+# A bounded soak test against a running `make run` stack: steady mixed traffic, errors, latency
+# percentiles and every process's memory over time (docs/reliability.md); exits 1 on any error.
+soak: install
+	$(BIN)/python -m reelvec.soak --gateway $(GATEWAY) --data-dir $(DATA_DIR) --seconds $(DURATION) --rate $(or $(RATE),20)
 
 clean:
 	rm -rf $(VENV) $(LOADTEST_VENV) reelvec/v1/*_pb2*.py* .data

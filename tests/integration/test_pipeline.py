@@ -327,6 +327,23 @@ def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, indexed,
     assert {h.id for h in after} == {h.id for h in before}  # its uploads are deleted again
 
 
+def test_a_short_soak_has_no_errors_and_no_memory_growth(stack, indexed, corpus):
+    """reelvec.soak for 45 s at 12 calls/s (`make soak` runs the same for minutes)."""
+    import asyncio
+
+    from reelvec import soak
+
+    uploads = [(corpus.parent / f"{name}.mp4").read_bytes() for name in ("travel_1", "food_0")]
+    report = asyncio.run(soak.soak(stack.gateway, stack.pids(), seconds=45, rate=12, uploads=uploads))
+    summary = report.summary()
+    assert report.errors == {}, summary
+    assert all(summary["calls"][name]["ok"] > 0 for name in ("Search id", "Search text", "Predict id")), summary
+    assert set(summary["memory"]) == set(stack.pids())
+    for name, memory in summary["memory"].items():  # steady traffic, steady memory
+        assert memory["growth_mib"] <= max(30.0, 0.15 * memory["first_mib"]), (name, memory)
+    print(report.render())
+
+
 def test_everything_survives_a_restart(stack, indexed):
     before = stack.stub().Get(gateway_pb2.GetVideoRequest(id="food_0", with_vectors=True), timeout=30)
     stack.restart()
