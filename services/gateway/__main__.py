@@ -3,6 +3,7 @@ from pathlib import Path
 
 from reelvec import config, logs, server
 from reelvec.v1 import gateway_pb2, gateway_pb2_grpc
+from services.gateway import media_sweep
 from services.gateway.auth import KeyStore
 from services.gateway.server import Gateway, Settings
 
@@ -19,8 +20,20 @@ async def main() -> None:
         raise SystemExit(f"require_api_keys is set but there is no keys file at {keys.path}: "
                          "create keys with `reelvec keys create`")
     servicer = Gateway(settings)
+    background: list[asyncio.Task] = []
+
+    async def warmup():
+        if servicer.media is not None:
+            background.append(asyncio.create_task(
+                media_sweep.sweep_forever(servicer, settings.media_sweep_seconds, settings.media_orphan_seconds)))
+
+    async def cleanup():
+        for task in background:
+            task.cancel()
+
     await server.serve(
-        settings, server.register(gateway_pb2, gateway_pb2_grpc, "Gateway", servicer), authorize=keys.check
+        settings, server.register(gateway_pb2, gateway_pb2_grpc, "Gateway", servicer),
+        warmup=warmup, cleanup=cleanup, authorize=keys.check,
     )
 
 

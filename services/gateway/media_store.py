@@ -7,6 +7,7 @@ ids are stored once; a file goes when the last video that points at it is delete
 
 import os
 import re
+import time
 from pathlib import Path
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -25,12 +26,18 @@ class MediaStore:
         """Writes atomically (a reader never sees half a file); no-op when already there."""
         target = self.path(sha256)
         if target.exists():
+            os.utime(target)  # fresh again: the orphan sweep leaves young files alone
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         partial.write_bytes(data)
         os.replace(partial, target)
         return target
+
+    def older_than(self, seconds: float) -> list[Path]:
+        """Uploads and leftover partial writes not touched for `seconds`."""
+        now = time.time()
+        return [p for p in self.root.glob("??/*") if now - p.stat().st_mtime > seconds]
 
     def remove(self, sha256: str) -> bool:
         try:

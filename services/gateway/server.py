@@ -56,6 +56,8 @@ class Settings(config.ServerSettings):
     keep_media: bool = True  # keep uploads in <data-dir>/media for re-embedding and playback
     api_keys_file: str = ""  # empty: <data-dir>/api-keys.json; keys are checked while it exists
     require_api_keys: bool = False  # refuse to start without a keys file (deploy/k8s sets it)
+    media_sweep_seconds: float = 600.0  # how often uploads no record points at are looked for
+    media_orphan_seconds: float = 3600.0  # how old such an upload must be before it goes
 
 
 @dataclasses.dataclass

@@ -22,7 +22,8 @@ DEADLINE = 30
 
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory):
-    running = RunningStack(tmp_path_factory.mktemp("faults"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en")
+    running = RunningStack(tmp_path_factory.mktemp("faults"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en",
+                           REELVEC_MEDIA_SWEEP_SECONDS="1", REELVEC_MEDIA_ORPHAN_SECONDS="2")
     running.start()
     yield running
     assert running.stop() == 0
@@ -122,3 +123,28 @@ def test_a_gateway_killed_during_an_upload_leaves_all_or_nothing(fragile, clips)
         assert {"visual", "fused"} <= set(record.embeddings.vectors)  # whole
     index(stub, data, "mid-crash")  # and the same upload simply goes through again
     assert stub.Get(gateway_pb2.GetVideoRequest(id="mid-crash"), timeout=DEADLINE).id == "mid-crash"
+
+
+def test_uploads_no_record_points_at_are_swept(fragile, clips):
+    """What a crash between the upload and its record leaves (and half-written files) goes;
+    uploads of stored videos stay."""
+    import hashlib
+
+    stub = fragile.stub()
+    index(stub, clips[2].read_bytes(), "kept")
+    kept = stub.Get(gateway_pb2.GetVideoRequest(id="kept"), timeout=DEADLINE).content_sha256
+    media = fragile.data_dir / "media"
+    orphan_bytes = b"an upload whose record never came"
+    orphan_sha = hashlib.sha256(orphan_bytes).hexdigest()
+    orphan = media / orphan_sha[:2] / orphan_sha
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(orphan_bytes)
+    partial = media / kept[:2] / f".{kept}.99999.partial"
+    partial.write_bytes(b"half")
+    deadline = time.monotonic() + 30
+    while orphan.exists() or partial.exists():
+        assert time.monotonic() < deadline, "the sweep did not remove the orphan upload"
+        time.sleep(0.5)
+    assert (media / kept[:2] / kept).exists()
+    time.sleep(3)  # several more sweeps: an upload with a record stays
+    assert (media / kept[:2] / kept).exists()

@@ -1,0 +1,43 @@
+"""The orphan sweep: uploads that no record points at any more are deleted (issue 6).
+
+They appear when a gateway dies between writing an upload and upserting its record, or when a
+partial write is left behind. Deletes already remove an upload with its last record
+(server.py); this catches what a crash left. A file is looked at only once it is older than
+`orphan_seconds` (an hour by default), far longer than any Index takes between the two steps, and
+an Index of the same bytes touches the file again (MediaStore.put).
+"""
+
+import asyncio
+import logging
+
+from reelvec import errors
+from reelvec.v1 import common_pb2, search_pb2
+
+log = logging.getLogger(__name__)
+
+
+async def sweep_once(gateway, orphan_seconds: float) -> int:
+    removed = 0
+    for path in await asyncio.to_thread(gateway.media.older_than, orphan_seconds):
+        if path.name.startswith("."):  # a partial write whose writer is gone
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            removed += 1
+            continue
+        others = await gateway.search("Scroll", search_pb2.ScrollRequest(
+            limit=1, filter=common_pb2.Filter(content_sha256=path.name)))
+        if not others.videos:
+            await asyncio.to_thread(gateway.media.remove, path.name)
+            removed += 1
+    return removed
+
+
+async def sweep_forever(gateway, every_seconds: float, orphan_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            removed = await sweep_once(gateway, orphan_seconds)
+        except errors.ReelvecError as exc:  # the search service is away (channels.Upstream): next time
+            log.warning("media sweep skipped", extra={"error": str(exc)})
+            continue
+        if removed:
+            log.info("media sweep", extra={"removed": removed})
