@@ -45,7 +45,7 @@ def unit(rng, dim) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()
 
 
-def payload(author="a1", hashtags=(), likes=None, created_at=0, sha="") -> dict:
+def payload(author="a1", hashtags=(), likes=None, created_at=0, sha="", incomplete=()) -> dict:
     metadata = {"author": {"id": author, "followers": 10}, "hashtags": list(hashtags)}
     if likes is not None:
         metadata["likes"] = likes
@@ -54,6 +54,8 @@ def payload(author="a1", hashtags=(), likes=None, created_at=0, sha="") -> dict:
     out = {"metadata": metadata}
     if sha:
         out["content_sha256"] = sha
+    if incomplete:
+        out["incomplete"] = list(incomplete)
     return out
 
 
@@ -119,7 +121,7 @@ def test_delete(store):
 CORPUS = {
     "a": payload("alice", ["cat", "piano"], likes=10, created_at=100, sha="s-a"),
     "b": payload("bob", ["dog"], likes=100, created_at=200),
-    "c": payload("carol", ["cat"], likes=0, created_at=300),
+    "c": payload("carol", ["cat"], likes=0, created_at=300, incomplete=["transcript"]),
     "d": payload("alice", [], likes=1000, created_at=400),
     "e": payload("bob", ["piano"], created_at=500, sha="s-e"),  # likes unknown
 }
@@ -133,6 +135,7 @@ FILTER_CASES = {
     "exclude ids": (base.Filter(exclude_ids=["a", "e", "unknown"]), "bcd"),
     "only with likes (0 counts)": (base.Filter(only_with_likes=True), "abcd"),
     "content sha256": (base.Filter(content_sha256="s-e"), "e"),
+    "only incomplete (stored degraded)": (base.Filter(only_incomplete=True), "c"),
     "all kinds at once": (
         base.Filter(
             author_ids=["alice", "bob"],

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from reelvec import config, logs, server
 from reelvec.v1 import gateway_pb2, gateway_pb2_grpc
-from services.gateway import media_sweep
+from services.gateway import completion, media_sweep
 from services.gateway.auth import KeyStore
 from services.gateway.server import Gateway, Settings
 
@@ -23,6 +23,7 @@ async def main() -> None:
     background: list[asyncio.Task] = []
 
     async def warmup():
+        background.append(asyncio.create_task(completion.complete_forever(servicer, settings.complete_every_seconds)))
         if servicer.media is not None:
             background.append(asyncio.create_task(
                 media_sweep.sweep_forever(servicer, settings.media_sweep_seconds, settings.media_orphan_seconds)))

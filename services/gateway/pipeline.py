@@ -4,6 +4,7 @@ import asyncio
 import dataclasses
 import hashlib
 
+import grpc
 import numpy as np
 
 from reelvec import channels, errors, fusion, modalities
@@ -18,6 +19,7 @@ class Embedded:
     transcribed: transcriber_pb2.TranscribeResponse
     sha256: str
     fusion: str  # the fusion's name: its version
+    incomplete: list[str] = dataclasses.field(default_factory=list)  # "transcript": stored degraded
 
     def embeddings(self) -> common_pb2.Embeddings:
         return embeddings_of(self.vectors)
@@ -78,21 +80,34 @@ def encode(stubs, timeouts, data: bytes, pins: Pins = Pins()):
     return channels.call("encoder", stubs.encoder.Encode, request, timeouts.encode)
 
 
+def transcribe(stubs, timeouts, data: bytes, caption: str, hashtags):
+    request = transcriber_pb2.TranscribeRequest(video=data, caption=caption, hashtags=list(hashtags))
+    return channels.call("transcriber", stubs.transcriber.Transcribe, request, timeouts.transcribe)
+
+
+async def _unless_unavailable(call):
+    """The call's answer, or None when the service is down (a degraded Index goes on without it)."""
+    try:
+        return await call
+    except channels.Upstream as exc:
+        if exc.code != grpc.StatusCode.UNAVAILABLE:
+            raise
+        return None
+
+
 async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, pins: Pins = Pins(),
-                fuse=fusion.WeightedConcat()) -> Embedded:
+                fuse=fusion.WeightedConcat(), degrade: bool = False) -> Embedded:
     """`pins` are the model versions and `fuse` the fusion of the collection the vectors are for
-    (docs/versions.md)."""
+    (docs/versions.md). With `degrade`, a transcriber that is down leaves the transcript and the
+    text vector out (Embedded.incomplete) instead of failing the call."""
+    transcribing = transcribe(stubs, timeouts, data, caption, hashtags)
     encoded, transcribed = await first_failure_cancels(
-        encode(stubs, timeouts, data, pins),
-        channels.call(
-            "transcriber",
-            stubs.transcriber.Transcribe,
-            transcriber_pb2.TranscribeRequest(video=data, caption=caption, hashtags=list(hashtags)),
-            timeouts.transcribe,
-        ),
+        encode(stubs, timeouts, data, pins), _unless_unavailable(transcribing) if degrade else transcribing
     )
+    incomplete = ["transcript"] if transcribed is None else []
+    transcribed = transcribed or transcriber_pb2.TranscribeResponse()
     sha = hashlib.sha256(data).hexdigest()
-    return Embedded(vectors_of(encoded, transcribed.text, fuse), encoded, transcribed, sha, fuse.name)
+    return Embedded(vectors_of(encoded, transcribed.text, fuse), encoded, transcribed, sha, fuse.name, incomplete)
 
 
 async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, pins: Pins, fuse) -> Embedded:
@@ -102,4 +117,5 @@ async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, pins: Pi
     if not pins.encoded_by(encoded):
         encoded = await encode(stubs, timeouts, data, pins)
     text = embedded.vectors.get(modalities.TEXT, ())
-    return Embedded(vectors_of(encoded, text, fuse), encoded, embedded.transcribed, embedded.sha256, fuse.name)
+    return Embedded(vectors_of(encoded, text, fuse), encoded, embedded.transcribed, embedded.sha256, fuse.name,
+                    embedded.incomplete)

@@ -56,6 +56,10 @@ class Settings(config.ServerSettings):
     keep_media: bool = True  # keep uploads in <data-dir>/media for re-embedding and playback
     api_keys_file: str = ""  # empty: <data-dir>/api-keys.json; keys are checked while it exists
     require_api_keys: bool = False  # refuse to start without a keys file (deploy/k8s sets it)
+    # a transcriber that is down does not fail an Index: the video is stored without its transcript
+    # and text vector, flagged incomplete, and completed in the background (completion.py)
+    degraded_index: bool = True
+    complete_every_seconds: float = 10.0
     media_sweep_seconds: float = 600.0  # how often uploads no record points at are looked for
     media_orphan_seconds: float = 3600.0  # how old such an upload must be before it goes
 
@@ -127,9 +131,11 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         except FileNotFoundError as exc:
             raise errors.Precondition(f"{exc}: it is made by `reelvec train fusion` on this data dir") from None
 
-    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins()) -> pipeline.Embedded:
+    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins(),
+                     degrade: bool = False) -> pipeline.Embedded:
         pipeline.check_video(data, self.max_bytes)
-        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, pins, self.fusion(pins.fusion))
+        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, pins, self.fusion(pins.fusion),
+                                    degrade)
 
     async def Embed(self, request, context):
         embedded = await self._pinned(lambda v: self._embed(request.video, request.caption, request.hashtags, v))
@@ -166,7 +172,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             return await self._pinned(lambda pins: self._index_with(data, metadata, pins))
 
     async def _index_with(self, data: bytes, metadata: common_pb2.VideoMetadata, pins: Pins):
-        embedded = await self._embed(data, metadata.caption, metadata.hashtags, pins)
+        embedded = await self._embed(data, metadata.caption, metadata.hashtags, pins, degrade=self.s.degraded_index)
         video_id = metadata.id or embedded.sha256[:16]
         record = _record(video_id, metadata, embedded)
         if self.media is not None:  # first the file, then the record that points at it
@@ -180,6 +186,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             duration=record.duration,
             content_sha256=embedded.sha256,
             modalities=sorted(embedded.vectors),
+            incomplete=embedded.incomplete,
         )
 
     async def _dual_write(self, data, embedded, record, building) -> None:
@@ -363,6 +370,7 @@ def _record(video_id: str, metadata: common_pb2.VideoMetadata, embedded: pipelin
         width=embedded.encoded.width,
         height=embedded.encoded.height,
         has_audio=embedded.encoded.has_audio,
+        incomplete=embedded.incomplete,
     )
     record.metadata.id = video_id
     return record

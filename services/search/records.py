@@ -96,6 +96,7 @@ def to_filter(f: common_pb2.Filter) -> base.Filter:
         created_at=_range(f.created_at),
         exclude_ids=list(f.exclude_ids),
         content_sha256=f.content_sha256,
+        only_incomplete=f.only_incomplete,
     )
 
 

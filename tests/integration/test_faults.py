@@ -23,7 +23,8 @@ DEADLINE = 30
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory):
     running = RunningStack(tmp_path_factory.mktemp("faults"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en",
-                           REELVEC_MEDIA_SWEEP_SECONDS="1", REELVEC_MEDIA_ORPHAN_SECONDS="2")
+                           REELVEC_MEDIA_SWEEP_SECONDS="1", REELVEC_MEDIA_ORPHAN_SECONDS="2",
+                           REELVEC_COMPLETE_EVERY_SECONDS="1")
     running.start()
     yield running
     assert running.stop() == 0
@@ -94,6 +95,10 @@ def test_killed_processes_come_back_and_acknowledged_uploads_stay(fragile, clips
     for video_id in acknowledged:  # nothing acknowledged was lost, and nothing is half there
         record = stub.Get(gateway_pb2.GetVideoRequest(id=video_id, with_vectors=True), timeout=DEADLINE)
         assert {"visual", "fused"} <= set(record.embeddings.vectors) and record.content_sha256
+    deadline = time.monotonic() + 60  # uploads stored degraded while the transcriber was down get completed
+    while any(stub.Get(gateway_pb2.GetVideoRequest(id=i), timeout=DEADLINE).incomplete for i in acknowledged):
+        assert time.monotonic() < deadline, "degraded uploads were not completed"
+        time.sleep(1)
 
 
 def test_a_gateway_killed_during_an_upload_leaves_all_or_nothing(fragile, clips):
@@ -148,3 +153,26 @@ def test_uploads_no_record_points_at_are_swept(fragile, clips):
     assert (media / kept[:2] / kept).exists()
     time.sleep(3)  # several more sweeps: an upload with a record stays
     assert (media / kept[:2] / kept).exists()
+
+
+def test_an_upload_while_the_transcriber_is_down_is_stored_degraded_then_completed(fragile, tmp_path):
+    stub = fragile.stub()
+    talk = samples.make_video(tmp_path / "talk.mp4", seed=7, seconds=3, speech="the quick brown fox").read_bytes()
+    wait_healthy(fragile, talk)
+    os.kill(fragile.pids()["transcriber"], signal.SIGKILL)
+    response = index(stub, talk, "degraded")  # at once: the transcriber is only starting again
+    assert list(response.incomplete) == ["transcript"] and "text" not in response.modalities
+    stored = stub.Get(gateway_pb2.GetVideoRequest(id="degraded", with_vectors=True), timeout=DEADLINE)
+    assert list(stored.incomplete) == ["transcript"] and stored.transcript == ""
+    assert "text" not in stored.embeddings.vectors and "whisper" not in stored.model_versions
+    deadline = time.monotonic() + 90
+    while True:
+        record = stub.Get(gateway_pb2.GetVideoRequest(id="degraded", with_vectors=True), timeout=DEADLINE)
+        if not record.incomplete:
+            break
+        assert time.monotonic() < deadline, "the degraded upload was not completed"
+        time.sleep(1)
+    assert "fox" in record.transcript.lower() and "text" in record.embeddings.vectors
+    assert "whisper" in record.model_versions
+    assert record.embeddings.vectors["fused"].values != stored.embeddings.vectors["fused"].values  # fused again
+    assert record.embeddings.vectors["visual"].values == stored.embeddings.vectors["visual"].values

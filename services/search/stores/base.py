@@ -23,6 +23,7 @@ HASHTAGS = "metadata.hashtags"
 LIKES = "metadata.likes"
 CREATED_AT = "metadata.created_at"
 CONTENT_SHA256 = "content_sha256"
+INCOMPLETE = "incomplete"
 KEYWORD, INTEGER = "keyword", "integer"
 INDEXED_FIELDS = {
     VIDEO_ID: KEYWORD,
@@ -31,6 +32,7 @@ INDEXED_FIELDS = {
     LIKES: INTEGER,
     CREATED_AT: INTEGER,
     CONTENT_SHA256: KEYWORD,
+    INCOMPLETE: KEYWORD,
 }
 
 
@@ -71,6 +73,7 @@ class Filter:
     exclude_ids: list[str] = dataclasses.field(default_factory=list)
     content_sha256: str = ""  # exact match when set
     only_with_likes: bool = False  # videos whose likes are known (regressor training data)
+    only_incomplete: bool = False  # videos stored degraded, waiting to be completed
 
 
 @dataclasses.dataclass

@@ -69,6 +69,8 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
         must.append(qe.FieldCondition(key=base.CONTENT_SHA256, match=sha))
     if f.only_with_likes:
         must_not.append(qe.IsEmptyCondition(base.LIKES))
+    if f.only_incomplete:
+        must_not.append(qe.IsEmptyCondition(base.INCOMPLETE))
     if f.exclude_ids:
         must_not.append(qe.HasIdCondition({base.point_id(i) for i in f.exclude_ids}))
     if not must and not must_not:

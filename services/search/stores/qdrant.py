@@ -39,6 +39,8 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key=base.CONTENT_SHA256, match=sha))
     if f.only_with_likes:
         must_not.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=base.LIKES)))
+    if f.only_incomplete:
+        must_not.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=base.INCOMPLETE)))
     if f.exclude_ids:
         excluded = [str(base.point_id(i)) for i in f.exclude_ids]
         must_not.append(models.HasIdCondition(has_id=excluded))

@@ -1,0 +1,81 @@
+"""Completing videos stored degraded (issue 6; docs/reliability.md).
+
+An Index while the transcriber is down stores the video without its transcript and text vector,
+with `incomplete: ["transcript"]`. Every `complete_every_seconds` this job finds such records, in
+the aliased collection and in one a re-embed is filling (the store's `only_incomplete` filter),
+transcribes their kept upload, fuses the vectors again with the collection's fusion and stores
+the whole record. A record that changed meanwhile (indexed again, deleted) is left alone.
+"""
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+
+from reelvec import channels, errors, modalities
+from reelvec.v1 import common_pb2, search_pb2
+from services.gateway import pipeline
+from services.gateway.versions import BUILDING, Pins
+
+log = logging.getLogger(__name__)
+PAGE = 50
+
+
+async def _complete(gateway, record: common_pb2.VideoRecord, collection: str, pins: Pins) -> bool:
+    path = gateway.media.path(record.content_sha256) if gateway.media is not None and record.content_sha256 else None
+    if path is None or not path.exists():
+        return False  # nothing to transcribe from; it stays as it is
+    data = await asyncio.to_thread(path.read_bytes)
+    transcribed = await pipeline.transcribe(gateway.stubs, gateway.timeouts, data, record.metadata.caption,
+                                            record.metadata.hashtags)
+    vectors = {name: np.asarray(v.values, np.float32) for name, v in record.embeddings.vectors.items()
+               if name in modalities.SOURCES}
+    if len(transcribed.text):
+        vectors[modalities.TEXT] = np.asarray(transcribed.text, np.float32)
+    fuse = gateway.fusion(pins.fusion)
+    vectors[modalities.FUSED] = fuse(vectors)
+    try:
+        current = await gateway.search("Get", search_pb2.GetRequest(id=record.id, collection=collection))
+    except channels.Upstream as exc:
+        if exc.code == grpc.StatusCode.NOT_FOUND:
+            return False  # deleted meanwhile
+        raise
+    if current.content_sha256 != record.content_sha256 or not current.incomplete:
+        return False  # indexed again meanwhile: that one wins
+    complete = common_pb2.VideoRecord()
+    complete.CopyFrom(record)
+    complete.transcript, complete.language = transcribed.transcript.text, transcribed.transcript.language
+    complete.embeddings.CopyFrom(pipeline.embeddings_of(vectors))
+    versions = {"whisper": transcribed.whisper_model, modalities.TEXT: transcribed.text_model, modalities.FUSED: fuse.name}
+    complete.model_versions.update({k: v for k, v in versions.items() if v})
+    del complete.incomplete[:]
+    await gateway.search("Upsert", search_pb2.UpsertRequest(video=complete, collection=collection))
+    return True
+
+
+async def complete_once(gateway) -> int:
+    listed = await gateway.versions.listed(refresh=True)
+    done = 0
+    for collection in listed.collections:
+        if collection.name != listed.active and collection.state != BUILDING:
+            continue
+        name = "" if collection.name == listed.active else collection.name
+        page = await gateway.search("Scroll", search_pb2.ScrollRequest(
+            collection=name, limit=PAGE, with_vectors=True, filter=common_pb2.Filter(only_incomplete=True)))
+        for record in page.videos:
+            if "transcript" in record.incomplete:
+                done += await _complete(gateway, record, name, Pins.of(collection.model_versions))
+    return done
+
+
+async def complete_forever(gateway, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            done = await complete_once(gateway)
+        except errors.ReelvecError as exc:  # the transcriber or the store is still away: next time
+            log.info("completion waits", extra={"error": str(exc)})
+            continue
+        if done:
+            log.info("completed degraded videos", extra={"videos": done})
