@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .data
 PORT ?= 50051
+WEB_PORT ?= 8080
 OPENAI_WHISPER := 20250625
 
 LOADTEST_VENV := .venv-loadtest
@@ -39,9 +40,12 @@ system-deps:
 	@command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 	  else echo "install espeak-ng (sudo apt-get install espeak-ng): the tests speak with it"; exit 1; fi; }
+	@command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "install chromium and chromium-driver (sudo apt-get install ...): the web page's tests drive it"; exit 1; fi; }
 
 run: install
-	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --sample
+	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --web-port $(WEB_PORT) --sample
 
 test: install system-deps loadtest-env
 	$(BIN)/ruff check reelvec services tests bench

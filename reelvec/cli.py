@@ -319,6 +319,7 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start Triton and every service on 127.0.0.1")
     up.add_argument("--data-dir", default=None)
     up.add_argument("--port", type=int, default=50051)
+    up.add_argument("--web-port", type=int, default=8080, help="the web page for creators (services/web)")
     up.add_argument("--sample", action="store_true",
                     help="index the bundled sample corpus and train the regressor when the store is empty")
 

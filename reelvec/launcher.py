@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -84,6 +85,7 @@ class Stack:
 
     data_dir: Path
     gateway_port: int = 50051
+    web_port: int = 8080
     children: list[Child] = dataclasses.field(default_factory=list)
     _stopping: bool = False
 
@@ -95,6 +97,10 @@ class Stack:
     @property
     def gateway(self) -> str:
         return f"127.0.0.1:{self.gateway_port}"
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     def plan(self) -> None:
         model_repository.assemble(TRITON_REPOSITORY, self.repository)
@@ -124,6 +130,8 @@ class Stack:
                     "--metrics-port", str(metrics), *common, *extra]
             self.children.append(Child(name, argv, env, f"127.0.0.1:{ports[name]}", metrics))
         self.children[0].metrics_port = triton_ports["metrics"]
+        web = [sys.executable, "-m", "services.web", "--port", str(self.web_port), "--gateway-url", self.gateway]
+        self.children.append(Child("web", web, env, f"127.0.0.1:{self.web_port}"))
 
     def write_state(self) -> Path:
         """<data_dir>/stack.json: where each process listens, for operators and tests."""
@@ -149,7 +157,7 @@ class Stack:
 
     async def _wait_ready(self, child: Child) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        probe = _triton_ready if child.name == "triton" else _is_serving
+        probe = {"triton": _triton_ready, "web": _http_ready}.get(child.name, _is_serving)
         while time.monotonic() < deadline:
             if child.process.returncode is not None:
                 raise RuntimeError(
@@ -212,6 +220,14 @@ def _triton_ready(address: str) -> bool:
     return True
 
 
+def _http_ready(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=1.0) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def _is_serving(address: str) -> bool:
     with grpc.insecure_channel(address) as channel:
         try:
@@ -223,7 +239,7 @@ def _is_serving(address: str) -> bool:
 
 async def _run(args) -> int:
     data_dir = Path(args.data_dir or os.environ.get("REELVEC_DATA_DIR") or config.ServerSettings.data_dir)
-    stack = Stack(data_dir.resolve(), args.port)
+    stack = Stack(data_dir.resolve(), args.port, args.web_port)
     stack.plan()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -239,7 +255,8 @@ async def _run(args) -> int:
             return 130
         starting.result()
         stack.write_state()
-        print(f"reelvec ready: gateway at {stack.gateway} (logs in {stack.data_dir / 'logs'})", flush=True)
+        print(f"reelvec ready: gateway at {stack.gateway}, web page at {stack.web} (logs in {stack.data_dir / 'logs'})",
+              flush=True)
         if args.sample:
             from reelvec import sample_corpus
 

@@ -17,17 +17,22 @@ READY_TIMEOUT = 600
 
 class RunningStack:
     def __init__(self, data_dir: Path, port: int, **env: str):
+        from reelvec.launcher import free_port
+
         self.data_dir = data_dir
         self.env = env
         self.port = port
         self.gateway = f"127.0.0.1:{port}"
+        self.web_port = free_port()
+        self.web = f"http://127.0.0.1:{self.web_port}"
         self.process = None
         self.output: list[str] = []
 
     def start(self) -> None:
         env = dict(os.environ, **self.env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "reelvec.cli", "up", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [sys.executable, "-m", "reelvec.cli", "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
+             "--web-port", str(self.web_port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         ready = threading.Event()

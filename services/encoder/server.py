@@ -2,9 +2,11 @@
 
 import asyncio
 import dataclasses
+import io
 import logging
 
 import numpy as np
+from PIL import Image
 
 from reelvec import config, errors, media
 from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
@@ -49,6 +51,12 @@ def make_audio(settings: Settings, version: str):
     if settings.visual_backend == "onnxruntime":
         return OnnxAudio(settings.model_repository, AUDIO_MODEL_NAME, version, settings.onnx_threads)
     raise SystemExit(f"unknown visual backend {settings.visual_backend!r}: use triton or onnxruntime")
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, format="JPEG", quality=85)
+    return out.getvalue()
 
 
 class Encoder(encoder_pb2_grpc.EncoderServicer):
@@ -96,9 +104,13 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
         with timed("model"):
             return pool(await learned.embed(windows)), learned.name
 
-    async def _visual(self, model, frames_: np.ndarray) -> np.ndarray:
+    async def _visual(self, model, frames_: np.ndarray) -> tuple[np.ndarray, int]:
+        """The clip vector, and the index of the frame closest to it (the thumbnail)."""
         with timed("model"):
-            return pool(await model.embed(frames_))
+            embeddings = await model.embed(frames_)
+        pooled = pool(embeddings)
+        unit = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
+        return pooled, int(np.argmax(unit @ pooled))
 
     async def Encode(self, request, context):
         data = request.video
@@ -118,9 +130,10 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
                 )
         finally:
             self._decodes.release()
-        visual, (audio, audio_model) = await asyncio.gather(
+        (visual, typical), (audio, audio_model) = await asyncio.gather(
             self._visual(visual_model, sampled.frames), self._audio(samples, learned)
         )
+        thumbnail = await asyncio.to_thread(_jpeg, sampled.frames[typical])
         info = sampled.info
         return encoder_pb2.EncodeResponse(
             visual=visual.tolist(),
@@ -134,6 +147,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             has_audio=audio is not None,
             visual_model=visual_model.name,
             audio_model=audio_model,
+            thumbnail_jpeg=thumbnail,
         )
 
     async def close(self) -> None:

@@ -24,9 +24,8 @@ async def main() -> None:
 
     async def warmup():
         background.append(asyncio.create_task(completion.complete_forever(servicer, settings.complete_every_seconds)))
-        if servicer.media is not None:
-            background.append(asyncio.create_task(
-                media_sweep.sweep_forever(servicer, settings.media_sweep_seconds, settings.media_orphan_seconds)))
+        background.append(asyncio.create_task(
+            media_sweep.sweep_forever(servicer, settings.media_sweep_seconds, settings.media_orphan_seconds)))
 
     async def cleanup():
         for task in background:

@@ -1,4 +1,4 @@
-"""The orphan sweep: uploads that no record points at any more are deleted (issue 6).
+"""The orphan sweep: uploads and thumbnails that no record points at any more are deleted (issue 6).
 
 They appear when a gateway dies between writing an upload and upserting its record, or when a
 partial write is left behind. Deletes already remove an upload with its last record
@@ -18,16 +18,17 @@ log = logging.getLogger(__name__)
 
 async def sweep_once(gateway, orphan_seconds: float) -> int:
     removed = 0
-    for path in await asyncio.to_thread(gateway.media.older_than, orphan_seconds):
-        if path.name.startswith("."):  # a partial write whose writer is gone
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            removed += 1
-            continue
-        others = await gateway.search("Scroll", search_pb2.ScrollRequest(
-            limit=1, filter=common_pb2.Filter(content_sha256=path.name)))
-        if not others.videos:
-            await asyncio.to_thread(gateway.media.remove, path.name)
-            removed += 1
+    for store in (s for s in (gateway.media, gateway.thumbnails) if s is not None):
+        for path in await asyncio.to_thread(store.older_than, orphan_seconds):
+            if path.name.startswith("."):  # a partial write whose writer is gone
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                removed += 1
+                continue
+            others = await gateway.search("Scroll", search_pb2.ScrollRequest(
+                limit=1, filter=common_pb2.Filter(content_sha256=path.name)))
+            if not others.videos:
+                await asyncio.to_thread(store.remove, path.name)
+                removed += 1
     return removed
 
 

@@ -101,6 +101,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         self.timeouts = Timeouts(settings.encode_timeout, settings.transcribe_timeout)
         self.max_bytes = settings.max_video_mb * 2**20
         self.media = MediaStore(Path(settings.data_dir) / "media") if settings.keep_media else None
+        # one representative frame per stored video, by content like the uploads (the web page's grid)
+        self.thumbnails = MediaStore(Path(settings.data_dir) / "thumbnails")
         self.versions = Versions(lambda: self.search("ListCollections", search_pb2.ListCollectionsRequest()))
         self.gate = WriteGate()
         self.fusions = fusion.Fusions(Path(settings.data_dir) / "fusion")
@@ -175,8 +177,10 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         embedded = await self._embed(data, metadata.caption, metadata.hashtags, pins, degrade=self.s.degraded_index)
         video_id = metadata.id or embedded.sha256[:16]
         record = _record(video_id, metadata, embedded)
-        if self.media is not None:  # first the file, then the record that points at it
+        if self.media is not None:  # first the files, then the record that points at them
             await asyncio.to_thread(self.media.put, embedded.sha256, data)
+        if embedded.encoded.thumbnail_jpeg:
+            await asyncio.to_thread(self.thumbnails.put, embedded.sha256, embedded.encoded.thumbnail_jpeg)
         upserted = await self.search("Upsert", search_pb2.UpsertRequest(video=record))
         for building in await self.versions.building():
             await self._dual_write(data, embedded, record, building)
@@ -318,13 +322,13 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             return await self._delete(request.id)
 
     async def _delete(self, video_id: str):
+        """The upload and the thumbnail go with the last video that points at them."""
         sha = ""
-        if self.media is not None:
-            try:
-                sha = (await self.search("Get", search_pb2.GetRequest(id=video_id))).content_sha256
-            except channels.Upstream as exc:
-                if exc.code != grpc.StatusCode.NOT_FOUND:
-                    raise
+        try:
+            sha = (await self.search("Get", search_pb2.GetRequest(id=video_id))).content_sha256
+        except channels.Upstream as exc:
+            if exc.code != grpc.StatusCode.NOT_FOUND:
+                raise
         response = await self.search("Delete", search_pb2.DeleteRequest(id=video_id))
         for building in await self.versions.building():
             await self.search("Delete", search_pb2.DeleteRequest(id=video_id, collection=building.name))
@@ -332,8 +336,17 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             others = await self.search("Scroll", search_pb2.ScrollRequest(
                 limit=1, filter=common_pb2.Filter(content_sha256=sha)))
             if not others.videos:  # the last video with these bytes: the upload goes too
-                await asyncio.to_thread(self.media.remove, sha)
+                if self.media is not None:
+                    await asyncio.to_thread(self.media.remove, sha)
+                await asyncio.to_thread(self.thumbnails.remove, sha)
         return gateway_pb2.DeleteVideoResponse(deleted=response.deleted)
+
+    async def GetThumbnail(self, request, context):
+        record = await self.search("Get", search_pb2.GetRequest(id=request.id))
+        path = self.thumbnails.path(record.content_sha256) if record.content_sha256 else None
+        if path is None or not path.exists():
+            raise errors.NotFound(f"video {request.id!r} has no thumbnail (indexed before thumbnails were kept)")
+        return gateway_pb2.Thumbnail(jpeg=await asyncio.to_thread(path.read_bytes))
 
     async def Transcribe(self, request, context):
         pipeline.check_video(request.video, self.max_bytes)
