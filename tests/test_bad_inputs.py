@@ -6,11 +6,9 @@ are left behind. The gateway-level cases (oversize, unknown ids, empty queries, 
 statistics) are in tests/integration."""
 
 import glob
-import io
 import os
 import tempfile
 
-import av
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,19 +34,7 @@ def clip() -> bytes:
 
 
 def with_metadata(fmt: str, metadata: dict) -> bytes:
-    out = io.BytesIO()
-    with av.open(out, "w", format=fmt) as container:
-        container.metadata.update(metadata)
-        stream = container.add_stream("mpeg4" if fmt == "avi" else "libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        for index, image in enumerate(noise(10)):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return out.getvalue()
+    return encode_video(noise(10), fmt=fmt, metadata=metadata, codec="mpeg4" if fmt == "avi" else "libx264")
 
 
 def outcome(data: bytes, **limits) -> str:

@@ -11,14 +11,17 @@ import pytest
 from reelvec import errors, media, samples
 
 
-def encode_video(frames, fps=10, gop=None, fmt=None, rotation=None) -> bytes:
-    """H.264 from RGB arrays; `fmt` picks the container (mp4 by default, "h264" for a raw stream)."""
+def encode_video(frames, fps=10, gop=None, fmt=None, rotation=None, metadata=None, codec="libx264") -> bytes:
+    """H.264 (or `codec`) from RGB arrays; `fmt` picks the container (mp4 by default, "h264" for a
+    raw stream); `metadata` goes into the container's tags."""
     out = io.BytesIO()
     height, width = frames[0].shape[:2]
     with av.open(out, "w", format=fmt or "mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        container.metadata.update(metadata or {})
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
         if rotation:
             stream.set_display_rotation(rotation)
         for index, image in enumerate(frames):

@@ -13,16 +13,19 @@ from reelvec import launcher, samples
 from reelvec.local_stack import RunningStack
 
 
+def stack_of_its_own(tmp_path_factory, name: str, **env: str):
+    """A `reelvec up` with Whisper tiny.en on a fresh data dir, for the fixture that yields from it:
+    started, yielded, and checked to stop cleanly on SIGTERM."""
+    running = RunningStack(tmp_path_factory.mktemp(name), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en", **env)
+    running.start()
+    yield running
+    assert running.stop() == 0, "reelvec up did not stop cleanly on SIGTERM"
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     # tiny.en keeps CI fast (the transcriber tests load base); an 8 MB limit makes "too big" cheap
-    running = RunningStack(
-        tmp_path_factory.mktemp("stack"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en", REELVEC_MAX_VIDEO_MB="8"
-    )
-    running.start()
-    yield running
-    assert running.stop() == 0, "reelvec up did not stop cleanly on SIGTERM"
+    yield from stack_of_its_own(tmp_path_factory, "stack", REELVEC_MAX_VIDEO_MB="8")
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ import time
 import grpc
 import pytest
 
-from reelvec import launcher, samples
-from reelvec.local_stack import RunningStack
+from reelvec import samples
 from reelvec.v1 import common_pb2, gateway_pb2
+from tests.integration.conftest import stack_of_its_own
 
 pytestmark = pytest.mark.integration
 DEADLINE = 30
@@ -22,12 +22,8 @@ DEADLINE = 30
 
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory):
-    running = RunningStack(tmp_path_factory.mktemp("faults"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en",
-                           REELVEC_MEDIA_SWEEP_SECONDS="1", REELVEC_MEDIA_ORPHAN_SECONDS="2",
-                           REELVEC_COMPLETE_EVERY_SECONDS="1")
-    running.start()
-    yield running
-    assert running.stop() == 0
+    yield from stack_of_its_own(tmp_path_factory, "faults", REELVEC_MEDIA_SWEEP_SECONDS="1",
+                                REELVEC_MEDIA_ORPHAN_SECONDS="2", REELVEC_COMPLETE_EVERY_SECONDS="1")
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import grpc
 import numpy as np
 import pytest
 
-from reelvec import launcher, samples
-from reelvec.local_stack import RunningStack
+from reelvec import samples
 from reelvec.v1 import common_pb2, gateway_pb2
+from tests.integration.conftest import stack_of_its_own
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,7 @@ Status = gateway_pb2.ReembedStatus
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory):
-    running = RunningStack(tmp_path_factory.mktemp("versions"), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en")
-    running.start()
-    yield running
-    assert running.stop() == 0
+    yield from stack_of_its_own(tmp_path_factory, "versions")
 
 
 @pytest.fixture(scope="module")
