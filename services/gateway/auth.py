@@ -6,7 +6,7 @@ hash is enough: slow password hashes are for guessable secrets. The file
 (`<data-dir>/api-keys.json`, or `api_keys_file`) holds ids, digests, scopes and limits, never a
 key. `reelvec keys create` prints a key once. The gateway reads the file again when it changes.
 
-Scopes nest: read (Search, Predict, Get, Embed, Transcribe, GetReembed, GetThumbnail) < write (Index,
+Scopes nest: read (Search, Predict, Get, Embed, Transcribe, GetReembed, GetThumbnail, GetVideoFile) < write (Index,
 IndexStream, Delete) < admin (TrainRegressor, Reembed). Each key has a token bucket: `rate` calls
 per second and `burst` at once, past which calls get RESOURCE_EXHAUSTED, saying how long to wait.
 Callers send `authorization: Bearer <key>` (or `x-api-key: <key>`).
@@ -31,7 +31,7 @@ PREFIX = "rvk_"
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
 METHOD_SCOPES = {
     "Embed": "read", "Search": "read", "Predict": "read", "Get": "read", "Transcribe": "read",
-    "GetReembed": "read", "GetThumbnail": "read", "Index": "write", "IndexStream": "write", "Delete": "write",
+    "GetReembed": "read", "GetThumbnail": "read", "GetVideoFile": "read", "Index": "write", "IndexStream": "write", "Delete": "write",
     "TrainRegressor": "admin", "Reembed": "admin",
 }
 RECHECK_SECONDS = 1.0  # how often the file's modification time is looked at

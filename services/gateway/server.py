@@ -348,6 +348,13 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             raise errors.NotFound(f"video {request.id!r} has no thumbnail (indexed before thumbnails were kept)")
         return gateway_pb2.Thumbnail(jpeg=await asyncio.to_thread(path.read_bytes))
 
+    async def GetVideoFile(self, request, context):
+        record = await self.search("Get", search_pb2.GetRequest(id=request.id))
+        path = self.media.path(record.content_sha256) if self.media is not None and record.content_sha256 else None
+        if path is None or not path.exists():
+            raise errors.NotFound(f"the upload of {request.id!r} is not kept (keep_media off, or indexed before)")
+        return gateway_pb2.VideoFile(data=await asyncio.to_thread(path.read_bytes))
+
     async def Transcribe(self, request, context):
         pipeline.check_video(request.video, self.max_bytes)
         response = await channels.call(

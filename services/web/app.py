@@ -47,6 +47,7 @@ def _hit(hit: common_pb2.Hit) -> dict:
         "likes": video.metadata.likes if video.metadata.HasField("likes") else None,
         "duration": round(video.duration, 1),
         "thumbnail": f"/api/videos/{hit.id}/thumbnail",
+        "file": f"/api/videos/{hit.id}/file",
     }
 
 
@@ -123,6 +124,14 @@ def make_app(settings: WebSettings) -> Starlette:
             return failure(exc)
         return JSONResponse({"hits": [_hit(h) for h in r.hits]})
 
+    async def video_file(request: Request):
+        try:
+            r = await call("GetVideoFile", gateway_pb2.GetVideoFileRequest(id=request.path_params["id"]),
+                           settings.predict_timeout)
+        except grpc.aio.AioRpcError as exc:
+            return failure(exc)
+        return Response(r.data, media_type="video/mp4", headers={"Cache-Control": "max-age=3600"})
+
     async def thumbnail(request: Request):
         try:
             r = await call("GetThumbnail", gateway_pb2.GetThumbnailRequest(id=request.path_params["id"]),
@@ -147,6 +156,7 @@ def make_app(settings: WebSettings) -> Starlette:
             Route("/api/search", search),
             Route("/api/videos/{id:path}/similar", similar),
             Route("/api/videos/{id:path}/thumbnail", thumbnail),
+            Route("/api/videos/{id:path}/file", video_file),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,

@@ -60,6 +60,8 @@ def test_the_page_and_its_api_are_served_locally(stack, corpus_ready):
     assert status == 200 and hits[0]["id"].startswith("food") and hits[0]["likes"] is not None
     status, kind, jpeg = get(stack, hits[0]["thumbnail"])
     assert status == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    status, kind, data = get(stack, "/api/videos/food_0/file")  # playback: the upload as it came
+    assert status == 200 and kind == "video/mp4" and data == (corpus_ready.parent / "food_0.mp4").read_bytes()
     status, _, body = get(stack, "/api/videos/nobody/thumbnail")
     assert status == 404 and "nobody" in json.loads(body)["error"]
     status, _, body = get(stack, "/api/search?text=")
@@ -129,6 +131,10 @@ def test_upload_predict_similar_and_search_in_a_real_browser(stack, corpus_ready
     wait.until(lambda d: d.execute_script("return document.querySelector('#grid img').naturalWidth") > 0)
     browser.save_screenshot(str(ARTIFACTS / "web-desktop-prediction.png"))
 
+    cards[0].find_element(By.CSS_SELECTOR, "button.play").click()  # the thumbnail turns into the video
+    video = cards[0].find_element(By.TAG_NAME, "video")
+    assert video.get_attribute("src").endswith(f"/api/videos/{expected.similar[0].id}/file")
+    wait.until(lambda d: d.execute_script("return arguments[0].readyState", video) >= 1)  # it plays
     first = cards[0].get_attribute("data-id")
     cards[0].find_element(By.CSS_SELECTOR, "button.more").click()
     wait.until(lambda d: "Videos like" in d.find_element(By.ID, "grid-title").text)

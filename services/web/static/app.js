@@ -39,6 +39,21 @@ function card(hit) {
   img.src = hit.thumbnail;
   img.alt = hit.caption ? `Thumbnail: ${hit.caption}` : `Thumbnail of ${hit.id}`;
   img.loading = "lazy";
+  // the thumbnail is a button that puts the video itself in its place
+  const play = document.createElement("button");
+  play.type = "button";
+  play.className = "play";
+  play.setAttribute("aria-label", `Play ${hit.caption || hit.id}`);
+  play.append(img);
+  play.addEventListener("click", () => {
+    const video = document.createElement("video");
+    video.src = hit.file;
+    video.controls = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    play.replaceWith(video);
+    video.focus();
+  });
   const meta = document.createElement("div");
   meta.className = "meta";
   const caption = document.createElement("div");
@@ -54,7 +69,7 @@ function card(hit) {
   more.textContent = "More like this";
   more.addEventListener("click", () => loadGrid(`/api/videos/${encodeURIComponent(hit.id)}/similar`,
                                                  `Videos like “${hit.caption || hit.id}”`));
-  item.append(img, meta, more);
+  item.append(play, meta, more);
   return item;
 }
 
