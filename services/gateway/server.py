@@ -341,19 +341,19 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                 await asyncio.to_thread(self.thumbnails.remove, sha)
         return gateway_pb2.DeleteVideoResponse(deleted=response.deleted)
 
-    async def GetThumbnail(self, request, context):
-        record = await self.search("Get", search_pb2.GetRequest(id=request.id))
-        path = self.thumbnails.path(record.content_sha256) if record.content_sha256 else None
+    async def _kept(self, store: MediaStore | None, video_id: str, what: str) -> bytes:
+        """A file kept by content for a stored video: its upload or its thumbnail."""
+        record = await self.search("Get", search_pb2.GetRequest(id=video_id))
+        path = store.path(record.content_sha256) if store is not None and record.content_sha256 else None
         if path is None or not path.exists():
-            raise errors.NotFound(f"video {request.id!r} has no thumbnail (indexed before thumbnails were kept)")
-        return gateway_pb2.Thumbnail(jpeg=await asyncio.to_thread(path.read_bytes))
+            raise errors.NotFound(f"the {what} of {video_id!r} is not kept (keep_media off, or indexed before)")
+        return await asyncio.to_thread(path.read_bytes)
+
+    async def GetThumbnail(self, request, context):
+        return gateway_pb2.Thumbnail(jpeg=await self._kept(self.thumbnails, request.id, "thumbnail"))
 
     async def GetVideoFile(self, request, context):
-        record = await self.search("Get", search_pb2.GetRequest(id=request.id))
-        path = self.media.path(record.content_sha256) if self.media is not None and record.content_sha256 else None
-        if path is None or not path.exists():
-            raise errors.NotFound(f"the upload of {request.id!r} is not kept (keep_media off, or indexed before)")
-        return gateway_pb2.VideoFile(data=await asyncio.to_thread(path.read_bytes))
+        return gateway_pb2.VideoFile(data=await self._kept(self.media, request.id, "upload"))
 
     async def Transcribe(self, request, context):
         pipeline.check_video(request.video, self.max_bytes)
