@@ -184,6 +184,7 @@ class Stack:
         exits: dict[str, list[float]] = {}
         while True:
             child = await self.wait_any_exit()
+            _kill_group(child)
             if self._stopping:
                 return child
             now = time.monotonic()
@@ -210,6 +211,7 @@ class Stack:
             except asyncio.TimeoutError:
                 child.process.kill()
                 await child.process.wait()
+            _kill_group(child)
 
 
 def _triton_ready(address: str) -> bool:
@@ -218,6 +220,15 @@ def _triton_ready(address: str) -> bool:
     except triton.TritonNotReady:
         return False
     return True
+
+
+def _kill_group(child: Child) -> None:
+    """What a child left behind in its session: a SIGKILLed tritonserver leaves its Python backend
+    stubs running, about 300 MB each, and a restart would start new ones beside them."""
+    try:
+        os.killpg(child.process.pid, signal.SIGKILL)  # its own session: group id == its pid
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _http_ready(address: str) -> bool:

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -35,6 +36,26 @@ def clips(tmp_path_factory):
 def index(stub, data: bytes, video_id: str):
     metadata = common_pb2.VideoMetadata(id=video_id, likes=5)
     return stub.Index(gateway_pb2.IndexRequest(video=data, metadata=metadata), timeout=DEADLINE)
+
+
+def _stubs(data_dir: Path) -> list[int]:
+    """Triton Python backend stubs serving from this stack's data dir."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and argv[0].endswith("triton_python_backend_stub") and str(data_dir) in " ".join(argv):
+            found.append(int(proc.name))
+    return found
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def wait_healthy(stack, clip: bytes, seconds: float = 180) -> float:
@@ -85,6 +106,9 @@ def test_killed_processes_come_back_and_acknowledged_uploads_stay(fragile, clips
         stop.set()
         worker.join(timeout=120)
     assert set(recovered) == {"search", "transcriber", "encoder", "triton"}
+    # the killed Triton's Python backend stubs went with it, not left running beside the new ones
+    orphans = [pid for pid in _stubs(fragile.data_dir) if _parent(pid) == 1]
+    assert orphans == [], orphans
     assert acknowledged, "no upload went through"
     assert {code for code, _, _ in failures} <= {grpc.StatusCode.UNAVAILABLE}, failures
     assert all(seconds < DEADLINE + 5 for _, _, seconds in failures)  # answered, never hung
