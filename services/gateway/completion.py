@@ -11,7 +11,6 @@ import asyncio
 import logging
 
 import grpc
-import numpy as np
 
 from reelvec import channels, errors, modalities
 from reelvec.v1 import common_pb2, search_pb2
@@ -23,18 +22,14 @@ PAGE = 50
 
 
 async def _complete(gateway, record: common_pb2.VideoRecord, collection: str, pins: Pins) -> bool:
-    path = gateway.media.path(record.content_sha256) if gateway.media is not None and record.content_sha256 else None
-    if path is None or not path.exists():
+    path = gateway.kept_path(gateway.media, record)
+    if path is None:
         return False  # nothing to transcribe from; it stays as it is
     data = await asyncio.to_thread(path.read_bytes)
     transcribed = await pipeline.transcribe(gateway.stubs, gateway.timeouts, data, record.metadata.caption,
                                             record.metadata.hashtags)
-    vectors = {name: np.asarray(v.values, np.float32) for name, v in record.embeddings.vectors.items()
-               if name in modalities.SOURCES}
-    if len(transcribed.text):
-        vectors[modalities.TEXT] = np.asarray(transcribed.text, np.float32)
     fuse = gateway.fusion(pins.fusion)
-    vectors[modalities.FUSED] = fuse(vectors)
+    vectors = pipeline.fused({**pipeline.stored_vectors(record), modalities.TEXT: transcribed.text}, fuse)
     try:
         current = await gateway.search("Get", search_pb2.GetRequest(id=record.id, collection=collection))
     except channels.Upstream as exc:

@@ -63,16 +63,21 @@ def check_video(data: bytes, max_bytes: int) -> None:
         )
 
 
-def vectors_of(encoded: encoder_pb2.EncodeResponse, text, fuse) -> dict[str, np.ndarray]:
-    """The modality vectors a video has, and their fusion by `fuse` (reelvec.fusion)."""
-    vectors = {
-        name: np.asarray(values, np.float32)
-        for name, values in ((modalities.VISUAL, encoded.visual), (modalities.AUDIO, encoded.audio),
-                             (modalities.TEXT, text))
-        if len(values)
-    }
+def fused(sources: dict, fuse) -> dict[str, np.ndarray]:
+    """The modality vectors a video has (empty or non-modality entries left out) and their
+    fusion by `fuse` (reelvec.fusion)."""
+    vectors = {name: np.asarray(v, np.float32) for name, v in sources.items() if name in modalities.SOURCES and len(v)}
     vectors[modalities.FUSED] = fuse(vectors)
     return vectors
+
+
+def vectors_of(encoded: encoder_pb2.EncodeResponse, text, fuse) -> dict[str, np.ndarray]:
+    return fused({modalities.VISUAL: encoded.visual, modalities.AUDIO: encoded.audio, modalities.TEXT: text}, fuse)
+
+
+def stored_vectors(record: common_pb2.VideoRecord) -> dict:
+    """A stored record's vectors by name (fused with them; `fused` leaves it out)."""
+    return {name: v.values for name, v in record.embeddings.vectors.items()}
 
 
 def encode(stubs, timeouts, data: bytes, pins: Pins = Pins()):

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 
-import numpy as np
 
 from reelvec import errors, modalities
 from reelvec.fusion import WeightedConcat
@@ -129,18 +128,16 @@ class Reembed:
     async def _copy(self, record: common_pb2.VideoRecord, collection: str, pins: Pins) -> None:
         """The record with vectors of `pins`: encoded again from its upload when a model version
         differs, else its stored modality vectors fused again."""
-        stored = {name: np.asarray(v.values, np.float32) for name, v in record.embeddings.vectors.items()}
+        stored = pipeline.stored_vectors(record)
         versions = dict(record.model_versions)
+        fuse = self.g.fusion(pins.fusion)
         if (visual_version(versions), audio_version(versions)) != (pins.visual_version, pins.audio_version):
             data = await asyncio.to_thread(self.g.media.path(record.content_sha256).read_bytes)
             encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins)
-            stored = {**{k: v for k, v in stored.items() if k == modalities.TEXT},
-                      **{k: np.asarray(v, np.float32) for k, v in ((modalities.VISUAL, encoded.visual),
-                                                                   (modalities.AUDIO, encoded.audio)) if len(v)}}
+            vectors = pipeline.vectors_of(encoded, stored.get(modalities.TEXT, ()), fuse)
             versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model})
-        fuse = self.g.fusion(pins.fusion)
-        vectors = {k: v for k, v in stored.items() if k in modalities.SOURCES}
-        vectors[modalities.FUSED] = fuse(vectors)
+        else:
+            vectors = pipeline.fused(stored, fuse)
         versions[modalities.FUSED] = fuse.name
         copied = common_pb2.VideoRecord()
         copied.CopyFrom(record)

@@ -341,11 +341,16 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                 await asyncio.to_thread(self.thumbnails.remove, sha)
         return gateway_pb2.DeleteVideoResponse(deleted=response.deleted)
 
+    @staticmethod
+    def kept_path(store: MediaStore | None, record: common_pb2.VideoRecord) -> Path | None:
+        """Where a stored video's upload or thumbnail is kept, when it is."""
+        path = store.path(record.content_sha256) if store is not None and record.content_sha256 else None
+        return path if path is not None and path.exists() else None
+
     async def _kept(self, store: MediaStore | None, video_id: str, what: str) -> bytes:
         """A file kept by content for a stored video: its upload or its thumbnail."""
-        record = await self.search("Get", search_pb2.GetRequest(id=video_id))
-        path = store.path(record.content_sha256) if store is not None and record.content_sha256 else None
-        if path is None or not path.exists():
+        path = self.kept_path(store, await self.search("Get", search_pb2.GetRequest(id=video_id)))
+        if path is None:
             raise errors.NotFound(f"the {what} of {video_id!r} is not kept (keep_media off, or indexed before)")
         return await asyncio.to_thread(path.read_bytes)
 
