@@ -124,21 +124,17 @@ def make_app(settings: WebSettings) -> Starlette:
             return failure(exc)
         return JSONResponse({"hits": [_hit(h) for h in r.hits]})
 
-    async def video_file(request: Request):
-        try:
-            r = await call("GetVideoFile", gateway_pb2.GetVideoFileRequest(id=request.path_params["id"]),
-                           settings.predict_timeout)
-        except grpc.aio.AioRpcError as exc:
-            return failure(exc)
-        return Response(r.data, media_type="video/mp4", headers={"Cache-Control": "max-age=3600"})
+    def kept_file(rpc: str, request_type, field: str, media_type: str, timeout: float):
+        """An endpoint for a file the gateway keeps per video: the upload, or its thumbnail."""
 
-    async def thumbnail(request: Request):
-        try:
-            r = await call("GetThumbnail", gateway_pb2.GetThumbnailRequest(id=request.path_params["id"]),
-                           settings.query_timeout)
-        except grpc.aio.AioRpcError as exc:
-            return failure(exc)
-        return Response(r.jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        async def endpoint(request: Request):
+            try:
+                r = await call(rpc, request_type(id=request.path_params["id"]), timeout)
+            except grpc.aio.AioRpcError as exc:
+                return failure(exc)
+            return Response(getattr(r, field), media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+
+        return endpoint
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -155,8 +151,11 @@ def make_app(settings: WebSettings) -> Starlette:
             Route("/api/predict", predict, methods=["POST"]),
             Route("/api/search", search),
             Route("/api/videos/{id:path}/similar", similar),
-            Route("/api/videos/{id:path}/thumbnail", thumbnail),
-            Route("/api/videos/{id:path}/file", video_file),
+            Route("/api/videos/{id:path}/thumbnail",
+                  kept_file("GetThumbnail", gateway_pb2.GetThumbnailRequest, "jpeg", "image/jpeg", settings.query_timeout)),
+            Route("/api/videos/{id:path}/file",
+                  kept_file("GetVideoFile", gateway_pb2.GetVideoFileRequest, "data", "video/mp4",
+                            settings.predict_timeout)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
