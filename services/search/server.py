@@ -26,6 +26,7 @@ class SearchSettings(config.ServerSettings):
     originality: str = "similarity"  # or a calibrated anomaly detector: knn, isolation_forest, lof
     optimize_after: int = 1000  # edge: writes before an idle store indexes them; 0: at start only
     optimize_idle_seconds: float = 5.0
+    search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
 
 
 def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
@@ -37,6 +38,7 @@ def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
             dims,
             optimize_after=settings.optimize_after,
             idle_seconds=settings.optimize_idle_seconds,
+            search_threads=settings.search_threads,
         )
         store.optimize()  # indexes whatever an earlier run left unindexed
         return store
