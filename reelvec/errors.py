@@ -1,6 +1,6 @@
 """Domain errors that map one-to-one onto gRPC status codes.
 
-Library code raises these; the server interceptor (reelvec.server) turns them into the status, so
+Library code raises these; the server guard (reelvec.server.ServiceGuard) turns them into the status, so
 servicers never build statuses by hand and a bad input can never surface as UNKNOWN.
 """
 

@@ -1,7 +1,7 @@
 """Limits every reelvec server applies (reelvec/server.py, reelvec/channels.py), on real gRPC over
 loopback: a cap on concurrent calls (RESOURCE_EXHAUSTED past it, health checks exempt) and the
 caller's deadline carried into internal calls. The servicers here are minimal ones registered for
-the test; the interceptor and channel code under test are the services' own."""
+the test; the guard and channel code under test are the services' own."""
 
 import asyncio
 import time
@@ -12,15 +12,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from reelvec import channels, limits
 from reelvec.launcher import free_port
-from reelvec.server import ServiceInterceptor
+from reelvec.server import ServiceGuard
 
 SLOW = "/reelvec.v1.Test/Slow"
 RELAY = "/reelvec.v1.Test/Relay"
 
 
 async def start(handlers: dict, max_concurrent: int = 0):
-    server = grpc.aio.server(interceptors=[ServiceInterceptor(max_concurrent=max_concurrent)])
-    methods = {name.rsplit("/", 1)[1]: grpc.unary_unary_rpc_method_handler(fn) for name, fn in handlers.items()}
+    server = grpc.aio.server()
+    guard = ServiceGuard(max_concurrent=max_concurrent)
+    methods = {
+        name: grpc.unary_unary_rpc_method_handler(guard.wrap(name, fn))
+        for name, fn in ((full.rsplit("/", 1)[1], fn) for full, fn in handlers.items())
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("reelvec.v1.Test", methods),))
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     port = free_port()

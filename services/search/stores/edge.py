@@ -183,14 +183,11 @@ class EdgeStore(base.VideoStore):
                 params=_SEARCH_PARAMS,
             )
         )
-        return [
-            base.Hit(
-                id=p.payload[base.VIDEO_ID],
-                score=p.score,
-                video=base.StoredVideo.from_point(p, with_vectors=False) if with_payload else None,
-            )
-            for p in points
-        ]
+        if not with_payload:
+            return [base.Hit(id=p.payload[base.VIDEO_ID], score=p.score) for p in points]
+        # each .payload read converts the whole payload from Rust again: once per point
+        videos = [base.StoredVideo.from_point(p, with_vectors=False) for p in points]
+        return [base.Hit(id=v.id, score=p.score, video=v) for p, v in zip(points, videos)]
 
     def scroll(self, offset=None, limit=100, with_vectors=False, filter=None):
         records, next_offset = self._shard.scroll(
