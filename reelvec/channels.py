@@ -68,14 +68,17 @@ async def call(what: str, method, request, timeout: float):
         return await method(request, timeout=timeout, metadata=metadata)
     except grpc.aio.AioRpcError as exc:
         code = exc.code()
-        if code in _PASS_THROUGH:
-            raise Upstream(code, exc.details()) from None
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             if deadline is not None and time.monotonic() >= deadline - 0.001:
                 raise errors.DeadlineExceeded(f"{what} did not answer before the caller's deadline") from None
             raise Upstream(
                 grpc.StatusCode.UNAVAILABLE, f"{what} did not answer within {timeout:g}s"
             ) from None
-        raise Upstream(
-            grpc.StatusCode.UNAVAILABLE, f"{what} unavailable: {code.name}: {exc.details()}"
-        ) from None
+        raise upstream(what, code, exc.details()) from None
+
+
+def upstream(what: str, code: grpc.StatusCode, details: str) -> Upstream:
+    """The error for our caller when `what` answered `code`."""
+    if code in _PASS_THROUGH:
+        return Upstream(code, details)
+    return Upstream(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable: {code.name}: {details}")

@@ -1,6 +1,7 @@
 """The search service as a real process over real gRPC, once per store backend, in a temporary data
 dir; and the analysis formulas on their own."""
 
+import asyncio
 import math
 import signal
 import subprocess
@@ -15,8 +16,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelvec.launcher import free_port
-from reelvec import modalities
+from reelvec import channels, modalities
+from reelvec.server import caller_deadline
 from reelvec.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.gateway.query_batcher import QueryBatcher
 from services.search import analysis
 from services.search.stores import base
 from services.search.stores.edge import EdgeStore
@@ -28,8 +31,9 @@ TIMEOUT = 10
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen, channel: grpc.Channel, log: Path):
-        self.proc, self.channel, self.log = proc, channel, log
+    def __init__(self, proc: subprocess.Popen, address: str, log: Path):
+        self.proc, self.address, self.log = proc, address, log
+        self.channel = grpc.insecure_channel(address)
 
 
 def wait_serving(server: Server, seconds: float = 60) -> None:
@@ -59,7 +63,7 @@ def start_server(data: Path, backend: str) -> Server:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    running = Server(proc, grpc.insecure_channel(f"127.0.0.1:{port}"), log)
+    running = Server(proc, f"127.0.0.1:{port}", log)
     wait_serving(running)
     return running
 
@@ -188,6 +192,75 @@ def test_query_by_vector_and_by_id(stub, rng):
     )
     assert [h.id for h in by_id.hits] == ["q-1", "q-2"]
     assert not by_id.hits[0].HasField("video")  # no payload unless asked
+
+
+def test_query_batch_answers_each_query_as_query_alone_would(stub, rng):
+    for i in range(3):
+        upsert(stub, video(f"qb-{i}", rng, author="qb-author"))
+    good = [
+        search_pb2.QueryRequest(id="qb-0", filter=common_pb2.Filter(author_ids=["qb-author"]), k=5, with_payload=True),
+        search_pb2.QueryRequest(vector=common_pb2.Vector(values=list(unit(rng, DIMS["fused"]))), k=2),
+    ]
+    missing = search_pb2.QueryRequest(id="qb-missing")
+    short = search_pb2.QueryRequest(vector=common_pb2.Vector(values=[1.0, 0.0]))
+    batch = stub.QueryBatch(search_pb2.QueryBatchRequest(queries=[good[0], missing, short, good[1]]), timeout=TIMEOUT)
+    outcomes = [r.WhichOneof("outcome") for r in batch.results]
+    assert outcomes == ["response", "error", "error", "response"]
+    assert batch.results[0].response == stub.Query(good[0], timeout=TIMEOUT)
+    assert [h.id for h in batch.results[0].response.hits] == ["qb-1", "qb-2"]
+    assert batch.results[3].response == stub.Query(good[1], timeout=TIMEOUT)
+    assert batch.results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0] and "qb-missing" in batch.results[1].error.message
+    assert batch.results[2].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+    too_many = search_pb2.QueryBatchRequest(queries=[good[0]] * 257)
+    assert status_of(lambda: stub.QueryBatch(too_many, timeout=TIMEOUT)).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_gateways_batcher_sends_concurrent_queries_together(server, stub, rng):
+    ids = [f"bt-{i}" for i in range(6)]
+    for video_id in ids:
+        upsert(stub, video(video_id, rng))
+    queries = [search_pb2.QueryRequest(id=ids[i % 6], k=3, with_payload=True) for i in range(30)]
+    queries.append(search_pb2.QueryRequest(id="bt-missing"))
+
+    async def run():
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            aio = search_pb2_grpc.SearchStub(channel)
+            calls = []
+
+            async def send(batch, timeout):
+                calls.append((len(batch.queries), timeout))
+                return await aio.QueryBatch(batch, timeout=timeout)
+
+            batcher = QueryBatcher(send, timeout=TIMEOUT, max_batch=8, max_calls=1)
+
+            async def within(query, seconds):
+                caller_deadline.set(time.monotonic() + seconds)
+                return await batcher.query(query)
+
+            together = await asyncio.gather(*(within(q, 5 + i % 3) for i, q in enumerate(queries)), return_exceptions=True)
+            lone = await batcher.query(queries[0])  # no deadline: the batcher's own timeout
+            return calls, together, lone
+
+    calls, together, lone = asyncio.run(run())
+    assert [size for size, _ in calls] == [8, 8, 8, 7, 1]
+    assert all(0 < timeout <= 7 for _, timeout in calls[:-1]) and calls[-1][1] == TIMEOUT
+    for query, answer in zip(queries[:-1], together):
+        assert answer == stub.Query(query, timeout=TIMEOUT)
+    assert isinstance(together[-1], channels.Upstream) and together[-1].code == grpc.StatusCode.NOT_FOUND
+    assert lone == together[0]
+
+
+def test_a_failed_batch_call_fails_every_query_in_it():
+    async def run():
+        async with channels.open_channel(f"127.0.0.1:{free_port()}") as channel:  # nothing listens
+            aio = search_pb2_grpc.SearchStub(channel)
+            batcher = QueryBatcher(lambda batch, timeout: channels.call("search service", aio.QueryBatch, batch, timeout), 2)
+            return await asyncio.gather(*(batcher.query(search_pb2.QueryRequest(id=f"x{i}")) for i in range(5)),
+                                        return_exceptions=True)
+
+    failed = asyncio.run(run())
+    assert all(isinstance(f, channels.Upstream) and f.code == grpc.StatusCode.UNAVAILABLE for f in failed)
 
 
 def test_analyze(stub, rng):

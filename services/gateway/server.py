@@ -25,6 +25,7 @@ from reelvec.v1 import (
 from services.gateway import pipeline
 from services.gateway.media_store import MediaStore
 from services.gateway.reembed import Reembed
+from services.gateway.query_batcher import QueryBatcher
 from services.gateway.versions import Pins, Versions, WriteGate
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         # one representative frame per stored video, by content like the uploads (the web page's grid)
         self.thumbnails = MediaStore(Path(settings.data_dir) / "thumbnails")
         self.versions = Versions(lambda: self.search("ListCollections", search_pb2.ListCollectionsRequest()))
+        self.queries = QueryBatcher(
+            lambda batch, timeout: channels.call("search service", self.stubs.search.QueryBatch, batch, timeout),
+            settings.search_timeout,
+        )
         self.gate = WriteGate()
         self.fusions = fusion.Fusions(Path(settings.data_dir) / "fusion")
         self.reembed = Reembed(self)
@@ -232,7 +237,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             return await self._pinned(lambda pins: self._search_video(request.video, query, modality, pins))
         else:
             raise errors.InvalidInput("set one of video, id or text")
-        response = await self.search("Query", query)
+        response = await self.queries.query(query)
         return gateway_pb2.SearchResponse(hits=response.hits)
 
     async def _search_video(self, video: bytes, query, modality: str, pins: Pins):
@@ -247,7 +252,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         query.vector.values.extend(vector.tolist())
         query.model_versions.clear()
         query.model_versions.update(embedded.model_versions())
-        response = await self.search("Query", query)
+        response = await self.queries.query(query)
         return gateway_pb2.SearchResponse(hits=response.hits)
 
     async def Predict(self, request, context):

@@ -71,6 +71,8 @@ def open_catalog(settings: SearchSettings) -> Catalog:
     return CATALOGS[settings.store](settings, Path(settings.data_dir) / "search")
 
 
+MAX_QUERY_BATCH = 256
+
 _STATES = {
     ACTIVE: search_pb2.CollectionInfo.ACTIVE,
     BUILDING: search_pb2.CollectionInfo.BUILDING,
@@ -157,6 +159,25 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             **target,
         )
         return search_pb2.QueryResponse(hits=[records.to_hit(h) for h in hits])
+
+    async def QueryBatch(self, request, context):
+        if len(request.queries) > MAX_QUERY_BATCH:
+            raise errors.InvalidInput(
+                f"a batch holds at most {MAX_QUERY_BATCH} queries, got {len(request.queries)}: split it"
+            )
+
+        async def answer(query) -> search_pb2.QueryBatchResponse.Result:
+            try:
+                return search_pb2.QueryBatchResponse.Result(response=await self.Query(query, context))
+            except errors.ReelvecError as exc:
+                failed = search_pb2.QueryError(code=exc.code.value[0], message=str(exc))
+                return search_pb2.QueryBatchResponse.Result(error=failed)
+
+        if self.store.fast_reads:  # one after another on the loop: no task per query
+            results = [await answer(query) for query in request.queries]
+        else:  # a Qdrant server: the queries wait on it side by side
+            results = await asyncio.gather(*(answer(query) for query in request.queries))
+        return search_pb2.QueryBatchResponse(results=results)
 
     async def Get(self, request, context):
         video_id = records.check_id(request.id)
