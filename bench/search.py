@@ -134,7 +134,7 @@ def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int]):
 
     # Opened exactly as the service opens it, so a settings change there is what gets measured;
     # only the idle watcher is off, because the benchmark calls optimize() itself.
-    store = server._open_edge(server.SearchSettings(optimize_after=0), folder)
+    store = server.open_edge_store(server.SearchSettings(optimize_after=0), folder, modalities.DIMS)
     try:
         with common.Timer() as load:
             _load_edge(store, corpus)

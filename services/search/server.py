@@ -29,21 +29,23 @@ class SearchSettings(config.ServerSettings):
     search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
 
 
-def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
+def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) -> base.VideoStore:
+    """Blocking: opens (or creates) one collection's shard as the service does."""
     from services.search.stores.edge import EdgeStore
 
-    def open_store(name: str, dims: dict[str, int]) -> base.VideoStore:
-        store = EdgeStore(
-            root / "edge" / name,
-            dims,
-            optimize_after=settings.optimize_after,
-            idle_seconds=settings.optimize_idle_seconds,
-            search_threads=settings.search_threads,
-        )
-        store.optimize()  # indexes whatever an earlier run left unindexed
-        return store
+    store = EdgeStore(
+        path,
+        dims,
+        optimize_after=settings.optimize_after,
+        idle_seconds=settings.optimize_idle_seconds,
+        search_threads=settings.search_threads,
+    )
+    store.optimize()  # indexes whatever an earlier run left unindexed
+    return store
 
-    return Catalog(root, open_store, settings.collection)
+
+def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
+    return Catalog(root, lambda name, dims: open_edge_store(settings, root / "edge" / name, dims), settings.collection)
 
 
 def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
