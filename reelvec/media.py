@@ -28,6 +28,10 @@ DEFAULT_MAX_DURATION = 600.0  # seconds
 # Seeking costs a keyframe lookup plus decoding from that keyframe: for a target closer than this to
 # the last decoded frame, decoding forward is cheaper.
 SEEK_AHEAD = 2.0  # seconds
+# Further than this before a target, frames that no later frame refers to (most B-frames) are not
+# decoded at all; nearer, every frame is, so the target itself is never one of those skipped. The
+# margin covers the frames the decoder holds in flight (threads, B-frame reordering).
+SKIP_NONREF_BEFORE = 0.5  # seconds
 
 # Container signatures: open() failing on bytes that start like this means truncated or corrupt.
 _SIGNATURES = {b"ftyp": "MP4/MOV", b"\x1a\x45\xdf\xa3": "Matroska/WebM", b"RIFF": "AVI/WAV",
@@ -236,6 +240,9 @@ def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.Vid
                     stream, decoded = _stream_setup(container)
                     frame, shown = None, float("-inf")
             while True:
+                skip = "NONREF" if target - max(shown, start) > SKIP_NONREF_BEFORE else "DEFAULT"
+                if stream.codec_context.skip_frame != skip:
+                    stream.codec_context.skip_frame = skip
                 try:
                     frame = next(decoded)
                 except (StopIteration, av.FFmpegError):

@@ -11,9 +11,11 @@ import pytest
 from reelvec import errors, media, samples
 
 
-def encode_video(frames, fps=10, gop=None, fmt=None, rotation=None, metadata=None, codec="libx264") -> bytes:
+def encode_video(frames, fps=10, gop=None, fmt=None, rotation=None, metadata=None, codec="libx264",
+                 preset="ultrafast") -> bytes:
     """H.264 (or `codec`) from RGB arrays; `fmt` picks the container (mp4 by default, "h264" for a
-    raw stream); `metadata` goes into the container's tags."""
+    raw stream); `metadata` goes into the container's tags. x264's "ultrafast" makes no B-frames,
+    its default "medium" does, as phones and editing apps do."""
     out = io.BytesIO()
     height, width = frames[0].shape[:2]
     with av.open(out, "w", format=fmt or "mp4") as container:
@@ -21,7 +23,7 @@ def encode_video(frames, fps=10, gop=None, fmt=None, rotation=None, metadata=Non
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
+            stream.options = {"preset": preset, **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
         if rotation:
             stream.set_display_rotation(rotation)
         for index, image in enumerate(frames):
@@ -165,6 +167,19 @@ def test_frames_at_returns_the_nearest_frame(gop):
     assert sorted(got) == list(range(16))
     for index, number in got.items():
         assert abs(number - times[index] * fps) <= 0.5 + 1e-6, (index, number)
+
+
+def test_frames_at_returns_the_nearest_frame_when_b_frames_are_skipped():
+    """Far from a target the decoder skips the frames nothing refers to (most B-frames); the target
+    itself must never be one of them."""
+    fps, seconds = 30, 20
+    data = encode_video(numbered(fps * seconds), fps=fps, gop=250, preset="medium")
+    with av.open(io.BytesIO(data)) as container:
+        kinds = {frame.pict_type for frame in container.decode(video=0)}
+    assert av.video.frame.PictureType.B in kinds  # the case under test
+    times = [(i + 0.5) * seconds / 16 for i in range(16)]
+    got = {i: read_number(frame.to_ndarray(format="rgb24")) for i, frame in media.frames_at(data, times)}
+    assert [abs(got[i] - times[i] * fps) <= 0.5 + 1e-6 for i in range(16)] == [True] * 16, got
 
 
 def test_frames_at_without_timestamps_or_seeking():
