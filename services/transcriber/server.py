@@ -2,10 +2,12 @@
 
 import asyncio
 import dataclasses
+import logging
 import re
 from pathlib import Path
 
 from reelvec import config, errors, media
+from reelvec.group_commit import GroupCommit
 from reelvec.models import TEXT_MODEL_DIR
 from reelvec.server import timed
 from reelvec.v1 import common_pb2, transcriber_pb2, transcriber_pb2_grpc
@@ -21,12 +23,17 @@ class Settings(config.ServerSettings):
     compute_type: str = ""  # empty: int8 on cpu, float16 on cuda
     cpu_threads: int = 0  # threads per model call; 0: the cores shared out among max_transcriptions
     beam_size: int = 5
-    # Transcriptions run at once (each is a CTranslate2 worker); more queue. Text embeddings have
-    # their own slots so a search query never waits behind a long transcription.
+    # Transcriptions run at once (each is a CTranslate2 worker); the requests that queue meanwhile
+    # are transcribed together, short clips sharing Whisper windows (packing.py), up to
+    # pack_max_clips per call. Text embeddings have their own slots so a search query never waits
+    # behind a long transcription.
     max_transcriptions: int = 2
+    pack_max_clips: int = 8
     max_text_embeddings: int = 4
     text_model_dir: str = str(TEXT_MODEL_DIR)
 
+
+log = logging.getLogger(__name__)
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -49,12 +56,28 @@ def _to_proto(transcript: Transcript) -> common_pb2.Transcript:
     )
 
 
+def _together(speech: Speech, audios: list) -> list[Transcript | Exception]:
+    """The clips that queued together, packed; when that fails, each alone, so that one clip that
+    breaks fails its own request only."""
+    try:
+        return speech.transcribe_many(audios)
+    except Exception:
+        log.exception("transcribing clips together failed: each alone", extra={"clips": len(audios)})
+    out = []
+    for audio in audios:
+        try:
+            out.append(speech.transcribe(audio))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
 class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.speech: Speech | None = None
         self.embedder: TextEmbedder | None = None
-        self._transcriptions = asyncio.Semaphore(settings.max_transcriptions)
+        self._transcriptions: GroupCommit | None = None
         self._embeddings = asyncio.Semaphore(settings.max_text_embeddings)
 
     def load(self) -> None:
@@ -68,17 +91,14 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
             beam_size=s.beam_size,
         )
         self.embedder = TextEmbedder(Path(s.text_model_dir), s.device, s.cpu_threads)
+        speech = self.speech
+        self._transcriptions = GroupCommit(lambda audios: asyncio.to_thread(_together, speech, audios),
+                                           s.pack_max_clips, s.max_transcriptions)
 
     def _ready(self) -> tuple[Speech, TextEmbedder]:
-        if self.speech is None or self.embedder is None:
+        if self.speech is None or self.embedder is None or self._transcriptions is None:
             raise errors.Unavailable("transcriber is still loading its models")
         return self.speech, self.embedder
-
-    def _speech_to_text(self, speech: Speech, video: bytes) -> Transcript:
-        with timed("decode"):
-            audio = media.decode_audio(video)
-        with timed("model"):
-            return speech.transcribe(audio)
 
     async def _embed(self, embedder: TextEmbedder, text: str) -> list[float]:
         with timed("queued"):
@@ -94,12 +114,10 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
         speech, embedder = self._ready()
         if len(request.video) > self.settings.max_video_mb * 1024 * 1024:
             raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
-        with timed("queued"):
-            await self._transcriptions.acquire()
-        try:
-            transcript = await asyncio.to_thread(self._speech_to_text, speech, request.video)
-        finally:
-            self._transcriptions.release()
+        with timed("decode"):
+            audio = await asyncio.to_thread(media.decode_audio, request.video)
+        with timed("model"):  # with the wait for a free worker, where the queued clips are packed
+            transcript: Transcript = await self._transcriptions.submit(audio)
         words = embedding_text(request.caption, request.hashtags, transcript.text)
         return transcriber_pb2.TranscribeResponse(
             transcript=_to_proto(transcript),

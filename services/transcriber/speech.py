@@ -4,10 +4,14 @@ import dataclasses
 import os
 import threading
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from reelvec.models import whisper
+from services.transcriber import packing
 
 SAMPLE_RATE = 16000
 
@@ -107,3 +111,56 @@ class Speech:
             language_probability=float(info.language_probability),
             segments=segments,
         )
+
+    def transcribe_many(self, audios: list[np.ndarray | None]) -> list[Transcript]:
+        """transcribe() of each, with the clips short enough packed into shared windows
+        (packing.py): what the transcriber does with requests that arrive together."""
+        results: list[Transcript | None] = [None] * len(audios)
+        clips = []
+        for index, audio in enumerate(audios):
+            chunks = get_speech_timestamps(audio, VadOptions()) if audio is not None and audio.size else []
+            clip = packing.Clip(index, audio, chunks)
+            if not chunks:
+                results[index] = Transcript()
+            elif clip.speech_s > packing.WINDOW_S - packing.GAP_S:
+                results[index] = self.transcribe(audio)
+            else:
+                clips.append(clip)
+        for pack in packing.packs(clips):
+            together = self._transcribe_pack(pack) if len(pack) > 1 else None
+            for clip in pack:
+                results[clip.index] = together[clip.index] if together else self.transcribe(clip.audio)
+        return results
+
+    def _transcribe_pack(self, pack: list[packing.Clip]) -> dict[int, Transcript] | None:
+        """None when the clips' languages differ: each is then transcribed alone."""
+        audio, placed = packing.lay_out(pack)
+        languages = self._languages(audio, placed)
+        if len({language for language, _ in languages}) != 1:
+            return None
+        pieces, _ = self.model.transcribe(audio, language=languages[0][0], beam_size=self.beam_size,
+                                          vad_filter=False, word_timestamps=True)
+        runs = packing.split(pieces, placed)
+        out = {}
+        for p, (language, probability) in zip(placed, languages):
+            segments = tuple(Segment(r.start, r.end, r.text) for r in runs[p.clip.index])
+            out[p.clip.index] = Transcript(" ".join(s.text for s in segments), language, probability,
+                                           segments) if segments else Transcript()
+        return out
+
+    def _languages(self, audio: np.ndarray, placed: list[packing.Placed]) -> list[tuple[str, float]]:
+        """Each clip's language, from its own stretch of the window's encoding. The window is cut
+        as transcribe() cuts its first one, so that transcribe() reuses this encoding."""
+        if not self.model.model.is_multilingual:
+            return [("en", 1.0)] * len(placed)
+        features = self.model.feature_extractor(audio)
+        window = pad_or_trim(features[:, : features.shape[-1] - 1][:, : self.model.feature_extractor.nb_max_frames])
+        encoding = np.asarray(self.model.encode(window))
+        silence_from = int(np.ceil(placed[-1].end * packing.ENCODER_FRAMES_PER_S))
+        out = []
+        for p in placed:
+            own = ctranslate2.StorageView.from_array(p.encoded(encoding, silence_from))
+            ranked = self.model.model.detect_language(own)[0]
+            token, probability = ranked[0]
+            out.append((token.strip("<|>"), float(probability)))
+        return out
