@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import common, transcription
-from reelvec import client, launcher, media, samples
+from reelvec import cli, client, launcher, media, samples
 from reelvec.local_stack import RunningStack
 from reelvec.v1 import common_pb2
 from services.encoder import frames as frame_ops
@@ -73,7 +73,7 @@ def _reelvec(items, data_dir: Path) -> tuple[float, float, dict[str, float]]:
         pids = stack.pids()
         before = {name: common.tree_cpu_seconds(pid) for name, pid in pids.items()}
         stub = client.connect(stack.gateway)
-        with common.Timer() as t, ThreadPoolExecutor(2) as pool:  # the CLI's default concurrency
+        with common.Timer() as t, ThreadPoolExecutor(cli.INDEX_CONCURRENCY) as pool:  # as `reelvec index`
             list(pool.map(lambda item: client.index_file(stub, *item), items))
         spent = {name: common.tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     finally:

@@ -366,7 +366,9 @@ def _parser() -> argparse.ArgumentParser:
     p = client_command("index", cmd_index, "index video files and/or a JSONL manifest")
     p.add_argument("files", nargs="*")
     p.add_argument("--manifest")
-    p.add_argument("--concurrency", type=int, default=2)
+    # Uploads in flight. More than the stack's workers, so that work queues where it is batched:
+    # Triton's frames, and the transcriber's shared Whisper windows (docs/transcriber.md).
+    p.add_argument("--concurrency", type=int, default=INDEX_CONCURRENCY)
 
     p = client_command("search", cmd_search, "find similar videos")
     q = p.add_mutually_exclusive_group(required=True)
@@ -423,6 +425,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")
     p.add_argument("--compare", action="store_true", help="also measure every other model on the same split")
     return parser
+
+
+INDEX_CONCURRENCY = 8
 
 
 def main(argv=None) -> int:
