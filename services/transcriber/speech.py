@@ -8,6 +8,7 @@ import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
+from faster_whisper.transcribe import restore_speech_timestamps
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from reelvec.models import whisper
@@ -92,25 +93,7 @@ class Speech:
 
     def transcribe(self, audio: np.ndarray | None) -> Transcript:
         """`audio`: 16 kHz mono float32. No audio, or nothing the VAD calls speech, is empty."""
-        if audio is None or audio.size == 0:
-            return Transcript()
-        duration = audio.size / SAMPLE_RATE
-        # The VAD drops silence and noise before decoding: Whisper alone hallucinates words there.
-        pieces, info = self.model.transcribe(audio, beam_size=self.beam_size, vad_filter=True)
-        segments = tuple(
-            # Timestamp tokens are quantized to 20 ms and can overshoot the last window.
-            Segment(min(p.start, duration), min(p.end, duration), p.text.strip())
-            for p in pieces
-            if p.text.strip()
-        )
-        if not segments:
-            return Transcript()
-        return Transcript(
-            text=" ".join(s.text for s in segments),
-            language=info.language,
-            language_probability=float(info.language_probability),
-            segments=segments,
-        )
+        return self.transcribe_many([audio])[0]
 
     def transcribe_many(self, audios: list[np.ndarray | None]) -> list[Transcript]:
         """transcribe() of each, with the clips short enough packed into shared windows
@@ -118,19 +101,37 @@ class Speech:
         results: list[Transcript | None] = [None] * len(audios)
         clips = []
         for index, audio in enumerate(audios):
+            # The VAD drops silence and noise before decoding: Whisper alone hallucinates words there.
             chunks = get_speech_timestamps(audio, VadOptions()) if audio is not None and audio.size else []
             clip = packing.Clip(index, audio, chunks)
             if not chunks:
                 results[index] = Transcript()
             elif clip.speech_s > packing.WINDOW_S - packing.GAP_S:
-                results[index] = self.transcribe(audio)
+                results[index] = self._transcribe_alone(clip)
             else:
                 clips.append(clip)
         for pack in packing.packs(clips):
             together = self._transcribe_pack(pack) if len(pack) > 1 else None
             for clip in pack:
-                results[clip.index] = together[clip.index] if together else self.transcribe(clip.audio)
+                results[clip.index] = together[clip.index] if together else self._transcribe_alone(clip)
         return results
+
+    def _transcribe_alone(self, clip: packing.Clip) -> Transcript:
+        """The clip's speech, language detected on it: what faster-whisper's transcribe() does with
+        vad_filter=True, from the VAD's chunks already found."""
+        speech, _ = packing.lay_out([clip])
+        pieces, info = self.model.transcribe(speech, beam_size=self.beam_size, vad_filter=False)
+        duration = clip.audio.size / SAMPLE_RATE
+        segments = tuple(
+            # Timestamp tokens are quantized to 20 ms and can overshoot the last window.
+            Segment(min(p.start, duration), min(p.end, duration), p.text.strip())
+            for p in restore_speech_timestamps(pieces, clip.chunks, SAMPLE_RATE)
+            if p.text.strip()
+        )
+        if not segments:
+            return Transcript()
+        return Transcript(" ".join(s.text for s in segments), info.language, float(info.language_probability),
+                          segments)
 
     def _transcribe_pack(self, pack: list[packing.Clip]) -> dict[int, Transcript] | None:
         """None when the clips' languages differ: each is then transcribed alone."""

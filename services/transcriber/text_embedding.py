@@ -17,6 +17,8 @@ class TextEmbedder:
             raise FileNotFoundError(f"{model} is missing: run `make models`")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per physical core
+        # idle threads sleep instead of spinning on the cores Whisper and the other services need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = ["CUDAExecutionProvider"] if device == "cuda" else []
         available = onnxruntime.get_available_providers()
         providers = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
