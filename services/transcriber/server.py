@@ -29,6 +29,9 @@ class Settings(config.ServerSettings):
     # behind a long transcription.
     max_transcriptions: int = 2
     pack_max_clips: int = 8
+    # While a transcription runs, a lone request waits up to this long for another to share its
+    # window before it takes the free worker (docs/transcriber.md: packing).
+    pack_linger_seconds: float = 0.3
     max_text_embeddings: int = 4
     text_model_dir: str = str(TEXT_MODEL_DIR)
 
@@ -93,7 +96,7 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
         self.embedder = TextEmbedder(Path(s.text_model_dir), s.device, s.cpu_threads)
         speech = self.speech
         self._transcriptions = GroupCommit(lambda audios: asyncio.to_thread(_together, speech, audios),
-                                           s.pack_max_clips, s.max_transcriptions)
+                                           s.pack_max_clips, s.max_transcriptions, s.pack_linger_seconds)
 
     def _ready(self) -> tuple[Speech, TextEmbedder]:
         if self.speech is None or self.embedder is None or self._transcriptions is None:
