@@ -29,7 +29,7 @@ Send = Callable[[search_pb2.QueryBatchRequest, float], Awaitable[search_pb2.Quer
 
 
 class QueryBatcher:
-    def __init__(self, send: Send, timeout: float, max_batch: int = 64, max_calls: int = 2):
+    def __init__(self, send: Send, timeout: float, max_batch: int = 64, max_calls: int = 3):
         """`send(request, timeout)` makes the QueryBatch call; `timeout` bounds it when no caller
         has a deadline. At most `max_calls` batches are in flight."""
         self._send = send
