@@ -4,8 +4,9 @@ An item leaves on the event loop's next turn when fewer than `max_calls` batches
 so a lone item waits for nothing; otherwise it leaves with everything that arrived by the time one
 of them finishes (up to `max_batch`). Under load the batches grow with the traffic. With `linger`,
 a lone item that finds another batch already in flight waits up to that long for company before
-taking a free slot: under steady load it would otherwise go alone each time a slot frees. Used where one
-call for many items costs much less than one call each: the gateway's search queries
+taking a free slot: under steady load it would otherwise go alone each time a slot frees.
+
+Used where one call for many items costs much less than one call each: the gateway's search queries
 (services/gateway/query_batcher.py) and Whisper windows shared by short clips
 (services/transcriber/packing.py).
 """

@@ -8,7 +8,8 @@ two clips, as many as fit in one window; one encoding serves them all. Words com
 timestamps; each word goes to the clip its middle falls in, at its time in that clip.
 
 Each clip keeps its own language: Whisper's language detector is given that clip's stretch of the
-window's encoding alone. When the clips of a pack disagree, the caller transcribes them one by one.
+window's encoding, followed by the window's silent tail (Placed.encoded). When the clips of a pack
+disagree, the caller transcribes them one by one.
 """
 
 import bisect

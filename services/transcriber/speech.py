@@ -13,8 +13,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from reelvec.models import whisper
 from services.transcriber import packing
-
-SAMPLE_RATE = 16000
+from services.transcriber.packing import SAMPLE_RATE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +29,13 @@ class Transcript:
     language: str = ""  # empty when there is no speech
     language_probability: float = 0.0
     segments: tuple[Segment, ...] = ()
+
+    @classmethod
+    def of(cls, segments: tuple[Segment, ...], language: str, probability: float) -> "Transcript":
+        """The transcript of these segments; empty (no language either) when there are none."""
+        if not segments:
+            return cls()
+        return cls(" ".join(s.text for s in segments), language, probability, segments)
 
 
 def default_compute_type(device: str) -> str:
@@ -128,10 +134,7 @@ class Speech:
             for p in restore_speech_timestamps(pieces, clip.chunks, SAMPLE_RATE)
             if p.text.strip()
         )
-        if not segments:
-            return Transcript()
-        return Transcript(" ".join(s.text for s in segments), info.language, float(info.language_probability),
-                          segments)
+        return Transcript.of(segments, info.language, float(info.language_probability))
 
     def _transcribe_pack(self, pack: list[packing.Clip]) -> dict[int, Transcript] | None:
         """None when the clips' languages differ: each is then transcribed alone."""
@@ -145,8 +148,7 @@ class Speech:
         out = {}
         for p, (language, probability) in zip(placed, languages):
             segments = tuple(Segment(r.start, r.end, r.text) for r in runs[p.clip.index])
-            out[p.clip.index] = Transcript(" ".join(s.text for s in segments), language, probability,
-                                           segments) if segments else Transcript()
+            out[p.clip.index] = Transcript.of(segments, language, probability)
         return out
 
     def _languages(self, audio: np.ndarray, placed: list[packing.Placed]) -> list[tuple[str, float]]:
