@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import grpc
 import numpy as np
+import prometheus_client
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -246,21 +247,22 @@ def test_base_model_transcribes_the_same_clip(base_model, clips):
     assert result.segments
 
 
-def test_language_detection_reuses_the_first_windows_encoding(base_model, clips, monkeypatch):
-    from faster_whisper import WhisperModel
+def _windows() -> float:
+    """Encoder passes so far, as the transcriber's metric counts them."""
+    return prometheus_client.REGISTRY.get_sample_value("reelvec_whisper_windows_total")
 
-    encodes = []
-    real_encode = WhisperModel.encode
-    monkeypatch.setattr(WhisperModel, "encode", lambda self, f: encodes.append(f.shape) or real_encode(self, f))
+
+def test_language_detection_reuses_the_first_windows_encoding(base_model, clips):
     audio = media.decode_audio(clips["speech"].read_bytes())
+    before = _windows()
     detected = base_model.transcribe(audio)
-    assert detected.language == "en" and len(encodes) == 1  # one 30 s window, encoded once
+    assert detected.language == "en" and _windows() - before == 1  # one 30 s window, encoded once
 
-    encodes.clear()
+    before = _windows()
     segments, _ = base_model.model.transcribe(audio, beam_size=base_model.beam_size, vad_filter=True,
                                               language="en")
     told = " ".join(s.text.strip() for s in segments)
-    assert len(encodes) == 1 and told == detected.text  # the reused encoding decodes the same words
+    assert _windows() - before == 1 and told == detected.text  # the reused encoding decodes the same words
 
 
 @pytest.mark.parametrize("sound", ["silence", "tone"])
@@ -275,22 +277,13 @@ def _speech(tmp_path, text: str, voice: str = "en-us") -> np.ndarray:
     return media.decode_audio(samples.speak(text, tmp_path / f"{abs(hash(text))}.wav", voice).read_bytes())
 
 
-def _count_encodes(monkeypatch) -> list:
-    from faster_whisper import WhisperModel
-
-    encodes = []
-    real_encode = WhisperModel.encode
-    monkeypatch.setattr(WhisperModel, "encode", lambda self, f: encodes.append(f.shape) or real_encode(self, f))
-    return encodes
-
-
-def test_short_clips_transcribed_together_share_one_window(base_model, tmp_path, monkeypatch):
+def test_short_clips_transcribed_together_share_one_window(base_model, tmp_path):
     texts = samples.SAMPLE_SPEECH[:3]
     audios = [_speech(tmp_path, t) for t in texts]
     audios.insert(1, np.zeros(3 * 16000, np.float32))  # no speech: empty, and it keeps its place
-    encodes = _count_encodes(monkeypatch)
+    before = _windows()
     results = base_model.transcribe_many(audios)
-    assert len(encodes) == 1  # three clips, one 30 s window, encoded once (language detection too)
+    assert _windows() - before == 1  # three clips, one 30 s window, encoded once (language detection too)
     assert results[1] == Transcript()
     for said, audio, result in zip(texts, [audios[0], *audios[2:]], [results[0], *results[2:]]):
         # espeak says some of these badly: held to what the clip gets alone, within one word in ten
@@ -302,13 +295,13 @@ def test_short_clips_transcribed_together_share_one_window(base_model, tmp_path,
             assert 0 <= segment.start < segment.end <= audio.size / 16000 + 0.05
 
 
-def test_clips_in_different_languages_are_transcribed_alone(base_model, tmp_path, monkeypatch):
+def test_clips_in_different_languages_are_transcribed_alone(base_model, tmp_path):
     english = _speech(tmp_path, samples.SAMPLE_SPEECH[1])
     german = _speech(tmp_path, "Heute koche ich eine schnelle Suppe mit Karotten und Kartoffeln.", voice="de")
-    encodes = _count_encodes(monkeypatch)
+    before = _windows()
     results = base_model.transcribe_many([english, german])
     assert [r.language for r in results] == ["en", "de"]
-    assert len(encodes) == 3  # the shared window, then each clip in its own
+    assert _windows() - before == 3  # the shared window, then each clip in its own
     assert word_error_rate(samples.SAMPLE_SPEECH[1], results[0].text) < MAX_WER
     assert "Suppe" in results[1].text or "Karotten" in results[1].text, results[1].text
 

@@ -6,6 +6,7 @@ import threading
 
 import ctranslate2
 import numpy as np
+import prometheus_client
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.transcribe import restore_speech_timestamps
@@ -14,6 +15,10 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from reelvec.models import whisper
 from services.transcriber import packing
 from services.transcriber.packing import SAMPLE_RATE
+
+# The encoder pass is the fixed cost of a window however little speech it holds: windows per
+# transcription is what packing saves (below 1 when clips share windows).
+WINDOWS = prometheus_client.Counter("reelvec_whisper_windows", "Whisper encoder passes over a 30 s window")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +69,7 @@ class _SharedEncodingWhisper(WhisperModel):
         if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
             return last[1]
         output = super().encode(features)
+        WINDOWS.inc()
         self._last.value = (features, output)
         return output
 
