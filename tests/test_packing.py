@@ -31,9 +31,18 @@ def clip(index: int, seconds: float, *speech: tuple[float, float]) -> packing.Cl
     return packing.Clip(index, audio, chunks)
 
 
-def test_clips_are_packed_in_order_while_they_fit_in_one_window():
+def test_clips_fill_windows_longest_first_each_pack_in_arrival_order():
     clips = [clip(i, 30, (0, s)) for i, s in enumerate([10, 10, 8, 29, 3])]
-    assert [[c.index for c in p] for p in packing.packs(clips)] == [[0, 1, 2], [3], [4]]
+    assert [[c.index for c in p] for p in packing.packs(clips)] == [[3], [0, 1, 2], [4]]
+
+
+def test_a_later_clip_fills_the_room_an_earlier_window_left():
+    # in arrival order 20 | 15 + 9 | 14 takes three windows; 20 + 9 and 15 + 14 (with their
+    # 1 s gaps) fill two exactly
+    clips = [clip(i, 30, (0, s)) for i, s in enumerate([20, 15, 9, 14])]
+    packs = packing.packs(clips)
+    assert [[c.index for c in p] for p in packs] == [[0, 2], [1, 3]]
+    assert all(packing.lay_out(p)[0].size <= packing.WINDOW_S * RATE for p in packs)
 
 
 def test_the_layout_is_each_clips_speech_with_a_second_of_silence_between():
