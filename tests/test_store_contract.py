@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 
 from reelvec import errors, modalities
 from services.search.stores import base
@@ -297,3 +298,26 @@ def test_edge_idle_optimizer_builds_the_index(tmp_path):
         assert store.search(TEXT, vectors[7], None, 1, False)[0].id == "7"
     finally:
         store.close()
+
+
+def test_edge_optimize_lets_the_wal_drop_what_the_segments_hold(tmp_path):
+    """Edge flushes only when asked: without that the WAL keeps every write until close, and a
+    crash replays all of it at the next start."""
+    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0)
+    try:
+        rng = np.random.default_rng(11)
+        # 150 MB of fused vectors: Qdrant's WAL files are 32 MB, and it keeps the last one or two
+        for start in range(0, 20000, 500):
+            points = [qe.Point(base.point_id(str(i)), {FUSED: unit(rng, DIMS[FUSED])}, {base.VIDEO_ID: str(i)})
+                      for i in range(start, start + 500)]
+            store._shard.update(qe.UpdateOperation.upsert_points(points))
+        written = _size(tmp_path / "edge" / "wal")
+        store.optimize()
+        assert _size(tmp_path / "edge" / "wal") < written / 2
+        assert store.count() == 20000
+    finally:
+        store.close()
+
+
+def _size(folder) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
