@@ -300,18 +300,28 @@ def test_edge_idle_optimizer_builds_the_index(tmp_path):
         store.close()
 
 
+def _fill_wal(store: EdgeStore, seed: int) -> int:
+    """150 MB of fused vectors straight into the shard (Qdrant's WAL files are 32 MB, and it keeps
+    the last one or two); returns the WAL's size."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, 20000, 500):
+        points = [qe.Point(base.point_id(str(i)), {FUSED: unit(rng, DIMS[FUSED])}, {base.VIDEO_ID: str(i)})
+                  for i in range(start, start + 500)]
+        store._shard.update(qe.UpdateOperation.upsert_points(points))
+    return _size(store._path / "wal")
+
+
+def _size(folder) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def test_edge_optimize_lets_the_wal_drop_what_the_segments_hold(tmp_path):
     """Edge flushes only when asked: without that the WAL keeps every write until close, and a
     crash replays all of it at the next start."""
-    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0)
+    # no HNSW build (segments stay below the indexing threshold): the flush is what is tested
+    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0, flush_seconds=3600, indexing_threshold_kb=10**9)
     try:
-        rng = np.random.default_rng(11)
-        # 150 MB of fused vectors: Qdrant's WAL files are 32 MB, and it keeps the last one or two
-        for start in range(0, 20000, 500):
-            points = [qe.Point(base.point_id(str(i)), {FUSED: unit(rng, DIMS[FUSED])}, {base.VIDEO_ID: str(i)})
-                      for i in range(start, start + 500)]
-            store._shard.update(qe.UpdateOperation.upsert_points(points))
-        written = _size(tmp_path / "edge" / "wal")
+        written = _fill_wal(store, 11)
         store.optimize()
         assert _size(tmp_path / "edge" / "wal") < written / 2
         assert store.count() == 20000
@@ -319,5 +329,17 @@ def test_edge_optimize_lets_the_wal_drop_what_the_segments_hold(tmp_path):
         store.close()
 
 
-def _size(folder) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+def test_edge_flushes_while_writes_come_in(tmp_path):
+    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0, flush_seconds=0.2)
+    try:
+        written = _fill_wal(store, 12)
+        time.sleep(0.5)
+        assert _size(tmp_path / "edge" / "wal") == written  # nothing written through the store yet
+        store.upsert(base.StoredVideo("one more", {TEXT: unit(np.random.default_rng(13), DIMS[TEXT])}, {}))
+        deadline = time.monotonic() + 30
+        while _size(tmp_path / "edge" / "wal") >= written / 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _size(tmp_path / "edge" / "wal") < written / 2
+        assert store.count() == 20001
+    finally:
+        store.close()

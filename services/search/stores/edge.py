@@ -10,6 +10,11 @@ the process, the gRPC handlers included. So it runs only where a stall is harmle
 Points not yet indexed sit in plain segments that are scanned exactly, so search stays correct
 before an optimize, only slower. Nothing is optimized at close: the WAL already makes every write
 durable, and shutdown must fit in the drain grace period.
+
+Edge does not flush by itself either: its WAL kept every write until close, twice the disk, and a
+crash replayed all of it at the next start (30k fused vectors: a 268 MB WAL and 3.2 s to reopen;
+flushed, 44 MB and 0.15 s). So each optimize flushes, and the watcher flushes every
+`flush_seconds` while writes come in, as a Qdrant server does (its flush_interval_sec, 5 s).
 """
 
 import logging
@@ -90,8 +95,9 @@ class EdgeStore(base.VideoStore):
         indexing_threshold_kb: int | None = None,
         full_scan_threshold_kb: int | None = None,
         search_threads: int = 1,
+        flush_seconds: float = 5.0,
     ):
-        """`optimize_after` 0 turns the idle optimizer off. The thresholds, None for Qdrant's
+        """`optimize_after` 0 turns the idle optimizer off (the periodic flush stays). The thresholds, None for Qdrant's
         defaults (about 10 MB each), say how big a segment must be to get an HNSW index, and how
         many vectors a query must face before it walks the graph instead of scanning exactly.
         `search_threads`: Edge's own threads per query, one per segment. The call holds the GIL, so
@@ -124,13 +130,13 @@ class EdgeStore(base.VideoStore):
         self._ensure_indexes()
         self._optimize_after = optimize_after
         self._idle_seconds = idle_seconds
-        self._pending_writes = 0
-        self._last_call = time.monotonic()
+        self._flush_seconds = flush_seconds
+        self._pending_writes = 0  # since the last optimize
+        self._unflushed = 0  # since the last flush
+        self._last_call = self._flushed_at = time.monotonic()
         self._closed = threading.Event()
-        self._watcher = None
-        if optimize_after > 0:
-            self._watcher = threading.Thread(target=self._watch, name="edge-optimizer", daemon=True)
-            self._watcher.start()
+        self._watcher = threading.Thread(target=self._watch, name="edge-maintenance", daemon=True)
+        self._watcher.start()
 
     def _ensure_indexes(self) -> None:
         present = self._shard.info().payload_schema
@@ -152,6 +158,7 @@ class EdgeStore(base.VideoStore):
             existed = self._exists(video.id)
             self._shard.update(qe.UpdateOperation.upsert_points([point]))
             self._pending_writes += 1
+            self._unflushed += 1
             self._last_call = time.monotonic()
         return not existed
 
@@ -167,6 +174,7 @@ class EdgeStore(base.VideoStore):
             if existed:
                 self._shard.update(qe.UpdateOperation.delete_points([base.point_id(video_id)]))
                 self._pending_writes += 1
+                self._unflushed += 1
             self._last_call = time.monotonic()
         return existed
 
@@ -215,11 +223,7 @@ class EdgeStore(base.VideoStore):
                 return
             started = time.monotonic()
             changed = self._shard.optimize()
-            # Persists the segments, which lets the WAL drop what they now hold. Edge has no
-            # background flush: until close() the WAL kept every write since the start, twice the
-            # disk, and a crash replayed all of it (30k fused vectors: 268 MB, 3.2 s to reopen;
-            # flushed, 44 MB and 0.15 s).
-            self._shard.flush()
+            self._flush()
             self._pending_writes = 0
         if changed:
             log.info(
@@ -230,19 +234,32 @@ class EdgeStore(base.VideoStore):
                 },
             )
 
+    def flush(self) -> None:
+        """Persists the segments, so that the WAL can drop what they hold."""
+        with self._write_lock:
+            if not self._closed.is_set():
+                self._flush()
+
+    def _flush(self) -> None:  # under the write lock
+        self._shard.flush()
+        self._unflushed = 0
+        self._flushed_at = time.monotonic()
+
     def _watch(self) -> None:
-        poll = min(max(self._idle_seconds, 0.05), 1.0)
+        poll = min(max(self._idle_seconds, 0.05), self._flush_seconds, 1.0)
         while not self._closed.wait(poll):
-            idle = time.monotonic() - self._last_call >= self._idle_seconds
-            if idle and self._pending_writes >= self._optimize_after:
+            now = time.monotonic()
+            idle = now - self._last_call >= self._idle_seconds
+            if self._optimize_after > 0 and idle and self._pending_writes >= self._optimize_after:
                 self.optimize()
+            elif self._unflushed and now - self._flushed_at >= self._flush_seconds:
+                self.flush()
 
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._watcher is not None:
-            self._watcher.join()
+        self._watcher.join()
         with self._write_lock:
             self._shard.close()
 
