@@ -240,7 +240,7 @@ def run(args) -> common.Section:
         "exact: float32 matrix @ query + argpartition (BLAS may use both cores); qdrant-edge: the "
         "service's EdgeStore (int8 copy of the fused vector, rescored) and its search call; load "
         f"average {load_at_start:.1f} on {os.cpu_count()} CPUs at the start (shared: p99 moves with it)",
-        f"1M: {SIZES_ENV}=1000000 (about 25 min on 2 cores; see docs/benchmarks.md, Search, for time and memory)",
+        f"1M: {SIZES_ENV}=1000000 (12 min and 25 GB of disk on 2 cores: docs/benchmarks.md, Search)",
     ]
     if any(n > FUSED_ONLY_ABOVE for n in sizes):
         section.notes.append(f"above {_label(FUSED_ONLY_ABOVE)}: the store holds the fused vector alone "
