@@ -97,9 +97,10 @@ class EdgeStore(base.VideoStore):
         search_threads: int = 1,
         flush_seconds: float = 5.0,
     ):
-        """`optimize_after` 0 turns the idle optimizer off (the periodic flush stays). The thresholds, None for Qdrant's
-        defaults (about 10 MB each), say how big a segment must be to get an HNSW index, and how
-        many vectors a query must face before it walks the graph instead of scanning exactly.
+        """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
+        The thresholds, None for Qdrant's defaults (about 10 MB each), say how big a segment must be
+        to get an HNSW index, and how many vectors a query must face before it walks the graph
+        instead of scanning exactly.
         `search_threads`: Edge's own threads per query, one per segment. The call holds the GIL, so
         they are the only way one query uses two cores, but each query then costs about twice the
         CPU (0.63 against 0.34 ms at 5k videos): under load, where throughput is CPU-bound, one is
