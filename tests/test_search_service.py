@@ -410,6 +410,13 @@ def test_vectors_of_other_model_versions_never_enter_a_collection(stub, rng):
     fused = newer.embeddings.vectors["fused"].values
     assert query_ids(stub, fused, collection="videos_next") == ["mv-1"]
     assert "mv-1" not in query_ids(stub, fused)
+    # one QueryBatch across both: each query reads its own collection, and an unknown one fails alone
+    mixed = [search_pb2.QueryRequest(vector=common_pb2.Vector(values=fused), k=1, collection=name)
+             for name in ("videos_next", "", "nothing-here", "videos_next")]
+    results = stub.QueryBatch(search_pb2.QueryBatchRequest(queries=mixed), timeout=TIMEOUT).results
+    assert [r.WhichOneof("outcome") for r in results] == ["response", "response", "error", "response"]
+    assert [[h.id for h in results[i].response.hits] for i in (0, 1, 3)] == [["mv-1"], query_ids(stub, fused)[:1], ["mv-1"]]
+    assert results[2].error.code == grpc.StatusCode.NOT_FOUND.value[0] and "nothing-here" in results[2].error.message
     pinned = {"collection": "videos_next", "model_versions": {"visual": "effnet-lite0@1"}}
     error = status_of(lambda: query_ids(stub, fused, **pinned))  # a query vector of the old model
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -186,6 +186,41 @@ def test_query_by_id_excludes_the_video_itself(store):
         store.query(FUSED, video_id="nobody")
 
 
+def test_query_batch_answers_each_query_as_query_alone_would(store):
+    rng = np.random.default_rng(8)
+    for i in range(6):
+        vectors = {FUSED: unit(rng, DIMS[FUSED])}
+        if i % 2 == 0:
+            vectors[AUDIO] = unit(rng, DIMS[AUDIO])
+        store.upsert(base.StoredVideo(f"v{i}", vectors, payload(author=f"a{i % 3}", likes=i)))
+    store.optimize()
+    queries = [
+        base.Query(FUSED, video_id="v0", k=3, with_payload=True),
+        base.Query(AUDIO, video_id="v1"),  # v1 has no audio vector
+        base.Query(FUSED, vector=unit(rng, DIMS[FUSED]), k=4),
+        base.Query(FUSED, video_id="nobody"),
+        base.Query(AUDIO, video_id="v2", filter=base.Filter(author_ids=["a0", "a1"])),
+        base.Query(FUSED, video_id="v0", k=2),  # the same video twice in one batch
+    ]
+    answers = store.query_batch(queries)
+    assert len(answers) == len(queries)
+    for query, answer in zip(queries, answers):
+        fields = {f: getattr(query, f) for f in ("modality", "vector", "video_id", "filter", "k", "with_payload")}
+        try:
+            alone = store.query(**fields)
+        except errors.NotFound as exc:
+            assert isinstance(answer, errors.NotFound) and str(answer) == str(exc)
+            continue
+        assert [h.id for h in answer] == [h.id for h in alone]
+        assert np.allclose([h.score for h in answer], [h.score for h in alone], atol=1e-6)
+        assert [h.video for h in answer] == [h.video for h in alone]
+    assert "no audio vector" in str(answers[1]) and "'nobody'" in str(answers[3])
+    assert len(answers[0]) == 3 and "v0" not in ids(answers[0]) and answers[0][0].video.payload["metadata"]
+    assert ids(answers[4]) == {"v0", "v4"}  # an audio vector and author a0 or a1 (v2 is a2)
+    assert [h.id for h in answers[5]] == [h.id for h in answers[0][:2]]
+    assert store.query_batch([]) == []
+
+
 def clustered(rng, n, dim, clusters=12, spread=0.35) -> np.ndarray:
     centers = rng.standard_normal((clusters, dim))
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)

@@ -140,7 +140,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video))
         return search_pb2.UpsertResponse(created=created)
 
-    async def Query(self, request, context):
+    def _query(self, request) -> tuple[Collection, base.Query]:
+        """The collection a QueryRequest reads and the store query it asks for, checked."""
         modality = records.modality(request.modality)
         collection = self.collection(request.collection)
         self.catalog.check(collection, request.model_versions, models_behind(modality))
@@ -151,35 +152,51 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             target = {"video_id": records.check_id(request.id)}
         else:
             raise errors.InvalidInput("query needs a vector or an id")
-        hits = await self._read(
-            collection.store,
-            collection.store.query,
+        return collection, base.Query(
             modality,
             filter=records.to_filter(request.filter),
             k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
             with_payload=request.with_payload,
             **target,
         )
-        return search_pb2.QueryResponse(hits=[records.to_hit(h) for h in hits])
+
+    async def Query(self, request, context):
+        collection, query = self._query(request)
+        hits = await self._read(collection.store, collection.store.query_batch, [query])
+        if isinstance(hits[0], errors.ReelvecError):
+            raise hits[0]
+        return search_pb2.QueryResponse(hits=[records.to_hit(h) for h in hits[0]])
 
     async def QueryBatch(self, request, context):
         if len(request.queries) > MAX_QUERY_BATCH:
             raise errors.InvalidInput(
                 f"a batch holds at most {MAX_QUERY_BATCH} queries, got {len(request.queries)}: split it"
             )
-
-        async def answer(query) -> search_pb2.QueryBatchResponse.Result:
+        # Each query keeps its own outcome; those of one collection go to its store as one batch.
+        outcomes: list = [None] * len(request.queries)
+        batches: dict[str, tuple[Collection, list[int], list[base.Query]]] = {}
+        for slot, query in enumerate(request.queries):
             try:
-                return search_pb2.QueryBatchResponse.Result(response=await self.Query(query, context))
+                collection, checked = self._query(query)
             except errors.ReelvecError as exc:
-                failed = search_pb2.QueryError(code=exc.code.value[0], message=str(exc))
-                return search_pb2.QueryBatchResponse.Result(error=failed)
+                outcomes[slot] = exc
+                continue
+            _, slots, queries = batches.setdefault(collection.name, (collection, [], []))
+            slots.append(slot)
+            queries.append(checked)
+        for collection, slots, queries in batches.values():
+            answers = await self._read(collection.store, collection.store.query_batch, queries)
+            for slot, answer in zip(slots, answers):
+                outcomes[slot] = answer
 
-        if self.store.fast_reads:  # one after another on the loop: no task per query
-            results = [await answer(query) for query in request.queries]
-        else:  # a Qdrant server: the queries wait on it side by side
-            results = await asyncio.gather(*(answer(query) for query in request.queries))
-        return search_pb2.QueryBatchResponse(results=results)
+        def result(outcome) -> search_pb2.QueryBatchResponse.Result:
+            if isinstance(outcome, errors.ReelvecError):
+                failed = search_pb2.QueryError(code=outcome.code.value[0], message=str(outcome))
+                return search_pb2.QueryBatchResponse.Result(error=failed)
+            hits = [records.to_hit(h) for h in outcome]
+            return search_pb2.QueryBatchResponse.Result(response=search_pb2.QueryResponse(hits=hits))
+
+        return search_pb2.QueryBatchResponse(results=[result(o) for o in outcomes])
 
     async def Get(self, request, context):
         video_id = records.check_id(request.id)

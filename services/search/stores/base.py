@@ -8,6 +8,7 @@ because it indexes them.
 import abc
 import dataclasses
 import uuid
+from collections.abc import Sequence
 
 from reelvec import errors
 
@@ -144,18 +145,70 @@ class VideoStore(abc.ABC):
         with_payload: bool = False,
     ) -> list[Hit]:
         """Nearest neighbours of a vector, or of a stored video's own vector (itself excluded)."""
-        if (vector is None) == (video_id is None):
+        (result,) = self.query_batch([Query(modality, vector, video_id, filter, k, with_payload)])
+        if isinstance(result, errors.ReelvecError):
+            raise result
+        return result
+
+    def query_batch(self, queries: Sequence["Query"]) -> list[list[Hit] | errors.ReelvecError]:
+        """Each query's hits, or the error that query alone met (NotFound for an unknown id), in
+        order. The query videos' vectors come in one fetch and the searches run as one batch where
+        the backend has one: on the embedded engine that is 40% less CPU a query than one call each
+        (docs/search.md, Batched queries)."""
+        by_id = [q for q in queries if q.video_id is not None]
+        stored = {}
+        if by_id:
+            stored = self.stored_vectors({q.video_id for q in by_id}, {q.modality for q in by_id})
+        results: list = []
+        searches: list[tuple[int, Query, Query]] = []  # (slot, as asked, as searched)
+        for query in queries:
+            searched = query
+            if query.video_id is not None:
+                vectors = stored.get(query.video_id)
+                if vectors is None:
+                    results.append(errors.NotFound(f"no video with id {query.video_id!r}"))
+                    continue
+                if query.modality not in vectors:
+                    results.append(errors.NotFound(f"video {query.video_id!r} has no {query.modality} vector"))
+                    continue
+                # One more hit and the video itself dropped: cheaper than a has-id filter in the engine.
+                searched = dataclasses.replace(query, vector=vectors[query.modality], video_id=None, k=query.k + 1)
+            searches.append((len(results), query, searched))
+            results.append(None)
+        found = self.search_batch([searched for _, _, searched in searches]) if searches else []
+        for (slot, query, _), hits in zip(searches, found):
+            results[slot] = hits if query.video_id is None else [h for h in hits if h.id != query.video_id][: query.k]
+        return results
+
+    def stored_vectors(self, video_ids: set[str], names: set[str]) -> dict[str, dict[str, list[float]]]:
+        """The named vectors each video has, for the videos that exist. Backends that can fetch many
+        points in one call do."""
+        found = {}
+        for video_id in video_ids:
+            stored = self.get(video_id, with_vectors=sorted(names))  # converting all four costs 10x
+            if stored is not None:
+                found[video_id] = stored.vectors
+        return found
+
+    def search_batch(self, searches: Sequence["Query"]) -> list[list[Hit]]:
+        """`search` for each (vector) query, in order; backends with a batch call override this."""
+        return [self.search(q.modality, q.vector, q.filter, q.k, q.with_payload) for q in searches]
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """The k nearest videos to `vector`, or to the stored video `video_id`'s own vector."""
+
+    modality: str
+    vector: list[float] | None = None
+    video_id: str | None = None
+    filter: Filter | None = None
+    k: int = 10
+    with_payload: bool = False
+
+    def __post_init__(self):
+        if (self.vector is None) == (self.video_id is None):
             raise ValueError("query needs exactly one of vector and video_id")
-        if video_id is not None:
-            stored = self.get(video_id, with_vectors=[modality])  # converting all four costs 10x
-            if stored is None:
-                raise errors.NotFound(f"no video with id {video_id!r}")
-            if modality not in stored.vectors:
-                raise errors.NotFound(f"video {video_id!r} has no {modality} vector")
-            # One more hit and the video itself dropped: cheaper than a has-id filter in the engine.
-            hits = self.search(modality, stored.vectors[modality], filter, k + 1, with_payload)
-            return [hit for hit in hits if hit.id != video_id][:k]
-        return self.search(modality, vector, filter, k, with_payload)
 
 
 def parse_offset(offset: str | None) -> uuid.UUID | None:

@@ -83,6 +83,26 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
+def _request(query: base.Query) -> qe.QueryRequest:
+    return qe.QueryRequest(
+        limit=query.k,
+        query=qe.Query.Nearest(list(query.vector), using=query.modality),
+        filter=_filter(query.filter),
+        # the string id lives in the payload, so that one key is always read
+        with_payload=True if query.with_payload else [base.VIDEO_ID],
+        with_vector=False,
+        params=_SEARCH_PARAMS,
+    )
+
+
+def _hits(points, with_payload: bool) -> list[base.Hit]:
+    if not with_payload:
+        return [base.Hit(id=p.payload[base.VIDEO_ID], score=p.score) for p in points]
+    # each .payload read converts the whole payload from Rust again: once per point
+    videos = [base.StoredVideo.from_point(p, with_vectors=False) for p in points]
+    return [base.Hit(id=v.id, score=p.score, video=v) for p, v in zip(points, videos)]
+
+
 class EdgeStore(base.VideoStore):
     fast_reads = True  # in-process Rust that holds the GIL; about 0.3-1 ms per query up to 100k points
 
@@ -180,23 +200,18 @@ class EdgeStore(base.VideoStore):
         return existed
 
     def search(self, modality, vector, filter, k, with_payload):
+        (hits,) = self.search_batch([base.Query(modality, vector, filter=filter, k=k, with_payload=with_payload)])
+        return hits
+
+    def search_batch(self, searches):
         self._last_call = time.monotonic()
-        points = self._shard.query(
-            qe.QueryRequest(
-                limit=k,
-                query=qe.Query.Nearest(list(vector), using=modality),
-                filter=_filter(filter),
-                # the string id lives in the payload, so that one key is always read
-                with_payload=True if with_payload else [base.VIDEO_ID],
-                with_vector=False,
-                params=_SEARCH_PARAMS,
-            )
-        )
-        if not with_payload:
-            return [base.Hit(id=p.payload[base.VIDEO_ID], score=p.score) for p in points]
-        # each .payload read converts the whole payload from Rust again: once per point
-        videos = [base.StoredVideo.from_point(p, with_vectors=False) for p in points]
-        return [base.Hit(id=v.id, score=p.score, video=v) for p, v in zip(points, videos)]
+        answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q) for q in searches]))
+        return [_hits(points, q.with_payload) for q, points in zip(searches, answers)]
+
+    def stored_vectors(self, video_ids, names):
+        points = {base.point_id(video_id): video_id for video_id in video_ids}
+        records = self._shard.retrieve(list(points), with_payload=False, with_vector=sorted(names))
+        return {points[r.id]: dict(r.vector or {}) for r in records}
 
     def scroll(self, offset=None, limit=100, with_vectors=False, filter=None):
         records, next_offset = self._shard.scroll(

@@ -49,6 +49,11 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+def _hit(point, with_payload: bool) -> base.Hit:
+    video = base.StoredVideo.from_point(point, with_vectors=False) if with_payload else None
+    return base.Hit(id=point.payload[base.VIDEO_ID], score=point.score, video=video)
+
+
 class Connection:
     """One qdrant-client for every collection of a search service. Local mode is not thread-safe
     and keeps its directory locked, so its collections share one client and one lock."""
@@ -173,24 +178,32 @@ class QdrantStore(base.VideoStore):
         return existed
 
     def search(self, modality, vector, filter, k, with_payload):
-        with self._read_lock:
-            points = self._client.query_points(
-                self._collection,
-                query=list(vector),
-                using=modality,
-                query_filter=_filter(filter),
-                limit=k,
-                with_payload=True if with_payload else [base.VIDEO_ID],
-                with_vectors=False,
-            ).points
-        return [
-            base.Hit(
-                id=p.payload[base.VIDEO_ID],
-                score=p.score,
-                video=base.StoredVideo.from_point(p, with_vectors=False) if with_payload else None,
+        (hits,) = self.search_batch([base.Query(modality, vector, filter=filter, k=k, with_payload=with_payload)])
+        return hits
+
+    def search_batch(self, searches):
+        requests = [
+            models.QueryRequest(
+                query=list(q.vector),
+                using=q.modality,
+                filter=_filter(q.filter),
+                limit=q.k,
+                with_payload=True if q.with_payload else [base.VIDEO_ID],
+                with_vector=False,
             )
-            for p in points
+            for q in searches
         ]
+        with self._read_lock:  # one round trip to a server for the whole batch
+            answers = self._client.query_batch_points(self._collection, requests)
+        return [[_hit(p, q.with_payload) for p in answer.points] for q, answer in zip(searches, answers)]
+
+    def stored_vectors(self, video_ids, names):
+        points = {str(base.point_id(video_id)): video_id for video_id in video_ids}
+        with self._read_lock:
+            records = self._client.retrieve(
+                self._collection, list(points), with_payload=False, with_vectors=sorted(names)
+            )
+        return {points[str(r.id)]: dict(r.vector or {}) for r in records}
 
     def scroll(self, offset=None, limit=100, with_vectors=False, filter=None):
         start = base.parse_offset(offset)
