@@ -153,7 +153,7 @@ class VideoStore(abc.ABC):
     def query_batch(self, queries: Sequence["Query"]) -> list[list[Hit] | errors.ReelvecError]:
         """Each query's hits, or the error that query alone met (NotFound for an unknown id), in
         order. The query videos' vectors come in one fetch and the searches run as one batch where
-        the backend has one: on the embedded engine that is 40% less CPU a query than one call each
+        the backend has one: on the embedded engine that is a third less CPU a query than one call each
         (docs/search.md, Batched queries)."""
         by_id = [q for q in queries if q.video_id is not None]
         stored = {}
