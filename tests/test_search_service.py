@@ -210,9 +210,12 @@ def test_query_batch_answers_each_query_as_query_alone_would(stub, rng):
     ]
     missing = search_pb2.QueryRequest(id="qb-missing")
     short = search_pb2.QueryRequest(vector=common_pb2.Vector(values=[1.0, 0.0]))
-    batch = stub.QueryBatch(search_pb2.QueryBatchRequest(queries=[good[0], missing, short, good[1]]), timeout=TIMEOUT)
+    nobodys = search_pb2.QueryRequest(id="qb-0", filter=common_pb2.Filter(author_ids=["nobody"]))
+    batch = stub.QueryBatch(search_pb2.QueryBatchRequest(queries=[good[0], missing, short, good[1], nobodys]),
+                            timeout=TIMEOUT)
     outcomes = [r.WhichOneof("outcome") for r in batch.results]
-    assert outcomes == ["response", "error", "error", "response"]
+    assert outcomes == ["response", "error", "error", "response", "response"]  # no hits is an answer too
+    assert len(batch.results[4].response.hits) == 0
     assert same_hits(batch.results[0].response, stub.Query(good[0], timeout=TIMEOUT))
     assert [h.id for h in batch.results[0].response.hits] == ["qb-1", "qb-2"]
     assert same_hits(batch.results[3].response, stub.Query(good[1], timeout=TIMEOUT))
@@ -540,6 +543,15 @@ def test_records_round_trip_and_fields_from_a_newer_version_are_dropped():
     )
     stored = records.to_stored(record)
     assert records.to_record(stored) == record
+    newer = base.StoredVideo(id="v2", payload={**stored.payload, "added_later": 1})
+    # hits are built in place in the response; a record from a newer version still comes through
+    response = search_pb2.QueryResponse()
+    records.add_hits(response.hits, [base.Hit("v1", 0.9, stored), base.Hit("v2", 0.8, newer), base.Hit("v3", 0.7)])
+    assert [(h.id, round(h.score, 3)) for h in response.hits] == [("v1", 0.9), ("v2", 0.8), ("v3", 0.7)]
+    assert response.hits[0].video == record
+    assert response.hits[1].video.id == "v2" and response.hits[1].video.metadata == record.metadata
+    assert not response.hits[2].HasField("video")
+
     stored.payload["added_later"] = 1
     stored.payload["metadata"]["author"]["also_later"] = "x"
     assert records.to_record(stored) == record

@@ -165,7 +165,9 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         hits = await self._read(collection.store, collection.store.query_batch, [query])
         if isinstance(hits[0], errors.ReelvecError):
             raise hits[0]
-        return search_pb2.QueryResponse(hits=[records.to_hit(h) for h in hits[0]])
+        response = search_pb2.QueryResponse()
+        records.add_hits(response.hits, hits[0])
+        return response
 
     async def QueryBatch(self, request, context):
         if len(request.queries) > MAX_QUERY_BATCH:
@@ -189,14 +191,15 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             for slot, answer in zip(slots, answers):
                 outcomes[slot] = answer
 
-        def result(outcome) -> search_pb2.QueryBatchResponse.Result:
+        response = search_pb2.QueryBatchResponse()
+        for outcome in outcomes:
+            result = response.results.add()
             if isinstance(outcome, errors.ReelvecError):
-                failed = search_pb2.QueryError(code=outcome.code.value[0], message=str(outcome))
-                return search_pb2.QueryBatchResponse.Result(error=failed)
-            hits = [records.to_hit(h) for h in outcome]
-            return search_pb2.QueryBatchResponse.Result(response=search_pb2.QueryResponse(hits=hits))
-
-        return search_pb2.QueryBatchResponse(results=[result(o) for o in outcomes])
+                result.error.code, result.error.message = outcome.code.value[0], str(outcome)
+            else:
+                result.response.SetInParent()  # a query with no hits still answered
+                records.add_hits(result.response.hits, outcome)
+        return response
 
     async def Get(self, request, context):
         video_id = records.check_id(request.id)
@@ -242,12 +245,13 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             )
 
         result = await asyncio.to_thread(analyze)
-        return search_pb2.AnalyzeResponse(
+        response = search_pb2.AnalyzeResponse(
             originality=result.originality,
             near_duplicate_of=result.near_duplicate_of,
             hashtags=[search_pb2.HashtagSuggestion(tag=t, score=s) for t, s in result.hashtags],
-            similar=[records.to_hit(h) for h in result.similar],
         )
+        records.add_hits(response.similar, result.similar)
+        return response
 
 
     def _collections(self) -> search_pb2.ListCollectionsResponse:
