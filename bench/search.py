@@ -19,7 +19,7 @@ import numpy as np
 
 from bench import common
 from bench.vectors import Generator, Spec, neighbour_stats
-from reelvec import modalities
+from reelvec import config, modalities
 
 K = 10
 FUSED = modalities.FUSED
@@ -134,7 +134,7 @@ def _load_edge(store, corpus: np.ndarray) -> None:
             store.flush()  # as the service's store does every few seconds: the WAL stays small
 
 
-def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int]):
+def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int], settings):
     import qdrant_edge as qe
 
     from services.search import server
@@ -143,7 +143,7 @@ def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int]):
     # Opened exactly as the service opens it, so a settings change there is what gets measured;
     # only the idle watcher is off, because the benchmark calls optimize() itself.
     dims = {FUSED: modalities.DIMS[FUSED]} if len(corpus) > FUSED_ONLY_ABOVE else modalities.DIMS
-    store = server.open_edge_store(server.SearchSettings(optimize_after=0), folder, dims)
+    store = server.open_edge_store(dataclasses.replace(settings, optimize_after=0), folder, dims)
     try:
         with common.Timer() as load:
             _load_edge(store, corpus)
@@ -155,9 +155,8 @@ def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int]):
             return [int(h.id) for h in store.search(FUSED, q.tolist(), None, K, False)]
 
         results = [Result("qdrant-edge (reelvec)", load.wall + index.wall, *_measure(served, w, WARMUP))]
-        rescore = qe.QuantizationSearchParams(rescore=True, oversampling=edge.OVERSAMPLING)
         for ef in efs:
-            params = qe.SearchParams(hnsw_ef=ef, quantization=rescore)
+            params = edge._search_params(ef)
 
             def tuned(q, params=params):
                 query = qe.Query.Nearest(q.tolist(), using=FUSED)
@@ -207,6 +206,10 @@ def _corpus(generator: Generator, n: int, folder: Path) -> np.ndarray:
 
 
 def run(args) -> common.Section:
+    from services.search import server
+
+    # REELVEC_HNSW_M and the service's other search settings apply here as they do to the service
+    settings = config.load(server.SearchSettings, [])
     spec, sizes = Spec(), _sizes(args)
     efs = _ints(os.environ.get(EF_ENV))
     generator = Generator(spec)
@@ -223,7 +226,7 @@ def run(args) -> common.Section:
             corpus = _corpus(generator, n, work)
             w = Workload(queries[:count], queries[count:], exact_topk(corpus, queries[:count]))
             stats = neighbour_stats(corpus)
-            edge, (load_s, index_s, segments) = _edge(corpus, w, work / "edge", efs)
+            edge, (load_s, index_s, segments) = _edge(corpus, w, work / "edge", efs, settings)
             results = [_exact(corpus, w), *edge]
             if n <= LOCAL_MODE_MAX:
                 results.append(_local_mode(corpus, w, work / "qdrant"))
@@ -238,7 +241,8 @@ def run(args) -> common.Section:
     section.notes += [
         f"vectors: {spec}",
         "exact: float32 matrix @ query + argpartition (BLAS may use both cores); qdrant-edge: the "
-        "service's EdgeStore (int8 copy of the fused vector, rescored) and its search call; load "
+        "service's EdgeStore (int8 copy of the fused vector, rescored) and its search call, graph m "
+        f"{settings.hnsw_m}, ef_construct {settings.hnsw_ef_construct}, search hnsw_ef {settings.hnsw_ef}; load "
         f"average {load_at_start:.1f} on {os.cpu_count()} CPUs at the start (shared: p99 moves with it)",
         f"1M: {SIZES_ENV}=1000000 (12 min and 25 GB of disk on 2 cores: docs/benchmarks.md, Search)",
     ]

@@ -6,6 +6,7 @@ store gets tiny index thresholds so that after `optimize()` a few hundred points
 through the HNSW graph.
 """
 
+import json
 import time
 
 import numpy as np
@@ -333,6 +334,20 @@ def test_edge_idle_optimizer_builds_the_index(tmp_path):
         assert store.search(TEXT, vectors[7], None, 1, False)[0].id == "7"
     finally:
         store.close()
+
+
+def test_edge_graph_settings_reach_the_engine(tmp_path):
+    from services.search import server
+
+    def opened_with(**graph) -> dict:
+        settings = server.SearchSettings(data_dir=str(tmp_path), optimize_after=0, **graph)
+        server.open_edge_store(settings, tmp_path / "edge", DIMS).close()
+        return json.loads((tmp_path / "edge" / "edge_config.json").read_text())["hnsw_config"]
+
+    default = opened_with()
+    assert (default["m"], default["ef_construct"], default["full_scan_threshold"]) == (16, 100, 10_000)
+    larger = opened_with(hnsw_m=32, hnsw_ef_construct=200)  # an existing shard takes new settings
+    assert (larger["m"], larger["ef_construct"]) == (32, 200)
 
 
 def _fill_wal(store: EdgeStore, seed: int) -> int:

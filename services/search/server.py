@@ -27,6 +27,10 @@ class SearchSettings(config.ServerSettings):
     optimize_after: int = 1000  # edge: writes before an idle store indexes them; 0: at start only
     optimize_idle_seconds: float = 5.0
     search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
+    # edge: the HNSW graph and its search (docs/search.md, Settings for a million videos)
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef: int = 128
 
 
 def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) -> base.VideoStore:
@@ -39,6 +43,9 @@ def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) 
         optimize_after=settings.optimize_after,
         idle_seconds=settings.optimize_idle_seconds,
         search_threads=settings.search_threads,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construct=settings.hnsw_ef_construct,
+        hnsw_ef=settings.hnsw_ef,
     )
     store.optimize()  # indexes whatever an earlier run left unindexed
     return store

@@ -40,10 +40,10 @@ QUANTIZE_MIN_DIM = 1024
 OVERSAMPLING = 2.0
 # Qdrant's default search ef is ef_construct (100); 128 bought +0.25 points of recall@10 for ~0.1 ms.
 HNSW_EF = 128
-_SEARCH_PARAMS = qe.SearchParams(
-    hnsw_ef=HNSW_EF,
-    quantization=qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING),
-)
+# The graph: Qdrant's defaults, right up to a few hundred thousand videos. At 1M they cap recall@10
+# near 0.95 whatever the search ef (docs/search.md, Settings for a million videos).
+HNSW_M, HNSW_EF_CONSTRUCT = 16, 100
+FULL_SCAN_THRESHOLD_KB = 10_000  # Qdrant's default
 
 
 def _vector_params(dim: int) -> qe.EdgeVectorParams:
@@ -83,7 +83,12 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
-def _request(query: base.Query) -> qe.QueryRequest:
+def _search_params(hnsw_ef: int) -> qe.SearchParams:
+    rescored = qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING)
+    return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
+
+
+def _request(query: base.Query, params: qe.SearchParams) -> qe.QueryRequest:
     return qe.QueryRequest(
         limit=query.k,
         query=qe.Query.Nearest(list(query.vector), using=query.modality),
@@ -91,7 +96,7 @@ def _request(query: base.Query) -> qe.QueryRequest:
         # the string id lives in the payload, so that one key is always read
         with_payload=True if query.with_payload else [base.VIDEO_ID],
         with_vector=False,
-        params=_SEARCH_PARAMS,
+        params=params,
     )
 
 
@@ -116,6 +121,9 @@ class EdgeStore(base.VideoStore):
         full_scan_threshold_kb: int | None = None,
         search_threads: int = 1,
         flush_seconds: float = 5.0,
+        hnsw_m: int = HNSW_M,
+        hnsw_ef_construct: int = HNSW_EF_CONSTRUCT,
+        hnsw_ef: int = HNSW_EF,
     ):
         """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
         The thresholds, None for Qdrant's defaults (about 10 MB each), say how big a segment must be
@@ -124,12 +132,15 @@ class EdgeStore(base.VideoStore):
         `search_threads`: Edge's own threads per query, one per segment. The call holds the GIL, so
         they are the only way one query uses two cores, but each query then costs about twice the
         CPU (0.63 against 0.34 ms at 5k videos): under load, where throughput is CPU-bound, one is
-        best; a single query on a large corpus with idle cores may want more."""
-        hnsw = None
-        if full_scan_threshold_kb is not None:
-            hnsw = qe.HnswIndexConfig(
-                m=16, ef_construct=100, full_scan_threshold=full_scan_threshold_kb
-            )
+        best; a single query on a large corpus with idle cores may want more.
+        `hnsw_m`, `hnsw_ef_construct`: the graph of each segment indexed from now on (segments
+        already indexed keep theirs); `hnsw_ef`: how many candidates a search walks."""
+        hnsw = qe.HnswIndexConfig(
+            m=hnsw_m,
+            ef_construct=hnsw_ef_construct,
+            full_scan_threshold=full_scan_threshold_kb or FULL_SCAN_THRESHOLD_KB,
+        )
+        self._search_params = _search_params(hnsw_ef)
         config = qe.EdgeConfig(
             vectors={name: _vector_params(dim) for name, dim in dims.items()},
             hnsw_config=hnsw,
@@ -205,7 +216,7 @@ class EdgeStore(base.VideoStore):
 
     def search_batch(self, searches):
         self._last_call = time.monotonic()
-        answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q) for q in searches]))
+        answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q, self._search_params) for q in searches]))
         return [_hits(points, q.with_payload) for q, points in zip(searches, answers)]
 
     def stored_vectors(self, video_ids, names):
