@@ -311,8 +311,12 @@ def test_analyze(stub, rng):
     same_frames = stored_visual.embeddings.vectors["visual"].values
     request.embeddings.vectors["visual"].CopyFrom(common_pb2.Vector(values=same_frames))
     assert stub.Analyze(request, timeout=TIMEOUT).near_duplicate_of == "an-2"
-    request.exclude_id = "an-2"  # a video is never its own duplicate
-    assert stub.Analyze(request, timeout=TIMEOUT).near_duplicate_of == ""
+    request.exclude_id = "an-2"  # a video is never its own duplicate, nor its own neighbour
+    excluded = stub.Analyze(request, timeout=TIMEOUT)
+    assert excluded.near_duplicate_of == ""
+    others = [h.id for h in reply.similar if h.id != "an-2"]
+    assert [h.id for h in excluded.similar][: len(others)] == others  # the rest, in order, and k
+    assert len(excluded.similar) >= len(others)  # filled up from beyond when there are more videos
 
     by_bytes = search_pb2.AnalyzeRequest(
         embeddings=embeddings(visual=unit(rng, DIMS["visual"])), content_sha256="sha-an-3"

