@@ -77,6 +77,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process with its children, and of this one as "client"."""
+    return {"client": cpu_seconds(), **{name: tree_cpu_seconds(pid) for name, pid in pids.items()}}
+
+
+def cpu_spent(before: dict[str, float], pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each process since `before` (a cpu_by_process)."""
+    after = cpu_by_process(pids)
+    return {name: after[name] - before[name] for name in after}
+
+
 def peak_rss_mb(pid: int | None = None) -> float:
     """Peak resident memory (VmHWM) of a process, in MiB."""
     for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():

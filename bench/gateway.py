@@ -96,17 +96,24 @@ async def _measure(stack: RunningStack, search_address: str, count: int, seconds
             "Query on search service (no gateway)": (search.Query, lambda: search_pb2.QueryRequest(id=pick(ids), k=10)),
             "Predict via gateway": (gateway.Predict, lambda: gateway_pb2.PredictRequest(id=pick(ids), k=10)),
         }
+        pids = stack.pids()
         for name, (call, make) in targets.items():
             for concurrency in CONCURRENCY:
+                before = common.cpu_by_process(pids)
                 latencies, errors, wall = await _load(call, make, concurrency, seconds, 20_000)
+                spent = {process: cpu / max(len(latencies), 1) for process, cpu in common.cpu_spent(before, pids).items()}
                 p50, p99 = common.percentiles(latencies) if latencies else (float("nan"),) * 2
                 rps = len(latencies) / wall
-                section.rows.append([name, concurrency, rps, p50, p99, errors])
+                section.rows.append([name, concurrency, rps, p50, p99, 1e3 * sum(spent.values()), errors])
                 prefix = name.split()[0].lower()
                 if name.endswith("no gateway)"):
                     prefix = "direct_query"
                 section.metrics[f"gateway_{prefix}_rps_c{concurrency}"] = rps
                 section.metrics[f"gateway_{prefix}_p99_ms_c{concurrency}"] = p99
+                if concurrency == 64:  # where the CPU goes when the cores are the limit
+                    shares = sorted(((cpu, process) for process, cpu in spent.items() if cpu * rps > 0.02), reverse=True)
+                    section.notes.append(f"{name}, 64 clients, CPU µs per request: "
+                                         + ", ".join(f"{process} {1e6 * cpu:.0f}" for cpu, process in shares))
 
 
 def run(args) -> list[common.Section]:
@@ -114,7 +121,7 @@ def run(args) -> list[common.Section]:
     seconds = 2.0 if args.quick else 6.0
     load = common.Section(
         f"Gateway RPCs ({count} stored videos, by-id queries, k=10)",
-        ["RPC", "clients", "requests/s", "p50 ms", "p99 ms", "errors"],
+        ["RPC", "clients", "requests/s", "p50 ms", "p99 ms", "CPU ms/request", "errors"],
     )
     memory = common.Section("Memory after load", ["process", "peak RSS MiB"])
     with tempfile.TemporaryDirectory() as data:
@@ -133,5 +140,7 @@ def run(args) -> list[common.Section]:
     load.metrics["gateway_search_rps"] = load.metrics["gateway_search_rps_c64"]
     load.metrics["gateway_search_p99_ms"] = load.metrics["gateway_search_p99_ms_c64"]
     load.notes.append("client: one grpc.aio process on the same 2 cores as the stack; Triton and the models idle")
+    load.notes.append("CPU ms/request: every process of the stack and the client over the run, per request "
+                      "(at few clients it includes what idle threads spend while requests are in flight)")
     memory.notes.append("Triton's row is the largest of the server and its Python backend stub")
     return [load, memory]

@@ -83,15 +83,15 @@ def _reelvec(items, data_dir: Path) -> tuple[float, float, dict[str, float], flo
         pids = stack.pids()
         transcriber_metrics = stack.state()["transcriber"]["metrics"]
         windows = _whisper_windows(transcriber_metrics)
-        before = {name: common.tree_cpu_seconds(pid) for name, pid in pids.items()}
+        before = common.cpu_by_process(pids)
         stub = client.connect(stack.gateway)
         with common.Timer() as t, ThreadPoolExecutor(cli.INDEX_CONCURRENCY) as pool:  # as `reelvec index`
             list(pool.map(lambda item: client.index_file(stub, *item), items))
-        spent = {name: common.tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        spent = common.cpu_spent(before, pids)
         windows = _whisper_windows(transcriber_metrics) - windows
     finally:
         stack.stop()
-    return t.wall, t.cpu + sum(spent.values()), {"client": t.cpu, **spent}, windows
+    return t.wall, sum(spent.values()), spent, windows
 
 
 def run(args) -> common.Section:
