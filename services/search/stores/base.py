@@ -83,6 +83,15 @@ class Hit:
     score: float  # cosine similarity, higher is closer
     video: StoredVideo | None = None  # payload only, when asked for
 
+    @classmethod
+    def from_point(cls, point, with_payload: bool) -> "Hit":
+        """From a scored point of either client, whose payload holds at least the string id."""
+        if not with_payload:
+            return cls(id=point.payload[VIDEO_ID], score=point.score)
+        # each .payload read converts the whole payload again (qdrant-edge): once per point
+        video = StoredVideo.from_point(point, with_vectors=False)
+        return cls(id=video.id, score=point.score, video=video)
+
 
 class VideoStore(abc.ABC):
     """A collection of videos with named vectors, searched by cosine similarity.
@@ -106,11 +115,20 @@ class VideoStore(abc.ABC):
     def delete(self, video_id: str) -> bool:
         """True when the id existed."""
 
-    @abc.abstractmethod
     def search(
         self, modality: str, vector: list[float], filter: Filter | None, k: int, with_payload: bool
     ) -> list[Hit]:
         """The k nearest videos that carry `modality`, best first."""
+        (hits,) = self.search_batch([Query(modality, vector, filter=filter, k=k, with_payload=with_payload)])
+        return hits
+
+    @abc.abstractmethod
+    def search_batch(self, searches: Sequence["Query"]) -> list[list[Hit]]:
+        """`search` for each (vector) query, in order, in as few engine calls as the backend can."""
+
+    @abc.abstractmethod
+    def stored_vectors(self, video_ids: set[str], names: set[str]) -> dict[str, dict[str, list[float]]]:
+        """The named vectors each video has, for the videos that exist, in one fetch."""
 
     @abc.abstractmethod
     def scroll(
@@ -179,20 +197,6 @@ class VideoStore(abc.ABC):
         for (slot, query, _), hits in zip(searches, found):
             results[slot] = hits if query.video_id is None else [h for h in hits if h.id != query.video_id][: query.k]
         return results
-
-    def stored_vectors(self, video_ids: set[str], names: set[str]) -> dict[str, dict[str, list[float]]]:
-        """The named vectors each video has, for the videos that exist. Backends that can fetch many
-        points in one call do."""
-        found = {}
-        for video_id in video_ids:
-            stored = self.get(video_id, with_vectors=sorted(names))  # converting all four costs 10x
-            if stored is not None:
-                found[video_id] = stored.vectors
-        return found
-
-    def search_batch(self, searches: Sequence["Query"]) -> list[list[Hit]]:
-        """`search` for each (vector) query, in order; backends with a batch call override this."""
-        return [self.search(q.modality, q.vector, q.filter, q.k, q.with_payload) for q in searches]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,14 +100,6 @@ def _request(query: base.Query, params: qe.SearchParams) -> qe.QueryRequest:
     )
 
 
-def _hits(points, with_payload: bool) -> list[base.Hit]:
-    if not with_payload:
-        return [base.Hit(id=p.payload[base.VIDEO_ID], score=p.score) for p in points]
-    # each .payload read converts the whole payload from Rust again: once per point
-    videos = [base.StoredVideo.from_point(p, with_vectors=False) for p in points]
-    return [base.Hit(id=v.id, score=p.score, video=v) for p, v in zip(points, videos)]
-
-
 class EdgeStore(base.VideoStore):
     fast_reads = True  # in-process Rust that holds the GIL; about 0.3-1 ms per query up to 100k points
 
@@ -210,14 +202,10 @@ class EdgeStore(base.VideoStore):
             self._last_call = time.monotonic()
         return existed
 
-    def search(self, modality, vector, filter, k, with_payload):
-        (hits,) = self.search_batch([base.Query(modality, vector, filter=filter, k=k, with_payload=with_payload)])
-        return hits
-
     def search_batch(self, searches):
         self._last_call = time.monotonic()
         answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q, self._search_params) for q in searches]))
-        return [_hits(points, q.with_payload) for q, points in zip(searches, answers)]
+        return [[base.Hit.from_point(p, q.with_payload) for p in points] for q, points in zip(searches, answers)]
 
     def stored_vectors(self, video_ids, names):
         points = {base.point_id(video_id): video_id for video_id in video_ids}

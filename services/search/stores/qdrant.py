@@ -49,11 +49,6 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
-def _hit(point, with_payload: bool) -> base.Hit:
-    video = base.StoredVideo.from_point(point, with_vectors=False) if with_payload else None
-    return base.Hit(id=point.payload[base.VIDEO_ID], score=point.score, video=video)
-
-
 class Connection:
     """One qdrant-client for every collection of a search service. Local mode is not thread-safe
     and keeps its directory locked, so its collections share one client and one lock."""
@@ -177,10 +172,6 @@ class QdrantStore(base.VideoStore):
                 )
         return existed
 
-    def search(self, modality, vector, filter, k, with_payload):
-        (hits,) = self.search_batch([base.Query(modality, vector, filter=filter, k=k, with_payload=with_payload)])
-        return hits
-
     def search_batch(self, searches):
         requests = [
             models.QueryRequest(
@@ -195,7 +186,7 @@ class QdrantStore(base.VideoStore):
         ]
         with self._read_lock:  # one round trip to a server for the whole batch
             answers = self._client.query_batch_points(self._collection, requests)
-        return [[_hit(p, q.with_payload) for p in answer.points] for q, answer in zip(searches, answers)]
+        return [[base.Hit.from_point(p, q.with_payload) for p in answer.points] for q, answer in zip(searches, answers)]
 
     def stored_vectors(self, video_ids, names):
         points = {str(base.point_id(video_id)): video_id for video_id in video_ids}
