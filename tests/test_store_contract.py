@@ -189,10 +189,12 @@ def test_query_by_id_excludes_the_video_itself(store):
 
 def test_query_batch_answers_each_query_as_query_alone_would(store):
     rng = np.random.default_rng(8)
+    fused = {}
     for i in range(6):
         vectors = {FUSED: unit(rng, DIMS[FUSED])}
         if i % 2 == 0:
             vectors[AUDIO] = unit(rng, DIMS[AUDIO])
+        fused[f"v{i}"] = vectors[FUSED]
         store.upsert(base.StoredVideo(f"v{i}", vectors, payload(author=f"a{i % 3}", likes=i)))
     store.optimize()
     queries = [
@@ -202,11 +204,12 @@ def test_query_batch_answers_each_query_as_query_alone_would(store):
         base.Query(FUSED, video_id="nobody"),
         base.Query(AUDIO, video_id="v2", filter=base.Filter(author_ids=["a0", "a1"])),
         base.Query(FUSED, video_id="v0", k=2),  # the same video twice in one batch
+        base.Query(FUSED, vector=fused["v3"], k=2, exclude_id="v3"),  # by vector, its video left out
     ]
     answers = store.query_batch(queries)
     assert len(answers) == len(queries)
     for query, answer in zip(queries, answers):
-        fields = {f: getattr(query, f) for f in ("modality", "vector", "video_id", "filter", "k", "with_payload")}
+        fields = {f: getattr(query, f) for f in ("modality", "vector", "video_id", "filter", "k", "with_payload", "exclude_id")}
         try:
             alone = store.query(**fields)
         except errors.NotFound as exc:
@@ -219,6 +222,8 @@ def test_query_batch_answers_each_query_as_query_alone_would(store):
     assert len(answers[0]) == 3 and "v0" not in ids(answers[0]) and answers[0][0].video.payload["metadata"]
     assert ids(answers[4]) == {"v0", "v4"}  # an audio vector and author a0 or a1 (v2 is a2)
     assert [h.id for h in answers[5]] == [h.id for h in answers[0][:2]]
+    assert len(answers[6]) == 2 and "v3" not in ids(answers[6])
+    assert [h.id for h in answers[6]] == [h.id for h in store.query(FUSED, video_id="v3", k=2)]
     assert store.query_batch([]) == []
 
 

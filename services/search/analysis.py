@@ -77,13 +77,6 @@ def suggest_hashtags(
     return ranked[:limit]
 
 
-def _nearest_others(store: base.VideoStore, modality: str, vector, k: int, exclude_id: str, with_payload: bool):
-    """The k nearest but `exclude_id`: one more hit with that one dropped, because a has-id filter
-    costs the engine about 0.1 ms a search (5k videos)."""
-    hits = store.search(modality, vector, None, k + 1 if exclude_id else k, with_payload)
-    return [hit for hit in hits if hit.id != exclude_id][:k]
-
-
 def near_duplicate(
     store: base.VideoStore,
     vectors: dict[str, list[float]],
@@ -101,7 +94,7 @@ def near_duplicate(
             return same_bytes[0].id, 1.0
     visual = vectors.get(modalities.VISUAL)
     if visual is not None:
-        top = _nearest_others(store, modalities.VISUAL, visual, 1, exclude_id, False)
+        top = store.query(modalities.VISUAL, vector=visual, k=1, exclude_id=exclude_id)
         if top:
             return (top[0].id if top[0].score >= threshold else ""), top[0].score
     return "", 0.0
@@ -121,13 +114,12 @@ def analyze(
     modality = next((m for m in (modalities.FUSED, modalities.VISUAL) if m in vectors), None)
     if modality is None:
         raise errors.InvalidInput("analyze needs a fused or a visual vector")
-    neighbours = _nearest_others(
-        store,
+    neighbours = store.query(
         modality,
-        vectors[modality],
-        max(k, ORIGINALITY_NEIGHBOURS, HASHTAG_NEIGHBOURS),
-        exclude_id,
-        True,  # hashtags come from the payload
+        vector=vectors[modality],
+        k=max(k, ORIGINALITY_NEIGHBOURS, HASHTAG_NEIGHBOURS),
+        with_payload=True,  # hashtags come from the payload
+        exclude_id=exclude_id,
     )
     duplicate, closest_copy = near_duplicate(
         store, vectors, exclude_id, content_sha256, near_duplicate_threshold
