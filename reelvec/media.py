@@ -28,10 +28,13 @@ DEFAULT_MAX_DURATION = 600.0  # seconds
 # Seeking costs a keyframe lookup plus decoding from that keyframe: for a target closer than this to
 # the last decoded frame, decoding forward is cheaper.
 SEEK_AHEAD = 2.0  # seconds
-# Further than this before a target, frames that no later frame refers to (most B-frames) are not
-# decoded at all; nearer, every frame is, so the target itself is never one of those skipped. The
-# margin covers the frames the decoder holds in flight (threads, B-frame reordering).
-SKIP_NONREF_BEFORE = 0.5  # seconds
+# Until this many frames before a target, frames that no later frame refers to (most B-frames) are
+# not decoded at all; nearer, every frame is, so the target itself is never one of those skipped. The
+# margin is counted beyond the frames the decoder holds back to reorder B-frames (the stream's
+# reorder depth): those enter the decoder before they come out.
+SKIP_NONREF_MARGIN_FRAMES = 2
+# The margin in seconds where PyAV does not say how deep the decoder reorders (no reorder_depth).
+SKIP_NONREF_FALLBACK = 0.5
 
 # Container signatures: open() failing on bytes that start like this means truncated or corrupt.
 _SIGNATURES = {b"ftyp": "MP4/MOV", b"\x1a\x45\xdf\xa3": "Matroska/WebM", b"RIFF": "AVI/WAV",
@@ -186,6 +189,14 @@ def _stream_setup(container):
     return stream, container.decode(stream)
 
 
+def _skip_nonref_before(stream, frame_seconds: float) -> float:
+    """How far before a target skipping non-reference frames must stop (docs/encoder.md)."""
+    reorder = getattr(stream.codec_context, "reorder_depth", None)
+    if reorder is None:
+        return SKIP_NONREF_FALLBACK
+    return (reorder + SKIP_NONREF_MARGIN_FRAMES) * frame_seconds
+
+
 def _keyframe_times(data: bytes) -> list[float] | None:
     """Where the keyframes are, from the packets alone (no decoding: milliseconds for a short clip);
     None when the container does not say."""
@@ -220,6 +231,7 @@ def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.Vid
         stream, decoded = _stream_setup(container)
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         slack = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)  # half a frame
+        skip_before = _skip_nonref_before(stream, 2 * slack)
         frame, shown, seekable = None, float("-inf"), True
         keyframes: list[float] | None | bool = False  # read on the first seek considered
         for index, target in enumerate(times):
@@ -242,7 +254,7 @@ def frames_at(data: bytes, times: Sequence[float]) -> Iterator[tuple[int, av.Vid
                     stream, decoded = _stream_setup(container)
                     frame, shown = None, float("-inf")
             while True:
-                skip = "NONREF" if target - max(shown, start) > SKIP_NONREF_BEFORE else "DEFAULT"
+                skip = "NONREF" if target - max(shown, start) > skip_before else "DEFAULT"
                 if stream.codec_context.skip_frame != skip:
                     stream.codec_context.skip_frame = skip
                 try:
