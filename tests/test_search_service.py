@@ -546,19 +546,23 @@ def test_records_round_trip_and_fields_from_a_newer_version_are_dropped():
                                           author=common_pb2.AuthorStats(id="al", followers=7)),
     )
     stored = records.to_stored(record)
+    assert stored.payload[records.WIRE] and stored.payload["metadata"]["author"]["id"] == "al"
     assert records.to_record(stored) == record
-    newer = base.StoredVideo(id="v2", payload={**stored.payload, "added_later": 1})
-    # hits are built in place in the response; a record from a newer version still comes through
+    # stored before the wire record existed, by a version that also wrote a field unknown here
+    fields = {name: value for name, value in stored.payload.items() if name != records.WIRE}
+    older = base.StoredVideo(id="v2", payload={**fields, "added_later": 1})
+    # hits are built in place in the response, from the wire record or from the fields
     response = search_pb2.QueryResponse()
-    records.add_hits(response.hits, [base.Hit("v1", 0.9, stored), base.Hit("v2", 0.8, newer), base.Hit("v3", 0.7)])
+    records.add_hits(response.hits, [base.Hit("v1", 0.9, stored), base.Hit("v2", 0.8, older), base.Hit("v3", 0.7)])
     assert [(h.id, round(h.score, 3)) for h in response.hits] == [("v1", 0.9), ("v2", 0.8), ("v3", 0.7)]
     assert response.hits[0].video == record
     assert response.hits[1].video.id == "v2" and response.hits[1].video.metadata == record.metadata
     assert not response.hits[2].HasField("video")
 
-    stored.payload["added_later"] = 1
-    stored.payload["metadata"]["author"]["also_later"] = "x"
-    assert records.to_record(stored) == record
+    older.payload["metadata"]["author"]["also_later"] = "x"
+    assert records.to_record(older) == common_pb2.VideoRecord(
+        id="v2", duration=12.5, metadata=record.metadata
+    )
 
 
 def test_media_store_keeps_bytes_by_content(tmp_path):
@@ -573,3 +577,30 @@ def test_media_store_keeps_bytes_by_content(tmp_path):
     assert media.remove(sha) and not media.remove(sha)
     with pytest.raises(ValueError, match="sha256"):
         media.path("../../etc/passwd")
+
+
+def test_hits_of_videos_stored_before_the_wire_record_still_carry_their_record(tmp_path, rng):
+    """Hits are built from the record serialized at upsert; a video an older version stored has
+    only the fields, and its hit must still carry them."""
+    from services.search import records
+    from services.search import server as search_server
+
+    settings = search_server.SearchSettings(data_dir=str(tmp_path), optimize_after=0)
+    servicer = search_server.SearchServicer(settings)
+    servicer.attach(search_server.open_catalog(settings))
+    try:
+        anchor = unit(rng, DIMS["fused"])
+        new = video("new", rng, author="an", hashtags=("x",), likes=4, fused=near(anchor, rng, 0.05))
+        old = video("old", rng, author="ao", hashtags=("y",), likes=9, fused=near(anchor, rng, 0.05))
+        asyncio.run(servicer.Upsert(search_pb2.UpsertRequest(video=new), None))
+        stored = records.to_stored(old)
+        del stored.payload[records.WIRE]
+        servicer.store.upsert(stored)
+        request = search_pb2.QueryRequest(vector=common_pb2.Vector(values=anchor), k=2, with_payload=True)
+        batch = asyncio.run(servicer.QueryBatch(search_pb2.QueryBatchRequest(queries=[request]), None))
+        got = {hit.id: hit.video for hit in batch.results[0].response.hits}
+        for record in (new, old):
+            record.ClearField("embeddings")
+            assert got[record.id] == record
+    finally:
+        servicer.detach().close()

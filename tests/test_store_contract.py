@@ -183,6 +183,10 @@ def test_query_by_id_excludes_the_video_itself(store):
     hits = store.query(FUSED, video_id="v0", k=10, with_payload=True)
     assert [h.id for h in hits] == ["v1", "v2", "v3"]  # v0 itself left out, nearest first
     assert hits[0].video.payload == payload(likes=1)
+    # named keys only; a point without one has its payload without it
+    store.upsert(base.StoredVideo("v4", {FUSED: base_vector.tolist()}, {"duration": 3.0}))
+    picked = store.query(FUSED, video_id="v0", k=2, with_payload=("duration", "content_sha256"))
+    assert [(h.id, h.video.payload) for h in picked] == [("v4", {"duration": 3.0}), ("v1", {})]
     with pytest.raises(errors.NotFound):
         store.query(FUSED, video_id="nobody")
 

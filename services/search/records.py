@@ -4,7 +4,14 @@ The payload mirrors the VideoRecord message minus `id` and `embeddings`: the pro
 nested the same way, only fields that are set (so `metadata.likes` is absent when unknown). Values
 keep their native types (an int64 stays an int, where proto JSON would make it a string), so range
 filters work on them and a record round-trips exactly.
+
+Beside those fields, WIRE holds the same record (with its id) serialized, in base64: what a query
+hit sends back. Reading one string and parsing it costs a fifth of turning the nested payload into
+Python and then into a message again (docs/search.md, Hits from the wire record). Videos stored
+before WIRE existed are read from their fields, as before.
 """
+
+import base64
 
 import numpy as np
 
@@ -20,6 +27,7 @@ MODALITIES = {
     common_pb2.MODALITY_TEXT: modalities.TEXT,
 }
 DEFAULT_K, MAX_K = 10, 100
+WIRE = "wire_record"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
@@ -60,18 +68,31 @@ def _from_payload(payload: dict, message) -> None:
 def to_stored(record: common_pb2.VideoRecord) -> base.StoredVideo:
     described = common_pb2.VideoRecord()
     described.CopyFrom(record)
-    described.ClearField("id")
     described.ClearField("embeddings")
+    wire = base64.b64encode(described.SerializeToString()).decode("ascii")
+    described.ClearField("id")
     vectors = {name: list(v.values) for name, v in record.embeddings.vectors.items()}
-    return base.StoredVideo(id=record.id, vectors=vectors, payload=_to_payload(described))
+    return base.StoredVideo(id=record.id, vectors=vectors, payload={**_to_payload(described), WIRE: wire})
+
+
+def _fill_record(record: common_pb2.VideoRecord, video: base.StoredVideo) -> None:
+    """`record` (empty) takes `video`'s id and payload."""
+    wire = video.payload.get(WIRE)
+    if wire is not None:
+        record.MergeFromString(base64.b64decode(wire))
+        record.id = video.id
+        return
+    fields = {name: value for name, value in video.payload.items() if name != WIRE}
+    try:  # the constructor takes the nested dicts in C: 2.5x faster than field by field
+        record.MergeFrom(common_pb2.VideoRecord(id=video.id, **fields))
+    except ValueError:  # a field written by a newer version
+        record.id = video.id
+        _from_payload(fields, record)
 
 
 def to_record(video: base.StoredVideo) -> common_pb2.VideoRecord:
-    try:  # the constructor takes the nested dicts in C: 2.5x faster than field by field
-        record = common_pb2.VideoRecord(id=video.id, **video.payload)
-    except ValueError:  # a field written by a newer version
-        record = common_pb2.VideoRecord(id=video.id)
-        _from_payload(video.payload, record)
+    record = common_pb2.VideoRecord()
+    _fill_record(record, video)
     for name, values in video.vectors.items():
         record.embeddings.vectors[name].values.extend(values)
     return record
@@ -81,13 +102,9 @@ def add_hits(into, hits: list[base.Hit]) -> None:
     """Appends `hits` to a repeated Hit field, each built in place: a Hit made first and then put
     into a response is copied again at each level (21 queries of 10 hits: 78 -> 35 µs a query)."""
     for hit in hits:
-        if hit.video is None:
-            into.add(id=hit.id, score=hit.score)
-            continue
-        try:  # a failed add() appends nothing
-            into.add(id=hit.id, score=hit.score, video={"id": hit.video.id, **hit.video.payload})
-        except ValueError:  # a field written by a newer version
-            into.add(id=hit.id, score=hit.score, video=to_record(hit.video))
+        added = into.add(id=hit.id, score=hit.score)
+        if hit.video is not None:
+            _fill_record(added.video, hit.video)
 
 
 def _range(bounds: common_pb2.Range) -> base.Range | None:

@@ -163,13 +163,26 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             modality,
             filter=records.to_filter(request.filter),
             k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
-            with_payload=request.with_payload,
+            with_payload=(records.WIRE,) if request.with_payload else False,
             **target,
         )
 
+    @staticmethod
+    def _query_batch(store: base.VideoStore, queries: list[base.Query]) -> list:
+        """store.query_batch, where a hit of a video stored before the wire record existed (an
+        older version wrote it) gets its whole payload instead, in one more read."""
+        answers = store.query_batch(queries)
+        for query, hits in zip(queries, answers):
+            if not query.with_payload or isinstance(hits, errors.ReelvecError):
+                continue
+            for hit in hits:
+                if records.WIRE not in hit.video.payload:
+                    hit.video = store.get(hit.id) or hit.video
+        return answers
+
     async def Query(self, request, context):
         collection, query = self._query(request)
-        hits = await self._read(collection.store, collection.store.query_batch, [query])
+        hits = await self._read(collection.store, self._query_batch, collection.store, [query])
         if isinstance(hits[0], errors.ReelvecError):
             raise hits[0]
         response = search_pb2.QueryResponse()
@@ -194,7 +207,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             slots.append(slot)
             queries.append(checked)
         for collection, slots, queries in batches.values():
-            answers = await self._read(collection.store, collection.store.query_batch, queries)
+            answers = await self._read(collection.store, self._query_batch, collection.store, queries)
             for slot, answer in zip(slots, answers):
                 outcomes[slot] = answer
 

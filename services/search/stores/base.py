@@ -84,7 +84,7 @@ class Hit:
     video: StoredVideo | None = None  # payload only, when asked for
 
     @classmethod
-    def from_point(cls, point, with_payload: bool) -> "Hit":
+    def from_point(cls, point, with_payload: bool | tuple[str, ...]) -> "Hit":
         """From a scored point of either client, whose payload holds at least the string id."""
         if not with_payload:
             return cls(id=point.payload[VIDEO_ID], score=point.score)
@@ -116,7 +116,8 @@ class VideoStore(abc.ABC):
         """True when the id existed."""
 
     def search(
-        self, modality: str, vector: list[float], filter: Filter | None, k: int, with_payload: bool
+        self, modality: str, vector: list[float], filter: Filter | None, k: int,
+        with_payload: bool | tuple[str, ...],
     ) -> list[Hit]:
         """The k nearest videos that carry `modality`, best first."""
         (hits,) = self.search_batch([Query(modality, vector, filter=filter, k=k, with_payload=with_payload)])
@@ -160,7 +161,7 @@ class VideoStore(abc.ABC):
         video_id: str | None = None,
         filter: Filter | None = None,
         k: int = 10,
-        with_payload: bool = False,
+        with_payload: bool | tuple[str, ...] = False,
         exclude_id: str = "",
     ) -> list[Hit]:
         """Nearest neighbours of a vector, or of a stored video's own vector (itself excluded),
@@ -211,19 +212,27 @@ class VideoStore(abc.ABC):
 @dataclasses.dataclass(frozen=True)
 class Query:
     """The k nearest videos to `vector`, or to the stored video `video_id`'s own vector (that
-    video left out), and never `exclude_id`."""
+    video left out), and never `exclude_id`. `with_payload`: the hits' whole payload, none (the id
+    alone), or the top-level keys named; a point without a key named has its payload without it."""
 
     modality: str
     vector: list[float] | None = None
     video_id: str | None = None
     filter: Filter | None = None
     k: int = 10
-    with_payload: bool = False
+    with_payload: bool | tuple[str, ...] = False
     exclude_id: str = ""
 
     def __post_init__(self):
         if (self.vector is None) == (self.video_id is None):
             raise ValueError("query needs exactly one of vector and video_id")
+
+
+def payload_selector(with_payload: bool | tuple[str, ...]) -> bool | list[str]:
+    """A Query's `with_payload` as either client takes it: the string id is always read."""
+    if with_payload is True:
+        return True
+    return [VIDEO_ID, *(with_payload or ())]
 
 
 def parse_offset(offset: str | None) -> uuid.UUID | None:

@@ -93,8 +93,7 @@ def _request(query: base.Query, params: qe.SearchParams) -> qe.QueryRequest:
         limit=query.k,
         query=qe.Query.Nearest(list(query.vector), using=query.modality),
         filter=_filter(query.filter),
-        # the string id lives in the payload, so that one key is always read
-        with_payload=True if query.with_payload else [base.VIDEO_ID],
+        with_payload=base.payload_selector(query.with_payload),
         with_vector=False,
         params=params,
     )

@@ -179,7 +179,7 @@ class QdrantStore(base.VideoStore):
                 using=q.modality,
                 filter=_filter(q.filter),
                 limit=q.k,
-                with_payload=True if q.with_payload else [base.VIDEO_ID],
+                with_payload=base.payload_selector(q.with_payload),
                 with_vector=False,
             )
             for q in searches
