@@ -323,6 +323,22 @@ def test_analyze(stub, rng):
     )
     assert stub.Analyze(by_bytes, timeout=TIMEOUT).near_duplicate_of == "an-3"
 
+    # by id: the stored video's own vectors, hash and hashtags, itself left out, its record back
+    by_id = stub.Analyze(search_pb2.AnalyzeRequest(id="an-2", k=5), timeout=TIMEOUT)
+    stored = stub.Get(search_pb2.GetRequest(id="an-2", with_vectors=True), timeout=TIMEOUT)
+    assert by_id.video == stored and by_id.video.embeddings.vectors["fused"].values
+    as_given = stub.Analyze(search_pb2.AnalyzeRequest(
+        embeddings=stored.embeddings, exclude_id="an-2", k=5, content_sha256="sha-an-2",
+        known_hashtags=["dance", "cooking"]), timeout=TIMEOUT)
+    assert [h.id for h in by_id.similar] == [h.id for h in as_given.similar] and "an-2" not in [h.id for h in by_id.similar]
+    assert by_id.originality == pytest.approx(as_given.originality) and by_id.near_duplicate_of == ""
+    assert [h.tag for h in by_id.hashtags] == [h.tag for h in as_given.hashtags]
+    assert "dance" not in [h.tag for h in by_id.hashtags]  # its own hashtags are known
+    retagged = stub.Analyze(search_pb2.AnalyzeRequest(id="an-2", k=5, known_hashtags=["x"]), timeout=TIMEOUT)
+    assert retagged.hashtags[0].tag == "dance"  # the caller's hashtags replace the stored ones
+    missing = status_of(lambda: stub.Analyze(search_pb2.AnalyzeRequest(id="nobody"), timeout=TIMEOUT))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND and "nobody" in missing.details()
+
 
 def test_scroll_only_with_likes(stub, rng):
     for i in range(7):

@@ -95,6 +95,17 @@ def _check_k(k: int, default: int = 10) -> int:
     return k or default
 
 
+def _caller_wins(record: common_pb2.VideoRecord, request: gateway_pb2.PredictRequest) -> None:
+    """What the caller says about the video wins over what is stored."""
+    if request.HasField("author"):
+        record.metadata.author.CopyFrom(request.author)
+    if request.caption:
+        record.metadata.caption = request.caption
+    if request.hashtags:
+        del record.metadata.hashtags[:]
+        record.metadata.hashtags.extend(request.hashtags)
+
+
 class Gateway(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: Settings, stubs: Stubs | None = None):
         self.s = settings
@@ -266,46 +277,37 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def _predict(self, request, k: int, pins: Pins):
         if request.WhichOneof("query") == "id":
-            record = await self.search("Get", search_pb2.GetRequest(id=request.id, with_vectors=True))
+            # One search call reads the stored video and analyses it, then the regressor: one call
+            # and two copies of the vectors fewer than Get followed by Analyze beside the regressor
+            # (docs/architecture.md, Predict).
+            analysis = await self.search("Analyze", search_pb2.AnalyzeRequest(
+                id=request.id, k=k, known_hashtags=request.hashtags))
+            record = analysis.video
+            _caller_wins(record, request)
+            regression = await self._regress(record)
             transcript = common_pb2.Transcript(text=record.transcript, language=record.language)
             versions = dict(record.model_versions)
-            sha, exclude = record.content_sha256, record.id
         else:
             embedded = await self._embed(request.video, request.caption, request.hashtags, pins)
             record = common_pb2.VideoRecord(
                 duration=embedded.encoded.duration, embeddings=embedded.embeddings()
             )
-            transcript = embedded.transcribed.transcript
+            _caller_wins(record, request)
             versions = embedded.model_versions()
-            sha, exclude = embedded.sha256, ""
-        # What the caller says about the upload wins over what is stored.
-        if request.HasField("author"):
-            record.metadata.author.CopyFrom(request.author)
-        if request.caption:
-            record.metadata.caption = request.caption
-        if request.hashtags:
-            del record.metadata.hashtags[:]
-            record.metadata.hashtags.extend(request.hashtags)
-
-        analysis, regression = await pipeline.first_failure_cancels(
-            self.search(
-                "Analyze",
-                search_pb2.AnalyzeRequest(
-                    embeddings=record.embeddings,
-                    exclude_id=exclude,
-                    k=k,
-                    known_hashtags=list(record.metadata.hashtags),
-                    content_sha256=sha,
-                    model_versions=versions,
+            analysis, regression = await pipeline.first_failure_cancels(
+                self.search(
+                    "Analyze",
+                    search_pb2.AnalyzeRequest(
+                        embeddings=record.embeddings,
+                        k=k,
+                        known_hashtags=list(record.metadata.hashtags),
+                        content_sha256=embedded.sha256,
+                        model_versions=versions,
+                    ),
                 ),
-            ),
-            channels.call(
-                "regressor",
-                self.stubs.regressor.Predict,
-                regressor_pb2.RegressRequest(video=record),
-                self.s.regress_timeout,
-            ),
-        )
+                self._regress(record),
+            )
+            transcript = embedded.transcribed.transcript
         versions["likes"] = regression.model_version
         return gateway_pb2.PredictResponse(
             likes=regression.likes,
@@ -317,6 +319,11 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             similar=analysis.similar,
             transcript=transcript,
             model_versions=versions,
+        )
+
+    def _regress(self, record: common_pb2.VideoRecord):
+        return channels.call(
+            "regressor", self.stubs.regressor.Predict, regressor_pb2.RegressRequest(video=record), self.s.regress_timeout
         )
 
     async def Get(self, request, context):

@@ -90,8 +90,9 @@ def _fill_record(record: common_pb2.VideoRecord, video: base.StoredVideo) -> Non
         _from_payload(fields, record)
 
 
-def to_record(video: base.StoredVideo) -> common_pb2.VideoRecord:
-    record = common_pb2.VideoRecord()
+def to_record(video: base.StoredVideo, into: common_pb2.VideoRecord | None = None) -> common_pb2.VideoRecord:
+    """`video` as a message: a new one, or written into `into` (empty), a field of a response."""
+    record = common_pb2.VideoRecord() if into is None else into
     _fill_record(record, video)
     for name, values in video.vectors.items():
         record.embeddings.vectors[name].values.extend(values)

@@ -248,24 +248,38 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     async def Analyze(self, request, context):
         collection = self.collection(request.collection)
-        vectors = records.check_embeddings(request.embeddings, collection.dims)
-        self.catalog.check(collection, request.model_versions)
+        store = collection.store
+        video_id = vectors = stored = None
+        if request.WhichOneof("video") == "id":  # the collection's own vectors: no version to check
+            video_id = records.check_id(request.id)
+        else:
+            vectors = records.check_embeddings(request.embeddings, collection.dims)
+            self.catalog.check(collection, request.model_versions)
         detector = self._detector(collection)
 
         def analyze() -> analysis.Analysis:  # blocking: store calls, and a detector's fit when due
+            nonlocal stored, vectors
+            exclude_id, sha, known = request.exclude_id, request.content_sha256, list(request.known_hashtags)
+            if video_id is not None:
+                stored = store.get(video_id, with_vectors=True)
+                if stored is None:
+                    raise errors.NotFound(f"no video with id {video_id!r}")
+                vectors, exclude_id = stored.vectors, video_id
+                sha = base.payload_value(stored.payload, base.CONTENT_SHA256, "")
+                known = known or base.payload_value(stored.payload, base.HASHTAGS, [])
             return analysis.analyze(
-                collection.store,
+                store,
                 vectors,
                 k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
-                exclude_id=request.exclude_id,
-                known_hashtags=list(request.known_hashtags),
-                content_sha256=request.content_sha256,
+                exclude_id=exclude_id,
+                known_hashtags=known,
+                content_sha256=sha,
                 near_duplicate_threshold=self._settings.near_duplicate_threshold,
                 calibrated=detector.current() if detector else None,
             )
 
         if detector is None:  # store calls only: as fast as a Query's on an in-process store
-            result = await self._read(collection.store, analyze)
+            result = await self._read(store, analyze)
         else:  # a detector's fit, when due, takes seconds
             result = await asyncio.to_thread(analyze)
         response = search_pb2.AnalyzeResponse(
@@ -274,6 +288,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             hashtags=[search_pb2.HashtagSuggestion(tag=t, score=s) for t, s in result.hashtags],
         )
         records.add_hits(response.similar, result.similar)
+        if stored is not None:
+            records.to_record(stored, into=response.video)
         return response
 
 

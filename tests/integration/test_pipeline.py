@@ -238,10 +238,16 @@ def test_predict_returns_likes_interval_originality_and_suggestions(stack, index
     assert original["originality"] > result["originality"]
 
 
-def test_predict_by_id_uses_the_stored_video(stack, indexed):
-    response = stack.stub().Predict(gateway_pb2.PredictRequest(id="music_0", k=5), timeout=60)
+def test_predict_by_id_uses_the_stored_video(stack, indexed, grpc_error):
+    stub = stack.stub()
+    response = stub.Predict(gateway_pb2.PredictRequest(id="music_0", k=5), timeout=60)
     assert response.likes > 0 and len(response.similar) == 5
     assert "music_0" not in {h.id for h in response.similar}
+    stored = stub.Get(gateway_pb2.GetVideoRequest(id="music_0"), timeout=30)
+    assert response.transcript.text == stored.transcript
+    assert {**stored.model_versions, "likes": response.model_versions["likes"]} == dict(response.model_versions)
+    missing = grpc_error(stub.Predict, gateway_pb2.PredictRequest(id="no_such_video"), timeout=30)
+    assert missing.code() == grpc.StatusCode.NOT_FOUND and "no_such_video" in missing.details()
 
 
 def test_delete_removes_the_video(stack, indexed, grpc_error):
