@@ -161,7 +161,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             raise errors.InvalidInput("query needs a vector or an id")
         return collection, base.Query(
             modality,
-            filter=records.to_filter(request.filter),
+            filter=records.to_filter(request.filter) if request.HasField("filter") else None,
             k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
             with_payload=(records.WIRE,) if request.with_payload else False,
             **target,

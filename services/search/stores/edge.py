@@ -88,10 +88,15 @@ def _search_params(hnsw_ef: int) -> qe.SearchParams:
     return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
 
 
+def _as_list(vector) -> list[float]:
+    """The engine reads a list fastest; the vectors read from the store are lists already."""
+    return vector if isinstance(vector, list) else list(vector)
+
+
 def _request(query: base.Query, params: qe.SearchParams) -> qe.QueryRequest:
     return qe.QueryRequest(
         limit=query.k,
-        query=qe.Query.Nearest(list(query.vector), using=query.modality),
+        query=qe.Query.Nearest(_as_list(query.vector), using=query.modality),
         filter=_filter(query.filter),
         with_payload=base.payload_selector(query.with_payload),
         with_vector=False,
