@@ -248,7 +248,7 @@ def cmd_deploy(args) -> int:
     from urllib3.exceptions import HTTPError
 
     from reelvec.deploy import render
-    from reelvec.deploy.cluster import Cluster
+    from reelvec.deploy.cluster import Cluster, waves
 
     try:
         if args.action == "render":
@@ -256,9 +256,10 @@ def cmd_deploy(args) -> int:
             return 0
         cluster = Cluster.connect(args.kubeconfig, args.context)
         if args.action == "apply":
-            docs = render.render(args.overlay, args.tag, args.registry)
-            applied = cluster.apply(docs)
-            cluster.wait_for_rollouts(docs, args.timeout)
+            applied = []
+            for wave in waves(render.render(args.overlay, args.tag, args.registry)):
+                applied += cluster.apply(wave)
+                cluster.wait_for_rollouts(wave, args.timeout)
             result, human = {"applied": applied}, f"applied {len(applied)} objects; every workload rolled out"
         elif args.action == "status":
             result = cluster.status()
@@ -331,7 +332,8 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--overlay", choices=["cpu", "gpu"], default="cpu")
         a.add_argument("--tag", default="latest", help="image tag of every reelvec image")
         a.add_argument("--registry", default="", help="registry (and path) the reelvec images are pulled from")
-    a.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the rollouts")
+    a.add_argument("--timeout", type=float, default=900.0,
+                   help="seconds to wait for each wave of rollouts (the services, then the gateway)")
     actions.add_parser("status", help="workloads, autoscalers and Triton's model versions")
     a = actions.add_parser("scale", help="set the replicas of encoder, triton, gateway or transcriber")
     a.add_argument("name")

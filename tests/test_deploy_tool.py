@@ -66,6 +66,12 @@ def test_apply_server_side_applies_everything_and_waits_for_the_rollouts(emulato
     assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == "reelvec/gateway:t1"
     reads = [r for r in emulator.requests if r["method"] == "GET" and r["path"].endswith("/deployments/gateway")]
     assert len(reads) >= 3  # it waited until the rollout was done, not just for the PATCH
+    # the gateway comes last, once every service it calls has rolled out
+    calls = [(r["method"], r["path"]) for r in emulator.requests]
+    gateway_patch = calls.index(("PATCH", "/apis/apps/v1/namespaces/reelvec/deployments/gateway"))
+    search_reads = [i for i, call in enumerate(calls) if call == ("GET", "/apis/apps/v1/namespaces/reelvec/deployments/search")]
+    assert search_reads and max(search_reads) < gateway_patch
+    assert applied[-1] in ("Deployment/gateway", "PodDisruptionBudget/gateway", "HorizontalPodAutoscaler/gateway")
 
     status = json.loads(deploy(config, "status").stdout)
     assert set(status["workloads"]) >= {"gateway", "encoder", "transcriber", "search", "regressor", "triton", "qdrant"}
@@ -88,7 +94,9 @@ def test_apply_gives_up_when_a_rollout_never_finishes(tmp_path):
         result = deploy(kubeconfig(stuck, tmp_path), "apply", "--overlay", "cpu", "--timeout", "3")
     finally:
         stuck.close()
-    assert result.returncode == 1 and "not rolled out after 3s" in result.stderr and "gateway" in result.stderr
+    assert result.returncode == 1 and "not rolled out after 3s" in result.stderr and "search" in result.stderr
+    # the services never rolled out, so the gateway was never changed
+    assert "/apis/apps/v1/namespaces/reelvec/deployments/gateway" not in stuck.objects
 
 
 def test_an_unreachable_cluster_is_one_line_not_a_traceback(tmp_path):

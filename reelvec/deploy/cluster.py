@@ -33,6 +33,16 @@ KINDS = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
 }
 ROLLED_OUT = ("Deployment", "StatefulSet")
+# The entry point rolls out last, once what it calls has: a new gateway may send requests that an
+# old search service does not understand yet (Analyze by id came in that way).
+CALLERS = ("gateway",)
+_CALLER_KINDS = ("Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler")
+
+
+def waves(docs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Everything but the callers' workloads, then those: apply and roll out in that order."""
+    last = [d for d in docs if d["metadata"]["name"] in CALLERS and d["kind"] in _CALLER_KINDS]
+    return [d for d in docs if d not in last], last
 
 
 def _base(api_version: str) -> str:
