@@ -93,6 +93,7 @@ class Speech:
         compute_type = compute_type or default_compute_type(device)
         self.version = f"faster-whisper:{name}:{compute_type}"
         self.beam_size = beam_size
+        self._on_gpu = device == "cuda"
         # Without num_workers > 1, CTranslate2 runs concurrent calls one after another.
         self.model = _SharedEncodingWhisper(
             str(whisper.model_dir(name)),
@@ -164,11 +165,16 @@ class Speech:
             return [("en", 1.0)] * len(placed)
         features = self.model.feature_extractor(audio)
         window = pad_or_trim(features[:, : features.shape[-1] - 1][:, : self.model.feature_extractor.nb_max_frames])
-        encoding = np.asarray(self.model.encode(window))
+        encoding = self.model.encode(window)
+        if self._on_gpu:  # the encoding stays on the GPU, where numpy cannot read it
+            encoding = encoding.to_device(ctranslate2.Device.cpu)
+        encoding = np.asarray(encoding)
         silence_from = int(np.ceil(placed[-1].end * packing.ENCODER_FRAMES_PER_S))
         out = []
         for p in placed:
             own = ctranslate2.StorageView.from_array(p.encoded(encoding, silence_from))
+            if self._on_gpu:
+                own = own.to_device(ctranslate2.Device.cuda)
             ranked = self.model.model.detect_language(own)[0]
             token, probability = ranked[0]
             out.append((token.strip("<|>"), float(probability)))
