@@ -42,15 +42,23 @@ TEXTS = [
 ]
 QUICK_CLIPS = 2  # about 20 s of speech
 
-# (label, engine, compute type, VAD, detect the language). The first is reelvec's serving configuration
-# with the language given, as every other row has it; the last is the service as it runs for base.
-ENGINES = [
-    ("faster-whisper", "faster", "int8", True, False),
-    ("faster-whisper", "faster", "float32", True, False),
-    ("faster-whisper, no VAD", "faster", "int8", False, False),
-    ("openai-whisper", "openai", "float32", False, False),
-    ("faster-whisper, detect language", "faster", "int8", True, True),
-]
+# (label, engine, compute type, VAD, detect the language), per device. On the CPU the first is reelvec's
+# serving configuration with the language given, as every other row has it; the last is the service as
+# it runs for base. On a GPU float16 is what both engines run; int8_float16 is CTranslate2's smaller one.
+ENGINES = {
+    "cpu": [
+        ("faster-whisper", "faster", "int8", True, False),
+        ("faster-whisper", "faster", "float32", True, False),
+        ("faster-whisper, no VAD", "faster", "int8", False, False),
+        ("openai-whisper", "openai", "float32", False, False),
+        ("faster-whisper, detect language", "faster", "int8", True, True),
+    ],
+    "cuda": [
+        ("faster-whisper", "faster", "float16", True, False),
+        ("faster-whisper", "faster", "int8_float16", True, False),
+        ("openai-whisper", "openai", "float16", False, False),
+    ],
+}
 TINY_EN_ROWS = {("faster-whisper", "int8"), ("openai-whisper", "float32")}  # English only: no detection
 BEAM_SIZE = 5
 LANGUAGE = "en"
@@ -102,12 +110,12 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
 # --- the child: one engine, one model, every clip ----------------------------------------------------
 
 
-def _faster(model: str, compute: str, vad: bool, detect: bool, threads: int):
+def _faster(model: str, device: str, compute: str, vad: bool, detect: bool, threads: int):
     from faster_whisper import WhisperModel
 
     from reelvec.models import whisper
 
-    engine = WhisperModel(str(whisper.model_dir(model)), device="cpu", compute_type=compute,
+    engine = WhisperModel(str(whisper.model_dir(model)), device=device, compute_type=compute,
                           cpu_threads=threads, local_files_only=True)
 
     def transcribe(audio: np.ndarray) -> str:
@@ -119,17 +127,18 @@ def _faster(model: str, compute: str, vad: bool, detect: bool, threads: int):
     return transcribe
 
 
-def _openai(model: str, threads: int):
+def _openai(model: str, device: str, threads: int):
     import torch
 
     from bench.baselines import openai_whisper
 
     torch.set_num_threads(threads)
-    engine = openai_whisper.load(model)
+    engine = openai_whisper.load(model).to(device)
+    fp16 = device == "cuda"  # its default there: its layers cast their float32 weights to float16 per call
 
     def transcribe(audio: np.ndarray) -> str:
         with torch.inference_mode():
-            result = engine.transcribe(audio, language=LANGUAGE, beam_size=BEAM_SIZE, fp16=False, verbose=None)
+            result = engine.transcribe(audio, language=LANGUAGE, beam_size=BEAM_SIZE, fp16=fp16, verbose=None)
         return result["text"].strip()
 
     return transcribe
@@ -139,6 +148,7 @@ def child(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--engine", choices=["faster", "openai"])
     parser.add_argument("--model")
+    parser.add_argument("--device")
     parser.add_argument("--compute")
     parser.add_argument("--vad", type=int)
     parser.add_argument("--detect", type=int)
@@ -147,12 +157,12 @@ def child(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int)
     a = parser.parse_args(argv)
     with np.load(a.audio) as archive:
-        clips = [archive[f"clip{i}"] for i in range(len(archive.files))]
+        clips = [archive[f"clip{i}"] for i in range(sum(k.startswith("clip") for k in archive.files))]
     started = time.perf_counter()
     if a.engine == "faster":
-        transcribe = _faster(a.model, a.compute, bool(a.vad), bool(a.detect), a.threads)
+        transcribe = _faster(a.model, a.device, a.compute, bool(a.vad), bool(a.detect), a.threads)
     else:
-        transcribe = _openai(a.model, a.threads)
+        transcribe = _openai(a.model, a.device, a.threads)
     load_s = time.perf_counter() - started
     transcribe(clips[0])  # warm-up: first-call allocations and lazy initialisation are not the steady state
     best, texts = [float("inf")] * len(clips), [""] * len(clips)
@@ -177,12 +187,27 @@ def _clips(folder: Path, texts: list[str]) -> list[np.ndarray]:
     return clips
 
 
-def _measure(audio: Path, engine: str, model: str, compute: str, vad: bool, detect: bool, repeats: int) -> dict:
+def save_inputs(path: Path, texts: list[str]) -> None:
+    """The clips and their texts in one npz, for a machine without espeak-ng or PyAV (a lent GPU):
+    `python -m bench transcription --inputs PATH` reads it there."""
+    with tempfile.TemporaryDirectory() as work:
+        clips = _clips(Path(work), texts)
+    np.savez(path, texts=np.array(texts), **{f"clip{i}": c for i, c in enumerate(clips)})
+
+
+def _load_inputs(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    with np.load(path) as archive:
+        texts = [str(t) for t in archive["texts"]]
+        return [archive[f"clip{i}"] for i in range(len(texts))], texts
+
+
+def _measure(audio: Path, engine: str, model: str, device: str, compute: str, vad: bool, detect: bool,
+             repeats: int) -> dict:
     threads = len(os.sched_getaffinity(0))  # the same for every engine; CTranslate2's 0 means this too
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # idle OpenMP threads sleep instead of spinning
     command = [sys.executable, "-m", "bench.transcription", "--child", f"--engine={engine}",
-               f"--model={model}", f"--compute={compute}", f"--vad={int(vad)}", f"--detect={int(detect)}",
-               f"--audio={audio}", f"--repeats={repeats}", f"--threads={threads}"]
+               f"--model={model}", f"--device={device}", f"--compute={compute}", f"--vad={int(vad)}",
+               f"--detect={int(detect)}", f"--audio={audio}", f"--repeats={repeats}", f"--threads={threads}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
     if done.returncode:
@@ -193,8 +218,14 @@ def _measure(audio: Path, engine: str, model: str, compute: str, vad: bool, dete
 def run(args) -> common.Section:
     from bench.baselines import openai_whisper
 
-    texts = TEXTS[:QUICK_CLIPS] if args.quick else TEXTS
-    models = ["base"] if args.quick else ["base", "tiny.en"]
+    device = args.device
+    engines = ENGINES[device]
+    if args.inputs:
+        clips, texts = _load_inputs(args.inputs)
+    else:
+        texts = TEXTS[:QUICK_CLIPS] if args.quick else TEXTS
+        clips = None
+    models = ["base"] if args.quick or device != "cpu" else ["base", "tiny.en"]
     repeats = 1 if args.quick else 2
     have_openai = openai_whisper.available()
     if have_openai:
@@ -204,28 +235,31 @@ def run(args) -> common.Section:
         print(f"transcription: openai-whisper is not installed, so the baseline rows are skipped. "
               f"Install it with: {openai_whisper.INSTALL}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as work:
-        clips = _clips(Path(work), texts)
+        clips = clips or _clips(Path(work), texts)
         audio_s = sum(c.size for c in clips) / SAMPLE_RATE
         archive = Path(work) / "audio.npz"
         np.savez(archive, **{f"clip{i}": c for i, c in enumerate(clips)})
         results = {}
         for model in models:
-            for label, engine, compute, vad, detect in ENGINES:
+            for label, engine, compute, vad, detect in engines:
                 if engine == "openai" and not have_openai:
                     continue
                 if model != "base" and (label, compute) not in TINY_EN_ROWS:
                     continue
-                results[model, label, compute] = _measure(archive, engine, model, compute, vad, detect, repeats)
+                results[model, label, compute] = _measure(archive, engine, model, device, compute, vad, detect,
+                                                          repeats)
 
     section = common.Section(
-        f"Transcription ({audio_s:.0f} s of speech in {len(clips)} clips, beam {BEAM_SIZE}, "
+        f"Transcription on {device} ({audio_s:.0f} s of speech in {len(clips)} clips, beam {BEAM_SIZE}, "
         f"{len(os.sched_getaffinity(0))} threads)",
         ["model", "engine", "compute", "RTF", "x realtime", "WER", "peak MiB", "load s", "speedup vs openai"],
     )
+    served_key = ("base", engines[0][0], engines[0][2])
+    baseline_key = next((("base", label, compute) for label, engine, compute, *_ in engines if engine == "openai"))
     for (model, label, compute), r in results.items():
         rtf = sum(r["seconds"]) / audio_s
         r["rtf"], r["wer"] = rtf, word_error_rate(texts, r["texts"])
-        baseline = results.get((model, "openai-whisper", "float32"))
+        baseline = results.get((model, *baseline_key[1:]))
         speedup = sum(baseline["seconds"]) / sum(r["seconds"]) if baseline else float("nan")
         section.rows.append([model, label, compute, rtf, 1 / rtf, r["wer"], r["peak_mb"], r["load_s"], speedup])
 
@@ -233,24 +267,26 @@ def run(args) -> common.Section:
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     (common.RESULTS / "transcripts.json").write_text(json.dumps(
         {"references": texts, **{" / ".join(key): r["texts"] for key, r in results.items()}}, indent=1))
-    served, baseline = results[("base", "faster-whisper", "int8")], results.get(("base", "openai-whisper", "float32"))
-    section.metrics = {"whisper_rtf_fast": served["rtf"], "whisper_wer_fast": served["wer"]}
+    served, baseline = results[served_key], results.get(baseline_key)
+    suffix = "" if device == "cpu" else f"_{device}"  # a GPU run's keys never pass for the CPU's
+    section.metrics = {f"whisper_rtf_fast{suffix}": served["rtf"], f"whisper_wer_fast{suffix}": served["wer"]}
     if baseline:
         section.metrics |= {
-            "whisper_rtf_openai": baseline["rtf"],
-            "whisper_wer_openai": baseline["wer"],
-            "whisper_speedup_vs_openai": baseline["rtf"] / served["rtf"],
+            f"whisper_rtf_openai{suffix}": baseline["rtf"],
+            f"whisper_wer_openai{suffix}": baseline["wer"],
+            f"whisper_speedup_vs_openai{suffix}": baseline["rtf"] / served["rtf"],
         }
         differ = [i for i, (a, b) in enumerate(zip(served["texts"], baseline["texts"])) if words(a) != words(b)]
-        section.notes.append(f"base: faster-whisper int8 and openai-whisper wrote the same words on "
-                             f"{len(texts) - len(differ)} of {len(texts)} clips (differ: {differ or 'none'})")
+        section.notes.append(f"base: faster-whisper {served_key[2]} and openai-whisper {baseline_key[2]} wrote "
+                             f"the same words on {len(texts) - len(differ)} of {len(texts)} clips "
+                             f"(differ: {differ or 'none'})")
     else:
         section.notes.append(f"openai-whisper not installed: {openai_whisper.INSTALL}")
     section.notes += [
         f"RTF = processing s / audio s (best of {repeats} per clip, after a warm-up); load s = imports + "
-        "model load; peak MiB = the engine process's VmHWM (Python, imports, model, the audio)",
-        "faster-whisper int8 with VAD is reelvec's serving configuration; openai-whisper has no VAD; "
-        "every engine but the 'detect language' row is told the language (en); all run with "
+        "model load; peak MiB = the engine process's VmHWM (Python, imports, model, the audio; not GPU memory)",
+        f"{engines[0][0]} {engines[0][2]} with VAD is reelvec's serving configuration on {device}; openai-whisper "
+        "has no VAD; every engine but the 'detect language' row is told the language (en); all run with "
         "OMP_WAIT_POLICY=PASSIVE",
     ]
     return section
@@ -259,5 +295,8 @@ def run(args) -> common.Section:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2:])
+    elif sys.argv[1:2] == ["--save-inputs"] and len(sys.argv) == 3:
+        save_inputs(Path(sys.argv[2]), TEXTS)
     else:
-        sys.exit("run it as: python -m bench transcription [--quick]")
+        sys.exit("run it as: python -m bench transcription [--quick] [--device cuda] [--inputs FILE], or "
+                 "python -m bench.transcription --save-inputs FILE")
