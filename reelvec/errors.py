@@ -27,7 +27,7 @@ class Unavailable(ReelvecError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-class TooLarge(ReelvecError):
+class ResourceExhausted(ReelvecError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 

@@ -95,7 +95,7 @@ class ServiceGuard:
             self._in_flight += 1
             try:
                 if self._max_concurrent and self._in_flight > self._max_concurrent:
-                    raise errors.TooLarge(f"{self._max_concurrent} calls are in progress here already "
+                    raise errors.ResourceExhausted(f"{self._max_concurrent} calls are in progress here already "
                                           "(max_concurrent_rpcs): retry with backoff")
                 if self._authorize is not None:
                     self._authorize(method, incoming)

@@ -45,7 +45,7 @@ def test_each_key_has_its_own_rate_limit(tmp_path):
     other, _ = store.create("read", rate=5, burst=2)
     store.authorize("Search", bearer(slow))
     store.authorize("Search", bearer(slow))
-    with pytest.raises(errors.TooLarge) as limited:
+    with pytest.raises(errors.ResourceExhausted) as limited:
         store.authorize("Search", bearer(slow))
     assert limited.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry in" in str(limited.value)
     store.authorize("Search", bearer(other))  # a busy key does not slow the others

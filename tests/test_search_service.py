@@ -3,6 +3,7 @@ dir; and the analysis formulas on their own."""
 
 import asyncio
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,13 +53,13 @@ def wait_serving(server: Server, seconds: float = 60) -> None:
     pytest.fail(f"search not SERVING after {seconds}s:\n{server.log.read_text()}")
 
 
-def start_server(data: Path, backend: str) -> Server:
+def start_server(data: Path, backend: str, *flags: str) -> Server:
     port = free_port()
     log = data / "server.log"
     command = [sys.executable, "-m", "services.search", "--port", str(port)]
     with open(log, "a") as out:
         proc = subprocess.Popen(
-            [*command, "--data-dir", str(data), "--store", backend],
+            [*command, "--data-dir", str(data), "--store", backend, *flags],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -499,6 +500,25 @@ def test_the_alias_survives_a_restart(backend, tmp_path, rng):
         stop_server(running)
     if backend == "edge":
         assert not (tmp_path / "search" / "edge" / "videos_v1").exists()  # dropped means gone from disk
+
+
+def test_a_full_disk_refuses_writes_and_the_server_keeps_serving(tmp_path, rng):
+    """Edge maps its files into memory, so a write onto a full disk would kill the process (SIGBUS).
+    A reserve above the disk's free space stands for a full disk here."""
+    reserve_mb = (shutil.disk_usage(tmp_path).free >> 20) + 1024
+    running = start_server(tmp_path, "edge", f"--min-free-mb={reserve_mb}")
+    stub = search_pb2_grpc.SearchStub(running.channel)
+    try:
+        record = video("full-1", rng)
+        error = status_of(lambda: upsert(stub, record))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "MiB free" in error.details() and "data volume" in error.details()
+        assert status_of(lambda: stub.Get(search_pb2.GetRequest(id="full-1"), timeout=TIMEOUT)).code() == (
+            grpc.StatusCode.NOT_FOUND)  # nothing partial stored
+        assert query_ids(stub, record.embeddings.vectors["fused"].values) == []  # reads go on
+        assert running.proc.poll() is None
+    finally:
+        stop_server(running)
 
 
 def test_sigterm_exits_cleanly(server):

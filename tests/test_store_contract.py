@@ -7,6 +7,7 @@ through the HNSW graph.
 """
 
 import json
+import shutil
 import time
 
 import numpy as np
@@ -402,3 +403,26 @@ def test_edge_flushes_while_writes_come_in(tmp_path):
         assert store.count() == 20001
     finally:
         store.close()
+
+
+def test_edge_stops_writing_short_of_a_full_disk(tmp_path):
+    """A write onto a full disk kills the process with SIGBUS (Edge maps its files into memory), so
+    the store refuses writes and defers optimizes under its reserve; reads go on. A reserve above
+    the disk's free space stands for a full disk."""
+    rng = np.random.default_rng(14)
+    kept = base.StoredVideo("kept", {TEXT: unit(rng, DIMS[TEXT])}, {})
+    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0)
+    store.upsert(kept)
+    store.close()
+    reserve_mb = (shutil.disk_usage(tmp_path).free >> 20) + 1024
+    full = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0, min_free_mb=reserve_mb)
+    try:
+        with pytest.raises(errors.ResourceExhausted, match="MiB free"):
+            full.upsert(base.StoredVideo("new", {TEXT: unit(rng, DIMS[TEXT])}, {}))
+        with pytest.raises(errors.ResourceExhausted):
+            full.delete("kept")
+        full.optimize()  # deferred, not an error
+        assert full.count() == 1 and full.get("kept") is not None and full.get("new") is None
+        assert [h.id for h in full.search(TEXT, list(kept.vectors[TEXT]), None, 1, False)] == ["kept"]
+    finally:
+        full.close()

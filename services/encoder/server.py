@@ -117,7 +117,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
         if not data:
             raise errors.InvalidInput("video is empty")
         if len(data) > self.settings.max_video_mb * 1024 * 1024:
-            raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
+            raise errors.ResourceExhausted(f"video is larger than {self.settings.max_video_mb} MB")
         visual_model = await self._model_for("visual", request.visual_version) if request.visual_version else self.visual
         learned = await self._model_for("audio", request.audio_version) if request.audio_version else None
         with timed("queued"):

@@ -85,7 +85,7 @@ class TritonVisual:
         except InferenceServerException as exc:
             status = (exc.status() or "").removeprefix("StatusCode.")
             if "queue" in exc.message().lower():  # full, or timed out waiting: back off and retry
-                raise errors.TooLarge(f"triton at {self.url} is overloaded: {exc.message()}") from None
+                raise errors.ResourceExhausted(f"triton at {self.url} is overloaded: {exc.message()}") from None
             raise errors.Unavailable(f"triton at {self.url} failed ({status}): {exc.message()}") from None
         return result.as_numpy(self.OUTPUT)
 

@@ -144,7 +144,7 @@ class KeyStore:
         return [k.public() for k in self._read_all()]
 
     def authorize(self, method: str, metadata: dict) -> None:
-        """Raises Unauthenticated, PermissionDenied or TooLarge (RESOURCE_EXHAUSTED); returns when
+        """Raises Unauthenticated, PermissionDenied or ResourceExhausted; returns when
         the call may go on."""
         token = metadata.get("x-api-key") or metadata.get("authorization", "").removeprefix("Bearer ").strip()
         if not token:
@@ -161,5 +161,5 @@ class KeyStore:
                 raise errors.PermissionDenied(f"{method} needs a {needed} key; key {key.id} is {key.scope}")
             wait = key.take(time.monotonic())
         if wait:
-            raise errors.TooLarge(f"key {key.id} is over its limit of {key.rate:g} calls/s "
+            raise errors.ResourceExhausted(f"key {key.id} is over its limit of {key.rate:g} calls/s "
                                   f"(burst {key.burst}): retry in {wait:.2f} s")

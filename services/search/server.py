@@ -31,6 +31,7 @@ class SearchSettings(config.ServerSettings):
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     hnsw_ef: int = 128
+    min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
 
 
 def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) -> base.VideoStore:
@@ -46,6 +47,7 @@ def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) 
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construct=settings.hnsw_ef_construct,
         hnsw_ef=settings.hnsw_ef,
+        min_free_mb=settings.min_free_mb,
     )
     store.optimize()  # indexes whatever an earlier run left unindexed
     return store

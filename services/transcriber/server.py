@@ -116,7 +116,7 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
     async def Transcribe(self, request, context):
         speech, embedder = self._ready()
         if len(request.video) > self.settings.max_video_mb * 1024 * 1024:
-            raise errors.TooLarge(f"video is larger than {self.settings.max_video_mb} MB")
+            raise errors.ResourceExhausted(f"video is larger than {self.settings.max_video_mb} MB")
         with timed("decode"):
             audio = await asyncio.to_thread(media.decode_audio, request.video)
         with timed("model"):  # with the wait for a free worker, where the queued clips are packed

@@ -15,6 +15,11 @@ Edge does not flush by itself either: its WAL kept every write until close, twic
 crash replayed all of it at the next start (30k fused vectors: a 268 MB WAL and 3.2 s to reopen;
 flushed, 44 MB and 0.15 s). So each optimize flushes, and the watcher flushes every
 `flush_seconds` while writes come in, as a Qdrant server does (its flush_interval_sec, 5 s).
+
+Edge maps its WAL and segments into memory, so a write that meets a full disk does not fail: the
+process dies of SIGBUS (a CI run did, in the WAL test, on a nearly full disk). So writes and
+optimizes stop while the disk has less than `min_free_mb` free: a write is refused with
+RESOURCE_EXHAUSTED, an optimize waits, and reads go on.
 """
 
 import logging
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import qdrant_edge as qe
 
+from reelvec import errors
 from services.search.stores import base
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,9 @@ HNSW_EF = 128
 # near 0.95 whatever the search ef (docs/search.md, Settings for a million videos).
 HNSW_M, HNSW_EF_CONSTRUCT = 16, 100
 FULL_SCAN_THRESHOLD_KB = 10_000  # Qdrant's default
+# Room for what one write can make Edge allocate: a new 32 MB WAL segment (it keeps one ahead) and
+# a segment's growth, with margin.
+MIN_FREE_MB = 256
 
 
 def _vector_params(dim: int) -> qe.EdgeVectorParams:
@@ -120,6 +129,7 @@ class EdgeStore(base.VideoStore):
         hnsw_m: int = HNSW_M,
         hnsw_ef_construct: int = HNSW_EF_CONSTRUCT,
         hnsw_ef: int = HNSW_EF,
+        min_free_mb: int = MIN_FREE_MB,
     ):
         """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
         The thresholds, None for Qdrant's defaults (about 10 MB each), say how big a segment must be
@@ -156,6 +166,7 @@ class EdgeStore(base.VideoStore):
         # optimize must not interleave with writes.
         self._write_lock = threading.Lock()
         self._ensure_indexes()
+        self._min_free = min_free_mb << 20
         self._optimize_after = optimize_after
         self._idle_seconds = idle_seconds
         self._flush_seconds = flush_seconds
@@ -178,7 +189,19 @@ class EdgeStore(base.VideoStore):
         )
         return bool(found)
 
+    def _free_bytes(self) -> int:
+        return shutil.disk_usage(self._path).free
+
+    def _check_space(self) -> None:
+        free = self._free_bytes()
+        if free < self._min_free:
+            raise errors.ResourceExhausted(
+                f"the search store's disk has {free >> 20} MiB free, less than the {self._min_free >> 20} MiB "
+                "it keeps in reserve: free space on the search service's data volume, or grow it"
+            )
+
     def upsert(self, video: base.StoredVideo) -> bool:
+        self._check_space()
         point = qe.Point(
             base.point_id(video.id), dict(video.vectors), {**video.payload, base.VIDEO_ID: video.id}
         )
@@ -197,6 +220,7 @@ class EdgeStore(base.VideoStore):
         return base.StoredVideo.from_point(records[0], with_vectors) if records else None
 
     def delete(self, video_id: str) -> bool:
+        self._check_space()  # a delete is a WAL write too
         with self._write_lock:
             existed = self._exists(video_id)
             if existed:
@@ -237,6 +261,9 @@ class EdgeStore(base.VideoStore):
         return self._shard.info().indexed_vectors_count
 
     def optimize(self) -> None:
+        if (free := self._free_bytes()) < self._min_free:  # it writes whole new segments
+            log.warning("optimize deferred: disk almost full", extra={"free_mb": free >> 20})
+            return
         with self._write_lock:
             if self._closed.is_set():
                 return
