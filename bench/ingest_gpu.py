@@ -7,10 +7,14 @@ the same code on that machine's CPU (int8 Whisper, float32 encoder, every core).
 CPU either way and is not in these rows: the clips' audio and the 16 frames the encoder samples from
 each are decoded here beforehand (`python -m bench.ingest_gpu --save-inputs FILE`).
 
-Clips reach Speech 8 at a time, as the ingest suite uploads them (its transcriber packs what queues)."""
+Clips reach Speech 8 at a time, as the ingest suite uploads them (its transcriber packs what queues).
+The "4 at once" row has 4 threads call one Speech with 4 workers, each on a quarter of the clips: the
+GPU overlay's REELVEC_MAX_TRANSCRIPTIONS (deploy/k8s/overlays/gpu)."""
 
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from bench import common
 from bench.transcription import words
 
 UPLOADS_AT_ONCE = 8
+AT_ONCE = 4
 
 
 def save_inputs(path: Path) -> None:
@@ -96,12 +101,17 @@ def run(args) -> common.Section:
         seconds[device, "encoder"] = _timed(encode, repeats)
         seconds[device, "both"] = seconds[device, "transcriber"] + seconds[device, "encoder"]
         section.notes.append(f"{device}: Whisper {compute}, {per_pass:.0f} windows a pass over the clips")
+        shared = Speech("base", device=device, compute_type=compute, workers=AT_ONCE)
+        quarters = [audios[i::AT_ONCE] for i in range(AT_ONCE)]
+        with ThreadPoolExecutor(AT_ONCE) as pool:
+            seconds[device, f"transcriber, {AT_ONCE} at once"] = _timed(
+                lambda: list(pool.map(shared.transcribe_many, quarters)), repeats)
     for (device, stage), s in seconds.items():
         section.rows.append([device, stage, s, video_s / s, f"{seconds['cpu', stage] / s:.2f}x"])
         section.metrics[f"ingest_models_x_realtime_{stage}_{device}"] = video_s / s
     same = sum(words(a) == words(b) for a, b in zip(texts["cpu"], texts["cuda"]))
     section.notes.append(f"Whisper wrote the same words on the CPU and the GPU for {same} of {len(audios)} clips")
-    section.notes.append(f"best of {repeats} after a warm-up; the CPU rows use all {torch.get_num_threads()} "
+    section.notes.append(f"best of {repeats} after a warm-up; the CPU rows use all {len(os.sched_getaffinity(0))} "
                          "cores of that machine; decoding (CPU in both) is not included")
     return section
 
