@@ -365,6 +365,7 @@ def _fill_wal(store: EdgeStore, seed: int) -> int:
     the last one or two); returns the WAL's size."""
     rng = np.random.default_rng(seed)
     for start in range(0, 20000, 500):
+        store._check_space()  # straight into the shard skips the store's guard: a full disk is SIGBUS
         points = [qe.Point(base.point_id(str(i)), {FUSED: unit(rng, DIMS[FUSED])}, {base.VIDEO_ID: str(i)})
                   for i in range(start, start + 500)]
         store._shard.update(qe.UpdateOperation.upsert_points(points))
