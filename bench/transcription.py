@@ -157,7 +157,7 @@ def child(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int)
     a = parser.parse_args(argv)
     with np.load(a.audio) as archive:
-        clips = [archive[f"clip{i}"] for i in range(sum(k.startswith("clip") for k in archive.files))]
+        clips = [archive[f"clip{i}"] for i in range(len(archive.files))]
     started = time.perf_counter()
     if a.engine == "faster":
         transcribe = _faster(a.model, a.device, a.compute, bool(a.vad), bool(a.detect), a.threads)
