@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU rows on a lent H200 (BENCHMARKS.md, "GPU"). That machine has Python 3.12 with PyTorch on
 # CUDA 13 but none of ctranslate2, faster-whisper, openai-whisper, PyAV, espeak-ng or tritonserver, and
-# a device call carries at most 64 MiB. So, here, `bash bench/gpu/run.sh prepare` packs the wheels,
-# Whisper base and the inputs decoded here into one tar, cut into .gpu/1, .gpu/2, ... (ignored, at
-# most 61 MiB each). Then one device call per part, one right after the other so the machine stays
-# warm (it goes back after 30 s idle, and each call's tree, ignored paths included, replaces the last):
+# a device call carries at most 64 MiB. So, here (after `make install`), `bash bench/gpu/run.sh prepare`
+# packs the wheels, Whisper base and the inputs decoded here into one tar, cut into .gpu/1, .gpu/2, ...
+# (ignored, at most 61 MiB each). Then one device call per part, one right after the other so the
+# machine stays warm (it goes back after 30 s idle, and each call's tree, ignored paths included,
+# replaces the last):
 #   carry [".gpu/1"]: bash bench/gpu/run.sh stash
 #   ...
 #   carry [".gpu/N"] (the last): bash bench/gpu/run.sh all [encoder transcription ingest]
