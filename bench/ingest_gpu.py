@@ -108,7 +108,8 @@ def run(args) -> common.Section:
                 lambda: list(pool.map(shared.transcribe_many, quarters)), repeats)
     for (device, stage), s in seconds.items():
         section.rows.append([device, stage, s, video_s / s, f"{seconds['cpu', stage] / s:.2f}x"])
-        section.metrics[f"ingest_models_x_realtime_{stage}_{device}"] = video_s / s
+        key = stage.replace(",", "").replace(" ", "_")
+        section.metrics[f"ingest_models_x_realtime_{key}_{device}"] = video_s / s
     same = sum(words(a) == words(b) for a, b in zip(texts["cpu"], texts["cuda"]))
     section.notes.append(f"Whisper wrote the same words on the CPU and the GPU for {same} of {len(audios)} clips")
     section.notes.append(f"best of {repeats} after a warm-up; the CPU rows use all {len(os.sched_getaffinity(0))} "
