@@ -96,7 +96,7 @@ class ServiceGuard:
             try:
                 if self._max_concurrent and self._in_flight > self._max_concurrent:
                     raise errors.ResourceExhausted(f"{self._max_concurrent} calls are in progress here already "
-                                          "(max_concurrent_rpcs): retry with backoff")
+                                                   "(max_concurrent_rpcs): retry with backoff")
                 if self._authorize is not None:
                     self._authorize(method, incoming)
                 return await behaviour(request, context)

@@ -162,4 +162,4 @@ class KeyStore:
             wait = key.take(time.monotonic())
         if wait:
             raise errors.ResourceExhausted(f"key {key.id} is over its limit of {key.rate:g} calls/s "
-                                  f"(burst {key.burst}): retry in {wait:.2f} s")
+                                           f"(burst {key.burst}): retry in {wait:.2f} s")

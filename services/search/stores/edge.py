@@ -167,6 +167,7 @@ class EdgeStore(base.VideoStore):
         self._write_lock = threading.Lock()
         self._ensure_indexes()
         self._min_free = min_free_mb << 20
+        self._optimize_deferred = False
         self._optimize_after = optimize_after
         self._idle_seconds = idle_seconds
         self._flush_seconds = flush_seconds
@@ -262,8 +263,11 @@ class EdgeStore(base.VideoStore):
 
     def optimize(self) -> None:
         if (free := self._free_bytes()) < self._min_free:  # it writes whole new segments
-            log.warning("optimize deferred: disk almost full", extra={"free_mb": free >> 20})
+            if not self._optimize_deferred:  # once, not at every poll of the watcher
+                log.warning("optimize deferred: disk almost full", extra={"free_mb": free >> 20})
+            self._optimize_deferred = True
             return
+        self._optimize_deferred = False
         with self._write_lock:
             if self._closed.is_set():
                 return
