@@ -346,6 +346,31 @@ def test_edge_idle_optimizer_builds_the_index(tmp_path):
         store.close()
 
 
+def test_edge_indexes_under_steady_searches_once_writes_settle(tmp_path):
+    """Searches that never pause would keep the idle optimizer from ever running, and every query
+    would scan the unindexed points exactly: once writes have paused and the oldest unindexed one is
+    `optimize_max_wait` old, the watcher indexes anyway. With it off the index never comes."""
+    rng = np.random.default_rng(15)
+    vectors = [unit(rng, DIMS[TEXT]) for _ in range(30)]
+
+    def indexed_while_searching(max_wait: float, seconds: float) -> int:
+        store = EdgeStore(tmp_path / f"edge{max_wait}", DIMS, optimize_after=5, idle_seconds=0.3,
+                          optimize_max_wait=max_wait, **SMALL_CORPUS_HNSW)
+        try:
+            for i, v in enumerate(vectors):
+                store.upsert(base.StoredVideo(str(i), {TEXT: v}, {}))
+            deadline = time.monotonic() + seconds
+            while store.indexed_vectors_count == 0 and time.monotonic() < deadline:
+                assert store.search(TEXT, vectors[7], None, 1, False)[0].id == "7"
+                time.sleep(0.05)  # never 0.3 s without a search
+            return store.indexed_vectors_count
+        finally:
+            store.close()
+
+    assert indexed_while_searching(max_wait=0, seconds=2) == 0
+    assert indexed_while_searching(max_wait=1.0, seconds=30) >= 30
+
+
 def test_edge_graph_settings_reach_the_engine(tmp_path):
     from services.search import server
 

@@ -26,6 +26,8 @@ class SearchSettings(config.ServerSettings):
     originality: str = "similarity"  # or a calibrated anomaly detector: knn, isolation_forest, lof
     optimize_after: int = 1000  # edge: writes before an idle store indexes them; 0: at start only
     optimize_idle_seconds: float = 5.0
+    # edge: writes paused, searches not: index anyway once the oldest unindexed write is this old
+    optimize_max_wait_seconds: float = 60.0
     search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
     # edge: the HNSW graph and its search (docs/search.md, Settings for a million videos)
     hnsw_m: int = 16
@@ -43,6 +45,7 @@ def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) 
         dims,
         optimize_after=settings.optimize_after,
         idle_seconds=settings.optimize_idle_seconds,
+        optimize_max_wait=settings.optimize_max_wait_seconds,
         search_threads=settings.search_threads,
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construct=settings.hnsw_ef_construct,
