@@ -354,7 +354,7 @@ def test_edge_indexes_under_steady_searches_once_writes_settle(tmp_path):
     vectors = [unit(rng, DIMS[TEXT]) for _ in range(30)]
 
     def indexed_while_searching(max_wait: float, seconds: float) -> int:
-        store = EdgeStore(tmp_path / f"edge{max_wait}", DIMS, optimize_after=5, idle_seconds=0.3,
+        store = EdgeStore(tmp_path / f"edge{max_wait}", DIMS, optimize_after=5, idle_seconds=1.0,
                           optimize_max_wait=max_wait, **SMALL_CORPUS_HNSW)
         try:
             for i, v in enumerate(vectors):
@@ -362,7 +362,7 @@ def test_edge_indexes_under_steady_searches_once_writes_settle(tmp_path):
             deadline = time.monotonic() + seconds
             while store.indexed_vectors_count == 0 and time.monotonic() < deadline:
                 assert store.search(TEXT, vectors[7], None, 1, False)[0].id == "7"
-                time.sleep(0.05)  # never 0.3 s without a search
+                time.sleep(0.05)  # never idle: a search every ~50 ms, against the 1 s it would take
             return store.indexed_vectors_count
         finally:
             store.close()
