@@ -29,9 +29,11 @@ Send = Callable[[search_pb2.QueryBatchRequest, float], Awaitable[search_pb2.Quer
 
 
 class QueryBatcher:
-    def __init__(self, send: Send, timeout: float, max_batch: int = 64, max_calls: int = 3):
+    def __init__(self, send: Send, timeout: float, max_batch: int = 64, max_calls: int = 2):
         """`send(request, timeout)` makes the QueryBatch call; `timeout` bounds it when no caller
-        has a deadline. At most `max_calls` batches are in flight."""
+        has a deadline. At most `max_calls` batches are in flight: two keep the search service busy
+        with one while the other returns, and gather twice the queries per call that three did at
+        moderate load (docs/search.md, Batched queries)."""
         self._send = send
         self._timeout = timeout
         self._batches = GroupCommit(self._call, max_batch, max_calls)
