@@ -3,6 +3,7 @@ stack (`reelvec up`), with the search service's own Query called directly as the
 Then the peak memory of every process after the load."""
 
 import asyncio
+import gc
 import random
 import tempfile
 import time
@@ -25,6 +26,10 @@ from reelvec.v1 import (
 )
 
 CONCURRENCY = (1, 4, 16, 64, 256)
+# Issue 3's target: 1,000 Search requests/s with p99 < 50 ms at 64 clients. The closed-loop levels
+# above run as fast as the stack answers, so at 64 clients the cores saturate and p99 measures the
+# queue; this level offers exactly the target's rate, as a service level is stated.
+PACED_CLIENTS, PACED_RATE = 64, 1000.0
 
 
 def _record(index: int, rng: np.random.Generator, centres: dict[str, np.ndarray]) -> common_pb2.VideoRecord:
@@ -82,6 +87,31 @@ async def _load(call, make_request, concurrency: int, seconds: float, max_reques
     return latencies, errors, time.perf_counter() - start
 
 
+async def _paced(call, make_request, clients: int, rate: float, seconds: float):
+    """`clients` each sending on a fixed schedule, `rate` requests/s in all. A latency runs from the
+    scheduled send, not the actual one: a reply that comes late delays the client's next send, and
+    that wait counts too (no coordinated omission)."""
+    latencies, errors = [], 0
+    interval = clients / rate
+    begin = time.perf_counter() + 0.05
+
+    async def client(offset: float):
+        nonlocal errors
+        for i in range(int(seconds / interval)):
+            due = begin + offset + i * interval
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            try:
+                await call(make_request(), timeout=30)
+                latencies.append(time.perf_counter() - due)
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(c * interval / clients) for c in range(clients)))
+    return latencies, errors, time.perf_counter() - start
+
+
 async def _measure(stack: RunningStack, search_address: str, count: int, seconds: float, section):
     ids = [f"v{i}" for i in range(count)]
     pick = random.Random(1).choice
@@ -91,20 +121,29 @@ async def _measure(stack: RunningStack, search_address: str, count: int, seconds
         gateway = gateway_pb2_grpc.GatewayStub(gw_channel)
         search = search_pb2_grpc.SearchStub(search_channel)
         await gateway.TrainRegressor(regressor_pb2.TrainRequest(), timeout=600)
+        # The load generator's own collector once paused it 114-117 ms in 24 s of paced load, and
+        # every request in flight counted the pause: freeze what set-up built, as the servers do.
+        gc.collect()
+        gc.freeze()
         targets = {
             "Search via gateway": (gateway.Search, lambda: gateway_pb2.SearchRequest(id=pick(ids), k=10)),
             "Query on search service (no gateway)": (search.Query, lambda: search_pb2.QueryRequest(id=pick(ids), k=10)),
             "Predict via gateway": (gateway.Predict, lambda: gateway_pb2.PredictRequest(id=pick(ids), k=10)),
         }
         pids = stack.pids()
+
+        async def level(name, concurrency, run):
+            before = common.cpu_by_process(pids)
+            latencies, errors, wall = await run
+            spent = {process: cpu / max(len(latencies), 1) for process, cpu in common.cpu_spent(before, pids).items()}
+            p50, p99 = common.percentiles(latencies) if latencies else (float("nan"),) * 2
+            rps = len(latencies) / wall
+            section.rows.append([name, concurrency, rps, p50, p99, 1e3 * sum(spent.values()), errors])
+            return rps, p99, spent
+
         for name, (call, make) in targets.items():
             for concurrency in CONCURRENCY:
-                before = common.cpu_by_process(pids)
-                latencies, errors, wall = await _load(call, make, concurrency, seconds, 20_000)
-                spent = {process: cpu / max(len(latencies), 1) for process, cpu in common.cpu_spent(before, pids).items()}
-                p50, p99 = common.percentiles(latencies) if latencies else (float("nan"),) * 2
-                rps = len(latencies) / wall
-                section.rows.append([name, concurrency, rps, p50, p99, 1e3 * sum(spent.values()), errors])
+                rps, p99, spent = await level(name, concurrency, _load(call, make, concurrency, seconds, 20_000))
                 prefix = name.split()[0].lower()
                 if name.endswith("no gateway)"):
                     prefix = "direct_query"
@@ -114,6 +153,10 @@ async def _measure(stack: RunningStack, search_address: str, count: int, seconds
                     shares = sorted(((cpu, process) for process, cpu in spent.items() if cpu * rps > 0.02), reverse=True)
                     section.notes.append(f"{name}, 64 clients, CPU µs per request: "
                                          + ", ".join(f"{process} {1e6 * cpu:.0f}" for cpu, process in shares))
+            if name == "Search via gateway":
+                paced = f"{name}, paced at {PACED_RATE:,.0f}/s"
+                _, p99, _ = await level(paced, PACED_CLIENTS, _paced(call, make, PACED_CLIENTS, PACED_RATE, seconds))
+                section.metrics["gateway_search_p99_ms_paced"] = p99
 
 
 def run(args) -> list[common.Section]:
@@ -140,6 +183,8 @@ def run(args) -> list[common.Section]:
     load.metrics["gateway_search_rps"] = load.metrics["gateway_search_rps_c64"]
     load.metrics["gateway_search_p99_ms"] = load.metrics["gateway_search_p99_ms_c64"]
     load.notes.append("client: one grpc.aio process on the same 2 cores as the stack; Triton and the models idle")
+    load.notes.append(f"paced: {PACED_CLIENTS} clients sending on a fixed schedule, {PACED_RATE:,.0f} requests/s in "
+                      "all (issue 3's target rate); its latencies run from the scheduled send")
     load.notes.append("CPU ms/request: every process of the stack and the client over the run, per request "
                       "(at few clients it includes what idle threads spend while requests are in flight)")
     memory.notes.append("Triton's row is the largest of the server and its Python backend stub")
