@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_media import encode_audio_only, encode_video
 
-from reelvec import client, errors, media
+from reelvec import client, errors, media, modalities
 from reelvec.v1 import common_pb2
 from services.encoder import frames
 from services.gateway.server import _check_metadata
@@ -120,27 +120,51 @@ def test_any_mutation_of_a_video_is_a_result_or_invalid_input(clip, data):
     assert _temporary_files() <= before  # decoding works in memory
 
 
+VALID_ID = st.text(alphabet=st.sampled_from("abcXYZ019_.-:@é"), min_size=1, max_size=128)
+# What an id may not contain: whitespace (a trailing newline too), separators, controls, quotes.
+BAD_ID_CHARACTER = st.sampled_from(list("\n\r\t /\\#?%*\"'<>|,;") + ["\x00", "\x7f", "\u2028"])
+
+
+def metadata_check(metadata) -> str | None:
+    """None when accepted, else the InvalidInput message; any other exception fails the test."""
+    try:
+        _check_metadata(metadata)
+    except errors.InvalidInput as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid=VALID_ID, bad=BAD_ID_CHARACTER, at=st.integers(0, 128))
+def test_an_id_with_one_bad_character_anywhere_is_refused(valid, bad, at):
+    valid = valid[:127]  # room for the bad character within the length limit
+    at = min(at, len(valid))
+    video_id = valid[:at] + bad + valid[at:]
+    assert metadata_check(common_pb2.VideoMetadata(id=video_id)) is not None
+    assert "1-128 letters" in metadata_check(common_pb2.VideoMetadata(id=valid + "\n"))
+
+
 @settings(max_examples=200, deadline=None)
-@given(
-    video_id=st.text(max_size=200),
-    likes=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
-    followers=st.integers(-(2**63), 2**63 - 1),
-    caption=st.text(max_size=500),
-)
-def test_request_validation_refuses_with_invalid_argument_or_accepts(video_id, likes, followers, caption):
+@given(video_id=VALID_ID, likes=st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+       followers=st.integers(0, 2**63 - 1), caption=st.text(max_size=500))
+def test_valid_metadata_is_accepted(video_id, likes, followers, caption):
     metadata = common_pb2.VideoMetadata(id=video_id, caption=caption,
                                         author=common_pb2.AuthorStats(followers=followers))
     if likes is not None:
         metadata.likes = likes
-    try:
-        _check_metadata(metadata)
-        accepted = True
-    except errors.InvalidInput as exc:
-        accepted = False
-        assert str(exc)  # says what to fix
-    should = (not video_id or (len(video_id) <= 128 and all(c.isalnum() or c in "_.-:@" for c in video_id))) \
-        and (likes is None or likes >= 0) and followers >= 0
-    assert accepted == should
+    assert metadata_check(metadata) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(count=st.integers(-(2**63), -1), field=st.sampled_from(["likes", "views", "followers", "following",
+                                                                "author_likes", "videos"]))
+def test_a_negative_count_is_refused_naming_the_field(count, field):
+    metadata = common_pb2.VideoMetadata(id="clip0")
+    if field in ("likes", "views"):
+        setattr(metadata, field, count)
+    else:
+        setattr(metadata.author, field.removeprefix("author_"), count)
+    assert field.removeprefix("author_") in metadata_check(metadata)
 
 
 @settings(max_examples=200, deadline=None)
@@ -152,3 +176,42 @@ def test_vector_validation_never_lets_a_bad_vector_through(values):
         return
     array = np.asarray(checked)
     assert len(checked) == 195 and np.isfinite(array).all() and array.any()
+
+
+AUDIO_DIM = modalities.DIMS["audio"]
+FINITE = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(FINITE, min_size=AUDIO_DIM, max_size=AUDIO_DIM).filter(any),
+       poison=st.sampled_from([float("nan"), float("inf"), float("-inf")]), at=st.integers(0, AUDIO_DIM - 1))
+def test_a_right_length_vector_with_one_poisoned_value_is_refused(values, poison, at):
+    assert records.check_vector("audio", values) == values  # the clean vector passes
+    values[at] = poison
+    with pytest.raises(errors.InvalidInput, match="NaN or infinite"):
+        records.check_vector("audio", values)
+
+
+@settings(max_examples=50, deadline=None)
+@given(zero=st.sampled_from([0.0, -0.0]), length=st.sampled_from([AUDIO_DIM - 1, AUDIO_DIM, AUDIO_DIM + 1]))
+def test_all_zero_and_wrong_length_vectors_are_refused(zero, length):
+    expected = "all zeros" if length == AUDIO_DIM else f"has {length} values, expected {AUDIO_DIM}"
+    with pytest.raises(errors.InvalidInput, match=expected):
+        records.check_vector("audio", [zero] * length)
+
+
+def test_names_with_a_trailing_newline_are_refused(tmp_path):
+    from services.gateway.media_store import MediaStore
+    from services.search.catalog import Catalog
+
+    digest = "ab" * 32
+    assert MediaStore(tmp_path).path(digest).name == digest
+    with pytest.raises(ValueError, match="not a sha256"):
+        MediaStore(tmp_path).path(digest + "\n")
+    class EmptyStore:  # the name is checked before any store is opened
+        def scroll(self, limit):
+            return [], None
+
+    catalog = Catalog(tmp_path, open_store=lambda name, dims: EmptyStore(), default="videos_v1")
+    with pytest.raises(errors.InvalidInput, match="collection name"):
+        catalog.create("videos_v2\n", {})

@@ -31,7 +31,7 @@ from services.gateway.versions import Pins, Versions, WriteGate
 log = logging.getLogger(__name__)
 
 MAX_K = 100
-_ID = re.compile(r"^[\w.\-:@]{1,128}$")
+_ID = re.compile(r"[\w.\-:@]{1,128}")
 _MODALITY = {
     common_pb2.MODALITY_UNSPECIFIED: modalities.FUSED,
     common_pb2.MODALITY_FUSED: modalities.FUSED,
@@ -414,7 +414,7 @@ def _record(video_id: str, metadata: common_pb2.VideoMetadata, embedded: pipelin
 
 
 def _check_metadata(metadata: common_pb2.VideoMetadata) -> None:
-    if metadata.id and not _ID.match(metadata.id):
+    if metadata.id and not _ID.fullmatch(metadata.id):
         raise errors.InvalidInput(
             f"id {metadata.id!r} is invalid: use 1-128 letters, digits or . - _ : @"
         )

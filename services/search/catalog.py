@@ -24,7 +24,7 @@ ALIAS = "videos"
 ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
 # The versions that decide what a vector means; whisper only changes the words the text model reads.
 VECTOR_MODELS = (modalities.VISUAL, modalities.AUDIO, modalities.TEXT, modalities.FUSED)
-_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
 @dataclasses.dataclass
@@ -136,7 +136,7 @@ class Catalog:
 
     def create(self, name: str, versions, dims=None) -> Collection:
         """`dims`: sizes that differ from modalities.DIMS (a learned fusion's smaller fused vector)."""
-        if not _NAME.match(name) or name == ALIAS:
+        if not _NAME.fullmatch(name) or name == ALIAS:
             raise errors.InvalidInput(f"collection name {name!r}: use 1-64 letters, digits, _ or -, not {ALIAS!r}")
         versions = vector_versions(versions)
         unknown = set(dims or {}) - set(modalities.DIMS)
