@@ -18,8 +18,9 @@ directions. The model here, one point:
 - g: isotropic Gaussian noise of norm about `noise`, the part no low-rank structure explains.
 
 Everything is a pure function of the seed: points come in fixed chunks of CHUNK, chunk i from its
-own generator (seed, stream, i), so a corpus of n is the first n points of a larger one, chunk size
-does not leak into the data, and queries (a separate stream) are never in the index.
+own generator (seed, stream, i) and computed whole, so a corpus of n is the first n points of a larger
+one, bit for bit, chunk size does not leak into the data, and queries (a separate stream) are never
+in the index.
 """
 
 import dataclasses
@@ -70,15 +71,17 @@ class Generator:
     def _chunk(self, stream: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         spec = self.spec
         rng = np.random.default_rng([spec.seed, stream, index])
-        labels = rng.choice(spec.clusters, size=CHUNK, p=self.weights)[:size]
-        z = rng.standard_normal((CHUNK, spec.rank), dtype=np.float32)[:size]
-        out = rng.standard_normal((CHUNK, spec.dim), dtype=np.float32)[:size]
+        labels = rng.choice(spec.clusters, size=CHUNK, p=self.weights)
+        z = rng.standard_normal((CHUNK, spec.rank), dtype=np.float32)
+        out = rng.standard_normal((CHUNK, spec.dim), dtype=np.float32)
         out *= spec.noise / np.sqrt(spec.dim)
         out += self.centers[labels]
+        # Always the whole chunk, sliced at the end: a BLAS picks its kernel by the matrix's shape, so
+        # the same rows in a shorter matmul can round differently in the last bit.
         for k in np.unique(labels):  # one small matmul per cluster present, never (n, rank, dim)
             rows = labels == k
             out[rows] += (z[rows] * self.scales[k]) @ self.axes[self.axis_ids[k]]
-        return _unit(out), labels
+        return _unit(out[:size]), labels[:size]
 
     def chunks(self, n: int, stream: int = _CORPUS) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(offset, vectors, cluster labels) for points [offset, offset + len) of the first n."""
