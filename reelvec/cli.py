@@ -5,13 +5,14 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
 
 from reelvec import client
+from reelvec.progress import Progress, mode_for
 from reelvec.v1 import common_pb2, gateway_pb2
 
 MODALITIES = {
@@ -39,16 +40,28 @@ def _emit(args, result: dict, human: str) -> None:
 
 
 def cmd_index(args, stub) -> int:
-    items = [(Path(f), common_pb2.VideoMetadata()) for f in args.files]
+    bad_lines = []
+
+    def bad_line(message: str) -> None:
+        bad_lines.append(message)
+        print(f"error: {message}", file=sys.stderr)
+
+    # A file named on the command line is indexed whatever is stored (e.g. again after a model
+    # change); manifest lines stored already with the same bytes are skipped, so that a bulk ingest
+    # resumes where it was interrupted.
+    items = [(Path(f), common_pb2.VideoMetadata(), True) for f in args.files]
     if args.manifest:
-        items += client.read_manifest(Path(args.manifest))
-    if not items:
+        items += [(path, metadata, args.force)
+                  for path, metadata in client.read_manifest(Path(args.manifest), bad_line)]
+    if not items and not bad_lines:
         raise SystemExit("reelvec index: give video files, --manifest FILE.jsonl, or both")
 
     def one(item):
-        path, metadata = item
+        path, metadata, force = item
         try:
-            response = client.index_file(stub, path, metadata)
+            response = client.index_unless_stored(stub, path, metadata, force)
+            if response is None:
+                return {"path": str(path), "id": metadata.id or path.stem, "skipped": True}
             return {"path": str(path), "id": response.id, "created": response.created,
                     "modalities": list(response.modalities)}
         except grpc.RpcError as exc:
@@ -56,15 +69,33 @@ def cmd_index(args, stub) -> int:
         except OSError as exc:
             return {"path": str(path), "error": f"cannot read file: {exc.strerror}"}
 
-    failed = 0
+    progress = Progress(mode_for(args.json))
+    progress.stage("index", len(items))
     # A few uploads in flight keep Triton's dynamic batcher and both pipelines busy.
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-        for result in pool.map(one, items):
-            if "error" in result:
-                failed += 1
-                print(f"error: {result['path']}: {result['error']}", file=sys.stderr)
-            else:
-                _emit(args, result, f"indexed {result['id']} ({'new' if result['created'] else 'replaced'})")
+        futures = [pool.submit(one, item) for item in items]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                progress.advance(failed="error" in result, skipped="skipped" in result)
+                if "error" in result:
+                    progress.write(f"error: {result['path']}: {result['error']}", sys.stderr)
+                elif "skipped" not in result or args.json:
+                    progress.write(json.dumps(result) if args.json else
+                                   f"indexed {result['id']} ({'new' if result['created'] else 'replaced'})")
+        except KeyboardInterrupt:
+            # what is stored stays stored: the same command again skips it
+            pool.shutdown(wait=False, cancel_futures=True)
+            progress.close()
+            print(f"interrupted after {progress.done} of {len(items)}: run the same command again to resume",
+                  file=sys.stderr)
+            return 130
+    progress.close()
+    failed = progress.failed + len(bad_lines)
+    if not args.json:
+        print(f"{progress.done - progress.failed - progress.skipped} indexed, {progress.skipped} skipped as "
+              f"stored already with the same content{' (--force indexes them again)' if progress.skipped else ''}, "
+              f"{failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -303,14 +334,24 @@ def cmd_evaluate(args, stub) -> int:
     unknown = set(kinds) - set(transforms.TRANSFORMS)
     if unknown:
         raise ValueError(f"unknown transform {', '.join(sorted(unknown))}: use {', '.join(transforms.TRANSFORMS)}")
+    bad_lines = []
+
+    def bad_line(message: str) -> None:
+        bad_lines.append(message)
+        print(f"error: {message}", file=sys.stderr)
+
+    progress = Progress(mode_for(args.json), prefix="evaluate: ")
     with tempfile.TemporaryDirectory() as work:
-        items, labels = report.corpus(args.files, Path(args.manifest) if args.manifest else None, Path(work))
-        result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps)
+        items, labels = report.corpus(args.files, Path(args.manifest) if args.manifest else None, Path(work),
+                                      bad_line)
+        result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps, progress)
     as_json, as_md = report.write(result, Path(args.out))
     fused = result["copy_detection"]["fused (served)"]
     _emit(args, result, f"{result['videos']} videos, {result['copies']} copies: fused recall@1 "
                         f"{fused['recall@1']:.3f}, micro-AP {fused['micro_ap']:.3f}; report: {as_md} and {as_json}")
-    return 0
+    if bad_lines:
+        print(f"error: {len(bad_lines)} manifest lines left out of the evaluation", file=sys.stderr)
+    return 1 if bad_lines else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -371,6 +412,8 @@ def _parser() -> argparse.ArgumentParser:
     # Uploads in flight. More than the stack's workers, so that work queues where it is batched:
     # Triton's frames, and the transcriber's shared Whisper windows (docs/transcriber.md).
     p.add_argument("--concurrency", type=int, default=INDEX_CONCURRENCY)
+    p.add_argument("--force", action="store_true",
+                   help="index every manifest line, even one whose id is stored already with the same bytes")
 
     p = client_command("search", cmd_search, "find similar videos")
     q = p.add_mutually_exclusive_group(required=True)

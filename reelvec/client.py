@@ -1,12 +1,12 @@
 """A small synchronous client of the public Gateway API, used by the CLI and the launcher."""
 
-import json
+import hashlib
 import os
 from pathlib import Path
 
 import grpc
 
-from reelvec import limits
+from reelvec import limits, manifest
 from reelvec.tls import TLS
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, regressor_pb2
 
@@ -52,43 +52,17 @@ def connect(address: str, api_key: str | None = None) -> gateway_pb2_grpc.Gatewa
     return gateway_pb2_grpc.GatewayStub(channel)
 
 
-def metadata_from_manifest(entry: dict) -> common_pb2.VideoMetadata:
-    author = entry.get("author") or {}
-    metadata = common_pb2.VideoMetadata(
-        id=str(entry.get("id") or ""),
-        caption=entry.get("caption") or "",
-        hashtags=[str(t).lstrip("#") for t in entry.get("hashtags") or []],
-        created_at=int(entry.get("created_at") or 0),
-        author=common_pb2.AuthorStats(
-            id=str(author.get("id") or ""),
-            **{k: int(author.get(k) or 0) for k in ("followers", "following", "likes", "videos")},
-        ),
-    )
-    for name in ("likes", "views"):
-        if entry.get(name) is not None:
-            setattr(metadata, name, int(entry[name]))
-    return metadata
+def read_manifest(path: Path, on_error=None) -> list[tuple[Path, common_pb2.VideoMetadata]]:
+    """(video, metadata) of each good line: reelvec/manifest.py checks the fields and says what
+    `on_error` gets."""
+    return [(line.path, line.metadata) for line in manifest.read(path, on_error)]
 
 
-def read_manifest(path: Path) -> list[tuple[Path, common_pb2.VideoMetadata]]:
-    """One JSON object per line; relative paths are relative to the manifest's folder."""
-    items = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            video = Path(entry["path"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not a manifest entry ({exc})") from None
-        items.append((video if video.is_absolute() else path.parent / video, metadata_from_manifest(entry)))
-    return items
-
-
-def index_file(stub, path: Path, metadata: common_pb2.VideoMetadata) -> gateway_pb2.IndexResponse:
+def index_file(stub, path: Path, metadata: common_pb2.VideoMetadata, data: bytes | None = None,
+               ) -> gateway_pb2.IndexResponse:
     if not metadata.id:
         metadata.id = path.stem
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     if len(data) <= STREAM_ABOVE_BYTES:
         return stub.Index(gateway_pb2.IndexRequest(video=data, metadata=metadata), timeout=INDEX_TIMEOUT)
 
@@ -98,6 +72,22 @@ def index_file(stub, path: Path, metadata: common_pb2.VideoMetadata) -> gateway_
             yield gateway_pb2.IndexChunk(data=data[start : start + STREAM_ABOVE_BYTES])
 
     return stub.IndexStream(chunks(), timeout=INDEX_TIMEOUT)
+
+
+def index_unless_stored(stub, path: Path, metadata: common_pb2.VideoMetadata,
+                        force: bool = False) -> gateway_pb2.IndexResponse | None:
+    """Indexes the file, or returns None when its id is already stored with these very bytes (what
+    lets an interrupted bulk ingest resume). The id is the one index_file would send."""
+    data = path.read_bytes()
+    if not force:
+        try:
+            stored = stub.Get(gateway_pb2.GetVideoRequest(id=metadata.id or path.stem), timeout=QUERY_TIMEOUT)
+            if stored.content_sha256 == hashlib.sha256(data).hexdigest():
+                return None
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+    return index_file(stub, path, metadata, data)
 
 
 def train_regressor(stub, model: str = "", huber: bool = False, compare: bool = False) -> regressor_pb2.TrainReport:

@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 from reelvec import modalities
 from reelvec.evaluation import metrics, transforms
 from reelvec.evaluation.autoencoder import LATENT, Autoencoder
+from reelvec.progress import QUIET, Progress
 from reelvec.training import clip3d
 from reelvec.v1 import common_pb2, gateway_pb2
 from services.regressor import features as regressor_features, model as regressor_model
@@ -64,11 +65,14 @@ def _with_learned(originals: dict[str, np.ndarray], copies: dict[str, np.ndarray
     copies[name] = learned.encode(copies["concat (unweighted)"])
 
 
-def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int) -> list[gateway_pb2.EmbedResponse]:
+def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int,
+               progress: Progress) -> list[gateway_pb2.EmbedResponse]:
     def embed(job):
         path, caption, hashtags = job
         request = gateway_pb2.EmbedRequest(video=path.read_bytes(), caption=caption, hashtags=hashtags)
-        return stub.Embed(request, timeout=EMBED_TIMEOUT)
+        response = stub.Embed(request, timeout=EMBED_TIMEOUT)
+        progress.advance()
+        return response
 
     with ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(embed, jobs))
@@ -92,11 +96,11 @@ def _clustering(vectors: np.ndarray, labels: list[str] | None) -> dict:
     return out
 
 
-def corpus(files: list[Path], manifest: Path | None, folder: Path):
+def corpus(files: list[Path], manifest: Path | None, folder: Path, on_error=None):
     """(items, labels) from files and a manifest (a `label` field per line gives categories); with
     neither, the sample corpus's distinct clips built in `folder` (its near-duplicates left out:
-    they are copies already)."""
-    from reelvec import client, samples
+    they are copies already). A bad manifest line goes to `on_error` (reelvec/manifest.py)."""
+    from reelvec import manifest as manifests, samples
 
     items = [(Path(f), common_pb2.VideoMetadata(id=Path(f).stem)) for f in files]
     labels = [""] * len(items)
@@ -106,11 +110,10 @@ def corpus(files: list[Path], manifest: Path | None, folder: Path):
     else:
         keep = None
     if manifest is not None:
-        entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-        for (path, metadata), entry in zip(client.read_manifest(manifest), entries):
-            if keep is None or path.stem in keep:
-                items.append((path, metadata))
-                labels.append(str(entry.get("label", "")))
+        for line in manifests.read(manifest, on_error):
+            if keep is None or line.path.stem in keep:
+                items.append((line.path, line.metadata))
+                labels.append(line.label)
     return items, labels if all(labels) else None
 
 
@@ -162,23 +165,30 @@ def evaluate(
     kinds: tuple[str, ...] = transforms.TRANSFORMS,
     concurrency: int = 2,
     clip3d_steps: int = CLIP3D_STEPS,
+    progress: Progress | None = None,
 ) -> dict:
     """Runs the whole evaluation against a gateway stub; returns the report as a dict.
     `clip3d_steps`: SimCLR steps of the 3D-conv baseline trained on the originals; 0 leaves it out."""
     if len(items) < 2:
         raise ValueError("evaluate needs at least 2 videos")
+    progress = progress or Progress(QUIET)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as work:
         copies, truth = [], []
+        progress.stage(f"making {len(items) * len(kinds)} copies", len(items) * len(kinds))
         for index, (path, _) in enumerate(items):
             for kind in kinds:
                 target = Path(work) / f"{index}-{kind}.mp4"
                 copies.append((transforms.make_copy(path, target, kind, seed=index), kind))
                 truth.append(index)
-        originals = _embed_all(stub, [(p, m.caption, list(m.hashtags)) for p, m in items], concurrency)
+                progress.advance()
+        progress.stage(f"embedding {len(items)} videos", len(items))
+        originals = _embed_all(stub, [(p, m.caption, list(m.hashtags)) for p, m in items], concurrency, progress)
         # a re-upload comes without the original's caption: copies are embedded from the file alone
-        copied = _embed_all(stub, [(p, "", []) for p, _ in copies], concurrency)
+        progress.stage(f"embedding {len(copies)} copies", len(copies))
+        copied = _embed_all(stub, [(p, "", []) for p, _ in copies], concurrency, progress)
         if clip3d_steps:
+            progress.stage("decoding clips for the 3D-conv baseline")
             clips = [clip3d.video_clips([p.read_bytes() for p in paths])
                      for paths in ([p for p, _ in items], [p for p, _ in copies])]
     truth_arr, copy_kinds = np.asarray(truth), [kind for _, kind in copies]
@@ -186,10 +196,12 @@ def evaluate(
     rep_copies = _representations([_vectors(r) for r in copied])
     _with_learned(rep_originals, rep_copies)
     if clip3d_steps:  # the second visual baseline, trained like the autoencoder on the originals only
+        progress.stage(f"training the 3D-conv baseline ({clip3d_steps} steps)")
         trained = clip3d.train(clips[0], steps=clip3d_steps)
         rep_originals[CLIP3D] = clip3d.embed(trained, clips[0])
         rep_copies[CLIP3D] = clip3d.embed(trained, clips[1])
 
+    progress.stage("measuring every representation")
     report = {
         "videos": len(items),
         "copies": len(copies),
@@ -217,6 +229,7 @@ def evaluate(
     report["originality"] = _originality(rep_originals["fused (served)"], rep_copies["fused (served)"], likes)
     report["regressors"] = _regressors(items, originals, likes)
     report["seconds"] = round(time.monotonic() - started, 1)
+    progress.close()
     return report
 
 
