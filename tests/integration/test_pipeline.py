@@ -1,5 +1,6 @@
-"""End to end over real gRPC: index, search, predict, bad input, restart. Tests run in file order:
-the first one needs an untrained regressor, the last one restarts the stack."""
+"""End to end over real gRPC: index, search, predict, bad input, restart. Each test states what it
+needs of the shared stack (the indexed corpus, a trained likes model) as fixtures, so the order they
+run in does not matter; the untrained regressor is tested on a stack of its own (test_fresh_stack)."""
 
 import hashlib
 import json
@@ -18,21 +19,6 @@ pytestmark = pytest.mark.integration
 
 def _video(path) -> bytes:
     return path.read_bytes()
-
-
-def test_predict_without_a_trained_model_says_how_to_train(stack, corpus, grpc_error):
-    error = grpc_error(
-        stack.stub().Predict, gateway_pb2.PredictRequest(video=_video(corpus.parent / "food_0.mp4")), timeout=300
-    )
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "reelvec train regressor" in error.details()
-
-
-@pytest.fixture(scope="module")
-def indexed(stack, corpus):
-    result = stack.cli("index", "--manifest", str(corpus), "--json")
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    return {line["id"]: line for line in lines}
 
 
 def test_manifest_ingest_indexes_every_video_with_its_modalities(indexed, corpus):
@@ -223,7 +209,7 @@ def test_train_another_model_with_the_comparison_table(stack, indexed):
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "unknown model 'forest'" in bad.stderr
 
 
-def test_predict_returns_likes_interval_originality_and_suggestions(stack, indexed, corpus, tmp_path):
+def test_predict_returns_likes_interval_originality_and_suggestions(stack, trained, corpus, tmp_path):
     copy = samples.transcode(corpus.parent / "pets_0.mp4", tmp_path / "pets_copy.mp4", scale=0.75)
     result = json.loads(stack.cli("predict", str(copy), "--followers", "50000", "--author-videos", "30", "--json").stdout)
     assert 0 <= result["likes_low"] <= result["likes"] <= result["likes_high"]
@@ -238,7 +224,7 @@ def test_predict_returns_likes_interval_originality_and_suggestions(stack, index
     assert original["originality"] > result["originality"]
 
 
-def test_predict_by_id_uses_the_stored_video(stack, indexed, grpc_error):
+def test_predict_by_id_uses_the_stored_video(stack, trained, grpc_error):
     stub = stack.stub()
     response = stub.Predict(gateway_pb2.PredictRequest(id="music_0", k=5), timeout=60)
     assert response.likes > 0 and len(response.similar) == 5
@@ -257,27 +243,35 @@ def test_delete_removes_the_video(stack, indexed, grpc_error):
     assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="bikes"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_uploads_are_kept_once_per_content_until_the_last_video_goes(stack, indexed, corpus):
+def test_uploads_are_kept_once_per_content_until_the_last_video_goes(stack, tmp_path):
     stub = stack.stub()
-    data = (corpus.parent / "music_1.mp4").read_bytes()
-    sha = stub.Get(gateway_pb2.GetVideoRequest(id="music_1"), timeout=30).content_sha256
+    data = samples.make_video(tmp_path / "twice.mp4", seed=4321, seconds=2, tone_hz=523.0).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    for video_id in ("twice_a", "twice_b"):
+        response = stub.Index(gateway_pb2.IndexRequest(video=data, metadata=common_pb2.VideoMetadata(id=video_id)),
+                              timeout=300)
+        assert response.content_sha256 == sha
     kept = stack.data_dir / "media" / sha[:2] / sha
-    assert sha == hashlib.sha256(data).hexdigest() and kept.read_bytes() == data
-    again = stub.Index(gateway_pb2.IndexRequest(video=data, metadata=common_pb2.VideoMetadata(id="music_again")),
-                       timeout=300)
-    assert again.content_sha256 == sha and len(list(kept.parent.iterdir())) >= 1
-    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="music_again"), timeout=30).deleted
-    assert kept.exists()  # music_1 still points at it
-    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="music_1"), timeout=30).deleted
+    assert kept.read_bytes() == data
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="twice_a"), timeout=30).deleted
+    assert kept.exists()  # twice_b still points at it
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="twice_b"), timeout=30).deleted
     assert not kept.exists()  # a deleted video leaves no copy of itself behind
 
 
-def test_metrics_endpoints_count_rpcs(stack, indexed):
+def test_metrics_endpoints_count_rpcs(stack, tmp_path, grpc_error):
     import re
     import urllib.request
 
     from reelvec.config import REPO_ROOT
 
+    # an upload and a refused one of its own: a restart of the stack sets the counters back to zero
+    stub = stack.stub()
+    clip = samples.make_video(tmp_path / "counted.mp4", seed=8765, seconds=2).read_bytes()
+    stub.Index(gateway_pb2.IndexRequest(video=clip, metadata=common_pb2.VideoMetadata(id="counted")), timeout=300)
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="counted"), timeout=30).deleted
+    empty = gateway_pb2.IndexRequest(video=b"", metadata=common_pb2.VideoMetadata(id="counted-empty"))
+    assert grpc_error(stub.Index, empty, timeout=60).code() == grpc.StatusCode.INVALID_ARGUMENT
     state = json.loads((stack.data_dir / "stack.json").read_text())
 
     def scrape(process):
@@ -301,7 +295,7 @@ def test_metrics_endpoints_count_rpcs(stack, indexed):
     assert queried and queried <= exported, sorted(queried - exported)
 
 
-def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, indexed, corpus, tmp_path):
+def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, trained, corpus, tmp_path):
     """`make loadtest`'s Locust file, for a few seconds, with Index traffic from two sample clips."""
     import csv
     import subprocess
@@ -333,7 +327,7 @@ def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, indexed,
     assert {h.id for h in after} == {h.id for h in before}  # its uploads are deleted again
 
 
-def test_a_short_soak_has_no_errors_and_no_memory_growth(stack, indexed, corpus):
+def test_a_short_soak_has_no_errors_and_no_memory_growth(stack, trained, corpus):
     """reelvec.soak for 45 s at 12 calls/s (`make soak` runs the same for minutes)."""
     import asyncio
 
@@ -350,7 +344,7 @@ def test_a_short_soak_has_no_errors_and_no_memory_growth(stack, indexed, corpus)
     print(report.render())
 
 
-def test_everything_survives_a_restart(stack, indexed):
+def test_everything_survives_a_restart(stack, trained):
     before = stack.stub().Get(gateway_pb2.GetVideoRequest(id="food_0", with_vectors=True), timeout=30)
     stack.restart()
     stub = stack.stub()
