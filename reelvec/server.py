@@ -122,6 +122,9 @@ class ServiceGuard:
                     counted = finished[code] = (RPC_TOTAL.labels(method, code.name), RPC_LATENCY.labels(method, code.name))
                 counted[0].inc()
                 counted[1].observe(time.perf_counter() - start)
+                if log.isEnabledFor(logging.DEBUG):  # a line per call, so that a request id finds it in every log
+                    log.debug("handled", extra={"method": method, "code": code.name,
+                                                "ms": round((time.perf_counter() - start) * 1000, 1)})
 
         return guarded
 

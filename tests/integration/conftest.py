@@ -15,10 +15,12 @@ from reelvec import launcher, samples
 from reelvec.local_stack import RunningStack
 
 
-def stack_of_its_own(tmp_path_factory, name: str, **env: str):
-    """A `reelvec up` with Whisper tiny.en on a fresh data dir, for the fixture that yields from it:
-    started, yielded, and checked to stop cleanly on SIGTERM."""
-    running = RunningStack(tmp_path_factory.mktemp(name), launcher.free_port(), REELVEC_WHISPER_MODEL="tiny.en", **env)
+def stack_of_its_own(tmp_path_factory, name: str, whisper_model: str | None = "tiny.en", **env: str):
+    """A `reelvec up` with Whisper tiny.en (None: the transcriber's default) on a fresh data dir, for
+    the fixture that yields from it: started, yielded, and checked to stop cleanly on SIGTERM."""
+    if whisper_model is not None:
+        env["REELVEC_WHISPER_MODEL"] = whisper_model
+    running = RunningStack(tmp_path_factory.mktemp(name), launcher.free_port(), **env)
     running.start()
     yield running
     assert running.stop() == 0, "reelvec up did not stop cleanly on SIGTERM"
