@@ -39,7 +39,6 @@ def _corpus(folder: Path, quick: bool) -> list[tuple[Path, common_pb2.VideoMetad
 
 
 def _naive(items) -> tuple[float, float]:
-    import av
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -53,7 +52,7 @@ def _naive(items) -> tuple[float, float]:
     with common.Timer() as t:
         for path, metadata in items:
             data = path.read_bytes()
-            with av.open(str(path)) as container:
+            with media.open_media(data) as container:
                 crops = np.stack([frame_ops.crop(f) for f in container.decode(video=0)])
             with torch.no_grad():
                 visual = torch.cat([model(torch.from_numpy(crops[i : i + 32])) for i in range(0, len(crops), 32)])

@@ -64,7 +64,9 @@ def _kind(data: bytes) -> str | None:
 
 @contextlib.contextmanager
 def open_media(data: bytes) -> Iterator[av.container.InputContainer]:
-    """Opens `data` as a media container; raises InvalidInput for empty or unreadable bytes."""
+    """Opens `data` as a media container; raises InvalidInput for empty or unreadable bytes. Every
+    reader of media in the project opens it here, so that none of them chokes on metadata that a
+    bare av.open would refuse."""
     if not data:
         raise errors.InvalidInput("empty input: the request carries no bytes")
     try:

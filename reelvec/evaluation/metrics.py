@@ -39,18 +39,22 @@ def copy_detection(originals: np.ndarray, copies: np.ndarray, truth: np.ndarray)
 
 
 def category_retrieval(vectors: np.ndarray, labels: list[str], k: int = 10) -> dict[str, float]:
-    """Every video queries the others: precision@k and mean average precision by label."""
+    """Every labelled video queries all the others: precision@k and mean average precision by label.
+    An unlabelled video (label "") stays in the search space as a distractor: never a query, never
+    relevant."""
     sims = similarities(vectors, vectors)
     np.fill_diagonal(sims, -np.inf)
     labels_arr = np.asarray(labels)
     k = min(k, len(labels) - 1)
     precisions, aps = [], []
-    for i in range(len(labels)):
+    for i in np.flatnonzero(labels_arr != ""):
         order = np.argsort(-sims[i], kind="stable")[: len(labels) - 1]
         relevant = labels_arr[order] == labels_arr[i]
         precisions.append(relevant[:k].mean())
         if relevant.any():
             aps.append((np.cumsum(relevant)[relevant] / (np.flatnonzero(relevant) + 1)).mean())
+    if not precisions:
+        return {}
     return {f"precision@{k}": float(np.mean(precisions)), "map": float(np.mean(aps)) if aps else 0.0}
 
 

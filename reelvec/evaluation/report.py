@@ -4,17 +4,20 @@ fusion) on copy detection, category retrieval (when labels are given), clusterin
 and likes models. Writes report.json and report.md."""
 
 import json
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
+import grpc
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from reelvec import modalities
+from reelvec import errors, modalities
 from reelvec.evaluation import metrics, transforms
 from reelvec.evaluation.autoencoder import LATENT, Autoencoder
 from reelvec.progress import QUIET, Progress
@@ -28,6 +31,8 @@ PCA_COMPONENTS = 32
 CLIP3D_STEPS = 100
 CLIP3D = "3d-conv clips (SimCLR from scratch)"
 MAX_CLUSTERS = 10
+# what the copy maker raises for a video it cannot read: that video is skipped, the evaluation goes on
+UNUSABLE = (errors.InvalidInput, av.FFmpegError, OSError)
 
 
 def _vectors(response: gateway_pb2.EmbedResponse) -> dict[str, np.ndarray]:
@@ -65,12 +70,44 @@ def _with_learned(originals: dict[str, np.ndarray], copies: dict[str, np.ndarray
     copies[name] = learned.encode(copies["concat (unweighted)"])
 
 
-def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int,
-               progress: Progress) -> list[gateway_pb2.EmbedResponse]:
+def _skip(skipped: list[dict], path: Path, reason: str, progress: Progress) -> None:
+    progress.write(f"skipping {path}: {reason}", file=sys.stderr)
+    skipped.append({"path": str(path), "reason": reason})
+
+
+def _copies_of(items, kinds, work: Path, skipped: list[dict], progress: Progress) -> dict[int, list[tuple[Path, str]]]:
+    """The transformed copies of each usable item by its index; an unusable one goes to `skipped`."""
+    made = {}
+    for index, (path, _) in enumerate(items):
+        copies = []
+        try:
+            for kind in kinds:
+                copies.append((transforms.make_copy(path, work / f"{index}-{kind}.mp4", kind, seed=index), kind))
+                progress.advance()
+        except UNUSABLE as exc:
+            _skip(skipped, path, str(exc), progress)
+            for _ in range(len(kinds) - len(copies)):
+                progress.advance(failed=True)
+            continue
+        made[index] = copies
+    return made
+
+
+def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int, progress: Progress,
+               skipped: list[dict] | None = None) -> list[gateway_pb2.EmbedResponse | None]:
+    """Embeds every job; with `skipped`, a video the gateway refuses as invalid is named there and
+    comes back as None instead of failing the whole run."""
     def embed(job):
         path, caption, hashtags = job
         request = gateway_pb2.EmbedRequest(video=path.read_bytes(), caption=caption, hashtags=hashtags)
-        response = stub.Embed(request, timeout=EMBED_TIMEOUT)
+        try:
+            response = stub.Embed(request, timeout=EMBED_TIMEOUT)
+        except grpc.RpcError as exc:
+            if skipped is None or exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            _skip(skipped, path, exc.details(), progress)
+            progress.advance(failed=True)
+            return None
         progress.advance()
         return response
 
@@ -91,14 +128,16 @@ def _clustering(vectors: np.ndarray, labels: list[str] | None) -> dict:
         inertias[k] = float(fitted[k].inertia_)
     k = metrics.elbow(inertias)
     out = {"inertia": inertias, "elbow_k": k}
-    if labels:
-        out["purity"] = metrics.purity(fitted[k].labels_, labels)
+    if labels:  # over the labelled videos only: the unlabelled ones have no category to be pure in
+        known = np.asarray(labels) != ""
+        out["purity"] = metrics.purity(fitted[k].labels_[known], list(np.asarray(labels)[known]))
     return out
 
 
 def corpus(files: list[Path], manifest: Path | None, folder: Path, on_error=None):
-    """(items, labels) from files and a manifest (a `label` field per line gives categories); with
-    neither, the sample corpus's distinct clips built in `folder` (its near-duplicates left out:
+    """(items, labels) from files and a manifest (a `label` field per line gives categories; a line
+    without one, or a file given outside the manifest, has the label ""; labels is None when no video
+    has one); with neither, the sample corpus's distinct clips built in `folder` (its near-duplicates left out:
     they are copies already). A bad manifest line goes to `on_error` (reelvec/manifest.py)."""
     from reelvec import manifest as manifests, samples
 
@@ -114,7 +153,7 @@ def corpus(files: list[Path], manifest: Path | None, folder: Path, on_error=None
             if keep is None or line.path.stem in keep:
                 items.append((line.path, line.metadata))
                 labels.append(line.label)
-    return items, labels if all(labels) else None
+    return items, labels if any(labels) else None
 
 
 def _originality(corpus: np.ndarray, copies: np.ndarray, likes: list[float] | None) -> dict:
@@ -167,23 +206,30 @@ def evaluate(
     clip3d_steps: int = CLIP3D_STEPS,
     progress: Progress | None = None,
 ) -> dict:
-    """Runs the whole evaluation against a gateway stub; returns the report as a dict.
-    `clip3d_steps`: SimCLR steps of the 3D-conv baseline trained on the originals; 0 leaves it out."""
+    """Runs the whole evaluation against a gateway stub; returns the report as a dict. A video that
+    cannot be read, or that the gateway refuses, is named on stderr and in the report and left out.
+    labels: one per item, "" for an unlabelled one. `clip3d_steps`: SimCLR steps of the 3D-conv
+    baseline trained on the originals; 0 leaves it out."""
     if len(items) < 2:
         raise ValueError("evaluate needs at least 2 videos")
     progress = progress or Progress(QUIET)
     started = time.monotonic()
+    skipped: list[dict] = []
     with tempfile.TemporaryDirectory() as work:
-        copies, truth = [], []
         progress.stage(f"making {len(items) * len(kinds)} copies", len(items) * len(kinds))
-        for index, (path, _) in enumerate(items):
-            for kind in kinds:
-                target = Path(work) / f"{index}-{kind}.mp4"
-                copies.append((transforms.make_copy(path, target, kind, seed=index), kind))
-                truth.append(index)
-                progress.advance()
-        progress.stage(f"embedding {len(items)} videos", len(items))
-        originals = _embed_all(stub, [(p, m.caption, list(m.hashtags)) for p, m in items], concurrency, progress)
+        made = _copies_of(items, kinds, Path(work), skipped, progress)
+        progress.stage(f"embedding {len(made)} videos", len(made))
+        embedded = _embed_all(stub, [(items[i][0], items[i][1].caption, list(items[i][1].hashtags)) for i in made],
+                              concurrency, progress, skipped)
+        keep = [i for i, response in zip(made, embedded) if response is not None]
+        if len(keep) < 2:
+            raise ValueError(f"evaluate needs at least 2 usable videos; {len(skipped)} of {len(items)} were skipped")
+        originals = [response for response in embedded if response is not None]
+        copies = [copy for i in keep for copy in made[i]]
+        truth = [n for n, i in enumerate(keep) for _ in made[i]]
+        labels = [labels[i] for i in keep] if labels else None
+        labels = labels if labels and any(labels) else None
+        items = [items[i] for i in keep]
         # a re-upload comes without the original's caption: copies are embedded from the file alone
         progress.stage(f"embedding {len(copies)} copies", len(copies))
         copied = _embed_all(stub, [(p, "", []) for p, _ in copies], concurrency, progress)
@@ -204,6 +250,8 @@ def evaluate(
     progress.stage("measuring every representation")
     report = {
         "videos": len(items),
+        "skipped": skipped,
+        "labelled": sum(1 for label in labels or [] if label),
         "copies": len(copies),
         "transforms": list(kinds),
         "model_versions": dict(originals[0].model_versions),
@@ -254,6 +302,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{by_kind[k]:.2f}" for k in kinds) + " |")
     lines += ["", "## Category retrieval", ""]
     if report["category_retrieval"]:
+        labelled = report.get("labelled", report["videos"])
+        lines += [f"Each of the {labelled} labelled videos (of {report['videos']}) searches all the others; "
+                  "unlabelled ones are distractors, never queries and never relevant.", ""]
         first = next(iter(report["category_retrieval"].values()))
         keys = list(first)
         lines += ["| representation | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
@@ -281,6 +332,8 @@ def markdown(report: dict) -> str:
                   f"{r['quartile_accuracy']:.3f} |" for r in report["regressors"]]
     else:
         lines.append(f"Needs likes on every video and at least {regressor_model.MIN_VIDEOS} videos.")
+    if report.get("skipped"):
+        lines += ["", "## Skipped (not usable)", ""] + [f"- {e['path']}: {e['reason']}" for e in report["skipped"]]
     return "\n".join(lines) + "\n"
 
 

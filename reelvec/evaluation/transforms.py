@@ -7,7 +7,6 @@ clip never sits in memory whole.
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -53,8 +52,8 @@ def _overlay(image: np.ndarray) -> np.ndarray:
     return np.asarray(picture)
 
 
-def _frames(path: Path, keep: Callable[[float], bool]) -> Iterator[np.ndarray]:
-    with av.open(str(path)) as container:
+def _frames(data: bytes, keep: Callable[[float], bool]) -> Iterator[np.ndarray]:
+    with media.open_media(data) as container:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
             if frame.time is None or keep(frame.time):
@@ -71,7 +70,8 @@ def _retimed(frames: Iterator[np.ndarray], speed: float) -> Iterator[np.ndarray]
 
 
 def make_copy(source: Path, target: Path, kind: str, seed: int = 0) -> Path:
-    """Writes `kind` of TRANSFORMS applied to `source` into `target` (mp4)."""
+    """Writes `kind` of TRANSFORMS applied to `source` into `target` (mp4); raises
+    errors.InvalidInput saying why when `source` is not a usable video."""
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transform {kind!r}: use one of {', '.join(TRANSFORMS)}")
     data = Path(source).read_bytes()
@@ -81,7 +81,7 @@ def make_copy(source: Path, target: Path, kind: str, seed: int = 0) -> Path:
     start, end = 0.0, float("inf")
     if kind == "trim":
         start, end = TRIM[0] * info.duration, TRIM[1] * info.duration
-    frames = _frames(Path(source), lambda t: start <= t < end)
+    frames = _frames(data, lambda t: start <= t < end)
     edit: Callable[[np.ndarray], np.ndarray] | None = None
     if kind == "crop":
         edit, size = _crop, (_even(info.width * CROP), _even(info.height * CROP))
