@@ -35,8 +35,10 @@ def _count(field: str, value) -> int:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldError(field, f"expected a whole number, got {value!r}")
-    if not 0 <= value <= INT64_MAX:
-        raise FieldError(field, f"must be between 0 and {INT64_MAX}, got {value}")
+    if value < 0:
+        raise FieldError(field, f"must not be negative, got {value}")
+    if value > INT64_MAX:
+        raise FieldError(field, f"{value} does not fit in 64 bits")
     return value
 
 
