@@ -14,7 +14,7 @@ USERS ?= 16
 DURATION ?= 30
 VIDEOS ?=
 
-.PHONY: install protos models run test bench clean system-deps speech-deps loadtest loadtest-env soak
+.PHONY: install protos models run test test-unit bench clean system-deps speech-deps loadtest loadtest-env soak
 
 install: $(STAMP) protos models
 
@@ -53,6 +53,10 @@ run: install speech-deps
 test: install system-deps loadtest-env
 	$(BIN)/ruff check reelvec services tests bench
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
+
+# The tests that start no server (pytest -m "not integration"): no stack, no browser.
+test-unit: install speech-deps
+	$(BIN)/python -m pytest -q -m "not integration"
 
 # Benchmarks side by side with their baselines; BENCH="search --quick" picks and shrinks them.
 bench: install system-deps

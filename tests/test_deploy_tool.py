@@ -51,6 +51,7 @@ def test_render_points_every_reelvec_image_at_the_registry_and_tag():
         render.render("tpu")
 
 
+@pytest.mark.integration
 def test_apply_server_side_applies_everything_and_waits_for_the_rollouts(emulator, tmp_path):
     config = kubeconfig(emulator, tmp_path)
     result = deploy(config, "apply", "--overlay", "cpu", "--tag", "t1", "--timeout", "60")
@@ -88,6 +89,7 @@ def test_apply_server_side_applies_everything_and_waits_for_the_rollouts(emulato
     assert refused.returncode == 1 and "scale one of" in refused.stderr
 
 
+@pytest.mark.integration
 def test_apply_gives_up_when_a_rollout_never_finishes(tmp_path):
     stuck = Emulator(TRITON_INDEX, reads_until_ready=10**6)
     try:

@@ -148,6 +148,7 @@ def status_of(call) -> grpc.RpcError:
     return caught.value
 
 
+@pytest.mark.integration
 def test_upsert_get_round_trip(stub, rng):
     record = video("rt-1", rng, hashtags=["cat", "piano"], likes=2**40, sha="f" * 64)
     record.metadata.views = 0  # optional and set to zero: presence must survive
@@ -167,6 +168,7 @@ def test_upsert_get_round_trip(stub, rng):
         np.testing.assert_allclose(stored, v.values, atol=1e-6)
 
 
+@pytest.mark.integration
 def test_query_by_vector_and_by_id(stub, rng):
     anchor = unit(rng, DIMS["fused"])
     for i, noise in enumerate([0.1, 0.3, 0.6]):
@@ -202,6 +204,7 @@ def same_hits(a: search_pb2.QueryResponse, b: search_pb2.QueryResponse) -> bool:
             and np.allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6))
 
 
+@pytest.mark.integration
 def test_query_batch_answers_each_query_as_query_alone_would(stub, rng):
     for i in range(3):
         upsert(stub, video(f"qb-{i}", rng, author="qb-author"))
@@ -227,6 +230,7 @@ def test_query_batch_answers_each_query_as_query_alone_would(stub, rng):
     assert status_of(lambda: stub.QueryBatch(too_many, timeout=TIMEOUT)).code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.integration
 def test_the_gateways_batcher_sends_concurrent_queries_together(server, stub, rng):
     ids = [f"bt-{i}" for i in range(6)]
     for video_id in ids:
@@ -274,6 +278,7 @@ def test_a_failed_batch_call_fails_every_query_in_it():
     assert all(isinstance(f, channels.Upstream) and f.code == grpc.StatusCode.UNAVAILABLE for f in failed)
 
 
+@pytest.mark.integration
 def test_analyze(stub, rng):
     anchor_fused, anchor_visual = unit(rng, DIMS["fused"]), unit(rng, DIMS["visual"])
     tags = [["dance", "fyp"], ["dance"], ["dance", "cooking"], ["fyp"]]
@@ -341,6 +346,7 @@ def test_analyze(stub, rng):
     assert missing.code() == grpc.StatusCode.NOT_FOUND and "nobody" in missing.details()
 
 
+@pytest.mark.integration
 def test_scroll_only_with_likes(stub, rng):
     for i in range(7):
         upsert(stub, video(f"sc-{i}", rng, likes=i if i % 2 else None))
@@ -358,6 +364,7 @@ def test_scroll_only_with_likes(stub, rng):
     assert len(seen) == len(set(seen))
 
 
+@pytest.mark.integration
 def test_delete(stub, rng):
     upsert(stub, video("del-1", rng))
     assert stub.Delete(search_pb2.DeleteRequest(id="del-1"), timeout=TIMEOUT).deleted is True
@@ -366,6 +373,7 @@ def test_delete(stub, rng):
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.integration
 def test_bad_input_is_rejected_and_the_server_keeps_serving(server, stub, rng):
     wrong_size = video("bad-1", rng, fused=unit(rng, 100))
     error = status_of(lambda: upsert(stub, wrong_size))
@@ -409,6 +417,7 @@ def query_ids(stub, vector, **request) -> list[str]:
     return [h.id for h in stub.Query(query, timeout=TIMEOUT).hits]
 
 
+@pytest.mark.integration
 def test_vectors_of_other_model_versions_never_enter_a_collection(stub, rng):
     listed = collections(stub)
     active = listed.active
@@ -470,6 +479,7 @@ def test_vectors_of_other_model_versions_never_enter_a_collection(stub, rng):
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["edge", "qdrant"])
 def test_the_alias_survives_a_restart(backend, tmp_path, rng):
     running = start_server(tmp_path, backend)
@@ -502,6 +512,7 @@ def test_the_alias_survives_a_restart(backend, tmp_path, rng):
         assert not (tmp_path / "search" / "edge" / "videos_v1").exists()  # dropped means gone from disk
 
 
+@pytest.mark.integration
 def test_a_full_disk_refuses_writes_and_the_server_keeps_serving(tmp_path, rng):
     """Edge maps its files into memory, so a write onto a full disk would kill the process (SIGBUS).
     A reserve above the disk's free space stands for a full disk here."""
@@ -521,6 +532,7 @@ def test_a_full_disk_refuses_writes_and_the_server_keeps_serving(tmp_path, rng):
         stop_server(running)
 
 
+@pytest.mark.integration
 def test_sigterm_exits_cleanly(server):
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0, server.log.read_text()

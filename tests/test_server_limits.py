@@ -14,6 +14,9 @@ from reelvec import channels, limits
 from reelvec.launcher import free_port
 from reelvec.server import ServiceGuard
 
+# gRPC servers in this process, on loopback ports; every call here has a deadline of seconds
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
 SLOW = "/reelvec.v1.Test/Slow"
 RELAY = "/reelvec.v1.Test/Relay"
 

@@ -12,8 +12,6 @@ from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.training import simclr
 from services.encoder.visual import TritonVisual
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
@@ -65,6 +63,7 @@ def test_a_clip_is_augmented_the_same_way_in_every_frame():
     assert torch.allclose(views[0], views[0, :1].expand_as(views[0]))  # still a still picture
 
 
+@pytest.mark.integration
 def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp_path):
     repository = tmp_path / "repository"
     shutil.copytree(TRITON_REPOSITORY / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,

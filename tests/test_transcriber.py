@@ -154,6 +154,7 @@ def assert_unit_text_vector(values):
     assert abs(np.linalg.norm(vector) - 1) < 1e-4
 
 
+@pytest.mark.integration
 def test_spoken_text_is_transcribed(stub, clips):
     reply = transcribe(stub, clips["speech"], caption="my mornings", hashtags=["routine"])
     transcript = reply.transcript
@@ -171,6 +172,7 @@ def test_spoken_text_is_transcribed(stub, clips):
     assert reply.text_model == "all-minilm-l6-v2:onnx"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("clip", ["no_audio", "silent", "tone"])
 def test_no_speech_is_an_empty_transcript(stub, clips, clip):
     reply = transcribe(stub, clips[clip])
@@ -180,6 +182,7 @@ def test_no_speech_is_an_empty_transcript(stub, clips, clip):
     assert not reply.text  # nothing to embed: no caption, hashtags or speech
 
 
+@pytest.mark.integration
 def test_caption_alone_is_embedded_like_embed_text(stub, clips):
     reply = transcribe(stub, clips["no_audio"], caption="Sunset over the sea", hashtags=["beach"])
     assert_unit_text_vector(reply.text)
@@ -187,6 +190,7 @@ def test_caption_alone_is_embedded_like_embed_text(stub, clips):
     np.testing.assert_allclose(reply.text, alone.text, atol=1e-5)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("payload", [b"definitely not a video", b"\x00" * 4096])
 def test_not_a_video_is_invalid_argument_and_service_keeps_serving(stub, service, payload):
     with pytest.raises(grpc.RpcError) as failure:
@@ -197,18 +201,21 @@ def test_not_a_video_is_invalid_argument_and_service_keeps_serving(stub, service
     assert stub.EmbedText(transcriber_pb2.EmbedTextRequest(text="still here"), timeout=10).text
 
 
+@pytest.mark.integration
 def test_empty_video_is_invalid_argument(stub):
     with pytest.raises(grpc.RpcError) as failure:
         stub.Transcribe(transcriber_pb2.TranscribeRequest(video=b""), timeout=10)
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.integration
 def test_embed_text(stub):
     reply = stub.EmbedText(transcriber_pb2.EmbedTextRequest(text="cooking pasta"), timeout=10)
     assert_unit_text_vector(reply.text)
     assert reply.text_model == "all-minilm-l6-v2:onnx"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("blank", ["", "  \n"])
 def test_embed_text_of_nothing_is_invalid_argument(stub, blank):
     with pytest.raises(grpc.RpcError) as failure:
@@ -306,6 +313,7 @@ def test_clips_in_different_languages_are_transcribed_alone(base_model, tmp_path
     assert "Suppe" in results[1].text or "Karotten" in results[1].text, results[1].text
 
 
+@pytest.mark.integration
 def test_requests_that_queue_together_each_get_their_own_words(stub, tmp_path):
     """Six requests at once against two workers: the ones that wait are packed into one window, and
     no words cross from one request to another."""
