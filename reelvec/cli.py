@@ -11,16 +11,10 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from reelvec import client
+from reelvec import client, modalities
 from reelvec.progress import Progress, mode_for
 from reelvec.v1 import common_pb2, gateway_pb2
 
-MODALITIES = {
-    "fused": common_pb2.MODALITY_FUSED,
-    "visual": common_pb2.MODALITY_VISUAL,
-    "audio": common_pb2.MODALITY_AUDIO,
-    "text": common_pb2.MODALITY_TEXT,
-}
 
 
 def _hits(hits) -> list[dict]:
@@ -100,7 +94,7 @@ def cmd_index(args, stub) -> int:
 
 
 def cmd_search(args, stub) -> int:
-    request = gateway_pb2.SearchRequest(k=args.k, modality=MODALITIES[args.modality] if args.modality else 0)
+    request = gateway_pb2.SearchRequest(k=args.k, modality=modalities.to_proto(args.modality) if args.modality else 0)
     if args.video:
         request.video = Path(args.video).read_bytes()
     elif args.id:
@@ -420,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--video")
     q.add_argument("--id")
     q.add_argument("--text")
-    p.add_argument("--modality", choices=sorted(MODALITIES))
+    p.add_argument("--modality", choices=sorted(modalities.DIMS))
     p.add_argument("--k", type=int, default=10)
 
     p = client_command("predict", cmd_predict, "predict likes, originality, hashtags, similar videos")

@@ -32,13 +32,6 @@ log = logging.getLogger(__name__)
 
 MAX_K = 100
 _ID = re.compile(r"[\w.\-:@]{1,128}")
-_MODALITY = {
-    common_pb2.MODALITY_UNSPECIFIED: modalities.FUSED,
-    common_pb2.MODALITY_FUSED: modalities.FUSED,
-    common_pb2.MODALITY_VISUAL: modalities.VISUAL,
-    common_pb2.MODALITY_AUDIO: modalities.AUDIO,
-    common_pb2.MODALITY_TEXT: modalities.TEXT,
-}
 
 
 @dataclasses.dataclass
@@ -222,9 +215,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def Search(self, request, context):
         k = _check_k(request.k)
-        modality = _MODALITY.get(request.modality)
-        if modality is None:
-            raise errors.InvalidInput(f"unknown modality {request.modality}")
+        modality = modalities.from_proto(request.modality)
         query = search_pb2.QueryRequest(
             modality=request.modality, filter=request.filter, k=k, with_payload=True
         )

@@ -19,13 +19,6 @@ from reelvec import errors, modalities
 from reelvec.v1 import common_pb2
 from services.search.stores import base
 
-MODALITIES = {
-    common_pb2.MODALITY_UNSPECIFIED: modalities.FUSED,
-    common_pb2.MODALITY_FUSED: modalities.FUSED,
-    common_pb2.MODALITY_VISUAL: modalities.VISUAL,
-    common_pb2.MODALITY_AUDIO: modalities.AUDIO,
-    common_pb2.MODALITY_TEXT: modalities.TEXT,
-}
 DEFAULT_K, MAX_K = 10, 100
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 WIRE = "wire_record"  # payload key of the serialized record (see above)
@@ -129,12 +122,6 @@ def check_id(video_id: str) -> str:
     if not video_id.strip():
         raise errors.InvalidInput("id must not be empty")
     return video_id
-
-
-def modality(value: int) -> str:
-    if value not in MODALITIES:
-        raise errors.InvalidInput(f"unknown modality {value}")
-    return MODALITIES[value]
 
 
 def check_vector(name: str, values, dims: dict[str, int] = modalities.DIMS) -> list[float]:

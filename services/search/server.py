@@ -154,7 +154,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     def _query(self, request) -> tuple[Collection, base.Query]:
         """The collection a QueryRequest reads and the store query it asks for, checked."""
-        modality = records.modality(request.modality)
+        modality = modalities.from_proto(request.modality)
         collection = self.collection(request.collection)
         self.catalog.check(collection, request.model_versions, models_behind(modality))
         which = request.WhichOneof("query")
