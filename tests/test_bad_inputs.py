@@ -9,6 +9,7 @@ import glob
 import os
 import tempfile
 
+import grpc
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -207,3 +208,16 @@ def test_names_with_a_trailing_newline_are_refused(tmp_path):
     catalog = Catalog(tmp_path, open_store=lambda name, dims: EmptyStore(), default="videos_v1")
     with pytest.raises(errors.InvalidInput, match="collection name"):
         catalog.create("videos_v2\n", {})
+
+
+def test_one_video_size_check_says_invalid_argument_and_the_limit():
+    from reelvec import limits
+
+    limits.check_video(b"x" * 2**20, 1)  # the limit itself is allowed
+    with pytest.raises(errors.InvalidInput, match=r"over the 1 MiB limit \(REELVEC_MAX_VIDEO_MB\): 1.0 MiB"):
+        limits.check_video(b"x" * (2**20 + 1), 1)
+    with pytest.raises(errors.InvalidInput, match="empty"):
+        limits.check_video(b"", 1)
+    with pytest.raises(errors.InvalidInput, match="over the 8 MiB limit"):
+        limits.check_video_size(9 * 2**20, 8)  # a stream that is still coming
+    assert errors.InvalidInput.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 from PIL import Image
 
-from reelvec import config, errors, media
+from reelvec import config, errors, limits, media
 from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
@@ -114,10 +114,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
 
     async def Encode(self, request, context):
         data = request.video
-        if not data:
-            raise errors.InvalidInput("video is empty")
-        if len(data) > self.settings.max_video_mb * 1024 * 1024:
-            raise errors.ResourceExhausted(f"video is larger than {self.settings.max_video_mb} MB")
+        limits.check_video(data, self.settings.max_video_mb)
         visual_model = await self._model_for("visual", request.visual_version) if request.visual_version else self.visual
         learned = await self._model_for("audio", request.audio_version) if request.audio_version else None
         with timed("queued"):

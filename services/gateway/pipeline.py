@@ -7,7 +7,7 @@ import hashlib
 import grpc
 import numpy as np
 
-from reelvec import channels, errors, fusion, modalities
+from reelvec import channels, fusion, modalities
 from reelvec.v1 import common_pb2, encoder_pb2, transcriber_pb2
 from services.gateway.versions import Pins
 
@@ -51,16 +51,6 @@ async def first_failure_cancels(*coroutines):
     finally:
         for task in tasks:
             task.cancel()
-
-
-def check_video(data: bytes, max_bytes: int) -> None:
-    if not data:
-        raise errors.InvalidInput("the video is empty (0 bytes): send the file's bytes in `video`")
-    if len(data) > max_bytes:
-        raise errors.InvalidInput(
-            f"the video is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit "
-            "(REELVEC_MAX_VIDEO_MB on the gateway)"
-        )
 
 
 def fused(sources: dict, fuse) -> dict[str, np.ndarray]:

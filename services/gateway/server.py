@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from reelvec import channels, config, errors, fusion, modalities
+from reelvec import channels, config, errors, fusion, limits, modalities
 from reelvec.tls import TLS
 from reelvec.v1 import (
     common_pb2,
@@ -104,7 +104,6 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         self.s = settings
         self.stubs = stubs or Stubs.connect(settings)
         self.timeouts = Timeouts(settings.encode_timeout, settings.transcribe_timeout)
-        self.max_bytes = settings.max_video_mb * 2**20
         self.media = MediaStore(Path(settings.data_dir) / "media") if settings.keep_media else None
         # one representative frame per stored video, by content like the uploads (the web page's grid)
         self.thumbnails = MediaStore(Path(settings.data_dir) / "thumbnails")
@@ -144,7 +143,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins(),
                      degrade: bool = False) -> pipeline.Embedded:
-        pipeline.check_video(data, self.max_bytes)
+        limits.check_video(data, self.s.max_video_mb)
         return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, pins, self.fusion(pins.fusion),
                                     degrade)
 
@@ -169,16 +168,13 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                 metadata = message.metadata
                 continue
             size += len(message.data)
-            if size > self.max_bytes:
-                raise errors.InvalidInput(
-                    f"the upload passed the {self.s.max_video_mb} MiB limit (REELVEC_MAX_VIDEO_MB)"
-                )
+            limits.check_video_size(size, self.s.max_video_mb)
             chunks.append(message.data)
         return await self._index(b"".join(chunks), metadata or common_pb2.VideoMetadata())
 
     async def _index(self, data: bytes, metadata: common_pb2.VideoMetadata):
         _check_metadata(metadata)
-        pipeline.check_video(data, self.max_bytes)
+        limits.check_video(data, self.s.max_video_mb)
         async with self.gate.write():
             return await self._pinned(lambda pins: self._index_with(data, metadata, pins))
 
@@ -364,7 +360,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.VideoFile(data=await self._kept(self.media, request.id, "upload"))
 
     async def Transcribe(self, request, context):
-        pipeline.check_video(request.video, self.max_bytes)
+        limits.check_video(request.video, self.s.max_video_mb)
         response = await channels.call(
             "transcriber",
             self.stubs.transcriber.Transcribe,

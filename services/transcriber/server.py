@@ -6,7 +6,7 @@ import logging
 import re
 from pathlib import Path
 
-from reelvec import config, errors, media
+from reelvec import config, errors, limits, media
 from reelvec.group_commit import GroupCommit
 from reelvec.models import TEXT_MODEL_DIR
 from reelvec.server import timed
@@ -115,8 +115,7 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
 
     async def Transcribe(self, request, context):
         speech, embedder = self._ready()
-        if len(request.video) > self.settings.max_video_mb * 1024 * 1024:
-            raise errors.ResourceExhausted(f"video is larger than {self.settings.max_video_mb} MB")
+        limits.check_video_size(len(request.video), self.settings.max_video_mb)
         with timed("decode"):
             audio = await asyncio.to_thread(media.decode_audio, request.video)
         with timed("model"):  # with the wait for a free worker, where the queued clips are packed
