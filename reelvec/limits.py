@@ -24,6 +24,16 @@ def check_video_size(size: int, max_video_mb: int) -> None:
                                   f"{size / 2**20:.1f} MiB")
 
 
+DEFAULT_K, MAX_K = 10, 100  # neighbours a search or a prediction returns
+
+
+def check_k(k: int) -> int:
+    """0 (unset) takes DEFAULT_K; outside 0..MAX_K is INVALID_ARGUMENT, never a silent cap."""
+    if k < 0 or k > MAX_K:
+        raise errors.InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
+    return k or DEFAULT_K
+
+
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

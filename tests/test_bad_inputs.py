@@ -221,3 +221,12 @@ def test_one_video_size_check_says_invalid_argument_and_the_limit():
     with pytest.raises(errors.InvalidInput, match="over the 8 MiB limit"):
         limits.check_video_size(9 * 2**20, 8)  # a stream that is still coming
     assert errors.InvalidInput.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_k_is_checked_the_same_everywhere():
+    from reelvec import limits
+
+    assert limits.check_k(0) == limits.DEFAULT_K and limits.check_k(limits.MAX_K) == limits.MAX_K
+    for bad in (-1, limits.MAX_K + 1):
+        with pytest.raises(errors.InvalidInput, match=f"k must be between 1 and {limits.MAX_K}, got {bad}"):
+            limits.check_k(bad)

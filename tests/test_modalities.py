@@ -19,3 +19,4 @@ def test_unknown_values_say_what_to_use():
         modalities.from_proto(99)
     with pytest.raises(ValueError, match="unknown modality 'smell'"):
         modalities.to_proto("smell")
+

@@ -30,7 +30,6 @@ from services.gateway.versions import Pins, Versions, WriteGate
 
 log = logging.getLogger(__name__)
 
-MAX_K = 100
 _ID = re.compile(r"[\w.\-:@]{1,128}")
 
 
@@ -80,12 +79,6 @@ class Stubs:
 class Timeouts:
     encode: float
     transcribe: float
-
-
-def _check_k(k: int, default: int = 10) -> int:
-    if k < 0 or k > MAX_K:
-        raise errors.InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
-    return k or default
 
 
 def _caller_wins(record: common_pb2.VideoRecord, request: gateway_pb2.PredictRequest) -> None:
@@ -210,7 +203,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             log.warning("dual write skipped", extra={"collection": building.name, "error": str(exc)})
 
     async def Search(self, request, context):
-        k = _check_k(request.k)
+        k = limits.check_k(request.k)
         modality = modalities.from_proto(request.modality)
         query = search_pb2.QueryRequest(
             modality=request.modality, filter=request.filter, k=k, with_payload=True
@@ -254,7 +247,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.SearchResponse(hits=response.hits)
 
     async def Predict(self, request, context):
-        k = _check_k(request.k)
+        k = limits.check_k(request.k)
         which = request.WhichOneof("query")
         if which not in ("id", "video"):
             raise errors.InvalidInput("set one of video or id")

@@ -19,7 +19,6 @@ from reelvec import errors, modalities
 from reelvec.v1 import common_pb2
 from services.search.stores import base
 
-DEFAULT_K, MAX_K = 10, 100
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 WIRE = "wire_record"  # payload key of the serialized record (see above)
 

@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 
 
-from reelvec import config, errors, modalities
+from reelvec import config, errors, limits, modalities
 from reelvec.server import register, serve
 from reelvec.v1 import search_pb2, search_pb2_grpc
 from services.search import analysis, originality, records
@@ -167,7 +167,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return collection, base.Query(
             modality,
             filter=records.to_filter(request.filter) if request.HasField("filter") else None,
-            k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
+            k=limits.check_k(request.k),
             with_payload=(records.WIRE,) if request.with_payload else False,
             **target,
         )
@@ -275,7 +275,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             return analysis.analyze(
                 store,
                 vectors,
-                k=records.clamp(request.k, records.DEFAULT_K, records.MAX_K),
+                k=limits.check_k(request.k),
                 exclude_id=exclude_id,
                 known_hashtags=known,
                 content_sha256=sha,
