@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from reelvec import modalities
+from reelvec.vectors import unit
 
 DEFAULT_WEIGHTS = {modalities.VISUAL: 0.5, modalities.AUDIO: 0.2, modalities.TEXT: 0.3}
 
@@ -35,11 +36,11 @@ def fuse(vectors: dict[str, np.ndarray], weights: dict[str, float] = DEFAULT_WEI
         vector = np.asarray(vector, np.float32)
         if vector.shape != (dim,):
             raise ValueError(f"{name} vector has {vector.shape[0]} values, expected {dim}")
-        norm = float(np.linalg.norm(vector))
-        if norm == 0.0:
-            blocks.append(np.zeros(dim, np.float32))
+        vector = unit(vector, np.float32)
+        if not vector.any():
+            blocks.append(vector)
             continue
-        blocks.append(np.sqrt(weights[name]) * vector / norm)
+        blocks.append(np.sqrt(weights[name]) * vector)
         total += weights[name]
     if total == 0.0:
         raise ValueError("no modality to fuse: visual, audio and text are all missing")
@@ -51,9 +52,8 @@ def concatenated(vectors: dict[str, np.ndarray]) -> np.ndarray:
     a missing one as zeros."""
     blocks = []
     for name, dim in modalities.SOURCES.items():
-        vector = np.asarray(vectors.get(name, ()), np.float64)
-        norm = float(np.linalg.norm(vector)) if vector.size else 0.0
-        blocks.append(vector / norm if norm > 0 else np.zeros(dim))
+        vector = vectors.get(name, ())
+        blocks.append(unit(vector) if len(vector) else np.zeros(dim))
     return np.concatenate(blocks)
 
 
@@ -91,7 +91,7 @@ class LearnedFusion:
             raise ValueError("no modality to fuse: visual, audio and text are all missing")
         z = (concatenated(vectors) - self.mean) / self.scale
         out = _gelu(z @ self.w1 + self.b1) @ self.w2 + self.b2
-        return (out / (np.linalg.norm(out) + 1e-12)).astype(np.float32)
+        return unit(out).astype(np.float32)
 
     @classmethod
     def save(cls, folder: Path, mean, scale, w1, b1, w2, b2) -> Path:

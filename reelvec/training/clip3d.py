@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from reelvec.training import simclr
+from reelvec.vectors import unit
 from services.encoder import frames as frame_ops
 
 WINDOW = 8  # frames per clip
@@ -136,5 +137,4 @@ def embed(result: Result, clips: list[np.ndarray]) -> np.ndarray:
             starts = sorted({0, max(0, (len(frames) - WINDOW) // 2), max(0, len(frames) - WINDOW)})
             batch = torch.from_numpy(np.stack([window(frames, s) for s in starts]))
             rows.append(result.model(batch).mean(0).numpy())
-    rows = np.asarray(rows, np.float64)
-    return rows / (np.linalg.norm(rows, axis=1, keepdims=True) + 1e-12)
+    return unit(rows)

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import fft
 
 from reelvec.modalities import AUDIO_DIM
+from reelvec.vectors import unit
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
@@ -207,5 +208,4 @@ def features(samples: np.ndarray) -> np.ndarray:
         "rhythm": _squash([_tempo(onset), onset.mean(), onset.std()], _RHYTHM),
     }
     vector = np.concatenate([blocks[name] * np.sqrt(share / size) for name, size, share in _BLOCKS])
-    vector /= np.linalg.norm(vector) + 1e-12
-    return vector.astype(np.float32)
+    return unit(vector).astype(np.float32)

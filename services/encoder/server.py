@@ -12,6 +12,7 @@ from reelvec import config, errors, limits, media
 from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
+from reelvec.vectors import unit
 from services.encoder import audio_features, frames
 from services.encoder.learned_audio import OnnxAudio, TritonAudio
 from services.encoder.visual import OnnxVisual, TritonVisual, pool
@@ -109,8 +110,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
         with timed("model"):
             embeddings = await model.embed(frames_)
         pooled = pool(embeddings)
-        unit = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
-        return pooled, int(np.argmax(unit @ pooled))
+        return pooled, int(np.argmax(unit(embeddings) @ pooled))
 
     async def Encode(self, request, context):
         data = request.video

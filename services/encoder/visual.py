@@ -20,8 +20,9 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from reelvec import errors
-from reelvec.server import caller_deadline
 from reelvec.modalities import VISUAL_DIM
+from reelvec.server import caller_deadline
+from reelvec.vectors import unit
 
 INPUT = "frames"
 OUTPUT = "embedding"
@@ -29,8 +30,7 @@ OUTPUT = "embedding"
 
 def pool(embeddings: np.ndarray) -> np.ndarray:
     """Clip vector: the mean of the frame embeddings, L2-normalized."""
-    mean = embeddings.astype(np.float64).mean(axis=0)
-    return (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)
+    return unit(embeddings.astype(np.float64).mean(axis=0)).astype(np.float32)
 
 
 def _check(embeddings: np.ndarray, count: int, dim: int) -> np.ndarray:

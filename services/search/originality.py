@@ -20,19 +20,14 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
 
+from reelvec.vectors import unit
+
 METHODS = ("similarity", "knn", "isolation_forest", "lof")
 CALIBRATED = METHODS[1:]
 ORIGINALITY_NEIGHBOURS = 5
 LOF_NEIGHBOURS = 20
 FIT_SAMPLE = 5000
 MIN_CORPUS = 3  # fewer videos than this: nothing to calibrate against
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    """L2-normalized rows (or one vector) as float64; a zero row stays zero."""
-    rows = np.asarray(rows, np.float64)
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
 
 def knn_anomaly(similarities) -> float:
