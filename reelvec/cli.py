@@ -3,7 +3,6 @@ else 127.0.0.1:50051. A failure exits non-zero with one line on stderr naming th
 
 import argparse
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from reelvec import client, modalities
+from reelvec import client, config, modalities
 from reelvec.progress import Progress, mode_for
 from reelvec.v1 import common_pb2, gateway_pb2
 
@@ -200,7 +199,7 @@ def _train_encoder(args, stub) -> int:
     from reelvec.training import encoder_command
 
     report = encoder_command.train(
-        stub, _data_dir(args), [Path(f) for f in args.files], args.steps, args.batch, args.lr,
+        stub, config.data_dir(args.data_dir), [Path(f) for f in args.files], args.steps, args.batch, args.lr,
         reembed=not args.no_reembed, progress=None if args.json else _reembed_progress, multimodal=args.multimodal,
     )
     audio = f" and audio version {report['audio_version']}" if "audio_version" in report else ""
@@ -211,7 +210,7 @@ def _train_encoder(args, stub) -> int:
 def _train_fusion(args, stub) -> int:
     from reelvec.training import fusion_command
 
-    report = fusion_command.train(stub, _data_dir(args), reembed=not args.no_reembed,
+    report = fusion_command.train(stub, config.data_dir(args.data_dir), reembed=not args.no_reembed,
                                   progress=None if args.json else _reembed_progress)
     return _training_report(args, report, f"trained fusion {report['fusion']} on {report['videos']} videos in "
                                           f"{report['train_seconds']} s ({report['epochs']} epochs)")
@@ -249,7 +248,7 @@ def cmd_reembed(args, stub) -> int:
 def cmd_keys(args) -> int:
     from services.gateway.auth import KeyStore
 
-    store = KeyStore(Path(args.file) if args.file else _data_dir(args) / "api-keys.json")
+    store = KeyStore(Path(args.file) if args.file else config.data_dir(args.data_dir) / "api-keys.json")
     try:
         if args.action == "create":
             key, record = store.create(args.scope, args.rate, args.burst)
@@ -311,12 +310,6 @@ def cmd_deploy(args) -> int:
         return 1
     _emit(args, result, human)
     return 0
-
-
-def _data_dir(args) -> Path:
-    from reelvec import config
-
-    return Path(args.data_dir or os.environ.get("REELVEC_DATA_DIR") or config.ServerSettings.data_dir)
 
 
 def cmd_evaluate(args, stub) -> int:

@@ -35,6 +35,11 @@ class ServerSettings:
     tls_ca: str = ""
 
 
+def data_dir(explicit: str | None = None) -> Path:
+    """The data dir a tool works on: its --data-dir, else $REELVEC_DATA_DIR, else the services' default."""
+    return Path(explicit or os.environ.get(ENV_PREFIX + "DATA_DIR") or ServerSettings.data_dir)
+
+
 def load(cls, argv=None, description: str = ""):
     """Builds `cls` from argv and the environment; flags win over the environment."""
     parser = argparse.ArgumentParser(description=description)

@@ -249,7 +249,7 @@ def _is_serving(address: str) -> bool:
 
 
 async def _run(args) -> int:
-    data_dir = Path(args.data_dir or os.environ.get("REELVEC_DATA_DIR") or config.ServerSettings.data_dir)
+    data_dir = config.data_dir(args.data_dir)
     stack = Stack(data_dir.resolve(), args.port, args.web_port)
     stack.plan()
     stop = asyncio.Event()
