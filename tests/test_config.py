@@ -11,3 +11,12 @@ def test_the_data_dir_comes_from_the_flag_then_the_environment_then_the_default(
     assert config.data_dir() == tmp_path / "env"
     monkeypatch.delenv("REELVEC_DATA_DIR")
     assert config.data_dir() == Path(config.ServerSettings.data_dir)
+
+
+def test_model_versions_read_and_write_one_way():
+    from reelvec.models import ModelVersion
+
+    assert ModelVersion.parse("efficientnet_lite0:2") == ModelVersion("efficientnet_lite0", "2")
+    assert str(ModelVersion("audio_logmel", "3")) == "audio_logmel:3"
+    assert ModelVersion.parse("stats") == ModelVersion("stats") and str(ModelVersion("stats")) == "stats"
+    assert ModelVersion.parse("") == ModelVersion("")

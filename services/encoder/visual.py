@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from reelvec import errors
 from reelvec.modalities import VISUAL_DIM
+from reelvec.models import ModelVersion
 from reelvec.server import caller_deadline
 from reelvec.vectors import unit
 
@@ -50,7 +51,7 @@ class TritonVisual:
         self.url, self.model, self.version, self.timeout = url, model, version, timeout
         self.client = grpcclient.InferenceServerClient(url)
         self.max_batch = 0
-        self.name = f"{model}:{version or '?'}"
+        self.name = str(ModelVersion(model, version or "?"))
 
     async def ready(self, timeout: float) -> None:
         """Waits until Triton serves the model, then learns its version and batch limit."""
@@ -69,7 +70,7 @@ class TritonVisual:
         config = (await self.client.get_model_config(self.model, self.version, as_json=True))["config"]
         self.max_batch = int(config.get("max_batch_size", 0))
         metadata = await self.client.get_model_metadata(self.model, self.version, as_json=True)
-        self.name = f"{self.model}:{self.version or max(metadata['versions'], key=int)}"
+        self.name = str(ModelVersion(self.model, self.version or max(metadata["versions"], key=int)))
 
     async def _infer(self, frames: np.ndarray) -> np.ndarray:
         tensor = grpcclient.InferInput(self.INPUT, list(frames.shape), self.DATATYPE)
@@ -118,7 +119,7 @@ class OnnxVisual:
         self.session = ort.InferenceSession(
             str(folder / version / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
-        self.name = f"{model}:{version}"
+        self.name = str(ModelVersion(model, version))
         self._lock = asyncio.Lock()  # one run at a time uses every intra-op thread; more would thrash
 
     async def ready(self, timeout: float) -> None:

@@ -23,10 +23,11 @@ import time
 
 from reelvec import errors, modalities
 from reelvec.fusion import WeightedConcat
+from reelvec.models import AUDIO_MODEL_NAME, ModelVersion
 from reelvec.server import caller_deadline
 from reelvec.v1 import common_pb2, gateway_pb2, search_pb2
 from services.gateway import pipeline
-from services.gateway.versions import BUILDING, LEARNED_AUDIO, Pins, audio_version, visual_version
+from services.gateway.versions import BUILDING, Pins, audio_version, visual_version
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,12 @@ class Reembed:
         if pins == now:
             raise errors.Precondition(f"the alias already points at vectors of {current}, "
                                       f"{active.model_versions.get(modalities.AUDIO, '-')}, fused by {pins.fusion}")
-        target = {**active.model_versions, modalities.VISUAL: f"{current.rsplit(':', 1)[0]}:{pins.visual_version}",
+        visual = ModelVersion(ModelVersion.parse(current).name, pins.visual_version)
+        target = {**active.model_versions, modalities.VISUAL: str(visual),
                   modalities.FUSED: fuse.name}
         target.pop(modalities.AUDIO, None)  # learned from the first video written: stats or audio_logmel:N
         if pins.audio_version:
-            target[modalities.AUDIO] = f"{LEARNED_AUDIO}:{pins.audio_version}"
+            target[modalities.AUDIO] = str(ModelVersion(AUDIO_MODEL_NAME, pins.audio_version))
         if (pins.visual_version, pins.audio_version) != (now.visual_version, now.audio_version):
             if self.g.media is None:  # the videos go through the encoder again
                 raise errors.Precondition("this gateway keeps no uploads (keep_media off): re-encoding needs them")

@@ -14,25 +14,22 @@ import time
 from collections.abc import Awaitable, Callable
 
 from reelvec import modalities
+from reelvec.models import AUDIO_MODEL_NAME, ModelVersion
 from reelvec.v1 import search_pb2
 
 REFRESH_SECONDS = 10.0
 BUILDING = search_pb2.CollectionInfo.BUILDING
 
 
-LEARNED_AUDIO = "audio_logmel"  # reelvec.models.AUDIO_MODEL_NAME; the gateway loads no model code
-
-
 def visual_version(model_versions) -> str:
     """"efficientnet_lite0:2" -> "2"; empty when the collection has no videos yet."""
-    name = dict(model_versions).get(modalities.VISUAL, "")
-    return name.rsplit(":", 1)[1] if ":" in name else ""
+    return ModelVersion.parse(dict(model_versions).get(modalities.VISUAL, "")).version
 
 
 def audio_version(model_versions) -> str:
     """"audio_logmel:3" -> "3"; empty for the hand-made statistics (or no videos yet)."""
-    name = dict(model_versions).get(modalities.AUDIO, "")
-    return name.rsplit(":", 1)[1] if name.startswith(f"{LEARNED_AUDIO}:") else ""
+    model = ModelVersion.parse(dict(model_versions).get(modalities.AUDIO, ""))
+    return model.version if model.name == AUDIO_MODEL_NAME else ""
 
 
 @dataclasses.dataclass(frozen=True)
