@@ -187,6 +187,22 @@ def test_the_report_compares_every_likes_model_when_likes_are_known():
     assert "| transformer |" in markdown and "quartile accuracy" in markdown
 
 
+def test_originality_correlates_with_likes_in_the_direction_they_go():
+    from reelvec.evaluation import report
+
+    rng = np.random.default_rng(3)
+    alone = np.eye(12)[:4]  # nothing like them in the corpus: original
+    alike = np.eye(12)[4] + 0.05 * rng.normal(size=(4, 12))  # four takes on one video: not
+    corpus = np.concatenate([alone, alike])
+    copies = corpus + 0.01 * rng.normal(size=corpus.shape)
+    likes = [1000.0] * 4 + [10.0] * 4
+    # two tiers of likes against eight distinct originality scores: 0.87 is the most Spearman can give
+    for method in ("similarity", "knn"):
+        assert report._originality(corpus, copies, likes)[method]["spearman_with_likes"] > 0.8
+        assert report._originality(corpus, copies, likes[::-1])[method]["spearman_with_likes"] < -0.8
+    assert "spearman_with_likes" not in report._originality(corpus, copies, None)["similarity"]
+
+
 def test_the_autoencoder_fusion_learns_and_keeps_neighbours_apart():
     from reelvec.evaluation.autoencoder import LATENT, Autoencoder
 
