@@ -190,11 +190,21 @@ def test_unreadable_files_fail_without_stopping_the_batch(stack, corpus, tmp_pat
 
 
 def test_train_regressor_reports_metrics_on_a_held_out_split(stack, indexed):
-    report = json.loads(stack.cli("train", "regressor", "--json").stdout)
+    report = json.loads(stack.cli("train", "regressor", "--compare", "--json").stdout)
     assert report["test_size"] >= 2 and report["train_size"] >= 8
-    for key in ("mae", "r2", "spearman", "baseline_mae"):
-        assert np.isfinite(report[key])
+    table = {row["model"]: row for row in report["comparison"]}
+    assert table["ridge"]["mae"] == report["mae"] and table["mean"]["mae"] == pytest.approx(report["baseline_mae"])
+    # likes follow the author's followers in the sample corpus: a model of the author statistics must
+    # beat always answering the training mean by far, where one that learned nothing would not
+    assert table["author"]["mae"] < 0.5 * report["baseline_mae"], table
     assert report["model_version"].startswith("ridge-")
+
+
+@pytest.mark.xfail(strict=True, reason="ridge over every standardized feature lets the ~1,700 embedding "
+                   "columns drown the 5 author ones: held-out MAE 5.0 against the mean's 3.8 on the sample "
+                   "corpus, where the author-only ridge gets 0.52")
+def test_the_served_likes_model_beats_the_mean_predictor(trained):
+    assert trained["mae"] < 0.5 * trained["baseline_mae"], trained
 
 
 def test_train_another_model_with_the_comparison_table(stack, indexed):
