@@ -23,9 +23,12 @@ async def main() -> None:
     background: list[asyncio.Task] = []
 
     async def warmup():
-        background.append(asyncio.create_task(completion.complete_forever(servicer, settings.complete_every_seconds)))
+        completing = completion.Completion(servicer.search, servicer.services.transcriber, servicer.versions,
+                                           servicer.media, servicer.fusion)
+        stores = [store for store in (servicer.media, servicer.thumbnails) if store is not None]
+        background.append(asyncio.create_task(completing.forever(settings.complete_every_seconds)))
         background.append(asyncio.create_task(
-            media_sweep.sweep_forever(servicer, settings.media_sweep_seconds, settings.media_orphan_seconds)))
+            media_sweep.sweep_forever(servicer.search, stores, settings.media_sweep_seconds, settings.media_orphan_seconds)))
 
     async def cleanup():
         for task in background:

@@ -22,6 +22,11 @@ class MediaStore:
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256
 
+    def kept(self, sha256: str) -> Path | None:
+        """The file of these bytes, when it is kept."""
+        path = self.path(sha256) if sha256 else None
+        return path if path is not None and path.exists() else None
+
     def put(self, sha256: str, data: bytes) -> Path:
         """Writes atomically (a reader never sees half a file); no-op when already there."""
         target = self.path(sha256)

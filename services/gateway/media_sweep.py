@@ -10,33 +10,34 @@ an Index of the same bytes touches the file again (MediaStore.put).
 import asyncio
 import logging
 
-from reelvec import errors
-from reelvec.v1 import common_pb2, search_pb2
+from reelvec import clients, errors
+from reelvec.v1 import common_pb2
+from services.gateway.media_store import MediaStore
 
 log = logging.getLogger(__name__)
 
 
-async def sweep_once(gateway, orphan_seconds: float) -> int:
+async def sweep_once(search: clients.Search, stores: list[MediaStore], orphan_seconds: float) -> int:
     removed = 0
-    for store in (s for s in (gateway.media, gateway.thumbnails) if s is not None):
+    for store in stores:
         for path in await asyncio.to_thread(store.older_than, orphan_seconds):
             if path.name.startswith("."):  # a partial write whose writer is gone
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 removed += 1
                 continue
-            others = await gateway.search("Scroll", search_pb2.ScrollRequest(
-                limit=1, filter=common_pb2.Filter(content_sha256=path.name)))
+            others = await search.scroll(limit=1, filter=common_pb2.Filter(content_sha256=path.name))
             if not others.videos:
                 await asyncio.to_thread(store.remove, path.name)
                 removed += 1
     return removed
 
 
-async def sweep_forever(gateway, every_seconds: float, orphan_seconds: float) -> None:
+async def sweep_forever(search: clients.Search, stores: list[MediaStore], every_seconds: float,
+                        orphan_seconds: float) -> None:
     while True:
         await asyncio.sleep(every_seconds)
         try:
-            removed = await sweep_once(gateway, orphan_seconds)
+            removed = await sweep_once(search, stores, orphan_seconds)
         except errors.ReelvecError as exc:  # the search service is away (channels.Upstream): next time
             log.warning("media sweep skipped", extra={"error": str(exc)})
             continue

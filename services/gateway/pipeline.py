@@ -7,7 +7,7 @@ import hashlib
 import grpc
 import numpy as np
 
-from reelvec import channels, fusion, modalities
+from reelvec import channels, clients, fusion, modalities
 from reelvec.v1 import common_pb2, encoder_pb2, transcriber_pb2
 from services.gateway.versions import Pins
 
@@ -70,14 +70,9 @@ def stored_vectors(record: common_pb2.VideoRecord) -> dict:
     return {name: v.values for name, v in record.embeddings.vectors.items()}
 
 
-def encode(stubs, timeouts, data: bytes, pins: Pins = Pins()):
-    request = encoder_pb2.EncodeRequest(video=data, visual_version=pins.visual_version, audio_version=pins.audio_version)
-    return channels.call("encoder", stubs.encoder.Encode, request, timeouts.encode)
-
-
-def transcribe(stubs, timeouts, data: bytes, caption: str, hashtags):
-    request = transcriber_pb2.TranscribeRequest(video=data, caption=caption, hashtags=list(hashtags))
-    return channels.call("transcriber", stubs.transcriber.Transcribe, request, timeouts.transcribe)
+def encode(encoder: clients.Encoder, data: bytes, pins: Pins = Pins()):
+    """With the model versions a collection's vectors are made with."""
+    return encoder.encode(data, pins.visual_version, pins.audio_version)
 
 
 async def _unless_unavailable(call):
@@ -90,14 +85,14 @@ async def _unless_unavailable(call):
         return None
 
 
-async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, pins: Pins = Pins(),
-                fuse=fusion.WeightedConcat(), degrade: bool = False) -> Embedded:
+async def embed(encoder: clients.Encoder, transcriber: clients.Transcriber, data: bytes, caption: str, hashtags,
+                pins: Pins = Pins(), fuse=fusion.WeightedConcat(), degrade: bool = False) -> Embedded:
     """`pins` are the model versions and `fuse` the fusion of the collection the vectors are for
     (docs/versions.md). With `degrade`, a transcriber that is down leaves the transcript and the
     text vector out (Embedded.incomplete) instead of failing the call."""
-    transcribing = transcribe(stubs, timeouts, data, caption, hashtags)
+    transcribing = transcriber.transcribe(data, caption, hashtags)
     encoded, transcribed = await first_failure_cancels(
-        encode(stubs, timeouts, data, pins), _unless_unavailable(transcribing) if degrade else transcribing
+        encode(encoder, data, pins), _unless_unavailable(transcribing) if degrade else transcribing
     )
     incomplete = ["transcript"] if transcribed is None else []
     transcribed = transcribed or transcriber_pb2.TranscribeResponse()
@@ -105,12 +100,12 @@ async def embed(stubs, timeouts, data: bytes, caption: str, hashtags, pins: Pins
     return Embedded(vectors_of(encoded, transcribed.text, fuse), encoded, transcribed, sha, fuse.name, incomplete)
 
 
-async def embed_again(stubs, timeouts, data: bytes, embedded: Embedded, pins: Pins, fuse) -> Embedded:
+async def embed_again(encoder: clients.Encoder, data: bytes, embedded: Embedded, pins: Pins, fuse) -> Embedded:
     """The same video for another collection: encoded again only when a model version differs;
     the transcript and text vector are reused."""
     encoded = embedded.encoded
     if not pins.encoded_by(encoded):
-        encoded = await encode(stubs, timeouts, data, pins)
+        encoded = await encode(encoder, data, pins)
     text = embedded.vectors.get(modalities.TEXT, ())
     return Embedded(vectors_of(encoded, text, fuse), encoded, embedded.transcribed, embedded.sha256, fuse.name,
                     embedded.incomplete)

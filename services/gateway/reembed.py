@@ -19,15 +19,16 @@ same version again resumes it, skipping the videos already there.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
-
-from reelvec import errors, modalities
+from reelvec import clients, errors, modalities
 from reelvec.fusion import WeightedConcat
 from reelvec.models import AUDIO_MODEL_NAME, ModelVersion
 from reelvec.server import caller_deadline
-from reelvec.v1 import common_pb2, gateway_pb2, search_pb2
+from reelvec.v1 import common_pb2, gateway_pb2
 from services.gateway import pipeline
-from services.gateway.versions import BUILDING, Pins, audio_version, visual_version
+from services.gateway.media_store import MediaStore
+from services.gateway.versions import BUILDING, Pins, Versions, WriteGate, audio_version, visual_version
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,12 @@ Status = gateway_pb2.ReembedStatus
 
 
 class Reembed:
-    def __init__(self, gateway):
-        self.g = gateway
+    def __init__(self, search: clients.Search, encoder: clients.Encoder, versions: Versions, gate: WriteGate,
+                 media: MediaStore | None, fusion: Callable[[str], object]):
+        """`media`: the kept uploads (None: none kept, so only a new fusion can be re-embedded);
+        `fusion(name)`: the fusion of that name."""
+        self.search, self.encoder, self.versions, self.gate = search, encoder, versions, gate
+        self.media, self.fusion = media, fusion
         self.status = Status(state=Status.IDLE)
         self._task: asyncio.Task | None = None
 
@@ -57,7 +62,7 @@ class Reembed:
         for name, value in (("visual_version", version), ("audio_version", audio)):
             if value and not (value.isdigit() or (name == "audio_version" and value == STATS)):
                 raise errors.InvalidInput(f"{name} must be a Triton model version such as 2, not {value!r}")
-        listed = await self.g.versions.listed(refresh=True)
+        listed = await self.versions.listed(refresh=True)
         active = next(c for c in listed.collections if c.name == listed.active)
         current = active.model_versions.get(modalities.VISUAL, "")
         if not current or not active.videos:
@@ -68,7 +73,7 @@ class Reembed:
         now = Pins(now.visual_version, now.fusion or WeightedConcat.name, now.audio_version)
         pins = Pins(version or now.visual_version, fusion or now.fusion,
                     "" if audio == STATS else (audio or now.audio_version))
-        fuse = self.g.fusion(pins.fusion)
+        fuse = self.fusion(pins.fusion)
         if pins == now:
             raise errors.Precondition(f"the alias already points at vectors of {current}, "
                                       f"{active.model_versions.get(modalities.AUDIO, '-')}, fused by {pins.fusion}")
@@ -79,18 +84,17 @@ class Reembed:
         if pins.audio_version:
             target[modalities.AUDIO] = str(ModelVersion(AUDIO_MODEL_NAME, pins.audio_version))
         if (pins.visual_version, pins.audio_version) != (now.visual_version, now.audio_version):
-            if self.g.media is None:  # the videos go through the encoder again
+            if self.media is None:  # the videos go through the encoder again
                 raise errors.Precondition("this gateway keeps no uploads (keep_media off): re-encoding needs them")
             await self._probe(await self._check_media(), pins)
         building = [c for c in listed.collections if c.state == BUILDING]
         resumed = [c for c in building if Pins.of(c.model_versions) == pins]
         for abandoned in building:  # a re-embed to other versions that never finished
             if abandoned not in resumed:
-                await self.g.search("DropCollection", search_pb2.DropCollectionRequest(name=abandoned.name))
+                await self.search.drop_collection(abandoned.name)
         name = resumed[0].name if resumed else f"videos_{time.strftime('%Y%m%d_%H%M%S')}"
-        await self.g.search("CreateCollection", search_pb2.CreateCollectionRequest(
-            name=name, model_versions=target, dims={modalities.FUSED: fuse.dim}))
-        await self.g.versions.listed(refresh=True)  # dual writes from here on
+        await self.search.create_collection(name, target, {modalities.FUSED: fuse.dim})
+        await self.versions.listed(refresh=True)  # dual writes from here on
         self.status = Status(state=Status.RUNNING, collection=name, model_versions=target, total=active.videos,
                              active=listed.active)
         self._task = asyncio.create_task(self._run(name, pins))
@@ -99,8 +103,7 @@ class Reembed:
     async def _pages(self, collection: str = "", with_vectors: bool = False):
         offset = ""
         while True:
-            page = await self.g.search("Scroll", search_pb2.ScrollRequest(
-                collection=collection, offset=offset, limit=PAGE, with_vectors=with_vectors))
+            page = await self.search.scroll(collection, offset, PAGE, with_vectors)
             yield page.videos
             offset = page.next_offset
             if not offset:
@@ -112,7 +115,7 @@ class Reembed:
 
     async def _check_media(self) -> dict[str, str]:
         contents = await self._contents()
-        missing = [i for i, sha in contents.items() if not sha or not self.g.media.path(sha).exists()]
+        missing = [i for i, sha in contents.items() if not sha or not self.media.path(sha).exists()]
         if missing:
             raise errors.Precondition(
                 f"{len(missing)} stored videos have no kept upload (e.g. {missing[0]!r}): index them again "
@@ -124,18 +127,18 @@ class Reembed:
         """One video through the new version first: a version Triton does not serve fails the call
         (FAILED_PRECONDITION from the encoder), not a background job."""
         sha = next(iter(contents.values()))
-        data = await asyncio.to_thread(self.g.media.path(sha).read_bytes)
-        await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins)
+        data = await asyncio.to_thread(self.media.path(sha).read_bytes)
+        await pipeline.encode(self.encoder, data, pins)
 
     async def _copy(self, record: common_pb2.VideoRecord, collection: str, pins: Pins) -> None:
         """The record with vectors of `pins`: encoded again from its upload when a model version
         differs, else its stored modality vectors fused again."""
         stored = pipeline.stored_vectors(record)
         versions = dict(record.model_versions)
-        fuse = self.g.fusion(pins.fusion)
+        fuse = self.fusion(pins.fusion)
         if (visual_version(versions), audio_version(versions)) != (pins.visual_version, pins.audio_version):
-            data = await asyncio.to_thread(self.g.media.path(record.content_sha256).read_bytes)
-            encoded = await pipeline.encode(self.g.stubs, self.g.timeouts, data, pins)
+            data = await asyncio.to_thread(self.media.path(record.content_sha256).read_bytes)
+            encoded = await pipeline.encode(self.encoder, data, pins)
             vectors = pipeline.vectors_of(encoded, stored.get(modalities.TEXT, ()), fuse)
             versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model})
         else:
@@ -146,7 +149,7 @@ class Reembed:
         copied.embeddings.CopyFrom(pipeline.embeddings_of(vectors))
         copied.model_versions.clear()
         copied.model_versions.update(versions)
-        await self.g.search("Upsert", search_pb2.UpsertRequest(video=copied, collection=collection))
+        await self.search.upsert(copied, collection)
 
     async def _copy_all(self, records, collection: str, pins: Pins) -> None:
         slots = asyncio.Semaphore(CONCURRENCY)
@@ -168,10 +171,10 @@ class Reembed:
                 todo = [r for r in page if there.get(r.id) != r.content_sha256]
                 self.status.done += len(page) - len(todo)
                 await self._copy_all(todo, collection, pins)
-            async with self.g.gate.exclusive():
+            async with self.gate.exclusive():
                 await self._reconcile(collection, pins)
-                await self.g.search("SwitchAlias", search_pb2.SwitchAliasRequest(collection=collection, drop_previous=True))
-                await self.g.versions.listed(refresh=True)
+                await self.search.switch_alias(collection, drop_previous=True)
+                await self.versions.listed(refresh=True)
             self.status.state, self.status.active = Status.DONE, collection
             log.info("re-embedded", extra={"collection": collection, "videos": self.status.done,
                                            "seconds": round(time.monotonic() - started, 1)})
@@ -183,8 +186,8 @@ class Reembed:
         """With writes paused: the new collection gets exactly the old one's videos."""
         old, new = await self._contents(), await self._contents(collection)
         for gone in new.keys() - old.keys():
-            await self.g.search("Delete", search_pb2.DeleteRequest(id=gone, collection=collection))
+            await self.search.delete(gone, collection)
         changed = [i for i, sha in old.items() if new.get(i) != sha]
-        records = [await self.g.search("Get", search_pb2.GetRequest(id=i, with_vectors=True)) for i in changed]
+        records = [await self.search.get(i, with_vectors=True) for i in changed]
         await self._copy_all(records, collection, pins)
         self.status.done = self.status.total = len(old)

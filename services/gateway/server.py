@@ -8,20 +8,9 @@ from pathlib import Path
 
 import grpc
 
-from reelvec import channels, config, errors, fusion, limits, modalities
+from reelvec import channels, clients, config, errors, fusion, limits, modalities
 from reelvec.tls import TLS
-from reelvec.v1 import (
-    common_pb2,
-    encoder_pb2_grpc,
-    gateway_pb2,
-    gateway_pb2_grpc,
-    regressor_pb2,
-    regressor_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-    transcriber_pb2,
-    transcriber_pb2_grpc,
-)
+from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, search_pb2
 from services.gateway import pipeline
 from services.gateway.media_store import MediaStore
 from services.gateway.reembed import Reembed
@@ -58,27 +47,23 @@ class Settings(config.ServerSettings):
 
 
 @dataclasses.dataclass
-class Stubs:
-    encoder: encoder_pb2_grpc.EncoderStub
-    transcriber: transcriber_pb2_grpc.TranscriberStub
-    search: search_pb2_grpc.SearchStub
-    regressor: regressor_pb2_grpc.RegressorStub
+class Clients:
+    """The internal services the gateway calls, each with its deadlines (reelvec/clients.py)."""
+
+    encoder: clients.Encoder
+    transcriber: clients.Transcriber
+    search: clients.Search
+    regressor: clients.Regressor
 
     @classmethod
-    def connect(cls, s: Settings) -> "Stubs":
+    def connect(cls, s: Settings) -> "Clients":
         tls = TLS.of(s)
         return cls(
-            encoder_pb2_grpc.EncoderStub(channels.open_channel(s.encoder_url, tls)),
-            transcriber_pb2_grpc.TranscriberStub(channels.open_channel(s.transcriber_url, tls)),
-            search_pb2_grpc.SearchStub(channels.open_channel(s.search_url, tls)),
-            regressor_pb2_grpc.RegressorStub(channels.open_channel(s.regressor_url, tls)),
+            clients.Encoder.connect(s.encoder_url, s.encode_timeout, tls),
+            clients.Transcriber.connect(s.transcriber_url, s.transcribe_timeout, tls, embed_timeout=s.search_timeout),
+            clients.Search.connect(s.search_url, s.search_timeout, tls),
+            clients.Regressor.connect(s.regressor_url, s.regress_timeout, tls, train_timeout=s.train_timeout),
         )
-
-
-@dataclasses.dataclass
-class Timeouts:
-    encode: float
-    transcribe: float
 
 
 def _caller_wins(record: common_pb2.VideoRecord, request: gateway_pb2.PredictRequest) -> None:
@@ -93,26 +78,18 @@ def _caller_wins(record: common_pb2.VideoRecord, request: gateway_pb2.PredictReq
 
 
 class Gateway(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, settings: Settings, stubs: Stubs | None = None):
+    def __init__(self, settings: Settings, services: Clients | None = None):
         self.s = settings
-        self.stubs = stubs or Stubs.connect(settings)
-        self.timeouts = Timeouts(settings.encode_timeout, settings.transcribe_timeout)
+        self.services = services or Clients.connect(settings)
+        search = self.search = self.services.search
         self.media = MediaStore(Path(settings.data_dir) / "media") if settings.keep_media else None
         # one representative frame per stored video, by content like the uploads (the web page's grid)
         self.thumbnails = MediaStore(Path(settings.data_dir) / "thumbnails")
-        self.versions = Versions(lambda: self.search("ListCollections", search_pb2.ListCollectionsRequest()))
-        self.queries = QueryBatcher(
-            lambda batch, timeout: channels.call("search service", self.stubs.search.QueryBatch, batch, timeout),
-            settings.search_timeout,
-        )
+        self.versions = Versions(search.list_collections)
+        self.queries = QueryBatcher(search.query_batch, settings.search_timeout)
         self.gate = WriteGate()
         self.fusions = fusion.Fusions(Path(settings.data_dir) / "fusion")
-        self.reembed = Reembed(self)
-
-    async def search(self, method: str, request):
-        return await channels.call(
-            "search service", getattr(self.stubs.search, method), request, self.s.search_timeout
-        )
+        self.reembed = Reembed(search, self.services.encoder, self.versions, self.gate, self.media, self.fusion)
 
     async def _pinned(self, operation):
         """Runs operation(pins) with the aliased collection's versions; once more with the new ones
@@ -137,8 +114,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
     async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins(),
                      degrade: bool = False) -> pipeline.Embedded:
         limits.check_video(data, self.s.max_video_mb)
-        return await pipeline.embed(self.stubs, self.timeouts, data, caption, hashtags, pins, self.fusion(pins.fusion),
-                                    degrade)
+        return await pipeline.embed(self.services.encoder, self.services.transcriber, data, caption, hashtags, pins,
+                                    self.fusion(pins.fusion), degrade)
 
     async def Embed(self, request, context):
         embedded = await self._pinned(lambda v: self._embed(request.video, request.caption, request.hashtags, v))
@@ -179,7 +156,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             await asyncio.to_thread(self.media.put, embedded.sha256, data)
         if embedded.encoded.thumbnail_jpeg:
             await asyncio.to_thread(self.thumbnails.put, embedded.sha256, embedded.encoded.thumbnail_jpeg)
-        upserted = await self.search("Upsert", search_pb2.UpsertRequest(video=record))
+        upserted = await self.search.upsert(record)
         for building in await self.versions.building():
             await self._dual_write(data, embedded, record, building)
         return gateway_pb2.IndexResponse(
@@ -196,9 +173,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         here is not the caller's: the re-embed's last comparison redoes what is missing."""
         try:
             pins = Pins.of(building.model_versions)
-            again = await pipeline.embed_again(self.stubs, self.timeouts, data, embedded, pins, self.fusion(pins.fusion))
-            copy = _record(record.id, record.metadata, again)
-            await self.search("Upsert", search_pb2.UpsertRequest(video=copy, collection=building.name))
+            again = await pipeline.embed_again(self.services.encoder, data, embedded, pins, self.fusion(pins.fusion))
+            await self.search.upsert(_record(record.id, record.metadata, again), building.name)
         except errors.ReelvecError as exc:
             log.warning("dual write skipped", extra={"collection": building.name, "error": str(exc)})
 
@@ -216,12 +192,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                 raise errors.InvalidInput("the text query is empty")
             if modality not in (modalities.TEXT, modalities.FUSED) or request.modality == common_pb2.MODALITY_FUSED:
                 raise errors.InvalidInput("a text query searches the text modality: leave modality unset or TEXT")
-            embedded = await channels.call(
-                "transcriber",
-                self.stubs.transcriber.EmbedText,
-                transcriber_pb2.EmbedTextRequest(text=request.text),
-                self.s.search_timeout,
-            )
+            embedded = await self.services.transcriber.embed_text(request.text)
             query.modality = common_pb2.MODALITY_TEXT
             query.vector.values.extend(embedded.text)
         elif which == "video":
@@ -260,11 +231,11 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             # One search call reads the stored video and analyses it, then the regressor: one call
             # and two copies of the vectors fewer than Get followed by Analyze beside the regressor
             # (docs/architecture.md, Predict).
-            analysis = await self.search("Analyze", search_pb2.AnalyzeRequest(
+            analysis = await self.search.analyze(search_pb2.AnalyzeRequest(
                 id=request.id, k=k, known_hashtags=request.hashtags))
             record = analysis.video
             _caller_wins(record, request)
-            regression = await self._regress(record)
+            regression = await self.services.regressor.predict(record)
             transcript = common_pb2.Transcript(text=record.transcript, language=record.language)
             versions = dict(record.model_versions)
         else:
@@ -275,8 +246,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             _caller_wins(record, request)
             versions = embedded.model_versions()
             analysis, regression = await pipeline.first_failure_cancels(
-                self.search(
-                    "Analyze",
+                self.search.analyze(
                     search_pb2.AnalyzeRequest(
                         embeddings=record.embeddings,
                         k=k,
@@ -285,7 +255,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                         model_versions=versions,
                     ),
                 ),
-                self._regress(record),
+                self.services.regressor.predict(record),
             )
             transcript = embedded.transcribed.transcript
         versions["likes"] = regression.model_version
@@ -301,13 +271,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             model_versions=versions,
         )
 
-    def _regress(self, record: common_pb2.VideoRecord):
-        return channels.call(
-            "regressor", self.stubs.regressor.Predict, regressor_pb2.RegressRequest(video=record), self.s.regress_timeout
-        )
-
     async def Get(self, request, context):
-        return await self.search("Get", search_pb2.GetRequest(id=request.id, with_vectors=request.with_vectors))
+        return await self.search.get(request.id, with_vectors=request.with_vectors)
 
     async def Delete(self, request, context):
         async with self.gate.write():
@@ -317,31 +282,25 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         """The upload and the thumbnail go with the last video that points at them."""
         sha = ""
         try:
-            sha = (await self.search("Get", search_pb2.GetRequest(id=video_id))).content_sha256
+            sha = (await self.search.get(video_id)).content_sha256
         except channels.Upstream as exc:
             if exc.code != grpc.StatusCode.NOT_FOUND:
                 raise
-        response = await self.search("Delete", search_pb2.DeleteRequest(id=video_id))
+        response = await self.search.delete(video_id)
         for building in await self.versions.building():
-            await self.search("Delete", search_pb2.DeleteRequest(id=video_id, collection=building.name))
+            await self.search.delete(video_id, building.name)
         if sha:
-            others = await self.search("Scroll", search_pb2.ScrollRequest(
-                limit=1, filter=common_pb2.Filter(content_sha256=sha)))
+            others = await self.search.scroll(limit=1, filter=common_pb2.Filter(content_sha256=sha))
             if not others.videos:  # the last video with these bytes: the upload goes too
                 if self.media is not None:
                     await asyncio.to_thread(self.media.remove, sha)
                 await asyncio.to_thread(self.thumbnails.remove, sha)
         return gateway_pb2.DeleteVideoResponse(deleted=response.deleted)
 
-    @staticmethod
-    def kept_path(store: MediaStore | None, record: common_pb2.VideoRecord) -> Path | None:
-        """Where a stored video's upload or thumbnail is kept, when it is."""
-        path = store.path(record.content_sha256) if store is not None and record.content_sha256 else None
-        return path if path is not None and path.exists() else None
-
     async def _kept(self, store: MediaStore | None, video_id: str, what: str) -> bytes:
         """A file kept by content for a stored video: its upload or its thumbnail."""
-        path = self.kept_path(store, await self.search("Get", search_pb2.GetRequest(id=video_id)))
+        sha = (await self.search.get(video_id)).content_sha256
+        path = store.kept(sha) if store is not None else None
         if path is None:
             raise errors.NotFound(f"the {what} of {video_id!r} is not kept (keep_media off, or indexed before)")
         return await asyncio.to_thread(path.read_bytes)
@@ -354,18 +313,10 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def Transcribe(self, request, context):
         limits.check_video(request.video, self.s.max_video_mb)
-        response = await channels.call(
-            "transcriber",
-            self.stubs.transcriber.Transcribe,
-            transcriber_pb2.TranscribeRequest(video=request.video),
-            self.s.transcribe_timeout,
-        )
-        return response.transcript
+        return (await self.services.transcriber.transcribe(request.video)).transcript
 
     async def TrainRegressor(self, request, context):
-        return await channels.call(
-            "regressor", self.stubs.regressor.Train, request, self.s.train_timeout
-        )
+        return await self.services.regressor.train(request)
 
     async def Reembed(self, request, context):
         return await self.reembed.start(request.visual_version, request.fusion, request.audio_version)

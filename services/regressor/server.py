@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec import channels, config, errors
+from reelvec import clients, config, errors
 from reelvec.tls import TLS
-from reelvec.v1 import regressor_pb2, regressor_pb2_grpc, search_pb2, search_pb2_grpc
+from reelvec.v1 import regressor_pb2, regressor_pb2_grpc
 from services.regressor import estimators, features, model
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         self.settings = settings
         self.artifact = Path(settings.data_dir) / "regressor" / "likes-model.json"
         self.model: model.LikesModel | None = None
-        self.search = search_pb2_grpc.SearchStub(channels.open_channel(settings.search_url, TLS.of(settings)))
+        self.search = clients.Search.connect(settings.search_url, settings.search_timeout, TLS.of(settings))
         self._training = asyncio.Lock()
 
     def load(self) -> None:
@@ -83,14 +83,8 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
     async def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
         rows, likes, offset = [], [], ""
         while True:
-            page = await channels.call(
-                "search service",
-                self.search.Scroll,
-                search_pb2.ScrollRequest(
-                    offset=offset, limit=self.settings.page_size, with_vectors=True, only_with_likes=True
-                ),
-                self.settings.search_timeout,
-            )
+            page = await self.search.scroll(offset=offset, limit=self.settings.page_size, with_vectors=True,
+                                            only_with_likes=True)
             for video in page.videos:
                 try:
                     rows.append(features.row(video))

@@ -1,0 +1,210 @@
+"""The gateway's orchestration (Index, Delete, Predict, the completion of degraded videos) with
+in-process fakes of its typed clients (reelvec/clients.py), as Immich tests its ML app with a
+patched model factory: fast, and each fault is made on purpose. The real processes and gRPC between
+them are tests/integration's."""
+
+import asyncio
+import hashlib
+
+import grpc
+import numpy as np
+import pytest
+
+from reelvec import channels, errors, modalities
+from reelvec.v1 import common_pb2, encoder_pb2, gateway_pb2, regressor_pb2, search_pb2, transcriber_pb2
+from services.gateway.completion import Completion
+from services.gateway.server import Clients, Gateway, Settings
+
+RNG = np.random.default_rng(0)
+VIDEO = b"a video's bytes"
+ACTIVE, BUILDING = "videos_v1", "videos_v2"
+
+
+def vector(dim: int) -> list[float]:
+    v = RNG.normal(size=dim)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def unavailable(what: str) -> channels.Upstream:
+    return channels.Upstream(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable: UNAVAILABLE: connection refused")
+
+
+class FakeEncoder:
+    def __init__(self):
+        self.calls, self.fail = [], None
+
+    async def encode(self, video, visual_version="", audio_version=""):
+        self.calls.append((video, visual_version))
+        if self.fail:
+            raise self.fail
+        return encoder_pb2.EncodeResponse(
+            visual=vector(modalities.VISUAL_DIM), audio=vector(modalities.AUDIO_DIM), duration=4.0, has_audio=True,
+            visual_model=f"efficientnet_lite0:{visual_version or 1}", audio_model="stats", thumbnail_jpeg=b"jpeg")
+
+
+class FakeTranscriber:
+    def __init__(self):
+        self.fail = None
+
+    async def transcribe(self, video, caption="", hashtags=()):
+        if self.fail:
+            raise self.fail
+        return transcriber_pb2.TranscribeResponse(
+            transcript=common_pb2.Transcript(text="hello there", language="en"), text=vector(modalities.TEXT_DIM),
+            whisper_model="whisper:tiny.en", text_model="minilm:1")
+
+
+class FakeSearch:
+    """Collections of records by id, the way the search service keeps them."""
+
+    def __init__(self, building: bool = False):
+        self.collections = {ACTIVE: {}, **({BUILDING: {}} if building else {})}
+
+    def _of(self, collection: str) -> dict:
+        return self.collections[collection or ACTIVE]
+
+    async def list_collections(self):
+        infos = [search_pb2.CollectionInfo(name=ACTIVE, state=search_pb2.CollectionInfo.ACTIVE)]
+        if BUILDING in self.collections:
+            infos.append(search_pb2.CollectionInfo(name=BUILDING, state=search_pb2.CollectionInfo.BUILDING,
+                                                   model_versions={modalities.VISUAL: "efficientnet_lite0:2"}))
+        return search_pb2.ListCollectionsResponse(alias="videos", active=ACTIVE, collections=infos)
+
+    async def upsert(self, video, collection=""):
+        created = video.id not in self._of(collection)
+        self._of(collection)[video.id] = common_pb2.VideoRecord.FromString(video.SerializeToString())
+        return search_pb2.UpsertResponse(created=created)
+
+    async def get(self, video_id, collection="", with_vectors=False):
+        if video_id not in self._of(collection):
+            raise channels.Upstream(grpc.StatusCode.NOT_FOUND, f"no video with id {video_id!r}")
+        return self._of(collection)[video_id]
+
+    async def delete(self, video_id, collection=""):
+        return search_pb2.DeleteResponse(deleted=self._of(collection).pop(video_id, None) is not None)
+
+    async def scroll(self, collection="", offset="", limit=0, with_vectors=False, filter=None, only_with_likes=False):
+        videos = list(self._of(collection).values())
+        if filter is not None and filter.content_sha256:
+            videos = [v for v in videos if v.content_sha256 == filter.content_sha256]
+        if filter is not None and filter.only_incomplete:
+            videos = [v for v in videos if v.incomplete]
+        return search_pb2.ScrollResponse(videos=videos[:limit or None])
+
+    async def query_batch(self, request, timeout):
+        raise AssertionError("these tests make no search queries")
+
+    async def analyze(self, request):
+        stored = self._of("")[request.id] if request.id else None
+        return search_pb2.AnalyzeResponse(originality=0.8, video=stored)
+
+
+class FakeRegressor:
+    def __init__(self):
+        self.seen = []
+
+    async def predict(self, video):
+        self.seen.append(video)
+        return regressor_pb2.RegressResponse(likes=100 + video.metadata.author.followers, likes_low=50,
+                                             likes_high=300, model_version="ridge-1")
+
+
+@pytest.fixture
+def fakes():
+    return Clients(FakeEncoder(), FakeTranscriber(), FakeSearch(), FakeRegressor())
+
+
+def gateway_of(services, tmp_path) -> Gateway:
+    return Gateway(Settings(data_dir=str(tmp_path)), services)
+
+
+def index(gateway, video_id="clip0", data=VIDEO, **metadata):
+    request = gateway_pb2.IndexRequest(video=data, metadata=common_pb2.VideoMetadata(id=video_id, **metadata))
+    return asyncio.run(gateway.Index(request, None))
+
+
+def test_index_embeds_fuses_and_stores_one_whole_record(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    response = index(gateway, caption="my dog", likes=12)
+    stored = fakes.search.collections[ACTIVE]["clip0"]
+    assert response.created and response.id == "clip0" and not response.incomplete
+    assert set(stored.embeddings.vectors) == {"visual", "audio", "text", "fused"}
+    fused = np.asarray(stored.embeddings.vectors["fused"].values)
+    assert len(fused) == modalities.DIMS["fused"] and np.linalg.norm(fused) == pytest.approx(1.0, abs=1e-5)
+    assert stored.transcript == "hello there" and stored.metadata.caption == "my dog" and stored.metadata.likes == 12
+    assert stored.content_sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert dict(stored.model_versions)["visual"] == "efficientnet_lite0:1"
+    assert gateway.media.kept(stored.content_sha256).read_bytes() == VIDEO  # the upload, for re-embedding
+    assert gateway.thumbnails.kept(stored.content_sha256).read_bytes() == b"jpeg"
+
+
+def test_a_transcriber_that_is_down_stores_the_video_degraded_and_completion_mends_it(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.transcriber.fail = unavailable("transcriber")
+    response = index(gateway)
+    stored = fakes.search.collections[ACTIVE]["clip0"]
+    assert list(response.incomplete) == ["transcript"] == list(stored.incomplete)
+    assert set(stored.embeddings.vectors) == {"visual", "audio", "fused"} and not stored.transcript
+
+    completion = Completion(gateway.search, fakes.transcriber, gateway.versions, gateway.media, gateway.fusion)
+    with pytest.raises(channels.Upstream):  # still down: forever() tries again later
+        asyncio.run(completion.once())
+    assert fakes.search.collections[ACTIVE]["clip0"].incomplete
+    fakes.transcriber.fail = None
+    assert asyncio.run(completion.once()) == 1
+    mended = fakes.search.collections[ACTIVE]["clip0"]
+    assert not mended.incomplete and mended.transcript == "hello there" and "text" in mended.embeddings.vectors
+    assert not np.allclose(mended.embeddings.vectors["fused"].values, stored.embeddings.vectors["fused"].values)
+
+
+def test_without_degraded_index_a_transcriber_that_is_down_fails_the_call_and_stores_nothing(fakes, tmp_path):
+    gateway = Gateway(Settings(data_dir=str(tmp_path), degraded_index=False), fakes)
+    fakes.transcriber.fail = unavailable("transcriber")
+    with pytest.raises(channels.Upstream) as failed:
+        index(gateway)
+    assert failed.value.code == grpc.StatusCode.UNAVAILABLE and not fakes.search.collections[ACTIVE]
+
+
+def test_an_encoder_failure_stores_nothing_not_even_the_upload(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.encoder.fail = channels.Upstream(grpc.StatusCode.INVALID_ARGUMENT, "not a media file")
+    with pytest.raises(channels.Upstream, match="not a media file"):
+        index(gateway)
+    assert not fakes.search.collections[ACTIVE]
+    assert gateway.media.kept(hashlib.sha256(VIDEO).hexdigest()) is None
+
+
+def test_bad_metadata_is_refused_before_any_service_is_called(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    with pytest.raises(errors.InvalidInput, match="id 'clip0\\\\n' is invalid"):
+        index(gateway, video_id="clip0\n")
+    assert fakes.encoder.calls == []
+
+
+def test_while_a_re_embed_fills_a_collection_an_index_goes_there_too_with_its_versions(tmp_path):
+    services = Clients(FakeEncoder(), FakeTranscriber(), FakeSearch(building=True), FakeRegressor())
+    index(gateway_of(services, tmp_path))
+    copy = services.search.collections[BUILDING]["clip0"]
+    assert dict(copy.model_versions)["visual"] == "efficientnet_lite0:2"
+    assert [version for _, version in services.encoder.calls] == ["", "2"]  # encoded again for the new one
+    assert copy.transcript == services.search.collections[ACTIVE]["clip0"].transcript  # reused
+
+
+def test_delete_removes_the_upload_with_the_last_video_of_those_bytes(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    index(gateway, "a")
+    index(gateway, "b")  # the same bytes under another id
+    sha = hashlib.sha256(VIDEO).hexdigest()
+    asyncio.run(gateway.Delete(gateway_pb2.DeleteVideoRequest(id="a"), None))
+    assert gateway.media.kept(sha) is not None
+    deleted = asyncio.run(gateway.Delete(gateway_pb2.DeleteVideoRequest(id="b"), None))
+    assert deleted.deleted and gateway.media.kept(sha) is None and gateway.thumbnails.kept(sha) is None
+
+
+def test_predict_by_id_lets_the_caller_s_author_statistics_win(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    index(gateway, author=common_pb2.AuthorStats(followers=5))
+    request = gateway_pb2.PredictRequest(id="clip0", author=common_pb2.AuthorStats(followers=900))
+    predicted = asyncio.run(gateway.Predict(request, None))
+    assert predicted.likes == 1000 and fakes.regressor.seen[-1].metadata.author.followers == 900
+    assert predicted.transcript.text == "hello there" and predicted.model_versions["likes"] == "ridge-1"
