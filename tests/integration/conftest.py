@@ -41,8 +41,8 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def indexed(stack, corpus) -> dict[str, dict]:
     """The sample corpus indexed on the shared stack by `reelvec index --manifest`: its JSON lines by id.
-    Tests may delete or replace only videos they index themselves, or the ones listed here: bikes
-    (test_delete_removes_the_video) and food_1 (re-indexed with another caption)."""
+    Tests leave these videos as they are (they delete or re-index only videos they index themselves):
+    searches expect them, and the likes models train on them."""
     result = stack.cli("index", "--manifest", str(corpus), "--json")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     return {line["id"]: line for line in lines}

@@ -89,12 +89,16 @@ def test_filters_restrict_hits(stack, indexed, corpus):
     assert ranged and all(low <= by_id[h.id] <= high for h in ranged)
 
 
-def test_reindexing_the_same_id_replaces_it(stack, indexed, corpus):
+def test_reindexing_the_same_id_replaces_it(stack, corpus):
+    # a video of its own: a corpus video changed here would change what the likes models train on
     stub = stack.stub()
-    metadata = common_pb2.VideoMetadata(id="food_1", caption="a new caption", likes=5)
-    first = stub.Index(gateway_pb2.IndexRequest(video=_video(corpus.parent / "food_1.mp4"), metadata=metadata), timeout=300)
-    assert first.created is False
-    assert stub.Get(gateway_pb2.GetVideoRequest(id="food_1"), timeout=30).metadata.caption == "a new caption"
+    data = _video(corpus.parent / "food_1.mp4")
+    for caption, created in (("the first caption", True), ("a new caption", False)):
+        metadata = common_pb2.VideoMetadata(id="food_again", caption=caption)
+        response = stub.Index(gateway_pb2.IndexRequest(video=data, metadata=metadata), timeout=300)
+        assert response.created is created
+    assert stub.Get(gateway_pb2.GetVideoRequest(id="food_again"), timeout=30).metadata.caption == "a new caption"
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="food_again"), timeout=30).deleted
 
 
 def _chunks(metadata, data, size=64 * 1024):
@@ -246,11 +250,13 @@ def test_predict_by_id_uses_the_stored_video(stack, trained, grpc_error):
     assert missing.code() == grpc.StatusCode.NOT_FOUND and "no_such_video" in missing.details()
 
 
-def test_delete_removes_the_video(stack, indexed, grpc_error):
+def test_delete_removes_the_video(stack, tmp_path, grpc_error):
     stub = stack.stub()
     assert stack.cli("delete", "street_x", "--json", check=False).returncode == 0  # unknown id: deleted false
-    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="bikes"), timeout=30).deleted
-    assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="bikes"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
+    clip = samples.make_video(tmp_path / "doomed.mp4", seed=6543, seconds=2).read_bytes()
+    stub.Index(gateway_pb2.IndexRequest(video=clip, metadata=common_pb2.VideoMetadata(id="doomed")), timeout=300)
+    assert stub.Delete(gateway_pb2.DeleteVideoRequest(id="doomed"), timeout=30).deleted
+    assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="doomed"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_uploads_are_kept_once_per_content_until_the_last_video_goes(stack, tmp_path):
