@@ -11,9 +11,9 @@ import numpy as np
 
 from bench import common
 from reelvec import launcher, samples, triton
-from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME, visual as visual_model
+from reelvec.models import TRITON_REPOSITORY, visual as visual_model
 from services.encoder import frames
-from services.encoder.visual import OnnxVisual, TritonVisual
+from services.encoder.models import VISUAL, OnnxModel, TritonModel
 
 FRAMES_PER_CLIP = 16
 
@@ -26,15 +26,15 @@ def _clips() -> list[np.ndarray]:
 
 
 async def _triton_run(url: str, clips, concurrency: int, requests: int, pid: int) -> tuple[float, float]:
-    backend = TritonVisual(url, VISUAL_MODEL_NAME, timeout=120)
-    await backend.ready(60)
-    await backend.embed(clips[0])  # warm
+    backend = TritonModel(VISUAL, "", url, timeout=120)
+    await backend.load(60)
+    await backend.predict(clips[0])  # warm
     jobs = itertools.count()
     cpu = common.tree_cpu_seconds(pid)
 
     async def worker():
         while (n := next(jobs)) < requests:
-            await backend.embed(clips[n % len(clips)])
+            await backend.predict(clips[n % len(clips)])
 
     with common.Timer() as t:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -68,7 +68,7 @@ def run(args) -> common.Section:
         wall, cpu = _sequential(lambda x: model(torch.from_numpy(x)), clips, requests)
     results.append(("PyTorch eager (baseline)", 1, wall, cpu))
 
-    onnx = OnnxVisual(TRITON_REPOSITORY, VISUAL_MODEL_NAME)
+    onnx = OnnxModel(VISUAL, "", TRITON_REPOSITORY)
     wall, cpu = _sequential(lambda x: onnx.session.run(None, {"frames": x}), clips, requests)
     results.append(("onnxruntime in-process", 1, wall, cpu))
 

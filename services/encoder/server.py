@@ -1,6 +1,7 @@
 """The reelvec.v1.Encoder service: sampled frames -> visual vector (Triton), audio track -> features."""
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
@@ -9,13 +10,12 @@ import numpy as np
 from PIL import Image
 
 from reelvec import config, errors, limits, media
-from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from reelvec.vectors import unit
-from services.encoder import audio_features, frames
-from services.encoder.learned_audio import OnnxAudio, TritonAudio
-from services.encoder.visual import OnnxVisual, TritonVisual, pool
+from services.encoder import audio_features, frames, models
+from services.encoder.models import AUDIO, VISUAL, Model, pool
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class Settings(config.ServerSettings):
     port: int = 50052
-    visual_backend: str = "triton"  # or "onnxruntime": in-process, for machines without Triton
+    # "triton", or "onnxruntime": in-process, for machines without Triton
+    visual_backend: str = dataclasses.field(default="triton", metadata={"choices": models.BACKENDS})
     triton_url: str = "127.0.0.1:8001"
     triton_timeout: float = 30.0  # seconds per inference call
     triton_ready_timeout: float = 300.0  # how long warmup waits for Triton to serve the model
@@ -36,24 +37,6 @@ class Settings(config.ServerSettings):
     max_decodes: int = 2  # videos decoded at once (CPU-bound threads); more wait
 
 
-def make_visual(settings: Settings, version: str = ""):
-    version = version or settings.visual_model_version
-    if settings.visual_backend == "triton":
-        return TritonVisual(settings.triton_url, settings.visual_model, version, settings.triton_timeout)
-    if settings.visual_backend == "onnxruntime":
-        return OnnxVisual(settings.model_repository, settings.visual_model, version, settings.onnx_threads)
-    raise SystemExit(f"unknown visual backend {settings.visual_backend!r}: use triton or onnxruntime")
-
-
-def make_audio(settings: Settings, version: str):
-    """A learned audio encoder version, on the visual model's backend."""
-    if settings.visual_backend == "triton":
-        return TritonAudio(settings.triton_url, AUDIO_MODEL_NAME, version, settings.triton_timeout)
-    if settings.visual_backend == "onnxruntime":
-        return OnnxAudio(settings.model_repository, AUDIO_MODEL_NAME, version, settings.onnx_threads)
-    raise SystemExit(f"unknown visual backend {settings.visual_backend!r}: use triton or onnxruntime")
-
-
 def _jpeg(frame: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(frame).save(out, format="JPEG", quality=85)
@@ -63,32 +46,40 @@ def _jpeg(frame: np.ndarray) -> bytes:
 class Encoder(encoder_pb2_grpc.EncoderServicer):
     PINNED_READY_TIMEOUT = 5.0
 
-    def __init__(self, settings: Settings, visual):
+    def __init__(self, settings: Settings, visual: Model | None = None):
         self.settings = settings
-        self.visual = visual  # the default: settings.visual_model_version, else the newest
-        self._pinned: dict[tuple[str, str], object] = {}  # (kind, version) callers asked for
+        # the default: settings.visual_model_version, else the newest
+        self.visual = visual or models.make(settings, VISUAL, settings.visual_model_version)
+        self.pinned = models.ModelCache(self._load_pinned)  # the versions callers pin
         self._decodes = asyncio.Semaphore(settings.max_decodes)
 
-    async def _model_for(self, kind: str, version: str):
-        """The model version a caller pins (the gateway pins its collection's), opened once."""
-        if not version.isdigit():
-            raise errors.InvalidInput(f"{kind}_version must be a number such as 2, not {version!r}")
-        model = self._pinned.get((kind, version))
-        if model is None:
-            make = make_visual if kind == "visual" else make_audio
-            try:
-                model = make(self.settings, version)
-            except FileNotFoundError as exc:
-                raise errors.Precondition(f"{kind} model version {version} is not there ({exc})") from None
-            try:
-                await model.ready(self.PINNED_READY_TIMEOUT)
-            except errors.Unavailable as exc:
-                await model.close()
-                raise errors.Precondition(
-                    f"{kind} model version {version} is not served ({exc}): load it into Triton first"
-                ) from None
-            self._pinned[(kind, version)] = model
+    async def _load_pinned(self, kind: models.Kind, version: str) -> Model:
+        """A model version a caller pins (the gateway pins its collection's)."""
+        what = "visual" if kind is VISUAL else "audio"
+        try:
+            model = models.make(self.settings, kind, version)
+        except FileNotFoundError as exc:
+            raise errors.Precondition(f"{what} model version {version} is not there ({exc})") from None
+        try:
+            await model.load(self.PINNED_READY_TIMEOUT)
+        except errors.Unavailable as exc:
+            await model.close()
+            raise errors.Precondition(
+                f"{what} model version {version} is not served ({exc}): load it into Triton first"
+            ) from None
         return model
+
+    @contextlib.asynccontextmanager
+    async def _models(self, visual_version: str, audio_version: str):
+        """The visual model and the learned audio one (None: the hand-made statistics) a call pins."""
+        for name, version in (("visual_version", visual_version), ("audio_version", audio_version)):
+            if version and not version.isdigit():
+                raise errors.InvalidInput(f"{name} must be a number such as 2, not {version!r}")
+        async with contextlib.AsyncExitStack() as stack:
+            visual = await stack.enter_async_context(self.pinned.use(VISUAL, visual_version)) \
+                if visual_version else self.visual
+            audio = await stack.enter_async_context(self.pinned.use(AUDIO, audio_version)) if audio_version else None
+            yield visual, audio
 
     def _samples(self, data: bytes) -> np.ndarray | None:
         samples = media.decode_audio(data, audio_features.SAMPLE_RATE, self.settings.max_duration)
@@ -103,20 +94,21 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
                 return await asyncio.to_thread(audio_features.features, samples), audio_features.VERSION
             windows = await asyncio.to_thread(audio_features.logmel_windows, samples)
         with timed("model"):
-            return pool(await learned.embed(windows)), learned.name
+            return pool(await learned.predict(windows)), learned.name
 
     async def _visual(self, model, frames_: np.ndarray) -> tuple[np.ndarray, int]:
         """The clip vector, and the index of the frame closest to it (the thumbnail)."""
         with timed("model"):
-            embeddings = await model.embed(frames_)
+            embeddings = await model.predict(frames_)
         pooled = pool(embeddings)
         return pooled, int(np.argmax(unit(embeddings) @ pooled))
 
     async def Encode(self, request, context):
-        data = request.video
-        limits.check_video(data, self.settings.max_video_mb)
-        visual_model = await self._model_for("visual", request.visual_version) if request.visual_version else self.visual
-        learned = await self._model_for("audio", request.audio_version) if request.audio_version else None
+        limits.check_video(request.video, self.settings.max_video_mb)
+        async with self._models(request.visual_version, request.audio_version) as (visual_model, learned):
+            return await self._encode(request.video, visual_model, learned)
+
+    async def _encode(self, data: bytes, visual_model: Model, learned: Model | None) -> encoder_pb2.EncodeResponse:
         with timed("queued"):
             await self._decodes.acquire()
         try:
@@ -148,13 +140,13 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
         )
 
     async def close(self) -> None:
-        for visual in [self.visual, *self._pinned.values()]:
-            await visual.close()
+        await self.visual.close()
+        await self.pinned.close()
 
     async def warmup(self) -> None:
-        await self.visual.ready(self.settings.triton_ready_timeout)
+        await self.visual.load(self.settings.triton_ready_timeout)
         # the first inference allocates the runtime's buffers: pay for it before serving
-        await self.visual.embed(np.zeros((1, frames.SIZE, frames.SIZE, 3), np.uint8))
+        await self.visual.predict(np.zeros((1, frames.SIZE, frames.SIZE, 3), np.uint8))
         log.info(
             "visual model ready", extra={"backend": self.settings.visual_backend, "model": self.visual.name}
         )
