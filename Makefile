@@ -82,7 +82,7 @@ loadtest: loadtest-env
 # A bounded soak test against a running `make run` stack: steady mixed traffic, errors, latency
 # percentiles and every process's memory over time (docs/reliability.md); exits 1 on any error.
 soak: install
-	$(BIN)/python -m reelvec.soak --gateway $(GATEWAY) --data-dir $(DATA_DIR) --seconds $(DURATION) --rate $(or $(RATE),20)
+	$(BIN)/python -m reelvec.tools.soak --gateway $(GATEWAY) --data-dir $(DATA_DIR) --seconds $(DURATION) --rate $(or $(RATE),20)
 
 clean:
 	rm -rf $(VENV) $(LOADTEST_VENV) reelvec/v1/*_pb2*.py* .data

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import common
-from reelvec import launcher, samples, triton
-from reelvec.models import TRITON_REPOSITORY, visual as visual_model
-from services.encoder import frames
+from reelvec import frames, samples, triton
+from reelvec.models import TRITON_REPOSITORY
+from reelvec.models import visual as visual_model
+from reelvec.tools import launcher
 from services.encoder.models import VISUAL, OnnxModel, TritonModel
 
 FRAMES_PER_CLIP = 16

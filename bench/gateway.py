@@ -13,9 +13,10 @@ import grpc
 import numpy as np
 
 from bench import common
-from reelvec import launcher, limits, modalities
+from reelvec import limits, modalities
 from reelvec.fusion import fuse
-from reelvec.local_stack import RunningStack
+from reelvec.tools import launcher
+from reelvec.tools.local_stack import RunningStack
 from reelvec.v1 import (
     common_pb2,
     gateway_pb2,

@@ -12,11 +12,11 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common, transcription
-from reelvec import cli, client, launcher, media, samples
-from reelvec.local_stack import RunningStack
+from reelvec import frames as frame_ops
+from reelvec import media, samples
+from reelvec.tools import cli, client, launcher
+from reelvec.tools.local_stack import RunningStack
 from reelvec.v1 import common_pb2
-from services.encoder import frames as frame_ops
-
 
 # Like a phone upload, downscaled: portrait, 30 fps. The frame rate matters to the naive pipeline,
 # which runs the network on every frame; reelvec samples 16 frames whatever the length.
@@ -43,7 +43,8 @@ def _naive(items) -> tuple[float, float]:
     from sentence_transformers import SentenceTransformer
 
     from bench.baselines import openai_whisper
-    from reelvec.models import text as text_model, visual as visual_model
+    from reelvec.models import text as text_model
+    from reelvec.models import visual as visual_model
 
     model = visual_model.eager_model()
     whisper = openai_whisper.load("base")

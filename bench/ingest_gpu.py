@@ -30,8 +30,7 @@ def save_inputs(path: Path) -> None:
     import tempfile
 
     from bench import ingest
-    from reelvec import media
-    from services.encoder import frames
+    from reelvec import frames, media
 
     with tempfile.TemporaryDirectory() as work:
         arrays, seconds = {}, []

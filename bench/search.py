@@ -137,13 +137,13 @@ def _load_edge(store, corpus: np.ndarray) -> None:
 def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int], settings):
     import qdrant_edge as qe
 
-    from services.search import server
+    from services.search.catalog import open_edge_store
     from services.search.stores import base, edge
 
     # Opened exactly as the service opens it, so a settings change there is what gets measured;
     # only the idle watcher is off, because the benchmark calls optimize() itself.
     dims = {FUSED: modalities.DIMS[FUSED]} if len(corpus) > FUSED_ONLY_ABOVE else modalities.DIMS
-    store = server.open_edge_store(dataclasses.replace(settings, optimize_after=0), folder, dims)
+    store = open_edge_store(dataclasses.replace(settings, optimize_after=0), folder, dims)
     try:
         with common.Timer() as load:
             _load_edge(store, corpus)
@@ -206,10 +206,10 @@ def _corpus(generator: Generator, n: int, folder: Path) -> np.ndarray:
 
 
 def run(args) -> common.Section:
-    from services.search import server
+    from services.search.settings import SearchSettings
 
     # REELVEC_HNSW_M and the service's other search settings apply here as they do to the service
-    settings = config.load(server.SearchSettings, [])
+    settings = config.load(SearchSettings, [])
     spec, sizes = Spec(), _sizes(args)
     efs = _ints(os.environ.get(EF_ENV))
     generator = Generator(spec)

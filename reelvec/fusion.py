@@ -73,7 +73,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 class LearnedFusion:
-    """The encoder half of the autoencoder fusion (reelvec/evaluation/autoencoder.py), in numpy:
+    """The encoder half of the autoencoder fusion (reelvec/tools/training/autoencoder.py), in numpy:
     standardize the concatenation, Linear, GELU, Linear, L2-normalize. Saved as `<name>.npz`, the
     name carrying a digest of the weights so that two trainings never share a version."""
 

@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_media import encode_audio_only, encode_video
 
-from reelvec import errors, media, modalities
+from reelvec import errors, frames, media, modalities
 from reelvec.v1 import common_pb2
-from services.encoder import frames
 from services.gateway.server import _check_metadata
 from services.search import records
 

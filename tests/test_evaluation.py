@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reelvec import media, samples
-from reelvec.evaluation import metrics, transforms
+from reelvec.tools.evaluation import metrics, transforms
 
 
 def test_copy_detection_recall_and_micro_ap():
@@ -116,7 +116,7 @@ class _FakeGateway:
 
 
 def test_evaluate_names_and_skips_an_unusable_file_among_good_ones(clip, tmp_path, capsys):
-    from reelvec.evaluation import report
+    from reelvec.tools.evaluation import report
     from reelvec.v1 import common_pb2
 
     garbage = tmp_path / "garbage.mp4"
@@ -134,7 +134,7 @@ def test_evaluate_names_and_skips_an_unusable_file_among_good_ones(clip, tmp_pat
 
 
 def test_the_corpus_keeps_the_labels_of_a_partly_labelled_manifest(tmp_path):
-    from reelvec.evaluation import report
+    from reelvec.tools.evaluation import report
 
     lines = [{"path": f"v{i}.mp4", "id": f"v{i}"} | ({"label": "dance"} if i % 2 else {}) for i in range(4)]
     for line in lines:
@@ -162,7 +162,7 @@ def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):
 
 def test_the_report_compares_every_likes_model_when_likes_are_known():
     from reelvec import modalities
-    from reelvec.evaluation import report
+    from reelvec.tools.evaluation import report
     from reelvec.v1 import common_pb2, gateway_pb2
 
     rng = np.random.default_rng(6)
@@ -188,7 +188,7 @@ def test_the_report_compares_every_likes_model_when_likes_are_known():
 
 
 def test_originality_correlates_with_likes_in_the_direction_they_go():
-    from reelvec.evaluation import report
+    from reelvec.tools.evaluation import report
 
     rng = np.random.default_rng(3)
     alone = np.eye(12)[:4]  # nothing like them in the corpus: original
@@ -204,7 +204,7 @@ def test_originality_correlates_with_likes_in_the_direction_they_go():
 
 
 def test_the_autoencoder_fusion_learns_and_keeps_neighbours_apart():
-    from reelvec.evaluation.autoencoder import LATENT, Autoencoder
+    from reelvec.tools.training.autoencoder import LATENT, Autoencoder
 
     rng = np.random.default_rng(8)
     centres = rng.normal(size=(4, 300))

@@ -57,8 +57,8 @@ def test_wrong_size_and_nothing_to_fuse_are_errors():
 def test_the_served_learned_fusion_is_the_trained_autoencoders_bottleneck(tmp_path):
     """The gateway's numpy forward pass against PyTorch's, on videos with and without audio; an
     unknown or path-like name is refused."""
-    from reelvec.evaluation.autoencoder import LATENT, Autoencoder
     from reelvec.fusion import Fusions, concatenated
+    from reelvec.tools.training.autoencoder import LATENT, Autoencoder
 
     rng = np.random.default_rng(2)
     videos = [_random(rng) for _ in range(30)] + [_random(rng, with_=("visual", "text")) for _ in range(10)]

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from reelvec.config import REPO_ROOT
-from reelvec.deploy.render import kustomize
+from reelvec.tools.deploy.render import kustomize
 
 SERVICES = ("gateway", "encoder", "transcriber", "search", "regressor")
 SERVING = {f"services/{s}/Dockerfile": f"reelvec/{s}" for s in SERVICES} | {
@@ -64,6 +64,15 @@ def test_images_end_non_root_and_copy_what_exists(path):
                 *sources, _ = rest.split()
                 for source in sources:
                     assert (REPO_ROOT / source).exists(), (path, source)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_image_carries_the_core_and_its_own_service_only(service):
+    build = stages(f"services/{service}/Dockerfile")[0]
+    copied = [rest.split()[0] for keyword, rest in build if keyword == "COPY"]
+    assert "services" not in copied and f"services/{service}" in copied
+    assert {s.split("/")[1] for s in copied if s.startswith("services/") and s != "services/__init__.py"} == {service}
+    assert ("RUN", "rm -rf reelvec/tools") in build  # the CLI, training and evaluation stay out
 
 
 @pytest.mark.parametrize("path", SERVING)

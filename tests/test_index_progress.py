@@ -9,8 +9,9 @@ import grpc
 import numpy as np
 import pytest
 
-from reelvec import cli, modalities, samples
-from reelvec.progress import BAR, LINES, QUIET, Progress, mode_for
+from reelvec import modalities, samples
+from reelvec.tools import cli
+from reelvec.tools.progress import BAR, LINES, QUIET, Progress, mode_for
 from reelvec.v1 import common_pb2, gateway_pb2
 
 
@@ -203,7 +204,7 @@ class FakeEmbedder:
 
 
 def test_evaluate_names_its_stages_on_stderr(tmp_path, monkeypatch):
-    from reelvec.evaluation import report
+    from reelvec.tools.evaluation import report
 
     monkeypatch.setattr(report, "_with_learned", lambda originals, copies: None)  # the autoencoder's training
 

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from reelvec import client, manifest
+from reelvec.tools import client, manifest
 
 AUG_17_NOON_UTC = int(datetime(2026, 8, 17, 12, tzinfo=timezone.utc).timestamp())
 
@@ -115,7 +115,7 @@ def test_without_a_handler_the_first_bad_line_raises_with_its_place(folder):
 
 
 def test_evaluate_reads_manifests_through_the_same_checks(folder):
-    from reelvec.evaluation import report
+    from reelvec.tools.evaluation import report
 
     (folder / "b.mp4").write_bytes(b"another")
     read(folder, {"path": "a.mp4", "label": "x"}, {"path": "a.mp4", "likes": -2, "label": "y"},

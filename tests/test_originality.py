@@ -1,14 +1,15 @@
 """Originality as calibrated anomaly detection: each method on a clustered corpus, the search
 service's detector over a real embedded store, and the service refusing an unknown method."""
 
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from reelvec import modalities
-from services.search import analysis, originality
+from reelvec import modalities, originality
+from services.search import analysis
 from services.search.stores import base
 from services.search.stores.edge import EdgeStore
 
@@ -67,7 +68,7 @@ def test_the_service_detector_fits_from_the_store_and_refits_as_it_grows(kind, t
     centre = rng.normal(size=dim)
     store = _open(kind, tmp_path)
     try:
-        detector = originality.Detector("knn", store, modalities.FUSED)
+        detector = analysis.Detector("knn", store, modalities.FUSED)
         assert detector.current() is None  # empty: nothing to calibrate against
         for i in range(20):
             store.upsert(_stored(i, centre + 0.5 * rng.normal(size=dim)))
@@ -91,4 +92,7 @@ def test_the_service_detector_fits_from_the_store_and_refits_as_it_grows(kind, t
 def test_the_service_refuses_an_unknown_method():
     done = subprocess.run([sys.executable, "-m", "services.search", "--originality", "zscore"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0 and "--originality must be one of" in done.stderr
+    assert done.returncode == 2 and "--originality: invalid choice: 'zscore'" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "services.search"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "REELVEC_ORIGINALITY": "zscore"})
+    assert done.returncode == 2 and "REELVEC_ORIGINALITY must be one of similarity, knn" in done.stderr

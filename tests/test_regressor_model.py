@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from services.regressor import estimators, features, model
+from reelvec.likes import estimators, features, model
 
 WIDTH = len(features.NAMES)
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reelvec.launcher import free_port
-from reelvec import channels, modalities
+from reelvec import channels, modalities, originality
 from reelvec.server import caller_deadline
+from reelvec.tools.launcher import free_port
 from reelvec.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.gateway.query_batcher import QueryBatcher
 from services.search import analysis
@@ -547,11 +547,11 @@ def hit(score, *tags) -> base.Hit:
 
 
 def test_originality_formula():
-    assert analysis.originality([]) == 1.0
-    assert analysis.originality([0.2, 0.4]) == pytest.approx(0.7)
-    assert analysis.originality([1.0000001, 1.0]) == 0.0  # clipped
-    assert analysis.originality([-0.3, -0.1]) == 1.0
-    assert analysis.originality([0.2, 0.4], closest_copy=0.97) == pytest.approx(0.03)  # a copy is not original
+    assert originality.similarity_originality([]) == 1.0
+    assert originality.similarity_originality([0.2, 0.4]) == pytest.approx(0.7)
+    assert originality.similarity_originality([1.0000001, 1.0]) == 0.0  # clipped
+    assert originality.similarity_originality([-0.3, -0.1]) == 1.0
+    assert originality.similarity_originality([0.2, 0.4], closest_copy=0.97) == pytest.approx(0.03)  # a copy is not original
 
 
 def test_hashtag_suggestions_follow_the_closest_neighbours():
@@ -631,11 +631,13 @@ def test_hits_of_videos_stored_before_the_wire_record_still_carry_their_record(t
     """Hits are built from the record serialized at upsert; a video an older version stored has
     only the fields, and its hit must still carry them."""
     from services.search import records
-    from services.search import server as search_server
+    from services.search.catalog import open_catalog
+    from services.search.server import SearchServicer
+    from services.search.settings import SearchSettings
 
-    settings = search_server.SearchSettings(data_dir=str(tmp_path), optimize_after=0)
-    servicer = search_server.SearchServicer(settings)
-    servicer.attach(search_server.open_catalog(settings))
+    settings = SearchSettings(data_dir=str(tmp_path), optimize_after=0)
+    servicer = SearchServicer(settings)
+    servicer.attach(open_catalog(settings))
     try:
         anchor = unit(rng, DIMS["fused"])
         new = video("new", rng, author="an", hashtags=("x",), likes=4, fused=near(anchor, rng, 0.05))

@@ -11,8 +11,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from reelvec import channels, limits
-from reelvec.launcher import free_port
 from reelvec.server import ServiceGuard
+from reelvec.tools.launcher import free_port
 
 # gRPC servers in this process, on loopback ports; every call here has a deadline of seconds
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

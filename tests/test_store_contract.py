@@ -372,11 +372,12 @@ def test_edge_indexes_under_steady_searches_once_writes_settle(tmp_path):
 
 
 def test_edge_graph_settings_reach_the_engine(tmp_path):
-    from services.search import server
+    from services.search.catalog import open_edge_store
+    from services.search.settings import SearchSettings
 
     def opened_with(**graph) -> dict:
-        settings = server.SearchSettings(data_dir=str(tmp_path), optimize_after=0, **graph)
-        server.open_edge_store(settings, tmp_path / "edge", DIMS).close()
+        settings = SearchSettings(data_dir=str(tmp_path), optimize_after=0, **graph)
+        open_edge_store(settings, tmp_path / "edge", DIMS).close()
         return json.loads((tmp_path / "edge" / "edge_config.json").read_text())["hnsw_config"]
 
     default = opened_with()

@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from reelvec import launcher, samples, triton
+from reelvec import samples, triton
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
-from reelvec.training import simclr
+from reelvec.tools import launcher
+from reelvec.tools.training import simclr
 from services.encoder.models import VISUAL, TritonModel
 
 
@@ -39,7 +40,7 @@ def test_augmented_views_keep_shape_and_range():
 
 
 def test_the_3d_conv_baseline_learns_and_embeds_clips(clips):
-    from reelvec.training import clip3d
+    from reelvec.tools.training import clip3d
 
     videos = clip3d.video_clips([c.read_bytes() for c in clips])
     assert all(v.shape[1:] == (clip3d.SIZE, clip3d.SIZE, 3) and v.dtype == np.uint8 for v in videos)
@@ -54,7 +55,7 @@ def test_the_3d_conv_baseline_learns_and_embeds_clips(clips):
 def test_a_clip_is_augmented_the_same_way_in_every_frame():
     import torch
 
-    from reelvec.training import clip3d
+    from reelvec.tools.training import clip3d
 
     frame = torch.randint(0, 256, (1, 1, 32, 32, 3)).float()
     clip = frame.repeat(1, clip3d.WINDOW, 1, 1, 1)  # a still picture
@@ -101,7 +102,7 @@ def test_multimodal_training_aligns_audio_with_pictures_and_exports_it(tmp_path)
     import onnxruntime as ort
 
     from reelvec.models import AUDIO_MODEL_NAME
-    from reelvec.training import multimodal
+    from reelvec.tools.training import multimodal
 
     tones = [samples.make_video(tmp_path / f"t{i}.mp4", seed=20 + i, seconds=3, tone_hz=200.0 * (i + 1))
              for i in range(5)]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec.models import MODELS_DIR, whisper as ct2_whisper
+from reelvec.models import MODELS_DIR
+from reelvec.models import whisper as ct2_whisper
 
 VERSION = "20250625"
 INSTALL = (

@@ -9,12 +9,12 @@ import logging
 import numpy as np
 from PIL import Image
 
-from reelvec import config, errors, limits, media
+from reelvec import audio_features, config, errors, frames, limits, media
 from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from reelvec.vectors import unit
-from services.encoder import audio_features, frames, models
+from services.encoder import models
 from services.encoder.models import AUDIO, VISUAL, Model, pool
 
 log = logging.getLogger(__name__)

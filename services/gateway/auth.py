@@ -1,10 +1,7 @@
 """API keys for the gateway (issue 6; docs/reliability.md): hashed at rest, scoped, rate-limited.
 
-A key reads `rvk_<id>_<secret>`: the id finds its record, and the SHA-256 of the whole key must
-match the stored digest (compared in constant time). The secret is 32 random bytes, so a fast
-hash is enough: slow password hashes are for guessable secrets. The file
-(`<data-dir>/api-keys.json`, or `api_keys_file`) holds ids, digests, scopes and limits, never a
-key. `reelvec keys create` prints a key once. The gateway reads the file again when it changes.
+The keys file (`<data-dir>/api-keys.json`, or `api_keys_file`) is reelvec/api_keys.py's; the
+gateway reads it again when it changes and compares digests in constant time.
 
 Scopes nest: read (Search, Predict, Get, Embed, Transcribe, GetReembed, GetThumbnail, GetVideoFile) < write (Index,
 IndexStream, Delete) < admin (TrainRegressor, Reembed). Each key has a token bucket: `rate` calls
@@ -15,20 +12,13 @@ Keys are off while no keys file exists: `reelvec up` binds loopback only. With `
 (deploy/k8s sets it), a missing file stops the gateway at start instead.
 """
 
-import dataclasses
-import hashlib
 import hmac
 import json
-import os
-import secrets
-import threading
 import time
-from pathlib import Path
 
 from reelvec import errors
+from reelvec.api_keys import PREFIX, SCOPES, Key, KeyFile, digest
 
-PREFIX = "rvk_"
-SCOPES = ("read", "write", "admin")  # each includes the ones before it
 METHOD_SCOPES = {
     "Embed": "read", "Search": "read", "Predict": "read", "Get": "read", "Transcribe": "read",
     "GetReembed": "read", "GetThumbnail": "read", "GetVideoFile": "read", "Index": "write", "IndexStream": "write", "Delete": "write",
@@ -37,45 +27,14 @@ METHOD_SCOPES = {
 RECHECK_SECONDS = 1.0  # how often the file's modification time is looked at
 
 
-@dataclasses.dataclass
-class Key:
-    id: str
-    digest: str
-    scope: str
-    rate: float  # calls per second
-    burst: int
-    created: int
-    tokens: float = dataclasses.field(default=0.0, repr=False)
-    refilled: float = dataclasses.field(default=0.0, repr=False)
+class KeyStore(KeyFile):
+    """The keys file as the gateway reads it: the keys, each with its token bucket."""
 
-    def public(self) -> dict:
-        return {"id": self.id, "scope": self.scope, "rate": self.rate, "burst": self.burst, "created": self.created}
-
-    def take(self, now: float) -> float:
-        """0 when a call may go now; else the seconds until it may."""
-        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
-        self.refilled = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def _from_entry(entry: dict) -> Key:
-    return Key(**{k: entry[k] for k in ("id", "digest", "scope", "rate", "burst", "created")})
-
-
-class KeyStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path):
+        super().__init__(path)
         self._keys: dict[str, Key] = {}
         self._seen: float | None = None  # the file's mtime when read
         self._checked = 0.0
-        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -102,46 +61,11 @@ class KeyStore:
         old = self._keys
         self._keys = {}
         for entry in entries:
-            key = _from_entry(entry)
+            key = Key.from_entry(entry)
             kept = old.get(key.id)  # a reload keeps each bucket's state
             key.tokens, key.refilled = (kept.tokens, kept.refilled) if kept else (key.burst, now)
             self._keys[key.id] = key
         self._seen = mtime
-
-    def _save(self, keys: list[Key]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # digests only, still private
-        with os.fdopen(fd, "w") as out:
-            json.dump({"keys": [{**k.public(), "digest": k.digest} for k in keys]}, out, indent=2)
-        os.replace(partial, self.path)
-
-    def _read_all(self) -> list[Key]:
-        if not self.path.exists():
-            return []
-        return [_from_entry(e) for e in json.loads(self.path.read_text()).get("keys", [])]
-
-    def create(self, scope: str, rate: float = 50.0, burst: int = 100) -> tuple[str, Key]:
-        if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be positive and burst at least 1")
-        key_id = secrets.token_hex(4)
-        key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        record = Key(key_id, digest(key), scope, float(rate), int(burst), int(time.time()))
-        with self._lock:
-            self._save([*self._read_all(), record])
-        return key, record
-
-    def revoke(self, key_id: str) -> bool:
-        with self._lock:
-            keys = self._read_all()
-            kept = [k for k in keys if k.id != key_id]
-            self._save(kept)
-        return len(kept) < len(keys)
-
-    def list(self) -> list[dict]:
-        return [k.public() for k in self._read_all()]
 
     def authorize(self, method: str, metadata: dict) -> None:
         """Raises Unauthenticated, PermissionDenied or ResourceExhausted; returns when

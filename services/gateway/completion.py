@@ -9,10 +9,9 @@ the whole record. A record that changed meanwhile (indexed again, deleted) is le
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
-
-from collections.abc import Callable
 
 from reelvec import channels, clients, errors, modalities
 from reelvec.v1 import common_pb2

@@ -13,8 +13,8 @@ from reelvec.tls import TLS
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, search_pb2
 from services.gateway import pipeline
 from services.gateway.media_store import MediaStore
-from services.gateway.reembed import Reembed
 from services.gateway.query_batcher import QueryBatcher
+from services.gateway.reembed import Reembed
 from services.gateway.versions import Pins, Versions, WriteGate
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from reelvec import clients, config, errors
+from reelvec.likes import estimators, features, model
 from reelvec.tls import TLS
 from reelvec.v1 import regressor_pb2, regressor_pb2_grpc
-from services.regressor import estimators, features, model
 
 log = logging.getLogger(__name__)
 

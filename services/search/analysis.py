@@ -23,10 +23,19 @@ Formulas (docs/search.md explains the choices):
 
 import dataclasses
 import math
+import threading
 from collections import defaultdict
 
+import numpy as np
+
 from reelvec import errors, modalities
-from services.search.originality import ORIGINALITY_NEIGHBOURS, Calibrated
+from reelvec.originality import (
+    FIT_SAMPLE,
+    MIN_CORPUS,
+    ORIGINALITY_NEIGHBOURS,
+    Calibrated,
+    similarity_originality,
+)
 from services.search.stores import base
 
 HASHTAG_NEIGHBOURS = 20
@@ -42,13 +51,6 @@ class Analysis:
     near_duplicate_of: str  # empty when none
     hashtags: list[tuple[str, float]]  # best first
     similar: list[base.Hit]
-
-
-def originality(similarities: list[float], closest_copy: float = 0.0) -> float:
-    if not similarities:
-        return 1.0
-    closeness = max(sum(similarities) / len(similarities), closest_copy)
-    return 1.0 - min(max(closeness, 0.0), 1.0)
 
 
 def _tag(text: str) -> str:
@@ -129,10 +131,44 @@ def analyze(
         anomaly = calibrated.anomaly(vectors[modality], similarities)
         score = min(calibrated.originality(anomaly), 1.0 - min(max(closest_copy, 0.0), 1.0))
     else:
-        score = originality(similarities, closest_copy)
+        score = similarity_originality(similarities, closest_copy)
     return Analysis(
         originality=score,
         near_duplicate_of=duplicate,
         hashtags=suggest_hashtags(neighbours[:HASHTAG_NEIGHBOURS], list(known_hashtags)),
         similar=neighbours[:k],
     )
+
+
+class Detector:
+    """The search service's Calibrated, fitted lazily from the store and fitted again once the
+    corpus has changed by more than REFIT_CHANGE of its size since (deletes count too)."""
+
+    REFIT_CHANGE = 0.1
+    PAGE = 1000
+
+    def __init__(self, method: str, store, vector: str):
+        self.method, self.store, self.vector = method, store, vector
+        self._fitted: Calibrated | None = None
+        self._fitted_count = 0
+        self._lock = threading.Lock()
+
+    def _sample(self) -> np.ndarray:
+        rows, offset = [], None
+        while len(rows) < FIT_SAMPLE:
+            page, offset = self.store.scroll(offset, self.PAGE, with_vectors=[self.vector])
+            rows += [v.vectors[self.vector] for v in page if self.vector in v.vectors]
+            if offset is None:
+                break
+        return np.asarray(rows[:FIT_SAMPLE], np.float64)
+
+    def current(self) -> Calibrated | None:
+        """None while the corpus is too small to calibrate against. Blocking: fits when due."""
+        with self._lock:
+            count = self.store.count()
+            due = self._fitted is None or abs(count - self._fitted_count) > self.REFIT_CHANGE * self._fitted_count
+            if due:
+                rows = self._sample() if count >= MIN_CORPUS else np.zeros((0, 1))
+                self._fitted = Calibrated(self.method, rows) if len(rows) >= MIN_CORPUS else None
+                self._fitted_count = count
+            return self._fitted

@@ -1,4 +1,5 @@
-"""The collections of one search service and the alias that reads use (docs/versions.md).
+"""The collections of one search service, the alias that reads use (docs/versions.md), and how
+the settings open them.
 
 One collection per set of model versions, so vectors of two encoder or fusion versions never meet
 in one index. `<data-dir>/search/catalog.json` records which collections exist, the versions each
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reelvec import errors, modalities
+from services.search.settings import SearchSettings
 from services.search.stores import base
 
 ALIAS = "videos"
@@ -189,3 +191,52 @@ class Catalog:
                 collection.store.close()
         if self._on_close:
             self._on_close()
+
+
+def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) -> base.VideoStore:
+    """Blocking: opens (or creates) one collection's shard as the service does."""
+    from services.search.stores.edge import EdgeStore
+
+    store = EdgeStore(
+        path,
+        dims,
+        optimize_after=settings.optimize_after,
+        idle_seconds=settings.optimize_idle_seconds,
+        optimize_max_wait=settings.optimize_max_wait_seconds,
+        search_threads=settings.search_threads,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construct=settings.hnsw_ef_construct,
+        hnsw_ef=settings.hnsw_ef,
+        min_free_mb=settings.min_free_mb,
+    )
+    store.optimize()  # indexes whatever an earlier run left unindexed
+    return store
+
+
+def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
+    return Catalog(root, lambda name, dims: open_edge_store(settings, root / "edge" / name, dims), settings.collection)
+
+
+def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
+    from services.search.stores.qdrant import Connection, QdrantStore  # qdrant-client loads only when chosen
+
+    if settings.qdrant_url:
+        connection = Connection(url=settings.qdrant_url, api_key=settings.qdrant_api_key,
+                                replication_factor=settings.qdrant_replication_factor)
+    else:
+        connection = Connection(path=str(root / "qdrant"))
+    return Catalog(
+        root,
+        lambda name, dims: QdrantStore(name, dims, connection=connection),
+        settings.collection,
+        point_alias=lambda name: connection.point_alias(ALIAS, name),
+        on_close=connection.close,
+    )
+
+
+CATALOGS = {"edge": _edge_catalog, "qdrant": _qdrant_catalog}
+
+
+def open_catalog(settings: SearchSettings) -> Catalog:
+    """Blocking: opens every collection's store."""
+    return CATALOGS[settings.store](settings, Path(settings.data_dir) / "search")

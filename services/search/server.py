@@ -1,89 +1,14 @@
-"""The reelvec.v1.Search servicer over a VideoStore, its settings, and how the store is opened."""
+"""The reelvec.v1.Search servicer over the catalog of collections (catalog.py)."""
 
 import asyncio
 import dataclasses
-from pathlib import Path
 
-
-from reelvec import config, errors, limits, modalities
-from reelvec.server import register, serve
+from reelvec import errors, limits, modalities
 from reelvec.v1 import search_pb2, search_pb2_grpc
-from services.search import analysis, originality, records
+from services.search import analysis, records
 from services.search.catalog import ACTIVE, ALIAS, BUILDING, RETIRED, Catalog, Collection, models_behind
+from services.search.settings import SearchSettings
 from services.search.stores import base
-
-
-@dataclasses.dataclass
-class SearchSettings(config.ServerSettings):
-    port: int = 50054
-    store: str = "edge"  # "edge": embedded engine in the data dir; "qdrant": qdrant-client
-    qdrant_url: str = ""  # store=qdrant: a server (http://host:6334); empty: local mode in data_dir
-    qdrant_api_key: str = ""
-    qdrant_replication_factor: int = 1  # copies of each shard on a Qdrant cluster (deploy/k8s: 2)
-    # The first collection of a new data dir; later ones are named by the re-embed (docs/versions.md).
-    collection: str = "videos_v1"
-    near_duplicate_threshold: float = 0.95  # visual cosine similarity
-    originality: str = "similarity"  # or a calibrated anomaly detector: knn, isolation_forest, lof
-    optimize_after: int = 1000  # edge: writes before an idle store indexes them; 0: at start only
-    optimize_idle_seconds: float = 5.0
-    # edge: writes paused, searches not: index anyway once the oldest unindexed write is this old
-    optimize_max_wait_seconds: float = 60.0
-    search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
-    # edge: the HNSW graph and its search (docs/search.md, Settings for a million videos)
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
-    hnsw_ef: int = 128
-    min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
-
-
-def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) -> base.VideoStore:
-    """Blocking: opens (or creates) one collection's shard as the service does."""
-    from services.search.stores.edge import EdgeStore
-
-    store = EdgeStore(
-        path,
-        dims,
-        optimize_after=settings.optimize_after,
-        idle_seconds=settings.optimize_idle_seconds,
-        optimize_max_wait=settings.optimize_max_wait_seconds,
-        search_threads=settings.search_threads,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_construct=settings.hnsw_ef_construct,
-        hnsw_ef=settings.hnsw_ef,
-        min_free_mb=settings.min_free_mb,
-    )
-    store.optimize()  # indexes whatever an earlier run left unindexed
-    return store
-
-
-def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
-    return Catalog(root, lambda name, dims: open_edge_store(settings, root / "edge" / name, dims), settings.collection)
-
-
-def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
-    from services.search.stores.qdrant import Connection, QdrantStore  # qdrant-client loads only when chosen
-
-    if settings.qdrant_url:
-        connection = Connection(url=settings.qdrant_url, api_key=settings.qdrant_api_key,
-                                replication_factor=settings.qdrant_replication_factor)
-    else:
-        connection = Connection(path=str(root / "qdrant"))
-    return Catalog(
-        root,
-        lambda name, dims: QdrantStore(name, dims, connection=connection),
-        settings.collection,
-        point_alias=lambda name: connection.point_alias(ALIAS, name),
-        on_close=connection.close,
-    )
-
-
-CATALOGS = {"edge": _edge_catalog, "qdrant": _qdrant_catalog}
-
-
-def open_catalog(settings: SearchSettings) -> Catalog:
-    """Blocking: opens every collection's store."""
-    return CATALOGS[settings.store](settings, Path(settings.data_dir) / "search")
-
 
 MAX_QUERY_BATCH = 256
 
@@ -101,7 +26,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     def __init__(self, settings: SearchSettings):
         self._settings = settings
         self._catalog: Catalog | None = None
-        self._detectors: dict[str, originality.Detector] = {}
+        self._detectors: dict[str, analysis.Detector] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -122,13 +47,13 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             return method(*args, **kwargs)
         return await asyncio.to_thread(method, *args, **kwargs)
 
-    def _detector(self, collection: Collection) -> originality.Detector | None:
+    def _detector(self, collection: Collection) -> analysis.Detector | None:
         method = self._settings.originality
         if method == "similarity":
             return None
         detector = self._detectors.get(collection.name)
         if detector is None or detector.store is not collection.store:
-            detector = self._detectors[collection.name] = originality.Detector(
+            detector = self._detectors[collection.name] = analysis.Detector(
                 method, collection.store, modalities.FUSED
             )
         return detector
@@ -326,17 +251,3 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     async def DropCollection(self, request, context):
         dropped = await asyncio.to_thread(self.catalog.drop, request.name)
         return search_pb2.DropCollectionResponse(dropped=dropped)
-
-
-async def run(settings: SearchSettings) -> None:
-    servicer = SearchServicer(settings)
-
-    async def warmup():
-        servicer.attach(await asyncio.to_thread(open_catalog, settings))
-
-    async def cleanup():
-        opened = servicer.detach()
-        if opened is not None:
-            await asyncio.to_thread(opened.close)
-
-    await serve(settings, register(search_pb2, search_pb2_grpc, "Search", servicer), warmup, cleanup)

@@ -11,8 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from reelvec import launcher, samples
-from reelvec.local_stack import RunningStack
+from reelvec import samples
+from reelvec.tools import launcher
+from reelvec.tools.local_stack import RunningStack
 
 
 def stack_of_its_own(tmp_path_factory, name: str, whisper_model: str | None = "tiny.en", **env: str):

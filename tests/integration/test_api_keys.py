@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from reelvec import client, launcher
+from reelvec.tools import client, launcher
 from reelvec.v1 import gateway_pb2
 from services.gateway.auth import KeyStore
 
@@ -65,7 +65,7 @@ def test_keys_scopes_and_limits_are_enforced(guarded):
 
 def test_the_cli_sends_its_key(guarded):
     address, keys, _ = guarded
-    run = [sys.executable, "-m", "reelvec.cli", "search", "--id", "x", "--k", "1000", "--gateway", address]
+    run = [sys.executable, "-m", "reelvec.tools.cli", "search", "--id", "x", "--k", "1000", "--gateway", address]
     without = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert without.returncode == 1 and "UNAUTHENTICATED" in without.stderr and "--api-key" in without.stderr
     with_key = subprocess.run([*run, "--api-key", keys["read"]], capture_output=True, text=True, timeout=60)

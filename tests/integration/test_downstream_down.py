@@ -9,7 +9,8 @@ import time
 import grpc
 import pytest
 
-from reelvec import client, launcher, samples
+from reelvec import samples
+from reelvec.tools import client, launcher
 from reelvec.v1 import common_pb2, gateway_pb2
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,9 @@ from typing import Callable
 import grpc
 import pytest
 
-from reelvec import launcher, samples
-from reelvec.local_stack import RunningStack
+from reelvec import samples
+from reelvec.tools import launcher
+from reelvec.tools.local_stack import RunningStack
 from reelvec.v1 import common_pb2, gateway_pb2
 from tests.integration.conftest import stack_of_its_own
 

@@ -10,7 +10,8 @@ import time
 import grpc
 import pytest
 
-from reelvec import launcher, samples
+from reelvec import samples
+from reelvec.tools import launcher
 from reelvec.v1 import transcriber_pb2, transcriber_pb2_grpc
 
 pytestmark = pytest.mark.integration

@@ -344,10 +344,10 @@ def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, trained,
 
 
 def test_a_short_soak_has_no_errors_and_no_memory_growth(stack, trained, corpus):
-    """reelvec.soak for 45 s at 12 calls/s (`make soak` runs the same for minutes)."""
+    """reelvec.tools.soak for 45 s at 12 calls/s (`make soak` runs the same for minutes)."""
     import asyncio
 
-    from reelvec import soak
+    from reelvec.tools import soak
 
     uploads = [(corpus.parent / f"{name}.mp4").read_bytes() for name in ("travel_1", "food_0")]
     report = asyncio.run(soak.soak(stack.gateway, stack.pids(), seconds=45, rate=12, uploads=uploads))

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reelvec import client, launcher
+from reelvec.tools import client, launcher
 from reelvec.v1 import gateway_pb2, search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import grpc
 
-from reelvec import client, samples
+from reelvec import samples
+from reelvec.tools import client
 from reelvec.v1 import gateway_pb2
 
 MARKER_ID = "bigbuckbunny"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from services.regressor import estimators
+from reelvec.likes import estimators
 
 MIN_VIDEOS = 5
 FORMAT = "reelvec-likes-v2"

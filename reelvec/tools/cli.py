@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from reelvec import client, config, modalities
-from reelvec.progress import Progress, mode_for
+from reelvec import config, modalities
+from reelvec.tools import client
+from reelvec.tools.progress import Progress, mode_for
 from reelvec.v1 import common_pb2, gateway_pb2
-
 
 
 def _hits(hits) -> list[dict]:
@@ -196,7 +196,7 @@ def cmd_train(args, stub) -> int:
 
 
 def _train_encoder(args, stub) -> int:
-    from reelvec.training import encoder_command
+    from reelvec.tools.training import encoder_command
 
     report = encoder_command.train(
         stub, config.data_dir(args.data_dir), [Path(f) for f in args.files], args.steps, args.batch, args.lr,
@@ -208,7 +208,7 @@ def _train_encoder(args, stub) -> int:
 
 
 def _train_fusion(args, stub) -> int:
-    from reelvec.training import fusion_command
+    from reelvec.tools.training import fusion_command
 
     report = fusion_command.train(stub, config.data_dir(args.data_dir), reembed=not args.no_reembed,
                                   progress=None if args.json else _reembed_progress)
@@ -227,7 +227,7 @@ def _training_report(args, report: dict, what: str) -> int:
 
 
 def cmd_reembed(args, stub) -> int:
-    from reelvec.training import stack
+    from reelvec.tools.training import stack
 
     starting = bool(args.visual_version or args.fusion or args.audio_version)
     if starting:
@@ -246,9 +246,9 @@ def cmd_reembed(args, stub) -> int:
 
 
 def cmd_keys(args) -> int:
-    from services.gateway.auth import KeyStore
+    from reelvec.api_keys import KeyFile
 
-    store = KeyStore(Path(args.file) if args.file else config.data_dir(args.data_dir) / "api-keys.json")
+    store = KeyFile(Path(args.file) if args.file else config.data_dir(args.data_dir) / "api-keys.json")
     try:
         if args.action == "create":
             key, record = store.create(args.scope, args.rate, args.burst)
@@ -271,8 +271,8 @@ def cmd_deploy(args) -> int:
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
-    from reelvec.deploy import render
-    from reelvec.deploy.cluster import Cluster, waves
+    from reelvec.tools.deploy import render
+    from reelvec.tools.deploy.cluster import Cluster, waves
 
     try:
         if args.action == "render":
@@ -315,7 +315,7 @@ def cmd_deploy(args) -> int:
 def cmd_evaluate(args, stub) -> int:
     import tempfile
 
-    from reelvec.evaluation import report, transforms
+    from reelvec.tools.evaluation import report, transforms
 
     kinds = tuple(args.transforms.split(",")) if args.transforms else transforms.TRANSFORMS
     unknown = set(kinds) - set(transforms.TRANSFORMS)
@@ -465,7 +465,7 @@ INDEX_CONCURRENCY = 8
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
-        from reelvec import launcher
+        from reelvec.tools import launcher
 
         return launcher.main(args)
     if args.command == "deploy":

@@ -10,14 +10,14 @@ import threading
 import time
 from pathlib import Path
 
-from reelvec import client
+from reelvec.tools import client
 
 READY_TIMEOUT = 600
 
 
 class RunningStack:
     def __init__(self, data_dir: Path, port: int, **env: str):
-        from reelvec.launcher import free_port
+        from reelvec.tools.launcher import free_port
 
         self.data_dir = data_dir
         self.env = env
@@ -31,7 +31,7 @@ class RunningStack:
     def start(self) -> None:
         env = dict(os.environ, **self.env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "reelvec.cli", "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
+            [sys.executable, "-m", "reelvec.tools.cli", "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
              "--web-port", str(self.web_port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
@@ -63,7 +63,7 @@ class RunningStack:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "reelvec.cli", *args, "--gateway", self.gateway],
+            [sys.executable, "-m", "reelvec.tools.cli", *args, "--gateway", self.gateway],
             capture_output=True, text=True, timeout=600,
         )
         if check and result.returncode != 0:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from services.search.originality import unit
+from reelvec.vectors import unit
 
 
 def similarities(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:

@@ -269,7 +269,7 @@ async def _run(args) -> int:
         print(f"reelvec ready: gateway at {stack.gateway}, web page at {stack.web} (logs in {stack.data_dir / 'logs'})",
               flush=True)
         if args.sample:
-            from reelvec import sample_corpus
+            from reelvec.tools import sample_corpus
 
             await asyncio.to_thread(sample_corpus.ensure_indexed, stack.gateway, data_dir)
         crashed = asyncio.ensure_future(stack.supervise())

@@ -17,7 +17,7 @@ Targets are standardized (mean 0, scale 1) before fitting and restored after.
 
 import numpy as np
 
-from services.regressor import features, neural
+from reelvec.likes import features, neural
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # wide: ~1.9k features, often fewer videos
 KINDS = ("ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean")

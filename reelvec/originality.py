@@ -2,7 +2,7 @@
 approach), calibrated to [0, 1] against the corpus itself.
 
 Methods (the search service's `--originality`):
-- similarity (default): 1 - mean cosine similarity of the nearest neighbours (analysis.py); not
+- similarity (default): 1 - mean cosine similarity of the nearest neighbours; not
   calibrated, stable on tiny corpora.
 - knn: anomaly = 1 - mean cosine similarity of the ORIGINALITY_NEIGHBOURS nearest neighbours.
 - isolation_forest: scikit-learn's IsolationForest, anomaly = minus its score.
@@ -13,8 +13,6 @@ against the others) is at most this video's. 0.9 reads "more unusual than 90% of
 detectors are fitted on a sample of at most FIT_SAMPLE videos and are never saved: scikit-learn
 models persist only as pickles, so each start fits again from the store.
 """
-
-import threading
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -28,6 +26,15 @@ ORIGINALITY_NEIGHBOURS = 5
 LOF_NEIGHBOURS = 20
 FIT_SAMPLE = 5000
 MIN_CORPUS = 3  # fewer videos than this: nothing to calibrate against
+
+
+def similarity_originality(similarities: list[float], closest_copy: float = 0.0) -> float:
+    """The default method: 1 - clip(max(mean similarity of the nearest neighbours, the closest
+    copy's), 0, 1); an empty corpus gives 1.0 (services/search/analysis.py says why)."""
+    if not similarities:
+        return 1.0
+    closeness = max(sum(similarities) / len(similarities), closest_copy)
+    return 1.0 - min(max(closeness, 0.0), 1.0)
 
 
 def knn_anomaly(similarities) -> float:
@@ -84,37 +91,3 @@ class Calibrated:
     def corpus_originality(self) -> np.ndarray:
         """Each fitted video's own calibrated originality (against the others), in fit order."""
         return np.searchsorted(self.reference, self.corpus_anomaly, side="right") / len(self.reference)
-
-
-class Detector:
-    """The search service's Calibrated, fitted lazily from the store and fitted again once the
-    corpus has changed by more than REFIT_CHANGE of its size since (deletes count too)."""
-
-    REFIT_CHANGE = 0.1
-    PAGE = 1000
-
-    def __init__(self, method: str, store, vector: str):
-        self.method, self.store, self.vector = method, store, vector
-        self._fitted: Calibrated | None = None
-        self._fitted_count = 0
-        self._lock = threading.Lock()
-
-    def _sample(self) -> np.ndarray:
-        rows, offset = [], None
-        while len(rows) < FIT_SAMPLE:
-            page, offset = self.store.scroll(offset, self.PAGE, with_vectors=[self.vector])
-            rows += [v.vectors[self.vector] for v in page if self.vector in v.vectors]
-            if offset is None:
-                break
-        return np.asarray(rows[:FIT_SAMPLE], np.float64)
-
-    def current(self) -> Calibrated | None:
-        """None while the corpus is too small to calibrate against. Blocking: fits when due."""
-        with self._lock:
-            count = self.store.count()
-            due = self._fitted is None or abs(count - self._fitted_count) > self.REFIT_CHANGE * self._fitted_count
-            if due:
-                rows = self._sample() if count >= MIN_CORPUS else np.zeros((0, 1))
-                self._fitted = Calibrated(self.method, rows) if len(rows) >= MIN_CORPUS else None
-                self._fitted_count = count
-            return self._fitted

@@ -1,5 +1,5 @@
 """The second visual baseline (issue 4 item 4): a 3D-convolutional clip encoder, trained from
-scratch with the same SimCLR recipe as the fine-tuned EfficientNet (reelvec/training/simclr.py),
+scratch with the same SimCLR recipe as the fine-tuned EfficientNet (reelvec/tools/training/simclr.py),
 so that `reelvec evaluate` compares the two on the same videos.
 
 The seed studies tried clip models (a ConvLSTM autoencoder, 3D convolutions) beside per-frame
@@ -15,9 +15,9 @@ import dataclasses
 
 import numpy as np
 
-from reelvec.training import simclr
+from reelvec import frames as frame_ops
+from reelvec.tools.training import simclr
 from reelvec.vectors import unit
-from services.encoder import frames as frame_ops
 
 WINDOW = 8  # frames per clip
 SIZE = 112

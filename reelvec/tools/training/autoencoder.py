@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reelvec import early_stopping
 from reelvec.fusion import LearnedFusion
-from reelvec.training import early_stopping
 
 HIDDEN, LATENT = 512, 256
 MAX_EPOCHS, PATIENCE, BATCH = 300, 25, 32

@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 
 from reelvec import model_repository
 from reelvec.models import AUDIO_MODEL_NAME, VISUAL_MODEL_NAME
-from reelvec.training import simclr, stack
+from reelvec.tools.training import simclr, stack
 
 
 def corpus(data_dir: Path, files: list[Path]) -> list[Path]:
@@ -52,7 +52,7 @@ def train(stub, data_dir: Path, files: list[Path], steps: int, batch_videos: int
     started = time.monotonic()
     versions = {VISUAL_MODEL_NAME: model_repository.next_version(repository, VISUAL_MODEL_NAME)}
     if multimodal:
-        from reelvec.training import multimodal as joint
+        from reelvec.tools.training import multimodal as joint
 
         result = joint.train(paths, steps=steps, batch_videos=batch_videos, lr=lr)
         versions[AUDIO_MODEL_NAME] = model_repository.next_version(repository, AUDIO_MODEL_NAME)

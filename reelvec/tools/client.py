@@ -6,8 +6,9 @@ from pathlib import Path
 
 import grpc
 
-from reelvec import limits, manifest
+from reelvec import limits
 from reelvec.tls import TLS
+from reelvec.tools import manifest
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, regressor_pb2
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
@@ -53,7 +54,7 @@ def connect(address: str, api_key: str | None = None) -> gateway_pb2_grpc.Gatewa
 
 
 def read_manifest(path: Path, on_error=None) -> list[tuple[Path, common_pb2.VideoMetadata]]:
-    """(video, metadata) of each good line: reelvec/manifest.py checks the fields and says what
+    """(video, metadata) of each good line: reelvec/tools/manifest.py checks the fields and says what
     `on_error` gets."""
     return [(line.path, line.metadata) for line in manifest.read(path, on_error)]
 

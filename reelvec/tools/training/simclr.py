@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reelvec import frames as frame_ops
 from reelvec.models import VISUAL_MODEL_NAME, visual
-from services.encoder import frames as frame_ops
 
 FRAMES_PER_VIDEO = 8
 TEMPERATURE = 0.2

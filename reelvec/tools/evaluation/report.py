@@ -17,14 +17,15 @@ from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from reelvec import errors, modalities
-from reelvec.evaluation import metrics, transforms
-from reelvec.evaluation.autoencoder import LATENT, Autoencoder
-from reelvec.progress import QUIET, Progress
-from reelvec.training import clip3d
+from reelvec import errors, modalities, originality
+from reelvec.likes import features as regressor_features
+from reelvec.likes import model as regressor_model
+from reelvec.tools.evaluation import metrics, transforms
+from reelvec.tools.progress import QUIET, Progress
+from reelvec.tools.training import clip3d
+from reelvec.tools.training.autoencoder import LATENT, Autoencoder
 from reelvec.v1 import common_pb2, gateway_pb2
-from services.regressor import features as regressor_features, model as regressor_model
-from services.search import analysis, originality
+from reelvec.vectors import unit
 
 EMBED_TIMEOUT = 600.0
 PCA_COMPONENTS = 32
@@ -43,7 +44,7 @@ def _vectors(response: gateway_pb2.EmbedResponse) -> dict[str, np.ndarray]:
 
 def _representations(embedded: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     rows = {name: np.stack([e[name] for e in embedded]) for name in modalities.DIMS}
-    concat = np.stack([np.concatenate([originality.unit(e[m]) for m in modalities.SOURCES]) for e in embedded])
+    concat = np.stack([np.concatenate([unit(e[m]) for m in modalities.SOURCES]) for e in embedded])
     return {
         "fused (served)": rows[modalities.FUSED],
         "visual": rows[modalities.VISUAL],
@@ -138,8 +139,9 @@ def corpus(files: list[Path], manifest: Path | None, folder: Path, on_error=None
     """(items, labels) from files and a manifest (a `label` field per line gives categories; a line
     without one, or a file given outside the manifest, has the label ""; labels is None when no video
     has one); with neither, the sample corpus's distinct clips built in `folder` (its near-duplicates left out:
-    they are copies already). A bad manifest line goes to `on_error` (reelvec/manifest.py)."""
-    from reelvec import manifest as manifests, samples
+    they are copies already). A bad manifest line goes to `on_error` (reelvec/tools/manifest.py)."""
+    from reelvec import samples
+    from reelvec.tools import manifest as manifests
 
     items = [(Path(f), common_pb2.VideoMetadata(id=Path(f).stem)) for f in files]
     labels = [""] * len(items)
@@ -167,9 +169,9 @@ def _originality(corpus: np.ndarray, copies: np.ndarray, likes: list[float] | No
     out = {}
     for method in originality.METHODS:
         if method == "similarity":
-            own = np.array([analysis.originality(list(best_first(r)[:originality.ORIGINALITY_NEIGHBOURS]))
+            own = np.array([originality.similarity_originality(list(best_first(r)[:originality.ORIGINALITY_NEIGHBOURS]))
                             for r in within])
-            of_copies = np.array([analysis.originality(list(best_first(r)[:originality.ORIGINALITY_NEIGHBOURS]))
+            of_copies = np.array([originality.similarity_originality(list(best_first(r)[:originality.ORIGINALITY_NEIGHBOURS]))
                                   for r in sims_to_corpus])
         else:
             if len(corpus) < originality.MIN_CORPUS:

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec import media
+from reelvec import audio_features, media
+from reelvec import frames as frame_ops
 from reelvec.modalities import AUDIO_DIM
 from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
-from reelvec.training import simclr
-from services.encoder import audio_features
-from services.encoder import frames as frame_ops
+from reelvec.tools.training import simclr
 
 AUDIO_INPUT, AUDIO_OUTPUT = "logmel", "embedding"
 MAX_BATCH = 16
@@ -132,7 +131,7 @@ def train(paths: list[Path], steps: int = 100, batch_videos: int = 16, lr: float
     return Result(losses, encoder.cpu().eval(), sound.cpu().eval(), cross_losses)
 
 
-AUDIO_CONFIG = f"""# Written by reelvec/training/multimodal.py: the learned audio encoder (issue 4 item 2).
+AUDIO_CONFIG = f"""# Written by reelvec/tools/training/multimodal.py: the learned audio encoder (issue 4 item 2).
 # Same Python backend as efficientnet_lite0 (<version>/model.py runs <version>/model.onnx).
 name: "{AUDIO_MODEL_NAME}"
 backend: "python"

@@ -14,8 +14,8 @@ import grpc
 import numpy as np
 
 from reelvec import fusion, limits, modalities
-from reelvec.evaluation.autoencoder import Autoencoder
-from reelvec.training import stack
+from reelvec.tools.training import stack
+from reelvec.tools.training.autoencoder import Autoencoder
 from reelvec.v1 import search_pb2, search_pb2_grpc
 
 MIN_VIDEOS = 10

@@ -18,9 +18,8 @@ import warnings
 
 import numpy as np
 
-from reelvec import modalities
-from reelvec.training import early_stopping
-from services.regressor import features
+from reelvec import early_stopping, modalities
+from reelvec.likes import features
 
 D_MODEL, HEADS, LAYERS = 64, 4, 2
 MAX_EPOCHS, PATIENCE, BATCH = 200, 20, 32

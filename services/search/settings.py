@@ -1,0 +1,31 @@
+"""The search service's settings (reelvec/config.py reads them from flags and the environment)."""
+
+import dataclasses
+
+from reelvec import config
+from reelvec.originality import METHODS
+
+
+@dataclasses.dataclass
+class SearchSettings(config.ServerSettings):
+    port: int = 50054
+    # "edge": embedded engine in the data dir; "qdrant": qdrant-client
+    store: str = dataclasses.field(default="edge", metadata={"choices": ("edge", "qdrant")})
+    qdrant_url: str = ""  # store=qdrant: a server (http://host:6334); empty: local mode in data_dir
+    qdrant_api_key: str = ""
+    qdrant_replication_factor: int = 1  # copies of each shard on a Qdrant cluster (deploy/k8s: 2)
+    # The first collection of a new data dir; later ones are named by the re-embed (docs/versions.md).
+    collection: str = "videos_v1"
+    near_duplicate_threshold: float = 0.95  # visual cosine similarity
+    # "similarity", or a calibrated anomaly detector: knn, isolation_forest, lof
+    originality: str = dataclasses.field(default="similarity", metadata={"choices": METHODS})
+    optimize_after: int = 1000  # edge: writes before an idle store indexes them; 0: at start only
+    optimize_idle_seconds: float = 5.0
+    # edge: writes paused, searches not: index anyway once the oldest unindexed write is this old
+    optimize_max_wait_seconds: float = 60.0
+    search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
+    # edge: the HNSW graph and its search (docs/search.md, Settings for a million videos)
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef: int = 128
+    min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
