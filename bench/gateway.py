@@ -27,7 +27,7 @@ from reelvec.v1 import (
 )
 
 CONCURRENCY = (1, 4, 16, 64, 256)
-# Issue 3's target: 1,000 Search requests/s with p99 < 50 ms at 64 clients. The closed-loop levels
+# The target: 1,000 Search requests/s with p99 < 50 ms at 64 clients. The closed-loop levels
 # above run as fast as the stack answers, so at 64 clients the cores saturate and p99 measures the
 # queue; this level offers exactly the target's rate, as a service level is stated.
 PACED_CLIENTS, PACED_RATE = 64, 1000.0
@@ -185,7 +185,7 @@ def run(args) -> list[common.Section]:
     load.metrics["gateway_search_p99_ms"] = load.metrics["gateway_search_p99_ms_c64"]
     load.notes.append("client: one grpc.aio process on the same 2 cores as the stack; Triton and the models idle")
     load.notes.append(f"paced: {PACED_CLIENTS} clients sending on a fixed schedule, {PACED_RATE:,.0f} requests/s in "
-                      "all (issue 3's target rate); its latencies run from the scheduled send")
+                      "all (the target rate); its latencies run from the scheduled send")
     load.notes.append("CPU ms/request: every process of the stack and the client over the run, per request "
                       "(at few clients it includes what idle threads spend while requests are in flight)")
     memory.notes.append("Triton's row is the largest of the server and its Python backend stub")

@@ -1,4 +1,4 @@
-"""Originality as anomaly detection over the corpus's fused vectors (issue 4; the seed thesis's
+"""Originality as anomaly detection over the corpus's fused vectors (the seed thesis's
 approach), calibrated to [0, 1] against the corpus itself.
 
 Methods (the search service's `--originality`):

@@ -1,5 +1,5 @@
-"""TLS and mutual TLS for every reelvec server and for the channels between them (issue 6;
-docs/reliability.md). Off unless configured; `reelvec up` binds everything to loopback instead.
+"""TLS and mutual TLS for every reelvec server and for the channels between them
+(docs/reliability.md). Off unless configured; `reelvec up` binds everything to loopback instead.
 
 Settings (every service, reelvec/config.py: flags or REELVEC_TLS_*):
 - tls_cert + tls_key: the process serves TLS with this certificate, and presents the same one

@@ -1,4 +1,4 @@
-"""The bad-input corpus (issue 6) through the encoder's decode path (frames.sample, the code the
+"""The bad-input corpus through the encoder's decode path (frames.sample, the code the
 Encode RPC runs, and media.decode_audio), with the outcome each must have, plus property-based
 fuzzing of decoding and of request validation: whatever the bytes or fields, the answer is a
 result or a ReelvecError (a clear gRPC status), never another exception, and no temporary files

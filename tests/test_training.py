@@ -1,4 +1,4 @@
-"""SimCLR fine-tuning of the visual encoder (issue 4 item 1), tiny settings: the loss falls, and the
+"""SimCLR fine-tuning of the visual encoder, tiny settings: the loss falls, and the
 exported version is served by the same running Triton after a load, with different vectors."""
 
 import asyncio

@@ -20,7 +20,7 @@ from reelvec.likes import estimators
 
 MIN_VIDEOS = 5
 FORMAT = "reelvec-likes-v2"
-LEGACY_FORMAT = "reelvec-ridge-v1"  # session 1's ridge artifacts: the same fields, no "estimator"
+LEGACY_FORMAT = "reelvec-ridge-v1"  # the first ridge artifacts: the same fields, no "estimator"
 
 
 @dataclass

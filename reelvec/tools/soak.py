@@ -1,4 +1,4 @@
-"""A bounded soak test (issue 6; docs/reliability.md): mixed traffic at a steady rate against a
+"""A bounded soak test (docs/reliability.md): mixed traffic at a steady rate against a
 gateway for a fixed time, reporting errors and latency percentiles per RPC and the memory of
 every process of the stack over time.
 

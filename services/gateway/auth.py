@@ -1,4 +1,4 @@
-"""API keys for the gateway (issue 6; docs/reliability.md): hashed at rest, scoped, rate-limited.
+"""API keys for the gateway (docs/reliability.md): hashed at rest, scoped, rate-limited.
 
 The keys file (`<data-dir>/api-keys.json`, or `api_keys_file`) is reelvec/api_keys.py's; the
 gateway reads it again when it changes and compares digests in constant time.

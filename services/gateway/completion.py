@@ -1,4 +1,4 @@
-"""Completing videos stored degraded (issue 6; docs/reliability.md).
+"""Completing videos stored degraded (docs/reliability.md).
 
 An Index while the transcriber is down stores the video without its transcript and text vector,
 with `incomplete: ["transcript"]`. Every `complete_every_seconds` this job finds such records, in

@@ -1,7 +1,7 @@
 """The uploaded videos, kept by content: `<data-dir>/media/<sha[:2]>/<sha256>`.
 
-Kept so that a new model version can re-embed the corpus from the original files (issue 4 item 5),
-and so that the web page can show and play them (issue 7). The same bytes uploaded under several
+Kept so that a new model version can re-embed the corpus from the original files,
+and so that the web page can show and play them. The same bytes uploaded under several
 ids are stored once; a file goes when the last video that points at it is deleted.
 """
 

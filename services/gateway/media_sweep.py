@@ -1,4 +1,4 @@
-"""The orphan sweep: uploads and thumbnails that no record points at any more are deleted (issue 6).
+"""The orphan sweep: uploads and thumbnails that no record points at any more are deleted.
 
 They appear when a gateway dies between writing an upload and upserting its record, or when a
 partial write is left behind. Deletes already remove an upload with its last record

@@ -1,5 +1,5 @@
 """Re-embedding the corpus with a new visual model version or a new fusion, in the background, then
-switching the alias (issue 4 items 3 and 5; docs/versions.md).
+switching the alias (docs/versions.md).
 
 1. A new collection for the new versions (BUILDING). From now on every Index and Delete also goes
    there (dual writes, services/gateway/server.py), embedded with the new version.

@@ -1,4 +1,4 @@
-"""Faults under traffic (issue 6): each process SIGKILLed while calls go on. While a process is
+"""Faults under traffic: each process SIGKILLed while calls go on. While a process is
 down, its callers get UNAVAILABLE within their deadline (or, for the transcriber, a degraded Index),
 never a hang or another status; `reelvec up` starts it again on the same ports and data; every
 upload that was acknowledged is still there, whole; a gateway killed in the middle of an upload

@@ -1,4 +1,4 @@
-"""New model versions never mix with old vectors (issue 4 items 1 and 5), on a stack of its own
+"""New model versions never mix with old vectors, on a stack of its own
 (the shared one must keep version 1 for the other tests): `reelvec train encoder` fine-tunes on the
 kept uploads, Triton serves the new version without a restart, the gateway re-embeds everything into
 a new collection while searches keep answering, writes during the re-embed land in both, and the

@@ -1,4 +1,4 @@
-"""The web page (issue 7) against the real stack that `reelvec up` starts, web front included:
+"""The web page against the real stack that `reelvec up` starts, web front included:
 its JSON API over HTTP, then the page itself in Debian's headless Chromium driven by Selenium
 (no browser download). Screenshots of a phone-sized and a desktop window go to test-artifacts/."""
 

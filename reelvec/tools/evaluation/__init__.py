@@ -1,2 +1,2 @@
-"""Offline evaluation of the served representations (issue 4): copy detection on transformed
+"""Offline evaluation of the served representations: copy detection on transformed
 copies, category retrieval, clustering. `reelvec evaluate` runs it against a gateway."""

@@ -1,1 +1,1 @@
-"""Training the served models on the user's own videos (issue 4)."""
+"""Training the served models on the user's own videos."""

@@ -2,7 +2,7 @@
 modality vectors, whose bottleneck is the fused representation (their 1425 -> 256, sized here to
 our 1859 inputs: 1859 -> 512 -> 256 -> 512 -> 1859).
 
-Issue 4 item 3. `reelvec evaluate` trains it on the corpus and compares its bottleneck with the
+`reelvec evaluate` trains it on the corpus and compares its bottleneck with the
 served fusion, plain concatenation and PCA; `reelvec train fusion` trains it on the stored vectors
 and serves its encoder half as the fused vector (reelvec.fusion.LearnedFusion, docs/versions.md).
 GELU is the tanh form so that the numpy forward pass in the gateway matches it exactly.

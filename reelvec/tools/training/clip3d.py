@@ -1,4 +1,4 @@
-"""The second visual baseline (issue 4 item 4): a 3D-convolutional clip encoder, trained from
+"""The second visual baseline: a 3D-convolutional clip encoder, trained from
 scratch with the same SimCLR recipe as the fine-tuned EfficientNet (reelvec/tools/training/simclr.py),
 so that `reelvec evaluate` compares the two on the same videos.
 

@@ -1,5 +1,5 @@
 """`reelvec train fusion`: the autoencoder fusion trained on the stack's stored vectors, then served
-as the fused vector through a re-embed into a new collection (issue 4 item 3; docs/versions.md).
+as the fused vector through a re-embed into a new collection (docs/versions.md).
 
 The stored modality vectors are the training data, read page by page from the search service
 (its address from `<data-dir>/stack.json`). The encoder half is saved as

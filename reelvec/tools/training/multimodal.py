@@ -1,4 +1,4 @@
-"""Multimodal SimCLR (issue 4 item 2; the seed thesis's audio-visual variant): the visual encoder
+"""Multimodal SimCLR (the seed thesis's audio-visual variant): the visual encoder
 and a learned audio encoder trained together, so that the two embeddings of one video align.
 
 - Visual: the packaged EfficientNet-Lite0, fine-tuned as in simclr.py (two augmented frames of a
@@ -131,7 +131,7 @@ def train(paths: list[Path], steps: int = 100, batch_videos: int = 16, lr: float
     return Result(losses, encoder.cpu().eval(), sound.cpu().eval(), cross_losses)
 
 
-AUDIO_CONFIG = f"""# Written by reelvec/tools/training/multimodal.py: the learned audio encoder (issue 4 item 2).
+AUDIO_CONFIG = f"""# Written by reelvec/tools/training/multimodal.py: the learned audio encoder.
 # Same Python backend as efficientnet_lite0 (<version>/model.py runs <version>/model.onnx).
 name: "{AUDIO_MODEL_NAME}"
 backend: "python"

@@ -1,4 +1,4 @@
-"""SimCLR fine-tuning of the served visual encoder on the user's own videos (issue 4 item 1; the seed
+"""SimCLR fine-tuning of the served visual encoder on the user's own videos (the seed
 studies' best TikTok embeddings came from SimCLR).
 
 Positives are two views of the same video: two different sampled frames (a temporal shift), each
