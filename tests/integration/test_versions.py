@@ -3,11 +3,16 @@
 kept uploads, Triton serves the new version without a restart, the gateway re-embeds everything into
 a new collection while searches keep answering, writes during the re-embed land in both, and the
 alias switch leaves one collection of version 2 vectors. Then `reelvec train fusion` serves the
-autoencoder fusion the same way, and a re-embed goes back to the default fusion."""
+autoencoder fusion the same way, and a re-embed goes back to the default fusion.
+
+The steps change one stack in turn, so each is a module fixture that asks for the step before it
+and records what a test checks: the tests pass in any order, each seeing the state its step left.
+"""
 
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -68,61 +73,95 @@ def keep_searching(stub, query: bytes, errors: list, answered: list, stop: threa
     return thread
 
 
-def test_training_a_new_encoder_re_embeds_the_corpus_without_mixing_versions(own_stack, clips):
-    stub = own_stack.stub()
-    own_stack.cli("index", *map(str, clips[:4]))
-    before, version = visual(stub, "clip0")
-    assert version == "efficientnet_lite0:1"
-
+def searching_through(stub, query: bytes, step):
+    """Runs step() while searches by id and by video go on; (step's result, errors, hit counts)."""
     errors, answered, stop = [], [], threading.Event()
-    searcher = keep_searching(stub, clips[5].read_bytes(), errors, answered, stop)  # through training and switch
+    searcher = keep_searching(stub, query, errors, answered, stop)
     try:
-        result = own_stack.cli(
-            "train", "encoder", "--data-dir", str(own_stack.data_dir), "--steps", "4", "--batch", "4",
-            "--lr", "1e-3", "--json",
-        )
+        result = step()
     finally:
         stop.set()
         searcher.join(timeout=120)
-    report = json.loads(result.stdout)
-    assert report["videos"] == 4 and report["visual_version"] == 2 and report["reembed"] == "DONE", report
-    assert errors == [] and len(answered) > 4 and min(answered) > 0
+    return result, errors, answered
 
-    after, version = visual(stub, "clip0")
-    assert version == "efficientnet_lite0:2"
-    assert float(before @ after) < 0.999  # re-embedded with the fine-tuned model
-    state = catalog(own_stack)
+
+@pytest.fixture(scope="module")
+def encoder_trained(own_stack, clips):
+    """Step 1: four clips indexed with version 1, then `reelvec train encoder` and its re-embed."""
+    stub = own_stack.stub()
+    own_stack.cli("index", *map(str, clips[:4]))
+    before = visual(stub, "clip0")
+    result, errors, answered = searching_through(stub, clips[5].read_bytes(), lambda: own_stack.cli(
+        "train", "encoder", "--data-dir", str(own_stack.data_dir), "--steps", "4", "--batch", "4",
+        "--lr", "1e-3", "--json"))
+    after, state = visual(stub, "clip0"), catalog(own_stack)
+    own_stack.cli("index", str(clips[4]))  # a new upload after the switch
+    return SimpleNamespace(
+        before=before, after=after, report=json.loads(result.stdout), errors=errors, answered=answered,
+        state=state, v1_shard=(own_stack.data_dir / "search" / "edge" / "videos_v1").exists(),
+        new_upload=visual(stub, "clip4")[1],
+        hits=stub.Search(gateway_pb2.SearchRequest(video=clips[4].read_bytes(), k=1), timeout=60).hits)
+
+
+def test_training_a_new_encoder_re_embeds_the_corpus_without_mixing_versions(encoder_trained):
+    step = encoder_trained
+    assert step.before[1] == "efficientnet_lite0:1"
+    report = step.report
+    assert report["videos"] == 4 and report["visual_version"] == 2 and report["reembed"] == "DONE", report
+    assert step.errors == [] and len(step.answered) > 4 and min(step.answered) > 0
+
+    assert step.after[1] == "efficientnet_lite0:2"
+    assert float(step.before[0] @ step.after[0]) < 0.999  # re-embedded with the fine-tuned model
+    state = step.state
     assert list(state["collections"]) == [state["active"]] and state["active"] != "videos_v1"
     assert state["collections"][state["active"]]["model_versions"]["visual"] == "efficientnet_lite0:2"
-    assert not (own_stack.data_dir / "search" / "edge" / "videos_v1").exists()
+    assert not step.v1_shard
 
     # a new upload is embedded with the version the alias holds, and searches find it
-    own_stack.cli("index", str(clips[4]))
-    assert visual(stub, "clip4")[1] == "efficientnet_lite0:2"
-    hits = stub.Search(gateway_pb2.SearchRequest(video=clips[4].read_bytes(), k=1), timeout=60).hits
-    assert hits[0].id == "clip4" and hits[0].score > 0.99
+    assert step.new_upload == "efficientnet_lite0:2"
+    assert step.hits[0].id == "clip4" and step.hits[0].score > 0.99
 
 
-def test_writes_during_a_re_embed_reach_the_new_collection(own_stack, clips, grpc_error):
+@pytest.fixture(scope="module")
+def back_to_version_1(encoder_trained, own_stack, clips):
+    """Step 2: a re-embed back to version 1 with an Index and a Delete while it runs."""
     stub = own_stack.stub()
-    # back to version 1 of the model (still served: only versions no collection uses are removed
-    # after a switch, and the packaged one stays)
+    # version 1 is still served: only versions no collection uses are removed after a switch, and
+    # the packaged one stays
     started = stub.Reembed(gateway_pb2.ReembedRequest(visual_version="1"), timeout=60)
-    assert started.state == Status.RUNNING and started.model_versions["visual"] == "efficientnet_lite0:1"
     own_stack.cli("index", str(clips[5]))
     stub.Delete(gateway_pb2.DeleteVideoRequest(id="clip3"), timeout=30)
     status = wait_done(stub)
+
+    def code_of(call, request) -> grpc.StatusCode:
+        try:
+            call(request, timeout=60)
+        except grpc.RpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    return SimpleNamespace(
+        started=started, status=status, clip5=visual(stub, "clip5")[1], collections=list(catalog(own_stack)["collections"]),
+        deleted=code_of(stub.Get, gateway_pb2.GetVideoRequest(id="clip3")),
+        again=code_of(stub.Reembed, gateway_pb2.ReembedRequest(visual_version="1")))  # already there
+
+
+def test_writes_during_a_re_embed_reach_the_new_collection(back_to_version_1, own_stack, grpc_error):
+    step, stub = back_to_version_1, own_stack.stub()
+    assert step.started.state == Status.RUNNING and step.started.model_versions["visual"] == "efficientnet_lite0:1"
+    status = step.status
     assert status.state == Status.DONE, status.error
     assert status.active == status.collection and status.done == status.total == 5  # clip0-5 less clip3
-    assert visual(stub, "clip5")[1] == "efficientnet_lite0:1"
-    assert grpc_error(stub.Get, gateway_pb2.GetVideoRequest(id="clip3"), timeout=30).code() == grpc.StatusCode.NOT_FOUND
-    assert len(catalog(own_stack)["collections"]) == 1
+    assert step.clip5 == "efficientnet_lite0:1"
+    assert step.deleted == grpc.StatusCode.NOT_FOUND
+    assert step.collections == [status.active]
+    assert step.again == grpc.StatusCode.FAILED_PRECONDITION
 
-    # what cannot be done says why, and nothing moves
+    # what cannot be done, whatever the step, says why, and nothing moves
+    active = catalog(own_stack)["active"]
     refused = [
         ({}, grpc.StatusCode.INVALID_ARGUMENT),
         ({"visual_version": "v2"}, grpc.StatusCode.INVALID_ARGUMENT),
-        ({"visual_version": "1"}, grpc.StatusCode.FAILED_PRECONDITION),  # already there
         ({"fusion": "autoencoder-256-000000000000"}, grpc.StatusCode.FAILED_PRECONDITION),
         ({"visual_version": "9"}, grpc.StatusCode.FAILED_PRECONDITION),
     ]
@@ -130,43 +169,50 @@ def test_writes_during_a_re_embed_reach_the_new_collection(own_stack, clips, grp
         error = grpc_error(stub.Reembed, gateway_pb2.ReembedRequest(**request), timeout=60)
         assert error.code() == code, (request, error.details())
     assert "9" in error.details() and "not served" in error.details()
-    assert list(catalog(own_stack)["collections"]) == [status.active]
+    assert list(catalog(own_stack)["collections"]) == [active]
 
 
-def test_a_trained_fusion_is_served_as_the_fused_vector(own_stack, clips):
+@pytest.fixture(scope="module")
+def fusion_trained(back_to_version_1, own_stack, clips):
+    """Step 3: `reelvec train fusion` on 11 videos, an upload with it, then back to the default."""
     stub = own_stack.stub()
     own_stack.cli("index", *map(str, clips[6:]))  # 11 videos: the fusion wants 10
-    errors, answered, stop = [], [], threading.Event()
-    searcher = keep_searching(stub, clips[7].read_bytes(), errors, answered, stop)
-    try:
-        result = own_stack.cli("train", "fusion", "--data-dir", str(own_stack.data_dir), "--json")
-    finally:
-        stop.set()
-        searcher.join(timeout=120)
-    report = json.loads(result.stdout)
+    result, errors, answered = searching_through(stub, clips[7].read_bytes(), lambda: own_stack.cli(
+        "train", "fusion", "--data-dir", str(own_stack.data_dir), "--json"))
+    record = stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30)
+    state = catalog(own_stack)
+    hits = stub.Search(gateway_pb2.SearchRequest(video=clips[4].read_bytes(), k=1), timeout=60).hits
+    own_stack.cli("index", str(clips[3]))  # new uploads get it too
+    uploaded = stub.Get(gateway_pb2.GetVideoRequest(id="clip3", with_vectors=True), timeout=30)
+    back = json.loads(own_stack.cli("reembed", "--fusion", "weighted-concat-v1", "--wait", "--json").stdout)
+    return SimpleNamespace(
+        report=json.loads(result.stdout), errors=errors, answered=answered, record=record, state=state, hits=hits,
+        uploaded=uploaded, back=back,
+        after=stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30))
+
+
+def test_a_trained_fusion_is_served_as_the_fused_vector(fusion_trained):
+    step = fusion_trained
+    report = step.report
     assert report["videos"] == 11 and report["reembed"] == "DONE", report
     assert report["loss_last"] < report["loss_first"]
-    assert errors == [] and min(answered) > 0
+    assert step.errors == [] and min(step.answered) > 0
 
-    record = stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30)
-    assert len(record.embeddings.vectors["fused"].values) == 256
-    assert record.model_versions["fused"] == report["fusion"] and record.model_versions["visual"] == "efficientnet_lite0:1"
-    state = catalog(own_stack)
-    assert state["collections"][state["active"]]["dims"]["fused"] == 256
+    assert len(step.record.embeddings.vectors["fused"].values) == 256
+    assert step.record.model_versions["fused"] == report["fusion"]
+    assert step.record.model_versions["visual"] == "efficientnet_lite0:1"
+    assert step.state["collections"][step.state["active"]]["dims"]["fused"] == 256
     # a query is fused by the gateway exactly as the re-embed fused the stored vectors
-    hits = stub.Search(gateway_pb2.SearchRequest(video=clips[4].read_bytes(), k=1), timeout=60).hits
-    assert hits[0].id == "clip4" and hits[0].score > 0.999
-    own_stack.cli("index", str(clips[3]))  # new uploads get it too
-    assert len(stub.Get(gateway_pb2.GetVideoRequest(id="clip3", with_vectors=True), timeout=30)
-               .embeddings.vectors["fused"].values) == 256
+    assert step.hits[0].id == "clip4" and step.hits[0].score > 0.999
+    assert len(step.uploaded.embeddings.vectors["fused"].values) == 256
 
-    back = json.loads(own_stack.cli("reembed", "--fusion", "weighted-concat-v1", "--wait", "--json").stdout)
-    assert back["state"] == "DONE"
-    record = stub.Get(gateway_pb2.GetVideoRequest(id="clip4", with_vectors=True), timeout=30)
-    assert len(record.embeddings.vectors["fused"].values) == 1859 and record.model_versions["fused"] == "weighted-concat-v1"
+    assert step.back["state"] == "DONE"
+    assert len(step.after.embeddings.vectors["fused"].values) == 1859
+    assert step.after.model_versions["fused"] == "weighted-concat-v1"
 
 
-def test_multimodal_training_serves_a_learned_audio_encoder(own_stack, tmp_path):
+def test_multimodal_training_serves_a_learned_audio_encoder(fusion_trained, own_stack, tmp_path):
+    """The last step: it asks for the others so that the corpus it re-embeds is theirs."""
     stub = own_stack.stub()
     tones = [samples.make_video(tmp_path / f"tone{i}.mp4", seed=30 + i, seconds=3, tone_hz=220.0 * (i + 1))
              for i in range(4)]
