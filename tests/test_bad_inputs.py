@@ -18,7 +18,7 @@ from test_media import encode_audio_only, encode_video
 
 from reelvec import errors, frames, media, modalities
 from reelvec.v1 import common_pb2
-from services.gateway.server import _check_metadata
+from services.gateway.ingest import check_metadata
 from services.search import records
 
 RNG = np.random.default_rng(0)
@@ -120,7 +120,7 @@ BAD_ID_CHARACTER = st.sampled_from(list("\n\r\t /\\#?%*\"'<>|,;") + ["\x00", "\x
 def metadata_check(metadata) -> str | None:
     """None when accepted, else the InvalidInput message; any other exception fails the test."""
     try:
-        _check_metadata(metadata)
+        check_metadata(metadata)
     except errors.InvalidInput as exc:
         return str(exc)
     return None

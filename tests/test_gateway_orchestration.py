@@ -59,18 +59,25 @@ class FakeSearch:
 
     def __init__(self, building: bool = False):
         self.collections = {ACTIVE: {}, **({BUILDING: {}} if building else {})}
+        self.active_versions: dict[str, str] = {}
+        self.refuse_next_upsert = False  # as the store does when the alias moved under a writer
 
     def _of(self, collection: str) -> dict:
         return self.collections[collection or ACTIVE]
 
     async def list_collections(self):
-        infos = [search_pb2.CollectionInfo(name=ACTIVE, state=search_pb2.CollectionInfo.ACTIVE)]
+        infos = [search_pb2.CollectionInfo(name=ACTIVE, state=search_pb2.CollectionInfo.ACTIVE,
+                                           model_versions=self.active_versions)]
         if BUILDING in self.collections:
             infos.append(search_pb2.CollectionInfo(name=BUILDING, state=search_pb2.CollectionInfo.BUILDING,
                                                    model_versions={modalities.VISUAL: "efficientnet_lite0:2"}))
         return search_pb2.ListCollectionsResponse(alias="videos", active=ACTIVE, collections=infos)
 
     async def upsert(self, video, collection=""):
+        if self.refuse_next_upsert:
+            self.refuse_next_upsert = False
+            self.active_versions = {modalities.VISUAL: "efficientnet_lite0:2"}
+            raise channels.Upstream(grpc.StatusCode.FAILED_PRECONDITION, "the collection holds efficientnet_lite0:2")
         created = video.id not in self._of(collection)
         self._of(collection)[video.id] = common_pb2.VideoRecord.FromString(video.SerializeToString())
         return search_pb2.UpsertResponse(created=created)
@@ -208,3 +215,11 @@ def test_predict_by_id_lets_the_caller_s_author_statistics_win(fakes, tmp_path):
     predicted = asyncio.run(gateway.Predict(request, None))
     assert predicted.likes == 1000 and fakes.regressor.seen[-1].metadata.author.followers == 900
     assert predicted.transcript.text == "hello there" and predicted.model_versions["likes"] == "ridge-1"
+
+
+def test_an_index_that_meets_a_moved_alias_is_embedded_again_with_the_new_versions(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.search.refuse_next_upsert = True
+    index(gateway)
+    assert [version for _, version in fakes.encoder.calls] == ["", "2"]
+    assert dict(fakes.search.collections[ACTIVE]["clip0"].model_versions)["visual"] == "efficientnet_lite0:2"

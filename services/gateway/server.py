@@ -3,7 +3,6 @@
 import asyncio
 import dataclasses
 import logging
-import re
 from pathlib import Path
 
 import grpc
@@ -12,14 +11,13 @@ from reelvec import channels, clients, config, errors, fusion, limits, modalitie
 from reelvec.tls import TLS
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, search_pb2
 from services.gateway import pipeline
+from services.gateway.ingest import Ingest
 from services.gateway.media_store import MediaStore
 from services.gateway.query_batcher import QueryBatcher
 from services.gateway.reembed import Reembed
-from services.gateway.versions import Pins, Versions, WriteGate
+from services.gateway.versions import Pins, Versions, WriteGate, pinned
 
 log = logging.getLogger(__name__)
-
-_ID = re.compile(r"[\w.\-:@]{1,128}")
 
 
 @dataclasses.dataclass
@@ -90,20 +88,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         self.gate = WriteGate()
         self.fusions = fusion.Fusions(Path(settings.data_dir) / "fusion")
         self.reembed = Reembed(search, self.services.encoder, self.versions, self.gate, self.media, self.fusion)
-
-    async def _pinned(self, operation):
-        """Runs operation(pins) with the aliased collection's versions; once more with the new ones
-        when the alias moved meanwhile (the store refuses vectors of the old ones)."""
-        pins = Pins.of((await self.versions.active()).model_versions)
-        try:
-            return await operation(pins)
-        except channels.Upstream as exc:
-            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-            again = Pins.of((await self.versions.active(refresh=True)).model_versions)
-            if again == pins:
-                raise
-            return await operation(again)
+        self.ingest = Ingest(self.services.encoder, self.services.transcriber, search, self.versions, self.gate,
+                             self.media, self.thumbnails, self.fusion, settings.max_video_mb, settings.degraded_index)
 
     def fusion(self, name: str):
         try:
@@ -111,14 +97,14 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         except FileNotFoundError as exc:
             raise errors.Precondition(f"{exc}: it is made by `reelvec train fusion` on this data dir") from None
 
-    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins(),
-                     degrade: bool = False) -> pipeline.Embedded:
+    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins()) -> pipeline.Embedded:
+        """A query's or a prediction's video, embedded as the collection `pins` describes; nothing stored."""
         limits.check_video(data, self.s.max_video_mb)
         return await pipeline.embed(self.services.encoder, self.services.transcriber, data, caption, hashtags, pins,
-                                    self.fusion(pins.fusion), degrade)
+                                    self.fusion(pins.fusion))
 
     async def Embed(self, request, context):
-        embedded = await self._pinned(lambda v: self._embed(request.video, request.caption, request.hashtags, v))
+        embedded = await pinned(self.versions, lambda v: self._embed(request.video, request.caption, request.hashtags, v))
         return gateway_pb2.EmbedResponse(
             embeddings=embedded.embeddings(),
             transcript=embedded.transcribed.transcript,
@@ -127,7 +113,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         )
 
     async def Index(self, request, context):
-        return await self._index(request.video, request.metadata)
+        return await self.ingest.index(request.video, request.metadata)
 
     async def IndexStream(self, request_iterator, context):
         metadata, chunks, size = None, [], 0
@@ -140,43 +126,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             size += len(message.data)
             limits.check_video_size(size, self.s.max_video_mb)
             chunks.append(message.data)
-        return await self._index(b"".join(chunks), metadata or common_pb2.VideoMetadata())
-
-    async def _index(self, data: bytes, metadata: common_pb2.VideoMetadata):
-        _check_metadata(metadata)
-        limits.check_video(data, self.s.max_video_mb)
-        async with self.gate.write():
-            return await self._pinned(lambda pins: self._index_with(data, metadata, pins))
-
-    async def _index_with(self, data: bytes, metadata: common_pb2.VideoMetadata, pins: Pins):
-        embedded = await self._embed(data, metadata.caption, metadata.hashtags, pins, degrade=self.s.degraded_index)
-        video_id = metadata.id or embedded.sha256[:16]
-        record = _record(video_id, metadata, embedded)
-        if self.media is not None:  # first the files, then the record that points at them
-            await asyncio.to_thread(self.media.put, embedded.sha256, data)
-        if embedded.encoded.thumbnail_jpeg:
-            await asyncio.to_thread(self.thumbnails.put, embedded.sha256, embedded.encoded.thumbnail_jpeg)
-        upserted = await self.search.upsert(record)
-        for building in await self.versions.building():
-            await self._dual_write(data, embedded, record, building)
-        return gateway_pb2.IndexResponse(
-            id=video_id,
-            created=upserted.created,
-            duration=record.duration,
-            content_sha256=embedded.sha256,
-            modalities=sorted(embedded.vectors),
-            incomplete=embedded.incomplete,
-        )
-
-    async def _dual_write(self, data, embedded, record, building) -> None:
-        """The same video into the collection a re-embed is filling, with its version. A failure
-        here is not the caller's: the re-embed's last comparison redoes what is missing."""
-        try:
-            pins = Pins.of(building.model_versions)
-            again = await pipeline.embed_again(self.services.encoder, data, embedded, pins, self.fusion(pins.fusion))
-            await self.search.upsert(_record(record.id, record.metadata, again), building.name)
-        except errors.ReelvecError as exc:
-            log.warning("dual write skipped", extra={"collection": building.name, "error": str(exc)})
+        return await self.ingest.index(b"".join(chunks), metadata or common_pb2.VideoMetadata())
 
     async def Search(self, request, context):
         k = limits.check_k(request.k)
@@ -196,7 +146,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             query.modality = common_pb2.MODALITY_TEXT
             query.vector.values.extend(embedded.text)
         elif which == "video":
-            return await self._pinned(lambda pins: self._search_video(request.video, query, modality, pins))
+            return await pinned(self.versions, lambda pins: self._search_video(request.video, query, modality, pins))
         else:
             raise errors.InvalidInput("set one of video, id or text")
         response = await self.queries.query(query)
@@ -224,7 +174,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             raise errors.InvalidInput("set one of video or id")
         if which == "id":
             return await self._predict(request, k, Pins())
-        return await self._pinned(lambda pins: self._predict(request, k, pins))
+        return await pinned(self.versions, lambda pins: self._predict(request, k, pins))
 
     async def _predict(self, request, k: int, pins: Pins):
         if request.WhichOneof("query") == "id":
@@ -323,36 +273,3 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
 
     async def GetReembed(self, request, context):
         return self.reembed.snapshot()
-
-
-def _record(video_id: str, metadata: common_pb2.VideoMetadata, embedded: pipeline.Embedded) -> common_pb2.VideoRecord:
-    record = common_pb2.VideoRecord(
-        id=video_id,
-        metadata=metadata,
-        duration=embedded.encoded.duration,
-        content_sha256=embedded.sha256,
-        model_versions=embedded.model_versions(),
-        transcript=embedded.transcribed.transcript.text,
-        language=embedded.transcribed.transcript.language,
-        embeddings=embedded.embeddings(),
-        width=embedded.encoded.width,
-        height=embedded.encoded.height,
-        has_audio=embedded.encoded.has_audio,
-        incomplete=embedded.incomplete,
-    )
-    record.metadata.id = video_id
-    return record
-
-
-def _check_metadata(metadata: common_pb2.VideoMetadata) -> None:
-    if metadata.id and not _ID.fullmatch(metadata.id):
-        raise errors.InvalidInput(
-            f"id {metadata.id!r} is invalid: use 1-128 letters, digits or . - _ : @"
-        )
-    for name in ("likes", "views"):
-        if metadata.HasField(name) and getattr(metadata, name) < 0:
-            raise errors.InvalidInput(f"{name} must not be negative")
-    author = metadata.author
-    for name in ("followers", "following", "likes", "videos"):
-        if getattr(author, name) < 0:
-            raise errors.InvalidInput(f"author.{name} must not be negative")

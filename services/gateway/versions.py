@@ -13,7 +13,9 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
-from reelvec import modalities
+import grpc
+
+from reelvec import channels, modalities
 from reelvec.models import AUDIO_MODEL_NAME, ModelVersion
 from reelvec.v1 import search_pb2
 
@@ -72,6 +74,21 @@ class Versions:
     async def building(self) -> list[search_pb2.CollectionInfo]:
         """Collections a re-embed is filling: every write goes there too (dual writes)."""
         return [c for c in (await self.listed()).collections if c.state == BUILDING]
+
+
+async def pinned(versions: Versions, operation):
+    """Runs operation(pins) with the aliased collection's versions; once more with the new ones
+    when the alias moved meanwhile (the store refuses vectors of the old ones)."""
+    pins = Pins.of((await versions.active()).model_versions)
+    try:
+        return await operation(pins)
+    except channels.Upstream as exc:
+        if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        again = Pins.of((await versions.active(refresh=True)).model_versions)
+        if again == pins:
+            raise
+        return await operation(again)
 
 
 class WriteGate:
