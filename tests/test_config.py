@@ -1,6 +1,9 @@
 """Settings and the data dir, read one way by services and tools (reelvec/config.py)."""
 
+import dataclasses
 from pathlib import Path
+
+import pytest
 
 from reelvec import config
 
@@ -20,3 +23,18 @@ def test_model_versions_read_and_write_one_way():
     assert str(ModelVersion("audio_logmel", "3")) == "audio_logmel:3"
     assert ModelVersion.parse("stats") == ModelVersion("stats") and str(ModelVersion("stats")) == "stats"
     assert ModelVersion.parse("") == ModelVersion("")
+
+
+def test_a_setting_with_choices_refuses_others_from_flags_and_from_the_environment(monkeypatch, capsys):
+    @dataclasses.dataclass
+    class Settings(config.ServerSettings):
+        device: str = dataclasses.field(default="cpu", metadata={"choices": ("cpu", "cuda")})
+
+    assert config.load(Settings, ["--device", "cuda"]).device == "cuda"
+    with pytest.raises(SystemExit):
+        config.load(Settings, ["--device", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+    monkeypatch.setenv("REELVEC_DEVICE", "gpu")  # argparse never checks a default
+    with pytest.raises(SystemExit):
+        config.load(Settings, [])
+    assert "REELVEC_DEVICE must be one of cpu, cuda, not 'gpu'" in capsys.readouterr().err

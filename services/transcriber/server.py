@@ -19,7 +19,7 @@ from services.transcriber.text_embedding import TextEmbedder
 class Settings(config.ServerSettings):
     port: int = 50053
     whisper_model: str = "base"  # multilingual; "tiny.en" is English-only and ~2x faster
-    device: str = "cpu"  # or "cuda"
+    device: str = dataclasses.field(default="cpu", metadata={"choices": ("cpu", "cuda")})
     compute_type: str = ""  # empty: int8 on cpu, float16 on cuda
     cpu_threads: int = 0  # threads per model call; 0: the cores shared out among max_transcriptions
     beam_size: int = 5
