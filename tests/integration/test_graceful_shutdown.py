@@ -50,7 +50,10 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path):
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         worker.join(timeout=120)
         assert "error" not in result, result.get("error")
-        assert "transcriber busy" in result["response"].transcript.text.lower()
+        # the whole clip was transcribed; tiny.en hears espeak-ng's "transcriber" differently from run
+        # to run, so the check is on the words it always gets
+        words = set(result["response"].transcript.text.lower().replace(",", " ").replace(".", " ").split())
+        assert {"sentence", "keeps", "busy", "while"} <= words, result["response"].transcript.text
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
