@@ -9,7 +9,6 @@ from reelvec import errors
 MAX_MESSAGE_BYTES = int(os.environ.get("REELVEC_MAX_MESSAGE_MB", "300")) * 1024 * 1024
 
 
-
 def check_video(data: bytes, max_video_mb: int) -> None:
     """The same answer on every service: INVALID_ARGUMENT, for the video is what needs fixing."""
     if not data:

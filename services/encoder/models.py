@@ -48,7 +48,6 @@ class Kind:
 
 VISUAL = Kind(VISUAL_MODEL_NAME, "frames", "UINT8", "embedding", VISUAL_DIM)
 AUDIO = Kind(AUDIO_MODEL_NAME, "logmel", "FP32", "embedding", AUDIO_DIM)
-KINDS = {"visual": VISUAL, "audio": AUDIO}
 
 
 def pool(embeddings: np.ndarray) -> np.ndarray:
