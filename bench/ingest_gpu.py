@@ -11,6 +11,7 @@ Clips reach Speech 8 at a time, as the ingest suite uploads them (its transcribe
 The "4 at once" row has 4 threads call one Speech with 4 workers, each on a quarter of the clips: the
 GPU overlay's REELVEC_MAX_TRANSCRIPTIONS (deploy/k8s/overlays/gpu)."""
 
+import asyncio
 import os
 import sys
 import time
@@ -83,6 +84,7 @@ def run(args) -> common.Section:
     seconds, texts = {}, {}
     for device, compute in (("cpu", "int8"), ("cuda", "float16")):
         speech = Speech("base", device=device, compute_type=compute)
+        asyncio.run(speech.load())
 
         def transcribe():
             texts[device] = [t.text for group in groups for t in speech.transcribe_many(group)]
@@ -101,6 +103,7 @@ def run(args) -> common.Section:
         seconds[device, "both"] = seconds[device, "transcriber"] + seconds[device, "encoder"]
         section.notes.append(f"{device}: Whisper {compute}, {per_pass:.0f} windows a pass over the clips")
         shared = Speech("base", device=device, compute_type=compute, workers=AT_ONCE)
+        asyncio.run(shared.load())
         quarters = [audios[i::AT_ONCE] for i in range(AT_ONCE)]
         with ThreadPoolExecutor(AT_ONCE) as pool:
             seconds[device, f"transcriber, {AT_ONCE} at once"] = _timed(

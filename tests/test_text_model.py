@@ -1,5 +1,6 @@
 """The all-MiniLM-L6-v2 ONNX export: same vectors as sentence-transformers, served without torch."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -24,14 +25,16 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def embedder() -> TextEmbedder:
-    return TextEmbedder(text.export())
+    model = TextEmbedder(text.export())
+    asyncio.run(model.load())
+    return model
 
 
 def test_onnx_matches_sentence_transformers(embedder):
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(text.source_dir()), device="cpu").encode(SENTENCES)
-    batched = embedder.embed(SENTENCES)  # padded to the longest
+    batched = asyncio.run(embedder.predict(SENTENCES))  # padded to the longest
     one_by_one = np.concatenate([embedder.embed([s]) for s in SENTENCES])
     for got in (batched, one_by_one):
         assert got.shape == (len(SENTENCES), 384)
@@ -64,11 +67,13 @@ def test_export_is_idempotent():
 
 def test_serving_does_not_import_torch():
     probe = (
-        "import sys\n"
+        "import asyncio, sys\n"
         "from services.transcriber import server\n"
         "from services.transcriber.text_embedding import TextEmbedder\n"
         "from reelvec.models import TEXT_MODEL_DIR\n"
-        "TextEmbedder(TEXT_MODEL_DIR).embed(['hello'])\n"
+        "embedder = TextEmbedder(TEXT_MODEL_DIR)\n"
+        "asyncio.run(embedder.load())\n"
+        "asyncio.run(embedder.predict(['hello']))\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
     text.export()

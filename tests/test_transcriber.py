@@ -3,6 +3,7 @@
 Speech comes from espeak-ng (`make system-deps`), muxed into generated mp4s by reelvec.samples.
 """
 
+import asyncio
 import importlib.util
 import os
 import re
@@ -228,7 +229,9 @@ def base_model():
     from services.transcriber.speech import Speech
 
     whisper.assemble()
-    return Speech("base")
+    model = Speech("base")
+    asyncio.run(model.load())
+    return model
 
 
 def test_base_assembly_is_complete_and_idempotent():
@@ -247,8 +250,8 @@ def test_base_assembly_is_complete_and_idempotent():
 
 
 def test_base_model_transcribes_the_same_clip(base_model, clips):
-    assert base_model.version == "faster-whisper:base:int8"
-    result = base_model.transcribe(media.decode_audio(clips["speech"].read_bytes()))
+    assert base_model.name == "faster-whisper:base:int8"
+    result = base_model.transcribe_many([media.decode_audio(clips["speech"].read_bytes())])[0]
     assert word_error_rate(SPOKEN, result.text) < MAX_WER, result.text
     assert result.language == "en"  # detected: base is multilingual
     assert result.segments
@@ -262,7 +265,7 @@ def _windows() -> float:
 def test_language_detection_reuses_the_first_windows_encoding(base_model, clips):
     audio = media.decode_audio(clips["speech"].read_bytes())
     before = _windows()
-    detected = base_model.transcribe(audio)
+    detected = base_model.transcribe_many([audio])[0]
     assert detected.language == "en" and _windows() - before == 1  # one 30 s window, encoded once
 
     before = _windows()
@@ -277,7 +280,7 @@ def test_base_model_on_no_speech_is_empty(base_model, sound):
     # the VAD keeps nothing, so language detection sees a single frame of features
     t = np.arange(5 * 16000) / 16000
     audio = np.zeros_like(t) if sound == "silence" else 0.3 * np.sin(2 * np.pi * 440 * t)
-    assert base_model.transcribe(audio.astype(np.float32)) == Transcript()
+    assert base_model.transcribe_many([audio.astype(np.float32)]) == [Transcript()]
 
 
 def _speech(tmp_path, text: str, voice: str = "en-us") -> np.ndarray:
@@ -289,12 +292,12 @@ def test_short_clips_transcribed_together_share_one_window(base_model, tmp_path)
     audios = [_speech(tmp_path, t) for t in texts]
     audios.insert(1, np.zeros(3 * 16000, np.float32))  # no speech: empty, and it keeps its place
     before = _windows()
-    results = base_model.transcribe_many(audios)
+    results = asyncio.run(base_model.predict(audios))  # the interface the service calls
     assert _windows() - before == 1  # three clips, one 30 s window, encoded once (language detection too)
     assert results[1] == Transcript()
     for said, audio, result in zip(texts, [audios[0], *audios[2:]], [results[0], *results[2:]]):
         # espeak says some of these badly: held to what the clip gets alone, within one word in ten
-        alone = word_error_rate(said, base_model.transcribe(audio).text)
+        alone = word_error_rate(said, base_model.transcribe_many([audio])[0].text)
         assert word_error_rate(said, result.text) <= max(MAX_WER, alone + 0.1), (said, result.text)
         assert result.language == "en" and result.language_probability > 0.5
         assert result.segments and result.text == " ".join(s.text for s in result.segments)

@@ -1,4 +1,5 @@
-"""The encoder's models behind one interface, with one factory and one cache.
+"""The encoder's models behind the core's model interface (reelvec.models.base), with one factory
+and one cache.
 
 A Model is loaded (`load`: waits until it can answer, learns its version and batch limit), then
 asked for rows (`predict`: a batch in, [n, kind.dim] out, every row checked). Two kinds: the visual
@@ -30,7 +31,7 @@ from tritonclient.utils import InferenceServerException
 
 from reelvec import errors
 from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
-from reelvec.models import AUDIO_MODEL_NAME, VISUAL_MODEL_NAME, ModelVersion
+from reelvec.models import AUDIO_MODEL_NAME, VISUAL_MODEL_NAME, ModelVersion, base
 from reelvec.server import caller_deadline
 from reelvec.vectors import unit
 
@@ -55,15 +56,12 @@ def pool(embeddings: np.ndarray) -> np.ndarray:
     return unit(embeddings.astype(np.float64).mean(axis=0)).astype(np.float32)
 
 
-class Model(abc.ABC):
+class Model(base.Model):
+    """A base.Model of one Kind whose predict splits the batch at max_batch and checks every row."""
+
     def __init__(self, kind: Kind, version: str):
         self.kind, self.version = kind, version  # version "": the newest, learned by load()
-        self.max_batch = 0  # 0: any
         self.name = str(ModelVersion(kind.name, version or "?"))
-
-    @abc.abstractmethod
-    async def load(self, timeout: float) -> None:
-        """Returns once the model answers; errors.Unavailable after `timeout` seconds."""
 
     @abc.abstractmethod
     async def _run(self, batch: np.ndarray) -> np.ndarray: ...
@@ -76,9 +74,6 @@ class Model(abc.ABC):
             raise errors.ReelvecError(f"{self.name} returned {rows.shape} (all finite: {np.isfinite(rows).all()}), "
                                       f"expected ({len(batch)}, {self.kind.dim})")
         return rows
-
-    async def close(self) -> None:
-        return None
 
 
 class TritonModel(Model):

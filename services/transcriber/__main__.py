@@ -12,8 +12,8 @@ async def main() -> None:
 
 
     async def warmup():
-        await asyncio.to_thread(servicer.load)
-        versions = {"whisper": servicer.speech.version, "text": servicer.embedder.version}
+        await servicer.load()
+        versions = {"whisper": servicer.speech.name, "text": servicer.embedder.name}
         log.info("models loaded", extra=versions)
 
     await server.serve(settings, server.register(transcriber_pb2, transcriber_pb2_grpc, "Transcriber", servicer), warmup=warmup)

@@ -59,17 +59,17 @@ def _to_proto(transcript: Transcript) -> common_pb2.Transcript:
     )
 
 
-def _together(speech: Speech, audios: list) -> list[Transcript | Exception]:
+async def _together(speech: Speech, audios: list) -> list[Transcript | Exception]:
     """The clips that queued together, packed; when that fails, each alone, so that one clip that
     breaks fails its own request only."""
     try:
-        return speech.transcribe_many(audios)
+        return await speech.predict(audios)
     except Exception:
         log.exception("transcribing clips together failed: each alone", extra={"clips": len(audios)})
     out = []
     for audio in audios:
         try:
-            out.append(speech.transcribe(audio))
+            out.extend(await speech.predict([audio]))
         except Exception as exc:
             out.append(exc)
     return out
@@ -83,19 +83,15 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
         self._transcriptions: GroupCommit | None = None
         self._embeddings = asyncio.Semaphore(settings.max_text_embeddings)
 
-    def load(self) -> None:
+    async def load(self) -> None:
         s = self.settings
-        self.speech = Speech(
-            s.whisper_model,
-            s.device,
-            s.compute_type,
-            s.cpu_threads,
-            workers=s.max_transcriptions,
-            beam_size=s.beam_size,
-        )
-        self.embedder = TextEmbedder(Path(s.text_model_dir), s.device, s.cpu_threads)
-        speech = self.speech
-        self._transcriptions = GroupCommit(lambda audios: asyncio.to_thread(_together, speech, audios),
+        speech = Speech(s.whisper_model, s.device, s.compute_type, s.cpu_threads, workers=s.max_transcriptions,
+                        beam_size=s.beam_size)
+        embedder = TextEmbedder(Path(s.text_model_dir), s.device, s.cpu_threads)
+        for model in (speech, embedder):
+            await model.load()
+        self.speech, self.embedder = speech, embedder  # only loaded models: _ready tells the rest apart
+        self._transcriptions = GroupCommit(lambda audios: _together(speech, audios),
                                            s.pack_max_clips, s.max_transcriptions, s.pack_linger_seconds)
 
     def _ready(self) -> tuple[Speech, TextEmbedder]:
@@ -108,7 +104,7 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
             await self._embeddings.acquire()
         try:
             with timed("model"):
-                vectors = await asyncio.to_thread(embedder.embed, [text])
+                vectors = await embedder.predict([text])
         finally:
             self._embeddings.release()
         return vectors[0].tolist()
@@ -124,8 +120,8 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
         return transcriber_pb2.TranscribeResponse(
             transcript=_to_proto(transcript),
             text=await self._embed(embedder, words) if words else [],
-            whisper_model=speech.version,
-            text_model=embedder.version,
+            whisper_model=speech.name,
+            text_model=embedder.name,
         )
 
     async def EmbedText(self, request, context):
@@ -133,5 +129,5 @@ class Transcriber(transcriber_pb2_grpc.TranscriberServicer):
         if not request.text.strip():
             raise errors.InvalidInput("text is empty")
         return transcriber_pb2.EmbedTextResponse(
-            text=await self._embed(embedder, request.text), text_model=embedder.version
+            text=await self._embed(embedder, request.text), text_model=embedder.name
         )

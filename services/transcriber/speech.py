@@ -1,5 +1,6 @@
 """Speech-to-text with faster-whisper (CTranslate2) from a local model directory."""
 
+import asyncio
 import dataclasses
 import os
 import threading
@@ -12,7 +13,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.transcribe import restore_speech_timestamps
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from reelvec.models import whisper
+from reelvec.models import base, whisper
 from services.transcriber import packing
 from services.transcriber.packing import SAMPLE_RATE
 
@@ -80,7 +81,9 @@ def default_cpu_threads(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
 
 
-class Speech:
+class Speech(base.Model):
+    """predict: a list of 16 kHz mono float32 clips (None: no audio) in, a Transcript each out."""
+
     def __init__(
         self,
         name: str = "base",
@@ -91,26 +94,26 @@ class Speech:
         beam_size: int = 5,
     ):
         compute_type = compute_type or default_compute_type(device)
-        self.version = f"faster-whisper:{name}:{compute_type}"
+        self.name = f"faster-whisper:{name}:{compute_type}"
         self.beam_size = beam_size
         self._on_gpu = device == "cuda"
         # Without num_workers > 1, CTranslate2 runs concurrent calls one after another.
-        self.model = _SharedEncodingWhisper(
-            str(whisper.model_dir(name)),
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=cpu_threads or default_cpu_threads(workers),
-            num_workers=workers,
-            local_files_only=True,
-        )
+        self._whisper = name
+        self._options = dict(device=device, compute_type=compute_type,
+                             cpu_threads=cpu_threads or default_cpu_threads(workers), num_workers=workers,
+                             local_files_only=True)
+        self.model: _SharedEncodingWhisper | None = None
 
-    def transcribe(self, audio: np.ndarray | None) -> Transcript:
-        """`audio`: 16 kHz mono float32. No audio, or nothing the VAD calls speech, is empty."""
-        return self.transcribe_many([audio])[0]
+    async def load(self, timeout: float = 0.0) -> None:
+        directory = str(whisper.model_dir(self._whisper))
+        self.model = await asyncio.to_thread(_SharedEncodingWhisper, directory, **self._options)
+
+    async def predict(self, batch: list[np.ndarray | None]) -> list[Transcript]:
+        return await asyncio.to_thread(self.transcribe_many, batch)
 
     def transcribe_many(self, audios: list[np.ndarray | None]) -> list[Transcript]:
-        """transcribe() of each, with the clips short enough packed into shared windows
-        (packing.py): what the transcriber does with requests that arrive together."""
+        """predict's work, in the calling thread. No audio, or nothing the VAD calls speech, is an
+        empty Transcript; clips short enough are packed into shared windows (packing.py)."""
         results: list[Transcript | None] = [None] * len(audios)
         clips = []
         for index, audio in enumerate(audios):

@@ -1,32 +1,45 @@
 """Sentence embeddings served from the exported ONNX graph: `tokenizers` + onnxruntime, no torch."""
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 
-from reelvec.models import text
+from reelvec.models import base, text
 
 
-class TextEmbedder:
-    version = text.VERSION
+class TextEmbedder(base.Model):
+    """predict: a list of texts in, [len(texts), 384] float32 unit vectors out."""
+
+    name = text.VERSION
 
     def __init__(self, directory: Path, device: str = "cpu", threads: int = 0):
-        model = directory / text.ONNX_NAME
+        self.directory, self.device, self.threads = Path(directory), device, threads
+        self.session: onnxruntime.InferenceSession | None = None
+
+    async def load(self, timeout: float = 0.0) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        model = self.directory / text.ONNX_NAME
         if not model.exists():
             raise FileNotFoundError(f"{model} is missing: run `make models`")
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per physical core
+        options.intra_op_num_threads = self.threads  # 0: onnxruntime's default, one per physical core
         # idle threads sleep instead of spinning on the cores Whisper and the other services need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        wanted = ["CUDAExecutionProvider"] if device == "cuda" else []
+        wanted = ["CUDAExecutionProvider"] if self.device == "cuda" else []
         available = onnxruntime.get_available_providers()
         providers = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+        self.tokenizer = text.tokenizer_for_serving(self.directory / text.TOKENIZER_NAME)
         self.session = onnxruntime.InferenceSession(str(model), options, providers=providers)
-        self.tokenizer = text.tokenizer_for_serving(directory / text.TOKENIZER_NAME)
+
+    async def predict(self, batch: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.embed, batch)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """[len(texts), 384] float32 unit vectors."""
+        """predict's work, in the calling thread."""
         encoded = self.tokenizer.encode_batch(texts)
         feeds = {
             "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
