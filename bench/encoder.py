@@ -11,7 +11,7 @@ import numpy as np
 
 from bench import common
 from reelvec import frames, samples, triton
-from reelvec.models import TRITON_REPOSITORY
+from reelvec.models import triton_repository
 from reelvec.models import visual as visual_model
 from reelvec.tools import launcher
 from services.encoder.models import VISUAL, OnnxModel, TritonModel
@@ -69,13 +69,13 @@ def run(args) -> common.Section:
         wall, cpu = _sequential(lambda x: model(torch.from_numpy(x)), clips, requests)
     results.append(("PyTorch eager (baseline)", 1, wall, cpu))
 
-    onnx = OnnxModel(VISUAL, "", TRITON_REPOSITORY)
+    onnx = OnnxModel(VISUAL, "", triton_repository())
     wall, cpu = _sequential(lambda x: onnx.session.run(None, {"frames": x}), clips, requests)
     results.append(("onnxruntime in-process", 1, wall, cpu))
 
     with tempfile.TemporaryDirectory() as work:
         ports = [launcher.free_port() for _ in range(3)]
-        argv, env = triton.command(TRITON_REPOSITORY, Path(work), *ports)
+        argv, env = triton.command(triton_repository(), Path(work), *ports)
         process = triton.start(argv, env, Path(work) / "triton.log")
         try:
             url = f"127.0.0.1:{ports[0]}"

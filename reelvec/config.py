@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 ENV_PREFIX = "REELVEC_"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _parse_bool(text: str) -> bool:
@@ -39,6 +38,16 @@ class ServerSettings:
 def data_dir(explicit: str | None = None) -> Path:
     """The data dir a tool works on: its --data-dir, else $REELVEC_DATA_DIR, else the services' default."""
     return Path(explicit or os.environ.get(ENV_PREFIX + "DATA_DIR") or ServerSettings.data_dir)
+
+
+def models_dir() -> Path:
+    """Where `make models` (reelvec.models.prepare) puts the serving models and every service and tool
+    finds them: $REELVEC_MODELS_DIR, else the user's cache (they are rebuilt from installed packages,
+    never edited), read when asked so that the installed package needs no checkout beside it."""
+    explicit = os.environ.get(ENV_PREFIX + "MODELS_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reelvec" / "models"
 
 
 def load(cls, argv=None, description: str = ""):

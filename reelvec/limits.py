@@ -1,12 +1,11 @@
 """Size limits shared by servers and channels: gRPC messages and uploaded videos."""
 
-import os
-
 from reelvec import errors
+from reelvec.config import ServerSettings
 
-# Large enough for the biggest unary upload; the gateway enforces the real per-video limit
-# (REELVEC_MAX_VIDEO_MB) with a message that says so.
-MAX_MESSAGE_BYTES = int(os.environ.get("REELVEC_MAX_MESSAGE_MB", "300")) * 1024 * 1024
+# Room in a request beside its video (caption, hashtags, metadata), so that the services' own check
+# of max_video_mb, with a message that names the setting, answers before gRPC's size cap does.
+_HEADROOM_MB = 44
 
 
 def check_video(data: bytes, max_video_mb: int) -> None:
@@ -33,7 +32,14 @@ def check_k(k: int) -> int:
     return k or DEFAULT_K
 
 
+def server_options(max_video_mb: int) -> list[tuple[str, int]]:
+    """A server takes requests of up to its largest video plus the headroom."""
+    return [("grpc.max_receive_message_length", (max_video_mb + _HEADROOM_MB) * 2**20)]
+
+
+# Channels send whatever the caller gives (the server enforces its own cap) and take answers up to
+# what a server with the default video limit takes.
 GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", (ServerSettings.max_video_mb + _HEADROOM_MB) * 2**20),
+    ("grpc.max_send_message_length", -1),
 ]

@@ -1,7 +1,7 @@
 """The Triton model repository one stack serves: `<data-dir>/triton/models`.
 
-The packaged repository (deploy/triton/model_repository, version 1 written by `make models`) stays
-read-only; each stack serves its own copy, so versions trained on a user's videos (`reelvec train
+The prepared repository (reelvec.models.triton_repository(), version 1 written by `make models`)
+stays read-only; each stack serves its own copy, so versions trained on a user's videos (`reelvec train
 encoder`) live with that user's data and never in the source tree. Configs are copied again at
 every start (a new release may change them); packaged versions are symlinks; trained versions are
 real folders next to them.
@@ -18,7 +18,11 @@ def assemble(source: Path, target: Path) -> Path:
         shutil.copyfile(model / "config.pbtxt", served / "config.pbtxt")
         for version in model.iterdir():
             link = served / version.name
-            if version.name.isdigit() and not link.exists():
+            if not version.name.isdigit():
+                continue
+            if link.is_symlink() and link.resolve() != version.resolve():
+                link.unlink()  # the prepared repository moved (another models dir): follow it
+            if not link.exists():
                 link.symlink_to(version.resolve(), target_is_directory=True)
     return Path(target)
 

@@ -162,7 +162,7 @@ async def serve(
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RequestIdFilter())
     # so_reuseport off: a second server on a busy port must fail, not silently share it
-    server = grpc.aio.server(options=[*limits.GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[*limits.server_options(settings.max_video_mb), ("grpc.so_reuseport", 0)])
     names = list(add_services(server, ServiceGuard(authorize, settings.max_concurrent_rpcs)))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

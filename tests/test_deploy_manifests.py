@@ -7,11 +7,11 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+from checkout import ROOT
 
-from reelvec.config import REPO_ROOT
 from reelvec.tools.deploy.render import kubectl, kustomize
 
-K8S = REPO_ROOT / "deploy" / "k8s"
+K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("cpu", "gpu")
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
 GRPC_SERVICES = {"gateway": 50051, "encoder": 50052, "transcriber": 50053, "search": 50054, "regressor": 50055}

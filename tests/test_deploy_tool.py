@@ -9,10 +9,12 @@ import sys
 
 import pytest
 import yaml
+from checkout import ROOT
 from k8s_emulator import Emulator
 
-from reelvec.config import REPO_ROOT
 from reelvec.tools.deploy import cluster, render
+
+K8S = ROOT / "deploy" / "k8s"
 
 TRITON_INDEX = [{"name": "efficientnet_lite0", "version": v, "state": "READY"} for v in ("2", "1")]
 
@@ -37,18 +39,23 @@ def kubeconfig(emulator, tmp_path) -> str:
 
 def deploy(config: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", *args, "--kubeconfig", config, "--json"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def test_render_points_every_reelvec_image_at_the_registry_and_tag():
-    docs = render.render("gpu", tag="2026.11", registry="registry.example/ml")
+    docs = render.render("gpu", tag="2026.11", registry="registry.example/ml", manifests=K8S)
     images = {c["image"] for d in docs if "template" in d.get("spec", {}) for c in d["spec"]["template"]["spec"]["containers"]}
     ours = {i for i in images if "reelvec/" in i}
     assert ours and all(i.startswith("registry.example/ml/reelvec/") and i.endswith(":2026.11") for i in ours)
     assert any(i.startswith("qdrant/qdrant:") for i in images)  # not ours: untouched
     assert all(cluster.path_of(d) for d in docs)  # every kind rendered is one apply knows
     with pytest.raises(ValueError, match="unknown overlay"):
-        render.render("tpu")
+        render.render("tpu", manifests=K8S)
+
+
+def test_render_outside_a_checkout_says_where_the_manifests_are_wanted(tmp_path):
+    with pytest.raises(ValueError, match="--manifests"):
+        render.render("cpu", manifests=tmp_path)
 
 
 @pytest.mark.integration
@@ -57,7 +64,7 @@ def test_apply_server_side_applies_everything_and_waits_for_the_rollouts(emulato
     result = deploy(config, "apply", "--overlay", "cpu", "--tag", "t1", "--timeout", "60")
     assert result.returncode == 0, result.stderr
     applied = json.loads(result.stdout)["applied"]
-    rendered = render.render("cpu", tag="t1")
+    rendered = render.render("cpu", tag="t1", manifests=K8S)
     assert len(applied) == len(rendered) == len(emulator.objects)
     patches = [r for r in emulator.requests if r["method"] == "PATCH"]
     assert patches[0]["path"] == "/api/v1/namespaces/reelvec"  # what the rest lives in comes first

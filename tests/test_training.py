@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reelvec import samples, triton
-from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import VISUAL_MODEL_NAME, triton_repository
 from reelvec.tools import launcher
 from reelvec.tools.training import simclr
 from services.encoder.models import VISUAL, TritonModel
@@ -67,7 +67,7 @@ def test_a_clip_is_augmented_the_same_way_in_every_frame():
 @pytest.mark.integration
 def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp_path):
     repository = tmp_path / "repository"
-    shutil.copytree(TRITON_REPOSITORY / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,
+    shutil.copytree(triton_repository() / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,
                     ignore=shutil.ignore_patterns("*.partial", "__pycache__"))
     ports = [launcher.free_port() for _ in range(3)]
     argv, env = triton.command(repository, tmp_path / "work", *ports)

@@ -22,8 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from checkout import ROOT  # noqa: E402
+
 from reelvec import limits, media, samples  # noqa: E402
-from reelvec.config import REPO_ROOT  # noqa: E402
 from reelvec.models import text, whisper  # noqa: E402
 from reelvec.v1 import transcriber_pb2, transcriber_pb2_grpc  # noqa: E402
 from services.transcriber.server import embedding_text  # noqa: E402
@@ -120,7 +121,7 @@ def service(tmp_path_factory):
         process = subprocess.Popen(
             [sys.executable, "-m", "services.transcriber", "--port", str(port),
              "--whisper-model", "tiny.en", "--grace-seconds", "1"],
-            cwd=REPO_ROOT,
+            cwd=ROOT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
             stdout=subprocess.DEVNULL,
             stderr=stderr,

@@ -2,7 +2,7 @@
 
 Our Whisper weights exist only in CTranslate2 format (model.bin), so they are converted once into an
 openai checkpoint ({"dims", "model_state_dict"}, the layout `whisper.load_model(path)` also reads) and
-cached under MODELS_DIR/openai-whisper/. The model.bin reader needs only numpy, so it is testable where
+cached under config.models_dir()/openai-whisper/. The model.bin reader needs only numpy, so it is testable where
 openai-whisper is not installed (it is an optional extra: its package pulls a ~1 GB `triton` wheel).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec.models import MODELS_DIR
+from reelvec.config import models_dir
 from reelvec.models import whisper as ct2_whisper
 
 VERSION = "20250625"
@@ -20,7 +20,7 @@ INSTALL = (
     ".venv/bin/pip install -e '.[export,test,bench]' && "
     f".venv/bin/pip install --no-deps openai-whisper=={VERSION}"
 )
-CACHE_DIR = MODELS_DIR / "openai-whisper"
+CACHE_DIR = models_dir() / "openai-whisper"
 
 # The DataType enum of ctranslate2/specs/model_spec.py (_dtype_to_type_id); bfloat16 has no numpy type.
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}

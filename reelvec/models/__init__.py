@@ -1,20 +1,30 @@
 """Where the models live. Weights come from installed packages; `make models` (reelvec.models.prepare)
-turns them into the serving formats below once. Nothing downloads at run time."""
+turns them into the serving formats under config.models_dir() once. Nothing downloads at run time."""
 
 import dataclasses
-import os
 from pathlib import Path
 
-from reelvec.config import REPO_ROOT
+from reelvec import config
 
-# Triton model repository (Triton tutorials layout): <name>/config.pbtxt + <name>/1/model.*
-TRITON_REPOSITORY = Path(
-    os.environ.get("REELVEC_TRITON_REPOSITORY", REPO_ROOT / "deploy" / "triton" / "model_repository")
-)
+# The Triton repository's committed parts (Triton tutorials layout: <name>/config.pbtxt,
+# <name>/1/model.py), shipped inside the package; `make models` copies them beside the ONNX it writes.
+TRITON_TEMPLATES = Path(__file__).resolve().parent / "triton"
 VISUAL_MODEL_NAME = "efficientnet_lite0"
 # the learned audio encoder: no packaged version, `reelvec train encoder --multimodal` makes them
 AUDIO_MODEL_NAME = "audio_logmel"
 
+
+def triton_repository() -> Path:
+    """The prepared Triton model repository: templates plus version 1 of the visual model."""
+    return config.models_dir() / "triton"
+
+
+def text_model_dir() -> Path:
+    return config.models_dir() / "all-minilm-l6-v2"
+
+
+def whisper_base_dir() -> Path:
+    return config.models_dir() / "whisper-base"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +42,3 @@ class ModelVersion:
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}" if self.version else self.name
-
-
-# Other generated artifacts: text encoder ONNX, assembled Whisper weights.
-MODELS_DIR = Path(os.environ.get("REELVEC_MODELS_DIR", REPO_ROOT / ".models"))
-TEXT_MODEL_DIR = MODELS_DIR / "all-minilm-l6-v2"
-WHISPER_BASE_DIR = MODELS_DIR / "whisper-base"

@@ -7,7 +7,7 @@ torch and transformers are imported here only, at export time (the `export` extr
 
 from pathlib import Path
 
-from reelvec.models import TEXT_MODEL_DIR
+from reelvec.models import text_model_dir
 
 ONNX_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
@@ -77,8 +77,10 @@ def tokenizer_for_serving(path: Path):
     return tokenizer
 
 
-def export(target: Path = TEXT_MODEL_DIR) -> Path:
-    """Writes model.onnx + tokenizer.json under `target`; a no-op when both are there."""
+def export(target: Path | None = None) -> Path:
+    """Writes model.onnx + tokenizer.json under `target` (default: text_model_dir()); a no-op when both
+    are there."""
+    target = target or text_model_dir()
     import shutil
     import warnings
 

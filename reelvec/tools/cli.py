@@ -276,12 +276,12 @@ def cmd_deploy(args) -> int:
 
     try:
         if args.action == "render":
-            print(render.to_yaml(render.render(args.overlay, args.tag, args.registry)), end="")
+            print(render.to_yaml(render.render(args.overlay, args.tag, args.registry, args.manifests)), end="")
             return 0
         cluster = Cluster.connect(args.kubeconfig, args.context)
         if args.action == "apply":
             applied = []
-            for wave in waves(render.render(args.overlay, args.tag, args.registry)):
+            for wave in waves(render.render(args.overlay, args.tag, args.registry, args.manifests)):
                 applied += cluster.apply(wave)
                 cluster.wait_for_rollouts(wave, args.timeout)
             result, human = {"applied": applied}, f"applied {len(applied)} objects; every workload rolled out"
@@ -360,6 +360,8 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--overlay", choices=["cpu", "gpu"], default="cpu")
         a.add_argument("--tag", default="latest", help="image tag of every reelvec image")
         a.add_argument("--registry", default="", help="registry (and path) the reelvec images are pulled from")
+        a.add_argument("--manifests", default="deploy/k8s",
+                       help="the kustomize tree (base/, overlays/) of a checkout; default: ./deploy/k8s")
     a.add_argument("--timeout", type=float, default=900.0,
                    help="seconds to wait for each wave of rollouts (the services, then the gateway)")
     actions.add_parser("status", help="workloads, autoscalers and Triton's model versions")

@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelvec import config, model_repository, triton
-from reelvec.models import TRITON_REPOSITORY
+from reelvec.models import triton_repository
 
 READY_TIMEOUT = float(os.environ.get("REELVEC_READY_TIMEOUT", "300"))
 STOP_TIMEOUT = 20.0
@@ -103,7 +103,7 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     def plan(self) -> None:
-        model_repository.assemble(TRITON_REPOSITORY, self.repository)
+        model_repository.assemble(triton_repository(), self.repository)
         ports = {name: free_port() for name in ("encoder", "transcriber", "search", "regressor")}
         ports["gateway"] = self.gateway_port
         triton_ports = {k: free_port() for k in ("grpc", "http", "metrics")}

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from reelvec import audio_features, config, errors, frames, limits, media
-from reelvec.models import TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import VISUAL_MODEL_NAME, triton_repository
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
 from reelvec.vectors import unit
@@ -30,11 +30,14 @@ class Settings(config.ServerSettings):
     triton_ready_timeout: float = 300.0  # how long warmup waits for Triton to serve the model
     visual_model: str = VISUAL_MODEL_NAME
     visual_model_version: str = ""  # empty: the latest version
-    model_repository: str = str(TRITON_REPOSITORY)  # read by the onnxruntime backend only
+    model_repository: str = ""  # read by the onnxruntime backend only; empty: `make models`' repository
     onnx_threads: int = 0  # onnxruntime backend; 0: every usable core
     frames: int = 16
     max_duration: float = media.DEFAULT_MAX_DURATION  # seconds
     max_decodes: int = 2  # videos decoded at once (CPU-bound threads); more wait
+
+    def __post_init__(self):
+        self.model_repository = self.model_repository or str(triton_repository())
 
 
 def _jpeg(frame: np.ndarray) -> bytes:

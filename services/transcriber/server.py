@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reelvec import config, errors, limits, media
 from reelvec.group_commit import GroupCommit
-from reelvec.models import TEXT_MODEL_DIR
+from reelvec.models import text_model_dir
 from reelvec.server import timed
 from reelvec.v1 import common_pb2, transcriber_pb2, transcriber_pb2_grpc
 from services.transcriber.speech import Speech, Transcript
@@ -33,7 +33,10 @@ class Settings(config.ServerSettings):
     # window before it takes the free worker (docs/transcriber.md: packing).
     pack_linger_seconds: float = 0.3
     max_text_embeddings: int = 4
-    text_model_dir: str = str(TEXT_MODEL_DIR)
+    text_model_dir: str = ""  # empty: where `make models` put it
+
+    def __post_init__(self):
+        self.text_model_dir = self.text_model_dir or str(text_model_dir())
 
 
 log = logging.getLogger(__name__)

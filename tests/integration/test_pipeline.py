@@ -279,7 +279,7 @@ def test_metrics_endpoints_count_rpcs(stack, tmp_path, grpc_error):
     import re
     import urllib.request
 
-    from reelvec.config import REPO_ROOT
+    from checkout import ROOT
 
     # an upload and a refused one of its own: a restart of the stack sets the counters back to zero
     stub = stack.stub()
@@ -305,7 +305,7 @@ def test_metrics_endpoints_count_rpcs(stack, tmp_path, grpc_error):
     for process in ("gateway", "encoder", "transcriber", "search", "regressor", "triton"):
         for name in re.findall(r"^# TYPE (\w+) (\w+)", scrape(process), re.M):
             exported |= {name[0], name[0] + "_bucket", name[0] + "_count", name[0] + "_sum"}
-    monitoring = REPO_ROOT / "deploy" / "k8s" / "monitoring"
+    monitoring = ROOT / "deploy" / "k8s" / "monitoring"
     queried = set(re.findall(r"\b((?:reelvec|nv)_[a-z_]+)\b", (monitoring / "grafana-dashboard.json").read_text()
                              + (monitoring / "prometheus-adapter-rules.yaml").read_text()))
     assert queried and queried <= exported, sorted(queried - exported)
@@ -316,9 +316,9 @@ def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, trained,
     import csv
     import subprocess
 
-    from reelvec.config import REPO_ROOT
+    from checkout import ROOT
 
-    locust = REPO_ROOT / ".venv-loadtest" / "bin" / "locust"
+    locust = ROOT / ".venv-loadtest" / "bin" / "locust"
     assert locust.exists(), "run `make loadtest-env` (make test does)"
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -329,7 +329,7 @@ def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, trained,
         [str(locust), "-f", "services/loadgen/locustfile.py", "--headless", "--host", stack.gateway,
          "--users", "4", "--spawn-rate", "4", "--run-time", "8s", "--stop-timeout", "60", "--only-summary",
          "--csv", str(tmp_path / "load")],
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOADGEN_VIDEOS": str(clips)},
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "LOADGEN_VIDEOS": str(clips)},
         capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

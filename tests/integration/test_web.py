@@ -9,12 +9,12 @@ import urllib.request
 
 import grpc
 import pytest
+from checkout import ROOT
 
-from reelvec.config import REPO_ROOT
 from reelvec.v1 import gateway_pb2
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = REPO_ROOT / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="module")

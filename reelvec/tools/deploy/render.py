@@ -8,9 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from reelvec.config import REPO_ROOT
-
-K8S = REPO_ROOT / "deploy" / "k8s"
+# The checkout's manifests: they are deployment files, not part of the installed package.
+K8S = Path("deploy") / "k8s"
 OVERLAYS = ("cpu", "gpu")
 OURS = "reelvec/"  # image names in the manifests carry no registry
 
@@ -33,10 +32,14 @@ def kustomize(folder: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def render(overlay: str, tag: str = "latest", registry: str = "") -> list[dict]:
+def render(overlay: str, tag: str = "latest", registry: str = "", manifests: Path = K8S) -> list[dict]:
+    """`manifests`: the kustomize tree (base/, overlays/); relative to the working directory."""
     if overlay not in OVERLAYS:
         raise ValueError(f"unknown overlay {overlay!r}: use {' or '.join(OVERLAYS)}")
-    docs = kustomize(K8S / "overlays" / overlay)
+    folder = Path(manifests) / "overlays" / overlay
+    if not (folder / "kustomization.yaml").exists():
+        raise ValueError(f"no {folder}/kustomization.yaml: run from a reelvec checkout or pass --manifests")
+    docs = kustomize(folder)
     for doc in docs:
         for container in _containers(doc):
             if container["image"].startswith(OURS):

@@ -26,7 +26,7 @@ import numpy as np
 from reelvec import audio_features, media
 from reelvec import frames as frame_ops
 from reelvec.modalities import AUDIO_DIM
-from reelvec.models import AUDIO_MODEL_NAME, TRITON_REPOSITORY, VISUAL_MODEL_NAME
+from reelvec.models import AUDIO_MODEL_NAME, TRITON_TEMPLATES, VISUAL_MODEL_NAME
 from reelvec.tools.training import simclr
 
 AUDIO_INPUT, AUDIO_OUTPUT = "logmel", "embedding"
@@ -174,7 +174,7 @@ def export_audio(model, repository: Path, version: int) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if not (folder / "config.pbtxt").exists():
         (folder / "config.pbtxt").write_text(AUDIO_CONFIG)
-    shutil.copyfile(TRITON_REPOSITORY / VISUAL_MODEL_NAME / "1" / "model.py", target.parent / "model.py")
+    shutil.copyfile(TRITON_TEMPLATES / VISUAL_MODEL_NAME / "1" / "model.py", target.parent / "model.py")
     example = -torch.rand(3, audio_features.N_MELS, audio_features.LOGMEL_WINDOW)
     partial = target.with_suffix(".onnx.partial")
     model.eval()
