@@ -1,0 +1,184 @@
+"""Copy detection from frame descriptors: which stored videos a query copies, and which seconds.
+
+Every indexed video keeps one descriptor per sampled frame (about one a second, reelvec/frames.py):
+the visual model's embedding of that frame, a unit row, with its time. A query is answered in
+three steps (docs/copies.md says why each is built so):
+
+1. Candidates: each query frame's nearest stored frames vote for their videos (`vote`), so a short
+   excerpt inside a long, unrelated video still brings that video in; a mean vector per video
+   cannot see it.
+2. Alignment (`align`): the query x reference frame-similarity matrix, then dynamic programming
+   over it (a temporal network, as VCSL's TN): the best chain of frame matches that advances in
+   time on both sides, with gaps of up to MAX_GAP_S. Its ends are the copied segment on each side;
+   a straight line fitted over the chain must have a slope (speed ratio) in SPEED_RANGE, which
+   holds for speed changes at 1 fps where a per-step slope limit breaks. Up to MAX_SEGMENTS
+   disjoint chains are taken, best first.
+3. Decision: a pair's score is its best segment's score, the frames' mean similarity along the
+   chain; scores are comparable across pairs, and a pair is a copy at score >= THRESHOLD.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from reelvec.vectors import unit
+
+# Frame pairs below this cosine never join a chain: unrelated frames of EfficientNet-Lite0 sit
+# below it, edited copies of one frame above (docs/copies.md, measured).
+MATCH_MIN = 0.6
+# The operating point: a chain's mean frame similarity at or above this is a copy.
+THRESHOLD = 0.7
+MIN_MATCHES = 3  # frames a chain needs: one or two matching frames are a coincidence (a logo, a black card)
+MAX_GAP_S = 3.0  # seconds a chain may skip on either side (cuts, dropped or changed frames)
+SPEED_RANGE = (0.5, 2.0)  # reference seconds per query second
+MAX_SEGMENTS = 3
+ROW_CANDIDATES = 5  # each query frame matches at most this many reference frames
+
+
+@dataclasses.dataclass(frozen=True)
+class Track:
+    """A video's frame descriptors: `times` [n] seconds ascending, `vectors` [n, dim] unit rows."""
+
+    times: np.ndarray
+    vectors: np.ndarray
+
+    @classmethod
+    def of(cls, times, vectors) -> "Track":
+        times = np.asarray(times, np.float64)
+        vectors = unit(np.asarray(vectors, np.float32).reshape(len(times), -1), np.float32)
+        return cls(times, vectors)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def half_step(self) -> float:
+        """Half the spacing of the frames: each stands for that much time on either side."""
+        return float(np.median(np.diff(self.times))) / 2 if len(self.times) > 1 else 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    query_start: float
+    query_end: float
+    ref_start: float
+    ref_end: float
+    score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    id: str
+    score: float
+    segments: tuple[Segment, ...]
+
+
+def _gap(track: Track) -> int:
+    """MAX_GAP_S in frames of this track."""
+    return max(1, int(np.ceil(MAX_GAP_S / max(2 * track.half_step(), 1e-3))))
+
+
+def _matches(similarity: np.ndarray) -> np.ndarray:
+    """The frame pairs that may join a chain: at least MATCH_MIN, and among the best of their row."""
+    keep = similarity >= MATCH_MIN
+    if similarity.shape[1] > ROW_CANDIDATES:
+        kth = np.partition(similarity, -ROW_CANDIDATES, axis=1)[:, -ROW_CANDIDATES][:, None]
+        keep &= similarity >= kth
+    return keep
+
+
+def _best_chain(weights: np.ndarray, row_gap: int, col_gap: int) -> list[tuple[int, int]]:
+    """The chain of cells with the largest weight sum, each step advancing 1..row_gap rows and
+    0..col_gap columns; -inf cells are not matches. [] when no cell is positive."""
+    n, m = weights.shape
+    score = np.full((n, m), -np.inf)
+    source = np.full((n, m), -1, np.int64)  # flat index of the previous cell, -1: the chain starts here
+    columns = np.arange(m)
+    for i in range(n):
+        row = weights[i]
+        lo = max(0, i - row_gap)
+        if i > lo:
+            window = score[lo:i]
+            best_rows = window.argmax(axis=0) + lo
+            best = window.max(axis=0)
+            shifted = np.full((col_gap + 1, m), -np.inf)
+            for d in range(col_gap + 1):
+                shifted[d, d:] = best[: m - d]
+            step = shifted.argmax(axis=0)
+            previous = shifted[step, columns]
+            chained = previous > 0
+            from_col = columns - step
+            source[i] = np.where(chained, best_rows[np.clip(from_col, 0, m - 1)] * m + from_col, -1)
+            score[i] = row + np.where(chained, previous, 0.0)
+        else:
+            score[i] = row
+    end = int(score.argmax())
+    if not np.isfinite(score.flat[end]) or score.flat[end] <= 0:
+        return []
+    chain = []
+    while end >= 0:
+        chain.append(divmod(end, m))
+        end = int(source.flat[end])
+    return chain[::-1]
+
+
+def _slope(xs: np.ndarray, ys: np.ndarray) -> float:
+    if np.ptp(xs) == 0:
+        return 0.0 if np.ptp(ys) == 0 else np.inf
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def align(query: Track, ref: Track) -> list[Segment]:
+    """The copied segments between two videos, best first; [] when nothing lines up."""
+    if not len(query) or not len(ref):
+        return []
+    similarity = query.vectors @ ref.vectors.T
+    keep = _matches(similarity)
+    if keep.sum() < MIN_MATCHES:
+        return []
+    # weights centred on MATCH_MIN: a chain grows while its frames match better than chance
+    weights = np.where(keep, similarity - MATCH_MIN + 1e-3, -np.inf)
+    row_gap, col_gap = _gap(query), _gap(ref)
+    hq, hr = query.half_step(), ref.half_step()
+    segments = []
+    for _ in range(MAX_SEGMENTS):
+        chain = _best_chain(weights, row_gap, col_gap)
+        if len(chain) < MIN_MATCHES:
+            break
+        rows, cols = (np.array(axis) for axis in zip(*chain))
+        # the next chain may not reuse these seconds of either video
+        weights[rows.min() : rows.max() + 1, :] = -np.inf
+        weights[:, cols.min() : cols.max() + 1] = -np.inf
+        qt, rt = query.times[rows], ref.times[cols]
+        if not SPEED_RANGE[0] <= _slope(qt, rt) <= SPEED_RANGE[1]:
+            continue
+        segments.append(Segment(
+            query_start=max(0.0, float(qt[0]) - hq), query_end=float(qt[-1]) + hq,
+            ref_start=max(0.0, float(rt[0]) - hr), ref_end=float(rt[-1]) + hr,
+            score=float(similarity[rows, cols].mean()),
+        ))
+    return sorted(segments, key=lambda s: -s.score)
+
+
+def vote(frame_hits, limit: int) -> list[str]:
+    """The videos whose frames came back most for the query's frames, at most `limit`, best first.
+    `frame_hits`: per query frame, (video id, score) pairs of its nearest stored frames. A video's
+    vote is the sum over query frames of its best frame's similarity above MATCH_MIN."""
+    votes: dict[str, float] = {}
+    for hits in frame_hits:
+        best: dict[str, float] = {}
+        for video_id, score in hits:
+            if score >= MATCH_MIN and score > best.get(video_id, -1.0):
+                best[video_id] = score
+        for video_id, score in best.items():
+            votes[video_id] = votes.get(video_id, 0.0) + score - MATCH_MIN + 1e-3
+    return sorted(votes, key=lambda v: -votes[v])[:limit]
+
+
+def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOLD) -> list[Match]:
+    """The candidates the decision calls copies of the query, best first."""
+    found = []
+    for video_id, ref in candidates.items():
+        segments = align(query, ref)
+        if segments and segments[0].score >= threshold:
+            found.append(Match(video_id, segments[0].score, tuple(segments)))
+    return sorted(found, key=lambda m: (-m.score, m.id))
