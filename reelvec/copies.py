@@ -21,6 +21,8 @@ import dataclasses
 
 import numpy as np
 
+from reelvec import errors
+from reelvec.v1 import common_pb2
 from reelvec.vectors import unit
 
 # Frame pairs below this cosine never join a chain: unrelated frames of EfficientNet-Lite0 sit
@@ -48,6 +50,30 @@ class Track:
         vectors = unit(np.asarray(vectors, np.float32).reshape(len(times), -1), np.float32)
         return cls(times, vectors)
 
+    @classmethod
+    def from_proto(cls, frames: common_pb2.Frames) -> "Track":
+        """INVALID_ARGUMENT, naming what is wrong, for descriptors that do not fit together."""
+        n, dim = len(frames.times), frames.dim
+        if not n:
+            raise errors.InvalidInput("no frame descriptors: the video had no decodable frame")
+        if dim <= 0 or len(frames.vectors) != n * dim:
+            raise errors.InvalidInput(f"frames: {len(frames.vectors)} values for {n} times of dim {dim}")
+        times = np.asarray(frames.times, np.float64)
+        if not np.isfinite(times).all() or (np.diff(times) <= 0).any():
+            raise errors.InvalidInput("frames: times must be finite and ascending")
+        vectors = np.asarray(frames.vectors, np.float32).reshape(n, dim)
+        if not np.isfinite(vectors).all():
+            raise errors.InvalidInput("frames: vectors must be finite")
+        return cls.of(times, vectors)
+
+    def to_proto(self) -> common_pb2.Frames:
+        return common_pb2.Frames(times=self.times.tolist(), vectors=self.vectors.ravel().tolist(),
+                                 dim=self.vectors.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
     def __len__(self) -> int:
         return len(self.times)
 
@@ -70,6 +96,14 @@ class Match:
     id: str
     score: float
     segments: tuple[Segment, ...]
+
+    def to_proto(self) -> common_pb2.Copy:
+        return common_pb2.Copy(id=self.id, score=self.score, segments=[
+            common_pb2.CopiedSegment(**dataclasses.asdict(s)) for s in self.segments])
+
+    def covered(self) -> float:
+        """Seconds of the query inside the copied segments."""
+        return sum(s.query_end - s.query_start for s in self.segments)
 
 
 def _gap(track: Track) -> int:
