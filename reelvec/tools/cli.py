@@ -3,6 +3,7 @@ else 127.0.0.1:50051. A failure exits non-zero with one line on stderr naming th
 
 import argparse
 import json
+import math
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -26,6 +27,34 @@ def _transcript(t: common_pb2.Transcript) -> dict:
         "language": t.language,
         "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in t.segments],
     }
+
+
+def _clock(seconds: float) -> str:
+    """m:ss, the way a player shows a position: whole seconds elapsed (the web page writes the same)."""
+    whole = math.floor(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _segment(s: common_pb2.CopiedSegment) -> dict:
+    # frames are sampled about once a second: hundredths say all there is to say
+    return {"query_start": round(s.query_start, 2), "query_end": round(s.query_end, 2),
+            "ref_start": round(s.ref_start, 2), "ref_end": round(s.ref_end, 2), "score": round(float(s.score), 4)}
+
+
+def _copies(copies) -> list[dict]:
+    return [{"id": c.id, "score": round(float(c.score), 4), "segments": [_segment(s) for s in c.segments]}
+            for c in copies]
+
+
+def _copied_segments(copies) -> list[dict]:
+    """Predict's copies flattened: one entry per copied segment, naming its video."""
+    return [{"id": c.id, **_segment(s)} for c in copies for s in c.segments]
+
+
+def _copy_lines(copies, query: str = "your clip") -> list[str]:
+    return [f"{_clock(s['query_start'])}-{_clock(s['query_end'])} of {query} matches "
+            f"{_clock(s['ref_start'])}-{_clock(s['ref_end'])} of {s['id']} (score {s['score']:.2f})"
+            for s in _copied_segments(copies)]
 
 
 def _emit(args, result: dict, human: str) -> None:
@@ -126,15 +155,29 @@ def cmd_predict(args, stub) -> int:
         "near_duplicate_of": r.near_duplicate_of or None,
         "hashtags": list(r.hashtags),
         "similar": _hits(r.similar),
+        "copied_segments": _copied_segments(r.copies),
     }
-    human = (
-        f"likes {r.likes:,.0f} (80% interval {r.likes_low:,.0f} - {r.likes_high:,.0f})\n"
-        f"originality {r.originality:.2f}"
-        + (f", near-duplicate of {r.near_duplicate_of}" if r.near_duplicate_of else "")
-        + f"\nhashtags {' '.join('#' + t for t in r.hashtags) or '-'}\n"
-        + "similar " + ", ".join(f"{h['id']} ({h['score']:.2f})" for h in result["similar"])
-    )
-    _emit(args, result, human)
+    _emit(args, result, _predict_human(r, result))
+    return 0
+
+
+def _predict_human(r: gateway_pb2.PredictResponse, result: dict) -> str:
+    return "\n".join([
+        f"likes {r.likes:,.0f} (80% interval {r.likes_low:,.0f} - {r.likes_high:,.0f})",
+        f"originality {r.originality:.2f}" + (f", near-duplicate of {r.near_duplicate_of}" if r.near_duplicate_of else ""),
+        f"hashtags {' '.join('#' + t for t in r.hashtags) or '-'}",
+        "similar " + ", ".join(f"{h['id']} ({h['score']:.2f})" for h in result["similar"]),
+        *("copied: " + line for line in _copy_lines(r.copies)),
+    ])
+
+
+def cmd_copies(args, stub) -> int:
+    if args.id:
+        response = client.find_copies(stub, args.k, video_id=args.id)
+    else:
+        response = client.find_copies(stub, args.k, path=Path(args.file))
+    lines = _copy_lines(response.copies, args.id or "your clip")
+    _emit(args, {"copies": _copies(response.copies)}, "\n".join(lines) or "no copies found")
     return 0
 
 
@@ -419,6 +462,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--caption")
     p.add_argument("--hashtags", help="comma-separated")
     p.add_argument("--k", type=int, default=10)
+
+    p = client_command("copies", cmd_copies, "the stored videos a clip copies, and which seconds (docs/copies.md)")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("file", nargs="?", help="a video file (above 2 MiB it is streamed)")
+    q.add_argument("--id", help="a stored video instead of a file")
+    p.add_argument("--k", type=int, default=10,
+                   help="copies to show at most (a streamed file gets the gateway's default of 10 at most)")
 
     p = client_command("transcribe", cmd_transcribe, "speech to text")
     p.add_argument("file")

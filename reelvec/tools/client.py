@@ -12,7 +12,7 @@ from reelvec.tools import manifest
 from reelvec.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, regressor_pb2
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
-STREAM_ABOVE_BYTES = 2 * 2**20  # larger files go through IndexStream in chunks of this size
+STREAM_ABOVE_BYTES = 2 * 2**20  # larger files go through IndexStream (FindCopiesStream) in chunks of this size
 INDEX_TIMEOUT = 900.0
 QUERY_TIMEOUT = 120.0
 
@@ -69,10 +69,30 @@ def index_file(stub, path: Path, metadata: common_pb2.VideoMetadata, data: bytes
 
     def chunks():
         yield gateway_pb2.IndexChunk(metadata=metadata)
-        for start in range(0, len(data), STREAM_ABOVE_BYTES):
-            yield gateway_pb2.IndexChunk(data=data[start : start + STREAM_ABOVE_BYTES])
+        for piece in _pieces(data):
+            yield gateway_pb2.IndexChunk(data=piece)
 
     return stub.IndexStream(chunks(), timeout=INDEX_TIMEOUT)
+
+
+def _pieces(data: bytes):
+    for start in range(0, len(data), STREAM_ABOVE_BYTES):
+        yield data[start : start + STREAM_ABOVE_BYTES]
+
+
+def find_copies(stub, k: int, path: Path | None = None, video_id: str = "") -> gateway_pb2.CopiesResponse:
+    """The stored videos that a file, or the stored video `video_id`, copies, best first; k 0 takes
+    the gateway's default. A large file goes through FindCopiesStream, whose chunks carry no k: the
+    gateway answers its default number there, and the list is cut to `k` here."""
+    if path is None:
+        return stub.FindCopies(gateway_pb2.CopiesRequest(id=video_id, k=k), timeout=QUERY_TIMEOUT)
+    data = path.read_bytes()
+    if len(data) <= STREAM_ABOVE_BYTES:
+        return stub.FindCopies(gateway_pb2.CopiesRequest(video=data, k=k), timeout=QUERY_TIMEOUT)
+    response = stub.FindCopiesStream((gateway_pb2.VideoChunk(data=p) for p in _pieces(data)), timeout=QUERY_TIMEOUT)
+    if k:
+        del response.copies[k:]
+    return response
 
 
 def index_unless_stored(stub, path: Path, metadata: common_pb2.VideoMetadata,

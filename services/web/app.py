@@ -4,6 +4,7 @@ and a readable message, never a stack trace."""
 
 import contextlib
 import dataclasses
+import re
 from pathlib import Path
 
 import grpc
@@ -49,6 +50,63 @@ def _hit(hit: common_pb2.Hit) -> dict:
         "thumbnail": f"/api/videos/{hit.id}/thumbnail",
         "file": f"/api/videos/{hit.id}/file",
     }
+
+
+def _copy(copy: common_pb2.Copy) -> dict:
+    """A stored video the clip copies from, with what the page needs to show and play each copied
+    stretch (seconds; the page writes them m:ss and starts the player at ref_start)."""
+    return {
+        "id": copy.id,
+        "score": round(float(copy.score), 4),
+        "caption": copy.video.metadata.caption,
+        "thumbnail": f"/api/videos/{copy.id}/thumbnail",
+        "file": f"/api/videos/{copy.id}/file",
+        "segments": [{"query_start": round(s.query_start, 2), "query_end": round(s.query_end, 2),
+                      "ref_start": round(s.ref_start, 2), "ref_end": round(s.ref_end, 2),
+                      "score": round(float(s.score), 4)} for s in copy.segments],
+    }
+
+
+def prediction(r: gateway_pb2.PredictResponse) -> dict:
+    """What the page shows of a prediction."""
+    return {
+        "likes": r.likes, "likes_low": r.likes_low, "likes_high": r.likes_high,
+        "originality": round(float(r.originality), 4), "near_duplicate_of": r.near_duplicate_of or None,
+        "hashtags": list(r.hashtags), "similar": [_hit(h) for h in r.similar],
+        "copies": [_copy(c) for c in r.copies],
+        "transcript": {"text": r.transcript.text, "language": r.transcript.language},
+    }
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _span(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte, inclusive, of the one range `header` asks for; None for no range or one
+    that is not well formed, which the whole file answers, as HTTP allows."""
+    match = _RANGE.fullmatch(header or "")
+    if not match or not any(match.groups()):
+        return None
+    first, last = match.groups()
+    if not first:  # a suffix: the last `last` bytes
+        return max(size - int(last), 0), size - 1
+    if last and int(last) < int(first):
+        return None
+    return int(first), min(int(last), size - 1) if last else size - 1
+
+
+def ranged(data: bytes, header: str | None, media_type: str) -> Response:
+    """The bytes, or the range asked for: a player seeks, and starts at a `#t=` fragment, only in a
+    file served with ranges."""
+    headers = {"Cache-Control": "max-age=3600", "Accept-Ranges": "bytes"}
+    span = _span(header, len(data))
+    if span is None:
+        return Response(data, media_type=media_type, headers=headers)
+    first, last = span
+    if first > last:  # starts past the end, or an empty suffix
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{len(data)}"})
+    return Response(data[first : last + 1], status_code=206, media_type=media_type,
+                    headers={**headers, "Content-Range": f"bytes {first}-{last}/{len(data)}"})
 
 
 def _int(form, name: str) -> int | None:
@@ -99,12 +157,7 @@ def make_app(settings: WebSettings) -> Starlette:
             r = await call("Predict", req, settings.predict_timeout)
         except grpc.aio.AioRpcError as exc:
             return failure(exc)
-        return JSONResponse({
-            "likes": r.likes, "likes_low": r.likes_low, "likes_high": r.likes_high,
-            "originality": round(float(r.originality), 4), "near_duplicate_of": r.near_duplicate_of or None,
-            "hashtags": list(r.hashtags), "similar": [_hit(h) for h in r.similar],
-            "transcript": {"text": r.transcript.text, "language": r.transcript.language},
-        })
+        return JSONResponse(prediction(r))
 
     async def search(request: Request):
         text = request.query_params.get("text", "").strip()
@@ -132,7 +185,7 @@ def make_app(settings: WebSettings) -> Starlette:
                 r = await call(rpc, request_type(id=request.path_params["id"]), timeout)
             except grpc.aio.AioRpcError as exc:
                 return failure(exc)
-            return Response(getattr(r, field), media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+            return ranged(getattr(r, field), request.headers.get("range"), media_type)
 
         return endpoint
 

@@ -31,29 +31,42 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
+// 26.9 -> "0:26": a position the way a video player writes it, whole seconds elapsed (as the CLI)
+function clock(seconds) {
+  const whole = Math.floor(seconds);
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+}
+
+// A stored video's thumbnail as a button that puts the video itself in its place, playing from
+// `start` seconds: a media fragment, which works because the page serves files with ranges.
+function player(video, start = 0) {
+  const name = video.caption || video.id;
+  const img = document.createElement("img");
+  img.src = video.thumbnail;
+  img.alt = video.caption ? `Thumbnail: ${video.caption}` : `Thumbnail of ${video.id}`;
+  img.loading = "lazy";
+  const play = document.createElement("button");
+  play.type = "button";
+  play.className = "play";
+  play.setAttribute("aria-label", start ? `Play ${name} from ${clock(start)}` : `Play ${name}`);
+  play.append(img);
+  play.addEventListener("click", () => {
+    const element = document.createElement("video");
+    element.src = start ? `${video.file}#t=${start}` : video.file;
+    element.controls = true;
+    element.autoplay = true;
+    element.playsInline = true;
+    play.replaceWith(element);
+    element.focus();
+  });
+  return play;
+}
+
 function card(hit) {
   const item = document.createElement("article");
   item.className = "video";
   item.dataset.id = hit.id;
-  const img = document.createElement("img");
-  img.src = hit.thumbnail;
-  img.alt = hit.caption ? `Thumbnail: ${hit.caption}` : `Thumbnail of ${hit.id}`;
-  img.loading = "lazy";
-  // the thumbnail is a button that puts the video itself in its place
-  const play = document.createElement("button");
-  play.type = "button";
-  play.className = "play";
-  play.setAttribute("aria-label", `Play ${hit.caption || hit.id}`);
-  play.append(img);
-  play.addEventListener("click", () => {
-    const video = document.createElement("video");
-    video.src = hit.file;
-    video.controls = true;
-    video.autoplay = true;
-    video.playsInline = true;
-    play.replaceWith(video);
-    video.focus();
-  });
+  const play = player(hit);
   const meta = document.createElement("div");
   meta.className = "meta";
   const caption = document.createElement("div");
@@ -94,6 +107,25 @@ async function loadGrid(url, title) {
   }
 }
 
+// One row per copied stretch: which seconds of the clip match which seconds of a stored video,
+// with that video's thumbnail, which plays it from the first copied second.
+function copyRows(copies) {
+  return copies.flatMap((copy) => copy.segments.map((segment) => {
+    const row = document.createElement("li");
+    row.className = "copy";
+    row.dataset.id = copy.id;
+    const text = document.createElement("p");
+    text.textContent = `${clock(segment.query_start)}-${clock(segment.query_end)} of your clip matches ` +
+      `${clock(segment.ref_start)}-${clock(segment.ref_end)} of ${copy.caption || copy.id}`;
+    const score = document.createElement("span");
+    score.className = "small";
+    score.textContent = ` (match ${Math.round(segment.score * 100)}%)`;
+    text.append(score);
+    row.append(player(copy, segment.ref_start), text);
+    return row;
+  }));
+}
+
 function showPrediction(result) {
   $("result").hidden = false;
   $("likes").textContent = compact(result.likes);
@@ -102,6 +134,8 @@ function showPrediction(result) {
   $("originality-reading").textContent = readOriginality(result.originality, result.near_duplicate_of);
   $("duplicate").hidden = !result.near_duplicate_of;
   $("duplicate").textContent = result.near_duplicate_of ? `Near-duplicate of ${result.near_duplicate_of}` : "";
+  $("copies-block").hidden = !result.copies.length;
+  $("copies").replaceChildren(...copyRows(result.copies));
   const chips = result.hashtags.map((tag) => {
     const chip = document.createElement("button");
     chip.type = "button";
