@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reelvec import channels, modalities, originality
+from reelvec import channels, copies, modalities, originality
 from reelvec.server import caller_deadline
 from reelvec.tools.launcher import free_port
 from reelvec.v1 import common_pb2, search_pb2, search_pb2_grpc
@@ -373,6 +373,145 @@ def test_delete(stub, rng):
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
+def frame_rows(rng, n) -> np.ndarray:
+    rows = rng.standard_normal((n, DIMS["visual"]))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def frames(rows: np.ndarray, start: float = 0.0) -> common_pb2.Frames:
+    """One row a second from `start`."""
+    return common_pb2.Frames(times=list(start + np.arange(len(rows))), vectors=rows.ravel().tolist(), dim=rows.shape[1])
+
+
+def spliced(rng, source: np.ndarray, first: int, last: int, before: int, after: int) -> np.ndarray:
+    """`before` unrelated frames, source[first:last] re-encoded (noise: cosine about 0.9 to the
+    original frame), then `after` unrelated frames: an excerpt inside somebody else's video."""
+    copied = source[first:last] + 0.5 * frame_rows(rng, last - first)
+    return np.vstack([frame_rows(rng, before), copied, frame_rows(rng, after)])
+
+
+def with_frames(record: common_pb2.VideoRecord, rows: np.ndarray) -> common_pb2.VideoRecord:
+    record.frames.CopyFrom(frames(rows))
+    return record
+
+
+def find_copies(stub, **request) -> search_pb2.FindCopiesResponse:
+    return stub.FindCopies(search_pb2.FindCopiesRequest(**request), timeout=TIMEOUT)
+
+
+@pytest.mark.integration
+def test_find_copies_locates_the_copied_seconds(stub, rng):
+    source = frame_rows(rng, 30)
+    upsert(stub, with_frames(video("fc-src", rng), source))
+    upsert(stub, with_frames(video("fc-other", rng), frame_rows(rng, 30)))
+    upsert(stub, video("fc-no-frames", rng))
+    # seconds 20-27 of the source, at seconds 5-12 of a 25 s clip
+    query = spliced(rng, source, 20, 28, before=5, after=12)
+
+    found = find_copies(stub, frames=frames(query), with_payload=True)
+    assert [c.id for c in found.copies] == ["fc-src"]
+    copy = found.copies[0]
+    assert 0.7 < copy.score <= 1 and copy.score == pytest.approx(copy.segments[0].score)
+    segment = copy.segments[0]
+    located = [segment.query_start, segment.query_end, segment.ref_start, segment.ref_end]
+    assert np.allclose(located, [4.5, 12.5, 19.5, 27.5], atol=1.0), located
+    assert copy.video.metadata.caption == "caption of fc-src" and not copy.video.embeddings.vectors
+    assert not find_copies(stub, frames=frames(query)).copies[0].HasField("video")  # payload when asked
+    assert find_copies(stub, frames=frames(query), exclude_id="fc-src").copies == []
+    assert find_copies(stub, frames=frames(frame_rows(rng, 25))).copies == []  # nothing copied
+
+    # by id: a stored video's own frames, itself left out; each side finds the other
+    upsert(stub, with_frames(video("fc-copy", rng), query))
+    assert [c.id for c in find_copies(stub, id="fc-copy").copies] == ["fc-src"]
+    back = find_copies(stub, id="fc-src").copies
+    assert [c.id for c in back] == ["fc-copy"]
+    segment = back[0].segments[0]
+    located = [segment.query_start, segment.query_end, segment.ref_start, segment.ref_end]
+    assert np.allclose(located, [19.5, 27.5, 4.5, 12.5], atol=1.0), located
+
+    # a record update without frames keeps them; Get with vectors returns them
+    upsert(stub, video("fc-src", rng))
+    assert [c.id for c in find_copies(stub, id="fc-copy").copies] == ["fc-src"]
+    stored = stub.Get(search_pb2.GetRequest(id="fc-src", with_vectors=True), timeout=TIMEOUT)
+    assert list(stored.frames.times) == list(range(30)) and stored.frames.dim == DIMS["visual"]
+    np.testing.assert_allclose(np.reshape(stored.frames.vectors, (30, -1)), source, atol=1e-6)
+    assert not stub.Get(search_pb2.GetRequest(id="fc-src"), timeout=TIMEOUT).HasField("frames")
+
+    # a deleted video is no copy of anything
+    stub.Delete(search_pb2.DeleteRequest(id="fc-copy"), timeout=TIMEOUT)
+    assert find_copies(stub, id="fc-src").copies == []
+
+
+@pytest.mark.integration
+def test_find_copies_rejects_what_it_cannot_answer(stub, rng):
+    upsert(stub, video("fcx-no-frames", rng))
+    good = frames(frame_rows(rng, 4))
+    short = frames(frame_rows(rng, 4)[:, :512])
+    uneven = common_pb2.Frames(times=[0.0, 1.0], vectors=[0.5] * DIMS["visual"], dim=DIMS["visual"])
+    backwards = frames(frame_rows(rng, 3))
+    backwards.times[:] = [2.0, 1.0, 0.0]
+    zeros = frames(np.zeros((2, DIMS["visual"])))
+    for request in [
+        {"frames": short}, {"frames": uneven}, {"frames": backwards}, {"frames": zeros},
+        {"frames": common_pb2.Frames(dim=DIMS["visual"])}, {}, {"frames": good, "k": 101},
+    ]:
+        error = status_of(lambda: find_copies(stub, **request))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    assert str(DIMS["visual"]) in status_of(lambda: find_copies(stub, frames=short)).details()
+    missing = status_of(lambda: find_copies(stub, id="fcx-nobody"))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND and "fcx-nobody" in missing.details()
+    indexed_before = status_of(lambda: find_copies(stub, id="fcx-no-frames"))
+    assert indexed_before.code() == grpc.StatusCode.FAILED_PRECONDITION and "re-index" in indexed_before.details()
+    other_model = status_of(lambda: find_copies(stub, frames=good, model_versions={"visual": "effnet-lite0@9"}))
+    assert other_model.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert find_copies(stub, frames=good, model_versions={"visual": "effnet-lite0@1"}).copies == []
+    error = status_of(lambda: stub.Upsert(search_pb2.UpsertRequest(video=with_frames(video("fcx-bad", rng), frame_rows(rng, 2)[:, :512])),
+                                          timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.integration
+def test_analyze_with_frames(stub, rng):
+    source = frame_rows(rng, 30)
+    record = with_frames(video("af-src", rng, sha="sha-af-src"), source)
+    upsert(stub, record)
+    unrelated = {"visual": unit(rng, DIMS["visual"]), "fused": unit(rng, DIMS["fused"])}
+
+    def analyze(rows, **request) -> search_pb2.AnalyzeResponse:
+        if rows is not None:
+            request["frames"] = frames(rows)
+        request.setdefault("embeddings", embeddings(**unrelated))
+        return stub.Analyze(search_pb2.AnalyzeRequest(k=5, **request), timeout=TIMEOUT)
+
+    # 6 s of the source inside a 30 s clip whose mean vectors resemble nothing stored
+    excerpt = spliced(rng, source, 12, 18, before=10, after=14)
+    reply = analyze(excerpt)
+    assert reply.near_duplicate_of == "af-src" and [c.id for c in reply.copies] == ["af-src"]
+    covered = sum(s.query_end - s.query_start for s in reply.copies[0].segments)
+    assert covered == pytest.approx(6.0, abs=1.0)
+    assert reply.originality <= 1 - covered / 29.5 + 1e-6 and reply.originality <= 0.81
+    plain = analyze(None)  # the same clip without its frames: the mean vector sees no copy
+    assert plain.near_duplicate_of == "" and not plain.copies and plain.originality > 0.9
+
+    full = analyze(source + 0.3 * frame_rows(rng, 30))  # the whole clip re-encoded
+    assert full.near_duplicate_of == "af-src" and full.originality == pytest.approx(0.0, abs=0.02)
+    # with frames the copy decision is theirs: the same mean visual vector, other frames, no copy
+    same_mean = {**unrelated, "visual": record.embeddings.vectors["visual"].values}
+    assert analyze(None, embeddings=embeddings(**same_mean)).near_duplicate_of == "af-src"
+    assert analyze(frame_rows(rng, 30), embeddings=embeddings(**same_mean)).near_duplicate_of == ""
+    assert analyze(frame_rows(rng, 30), content_sha256="sha-af-src").near_duplicate_of == "af-src"  # same bytes
+    assert analyze(excerpt, exclude_id="af-src").copies == []
+
+    # by id: the stored video's own frames; its record comes back with vectors, not frames
+    upsert(stub, with_frames(video("af-copy", rng, **unrelated), excerpt))
+    by_id = stub.Analyze(search_pb2.AnalyzeRequest(id="af-copy", k=5), timeout=TIMEOUT)
+    assert by_id.near_duplicate_of == "af-src" and [c.id for c in by_id.copies] == ["af-src"]
+    assert by_id.originality == pytest.approx(reply.originality, abs=0.05)
+    assert by_id.video.embeddings.vectors["visual"].values and not by_id.video.HasField("frames")
+    short = status_of(lambda: analyze(frame_rows(rng, 3)[:, :512]))
+    assert short.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 @pytest.mark.integration
 def test_bad_input_is_rejected_and_the_server_keeps_serving(server, stub, rng):
     wrong_size = video("bad-1", rng, fused=unit(rng, 100))
@@ -581,6 +720,21 @@ def test_analyze_on_an_empty_corpus(tmp_path):
         vectors = {"visual": [1.0] * DIMS["visual"]}
         result = analysis.analyze(store, vectors, k=5, content_sha256="abc")
         assert result == analysis.Analysis(1.0, "", [], [])
+    finally:
+        store.close()
+
+
+def test_frames_ahead_of_their_record_copy_nothing(tmp_path, rng):
+    """A first upsert that failed after writing its frames leaves frames of no stored video: they
+    must not come back as a copy."""
+    store = EdgeStore(tmp_path / "edge", DIMS, optimize_after=0)
+    try:
+        rows = frame_rows(rng, 10)
+        failed = base.StoredVideo("ghost", {"visual": [1.0] * 5}, frames=copies.Track.of(np.arange(10), rows))
+        with pytest.raises(Exception, match="dim"):
+            store.upsert(failed)
+        assert set(store.frames_of({"ghost"})) == {"ghost"} and store.get("ghost") is None
+        assert analysis.find_copies(store, copies.Track.of(np.arange(10), rows), k=10) == []
     finally:
         store.close()
 

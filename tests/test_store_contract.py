@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import qdrant_edge as qe
 
-from reelvec import errors, modalities
+from reelvec import copies, errors, modalities
 from services.search.stores import base
 from services.search.stores.edge import EdgeStore
 from services.search.stores.qdrant import QdrantStore
@@ -230,6 +230,115 @@ def test_query_batch_answers_each_query_as_query_alone_would(store):
     assert len(answers[6]) == 2 and "v3" not in ids(answers[6])
     assert [h.id for h in answers[6]] == [h.id for h in store.query(FUSED, video_id="v3", k=2)]
     assert store.query_batch([]) == []
+
+
+def track(rng, n, start=0.0) -> copies.Track:
+    """n frame descriptors a second apart from `start`."""
+    return copies.Track.of(start + np.arange(n), rng.standard_normal((n, DIMS[VISUAL])))
+
+
+def same_frames(got: copies.Track, expected: copies.Track) -> None:
+    np.testing.assert_allclose(got.times, expected.times)
+    np.testing.assert_allclose(got.vectors, expected.vectors, atol=1e-6)
+
+
+def test_frames_are_kept_replaced_and_deleted_with_their_video(open_store):
+    rng = np.random.default_rng(16)
+    vectors = {VISUAL: unit(rng, DIMS[VISUAL])}
+    first, others = track(rng, 6), track(rng, 4)
+    store = open_store()
+    try:
+        assert store.upsert(base.StoredVideo("f", vectors, payload(likes=1), frames=first)) is True
+        store.upsert(base.StoredVideo("other", vectors, payload(), frames=others))
+        found = store.frames_of({"f", "other", "unknown"})
+        assert set(found) == {"f", "other"}  # a video without frames is absent
+        same_frames(found["f"], first)
+        same_frames(found["other"], others)
+        assert store.get("f").frames is None  # reads of the record leave them out
+        # a record update without frames (a background completion) keeps them
+        assert store.upsert(base.StoredVideo("f", vectors, payload(likes=2))) is False
+        same_frames(store.frames_of({"f"})["f"], first)
+        assert store.get("f").payload == payload(likes=2)
+        assert store.count() == 2  # videos, not frames
+    finally:
+        store.close()
+
+    store = open_store()  # the frames survive a reopen
+    try:
+        same_frames(store.frames_of({"f"})["f"], first)
+        # new frames replace the old ones, and the old ones past the new ones go too
+        fewer = track(rng, 3, start=0.5)
+        store.upsert(base.StoredVideo("f", vectors, payload(), frames=fewer))
+        same_frames(store.frames_of({"f"})["f"], fewer)
+        old_hits = store.search_frames(first.vectors, 3)
+        assert not any(video_id == "f" and score > 0.99 for hits in old_hits for video_id, score in hits)
+
+        assert store.delete("f") is True
+        assert store.frames_of({"f"}) == {}
+        assert all(video_id != "f" for hits in store.search_frames(fewer.vectors, 10) for video_id, _ in hits)
+        assert set(store.frames_of({"other"})) == {"other"} and store.count() == 1
+        assert store.frames_of(set()) == {}
+    finally:
+        store.close()
+
+
+def test_a_failed_upsert_leaves_the_old_record_and_its_retry_the_new_frames(store):
+    """The frames are written before the video point, so a write that fails leaves frames ahead of
+    their record; the retry replaces them, and a delete of an id whose record never got stored
+    still takes its frames."""
+    rng = np.random.default_rng(19)
+    vectors = {VISUAL: unit(rng, DIMS[VISUAL])}
+    store.upsert(base.StoredVideo("u", vectors, payload(likes=1), frames=track(rng, 5)))
+    new = track(rng, 3)
+    broken = {VISUAL: [1.0] * 5}  # the engine refuses the video point
+    with pytest.raises(Exception, match="dim"):
+        store.upsert(base.StoredVideo("u", broken, payload(likes=2), frames=new))
+    assert store.get("u").payload == payload(likes=1)
+    store.upsert(base.StoredVideo("u", vectors, payload(likes=2), frames=new))
+    same_frames(store.frames_of({"u"})["u"], new)
+
+    with pytest.raises(Exception, match="dim"):
+        store.upsert(base.StoredVideo("never", broken, payload(), frames=track(rng, 2)))
+    assert store.get("never") is None and store.delete("never") is False
+    assert store.frames_of({"never"}) == {}
+
+
+def test_search_frames_finds_each_frames_video_and_never_exclude_id(store):
+    rng = np.random.default_rng(17)
+    tracks = {f"t{i}": track(rng, 20) for i in range(6)}
+    for video_id, frames in tracks.items():
+        store.upsert(base.StoredVideo(video_id, {VISUAL: unit(rng, DIMS[VISUAL])}, payload(), frames=frames))
+    rows = tracks["t2"].vectors[[3, 8, 15]]
+    noisy = rows + 0.3 * rng.standard_normal(rows.shape) / np.sqrt(DIMS[VISUAL])
+
+    def check(answers, k):
+        assert len(answers) == 3 and all(len(hits) == k for hits in answers)
+        for hits in answers:
+            scores = [score for _, score in hits]
+            assert scores == sorted(scores, reverse=True)
+        assert [hits[0][0] for hits in answers] == ["t2"] * 3 and min(hits[0][1] for hits in answers) > 0.9
+        left_out = store.search_frames(noisy, k, exclude_id="t2")
+        assert len(left_out) == 3 and all(len(hits) == k for hits in left_out)
+        assert all(video_id != "t2" for hits in left_out for video_id, _ in hits)
+
+    check(store.search_frames(noisy, 5), 5)  # before any index: an exact scan
+    store.optimize()  # edge: the frames get their graph too
+    check(store.search_frames(noisy, 5), 5)
+    assert store.search_frames(noisy[:0], 5) == []
+    assert store.count() == 6
+
+
+def test_drop_takes_the_frames_with_it(open_store):
+    rng = np.random.default_rng(18)
+    store = open_store()
+    store.upsert(base.StoredVideo("d", {VISUAL: unit(rng, DIMS[VISUAL])}, payload(), frames=track(rng, 5)))
+    store.drop()
+    store = open_store()
+    try:
+        assert store.count() == 0 and store.frames_of({"d"}) == {}
+        assert store.search_frames(track(rng, 2).vectors, 5) == [[], []]
+    finally:
+        store.close()
 
 
 def clustered(rng, n, dim, clusters=12, spread=0.35) -> np.ndarray:

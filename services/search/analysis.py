@@ -1,4 +1,5 @@
-"""What the corpus says about one video: similar videos, originality, near-duplicate, hashtags.
+"""What the corpus says about one video: similar videos, originality, near-duplicate, hashtags,
+and the stored videos it copies (or that copy it), with the seconds copied.
 
 Formulas (docs/search.md explains the choices):
 - neighbours: the nearest stored videos by the fused vector, or by the visual one when the video has
@@ -10,8 +11,18 @@ Formulas (docs/search.md explains the choices):
   match). The closest visual match bounds both because a re-upload of one indexed clip is not
   original however different the rest of the neighbourhood is (a copy without its sound scores
   only ~0.7 on the fused vector); the same bytes count as similarity 1.
-- near duplicate: a stored video with the same content_sha256 (the same bytes), else the top visual
-  neighbour when its visual cosine similarity is >= the threshold.
+  When the video's frames found copies, originality is also at most 1 - the largest share of the
+  video's duration that one copy's segments cover (the duration: the last frame's time plus half
+  a step, the time that frame stands for). A full copy scores 0, a 6 s excerpt inside a 30 s clip
+  at most 0.8: what was copied is not original, the rest may be.
+- copies (find_copies): each frame of the video votes for the stored videos whose frames are
+  nearest to it, and the best voted are aligned frame by frame (reelvec/copies.py); those the
+  decision calls copies come back, best first, with their segments.
+- near duplicate: a stored video with the same content_sha256 (the same bytes); else, when the
+  video has frames, the best copy (none when there is none); else, for a video without frames
+  (one indexed before frames existed), the top visual neighbour when its visual cosine similarity
+  is >= the threshold. Frames come first because one mean vector cannot see a crop or a trim
+  (0.75-0.85 there, under the threshold) nor an excerpt at all.
 - hashtags: only neighbours at least HASHTAG_MIN_SIMILARITY similar vote, each with weight
   exp((s - s_best) / HASHTAG_TEMPERATURE), so the closest videos dominate and a crowd of middling
   ones cannot outvote them; score(tag) = sum of the weights of the voters carrying it, divided by
@@ -28,7 +39,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from reelvec import errors, modalities
+from reelvec import copies, errors, modalities
+from reelvec.copies import Match, Track
 from reelvec.originality import (
     FIT_SAMPLE,
     MIN_CORPUS,
@@ -44,6 +56,17 @@ HASHTAG_MIN_SIMILARITY = 0.5  # fused cosine; unrelated videos sit around 0.2-0.
 HASHTAG_TEMPERATURE = 0.05  # 0.1 less similar than the best neighbour: weight e^-2 = 0.14
 HASHTAG_MIN_SCORE = 0.2
 
+# Copies: each frame of the query asks the frame index for its FRAME_NEIGHBOURS nearest stored
+# frames. More than a few, because the frames of one shot are nearly alike: a static shot of one
+# stored video can fill a query frame's nearest with its neighbouring seconds, and a copy's source
+# must still reach the list beside them.
+FRAME_NEIGHBOURS = 20
+# The videos those frames voted for most (copies.vote) are aligned with the query, at most
+# CANDIDATES: each alignment costs a fetch of the video's frames, a similarity matrix and a pass of
+# dynamic programming, so this bounds the call's cost, while the source of even a few copied
+# seconds gets a vote from each of them, more than a chance neighbour collects.
+CANDIDATES = 20
+
 
 @dataclasses.dataclass
 class Analysis:
@@ -51,6 +74,7 @@ class Analysis:
     near_duplicate_of: str  # empty when none
     hashtags: list[tuple[str, float]]  # best first
     similar: list[base.Hit]
+    copies: list[Match] = dataclasses.field(default_factory=list)  # best first
 
 
 def _tag(text: str) -> str:
@@ -79,14 +103,42 @@ def suggest_hashtags(
     return ranked[:limit]
 
 
+def find_copies(
+    store: base.VideoStore, query: Track, k: int, exclude_id: str = ""
+) -> list[tuple[Match, base.StoredVideo]]:
+    """The stored videos that share copied segments with `query`, best first, at most k, each with
+    its record (payload only); never `exclude_id`. Blocking: store calls and the alignments."""
+    hits = store.search_frames(query.vectors, FRAME_NEIGHBOURS, exclude_id)
+    candidates = copies.vote(hits, CANDIDATES)
+    found = copies.find(query, store.frames_of(set(candidates))) if candidates else []
+    kept = []
+    for match in found:
+        # frames of a video whose record never got stored (its first upsert failed after them)
+        # copy nothing that exists
+        video = store.get(match.id)
+        if video is not None:
+            kept.append((match, video))
+            if len(kept) == k:
+                break
+    return kept
+
+
+def copy_originality(query: Track, found: list[Match]) -> float:
+    """1 - the largest share of the query's duration that one copy's segments cover."""
+    duration = float(query.times[-1]) + query.half_step()
+    return 1.0 - min(max(m.covered() for m in found) / duration, 1.0)
+
+
 def near_duplicate(
     store: base.VideoStore,
     vectors: dict[str, list[float]],
     exclude_id: str,
     content_sha256: str,
     threshold: float,
+    found: list[Match] | None = None,
 ) -> tuple[str, float]:
-    """The near-duplicate's id (empty when none) and the closest copy's similarity."""
+    """The near-duplicate's id (empty when none) and the closest copy's similarity. `found`: the
+    copies the video's frames found (None: it has no frames, and the visual threshold decides)."""
     if content_sha256:
         excluded = [exclude_id] if exclude_id else []
         same_bytes, _ = store.scroll(
@@ -95,11 +147,11 @@ def near_duplicate(
         if same_bytes:
             return same_bytes[0].id, 1.0
     visual = vectors.get(modalities.VISUAL)
-    if visual is not None:
-        top = store.query(modalities.VISUAL, vector=visual, k=1, exclude_id=exclude_id)
-        if top:
-            return (top[0].id if top[0].score >= threshold else ""), top[0].score
-    return "", 0.0
+    top = store.query(modalities.VISUAL, vector=visual, k=1, exclude_id=exclude_id) if visual is not None else []
+    closest = top[0].score if top else 0.0
+    if found is not None:
+        return (found[0].id if found else ""), closest
+    return (top[0].id if top and closest >= threshold else ""), closest
 
 
 def analyze(
@@ -111,8 +163,10 @@ def analyze(
     content_sha256: str = "",
     near_duplicate_threshold: float = 0.95,
     calibrated: Calibrated | None = None,
+    frames: Track | None = None,
 ) -> Analysis:
-    """Blocking (store calls): run it in a worker thread."""
+    """Blocking (store calls): run it in a worker thread. `frames`: the video's frame descriptors,
+    when it has them."""
     modality = next((m for m in (modalities.FUSED, modalities.VISUAL) if m in vectors), None)
     if modality is None:
         raise errors.InvalidInput("analyze needs a fused or a visual vector")
@@ -123,8 +177,9 @@ def analyze(
         with_payload=True,  # hashtags come from the payload
         exclude_id=exclude_id,
     )
+    found = None if frames is None else [m for m, _ in find_copies(store, frames, k, exclude_id)]
     duplicate, closest_copy = near_duplicate(
-        store, vectors, exclude_id, content_sha256, near_duplicate_threshold
+        store, vectors, exclude_id, content_sha256, near_duplicate_threshold, found
     )
     similarities = [h.score for h in neighbours[:ORIGINALITY_NEIGHBOURS]]
     if calibrated is not None and modality == modalities.FUSED:
@@ -132,11 +187,14 @@ def analyze(
         score = min(calibrated.originality(anomaly), 1.0 - min(max(closest_copy, 0.0), 1.0))
     else:
         score = similarity_originality(similarities, closest_copy)
+    if found:
+        score = min(score, copy_originality(frames, found))
     return Analysis(
         originality=score,
         near_duplicate_of=duplicate,
         hashtags=suggest_hashtags(neighbours[:HASHTAG_NEIGHBOURS], list(known_hashtags)),
         similar=neighbours[:k],
+        copies=found or [],
     )
 
 

@@ -9,13 +9,16 @@ Beside those fields, WIRE holds the same record (with its id) serialized, in bas
 hit, Get and Scroll send back. Reading one string and parsing it costs about half of turning the
 nested payload into Python and then into a message again (docs/search.md, Hits from the wire
 record). Videos stored before WIRE existed are read from their fields, as before.
+
+The record's frame descriptors (`frames`) are in neither: the store keeps them as frame points of
+their own (stores/base.py), and a record gets them back only where it is asked with its vectors.
 """
 
 import base64
 
 import numpy as np
 
-from reelvec import errors, modalities
+from reelvec import copies, errors, modalities
 from reelvec.v1 import common_pb2
 from services.search.stores import base
 
@@ -57,14 +60,19 @@ def _from_payload(payload: dict, message) -> None:
             _from_payload(value, getattr(message, name))
 
 
-def to_stored(record: common_pb2.VideoRecord) -> base.StoredVideo:
+def to_stored(record: common_pb2.VideoRecord, dims: dict[str, int] = modalities.DIMS) -> base.StoredVideo:
+    """`dims`: the collection's vector sizes, which the frames are checked against. A record
+    without frames leaves the stored ones as they are."""
+    frames = check_frames(record.frames, dims) if record.HasField("frames") else None
     described = common_pb2.VideoRecord()
     described.CopyFrom(record)
     described.ClearField("embeddings")
+    described.ClearField("frames")
     wire = base64.b64encode(described.SerializeToString()).decode("ascii")
     described.ClearField("id")
     vectors = {name: list(v.values) for name, v in record.embeddings.vectors.items()}
-    return base.StoredVideo(id=record.id, vectors=vectors, payload={**_to_payload(described), WIRE: wire})
+    payload = {**_to_payload(described), WIRE: wire}
+    return base.StoredVideo(id=record.id, vectors=vectors, payload=payload, frames=frames)
 
 
 def _fill_record(record: common_pb2.VideoRecord, video: base.StoredVideo) -> None:
@@ -87,6 +95,8 @@ def to_record(video: base.StoredVideo, into: common_pb2.VideoRecord | None = Non
     _fill_record(record, video)
     for name, values in video.vectors.items():
         record.embeddings.vectors[name].values.extend(values)
+    if video.frames is not None:
+        record.frames.CopyFrom(video.frames.to_proto())
     return record
 
 
@@ -97,6 +107,15 @@ def add_hits(into, hits: list[base.Hit]) -> None:
         added = into.add(id=hit.id, score=hit.score)
         if hit.video is not None:
             _fill_record(added.video, hit.video)
+
+
+def add_copies(into, found: list[tuple[copies.Match, base.StoredVideo]], with_payload: bool) -> None:
+    """Appends each (match, its record) to a repeated Copy field; the record (payload only) when asked."""
+    for match, video in found:
+        added = into.add()
+        added.MergeFrom(match.to_proto())
+        if with_payload:
+            _fill_record(added.video, video)
 
 
 def _range(bounds: common_pb2.Range) -> base.Range | None:
@@ -140,6 +159,17 @@ def check_vector(name: str, values, dims: dict[str, int] = modalities.DIMS) -> l
         # cosine is undefined for it, and the contract says a missing modality is left out
         raise errors.InvalidInput(f"{name} vector is all zeros: leave a missing modality out")
     return values
+
+
+def check_frames(frames: common_pb2.Frames, dims: dict[str, int] = modalities.DIMS) -> copies.Track:
+    """Frame descriptors come from the visual model: rows of the collection's visual size."""
+    track = copies.Track.from_proto(frames)
+    expected = dims[modalities.VISUAL]
+    if track.dim != expected:
+        raise errors.InvalidInput(f"frames have {track.dim} values a row, expected {expected} (the visual vector's size)")
+    if not track.vectors.any(axis=1).all():
+        raise errors.InvalidInput("frames hold a row of zeros: cosine is undefined for it")
+    return track
 
 
 def check_embeddings(embeddings: common_pb2.Embeddings, dims: dict[str, int] = modalities.DIMS) -> dict[str, list[float]]:

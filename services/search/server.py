@@ -3,7 +3,7 @@
 import asyncio
 import dataclasses
 
-from reelvec import errors, limits, modalities
+from reelvec import copies, errors, limits, modalities
 from reelvec.v1 import search_pb2, search_pb2_grpc
 from services.search import analysis, records
 from services.search.catalog import ACTIVE, ALIAS, BUILDING, RETIRED, Catalog, Collection, models_behind
@@ -74,7 +74,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         collection = self.collection(request.collection)
         records.check_embeddings(video.embeddings, collection.dims)
         self.catalog.check(collection, video.model_versions, adopt=True)
-        created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video))
+        created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video, collection.dims))
         return search_pb2.UpsertResponse(created=created)
 
     def _query(self, request) -> tuple[Collection, base.Query]:
@@ -154,10 +154,18 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     async def Get(self, request, context):
         video_id = records.check_id(request.id)
         store = self.collection(request.collection).store
-        video = await self._read(store, store.get, video_id, request.with_vectors)
+        video = await self._read(store, self._get, store, video_id, request.with_vectors)
+        return records.to_record(video)
+
+    @staticmethod
+    def _get(store: base.VideoStore, video_id: str, with_vectors: bool) -> base.StoredVideo:
+        """The video; with its vectors, its frames too."""
+        video = store.get(video_id, with_vectors)
         if video is None:
             raise errors.NotFound(f"no video with id {video_id!r}")
-        return records.to_record(video)
+        if with_vectors:
+            video.frames = store.frames_of({video_id}).get(video_id)
+        return video
 
     async def Delete(self, request, context):
         store = self.collection(request.collection).store
@@ -179,22 +187,25 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     async def Analyze(self, request, context):
         collection = self.collection(request.collection)
         store = collection.store
-        video_id = vectors = stored = None
-        if request.WhichOneof("video") == "id":  # the collection's own vectors: no version to check
+        video_id = vectors = stored = frames = None
+        if request.WhichOneof("video") == "id":  # the collection's own vectors and frames: no version to check
             video_id = records.check_id(request.id)
         else:
             vectors = records.check_embeddings(request.embeddings, collection.dims)
+            if request.HasField("frames"):
+                frames = records.check_frames(request.frames, collection.dims)
             self.catalog.check(collection, request.model_versions)
         detector = self._detector(collection)
 
         def analyze() -> analysis.Analysis:  # blocking: store calls, and a detector's fit when due
-            nonlocal stored, vectors
+            nonlocal stored, vectors, frames
             exclude_id, sha, known = request.exclude_id, request.content_sha256, list(request.known_hashtags)
             if video_id is not None:
                 stored = store.get(video_id, with_vectors=True)
                 if stored is None:
                     raise errors.NotFound(f"no video with id {video_id!r}")
                 vectors, exclude_id = stored.vectors, video_id
+                frames = store.frames_of({video_id}).get(video_id)  # None: indexed before frames existed
                 sha = base.payload_value(stored.payload, base.CONTENT_SHA256, "")
                 known = known or base.payload_value(stored.payload, base.HASHTAGS, [])
             return analysis.analyze(
@@ -206,22 +217,63 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 content_sha256=sha,
                 near_duplicate_threshold=self._settings.near_duplicate_threshold,
                 calibrated=detector.current() if detector else None,
+                frames=frames,
             )
 
-        if detector is None:  # store calls only: as fast as a Query's on an in-process store
+        if detector is None and frames is None and video_id is None:
+            # store calls only: as fast as a Query's on an in-process store
             result = await self._read(store, analyze)
-        else:  # a detector's fit, when due, takes seconds
+        else:  # a detector's fit, when due, takes seconds; frames take an alignment per candidate
             result = await asyncio.to_thread(analyze)
         response = search_pb2.AnalyzeResponse(
             originality=result.originality,
             near_duplicate_of=result.near_duplicate_of,
             hashtags=[search_pb2.HashtagSuggestion(tag=t, score=s) for t, s in result.hashtags],
+            copies=[match.to_proto() for match in result.copies],
         )
         records.add_hits(response.similar, result.similar)
-        if stored is not None:
+        if stored is not None:  # its vectors for the regressor; not its frames, which it does not read
             records.to_record(stored, into=response.video)
         return response
 
+    async def FindCopies(self, request, context):
+        collection = self.collection(request.collection)
+        # as a Query's: frames come from the visual model
+        self.catalog.check(collection, request.model_versions, models_behind(modalities.VISUAL))
+        k = limits.check_k(request.k)
+        query = video_id = None
+        which = request.WhichOneof("query")
+        if which == "frames":
+            query = records.check_frames(request.frames, collection.dims)
+        elif which == "id":
+            video_id = records.check_id(request.id)
+        else:
+            raise errors.InvalidInput("find copies needs frames or the id of a stored video")
+        store = collection.store
+
+        def find() -> list[tuple[copies.Match, base.StoredVideo]]:
+            if video_id is None:
+                return analysis.find_copies(store, query, k, request.exclude_id)
+            # by id, as Analyze by id: the video itself is the one left out
+            return analysis.find_copies(store, self._own_frames(store, video_id), k, video_id)
+
+        # an alignment per candidate is milliseconds of numpy: off the event loop, whatever the store
+        found = await asyncio.to_thread(find)
+        response = search_pb2.FindCopiesResponse()
+        records.add_copies(response.copies, found, request.with_payload)
+        return response
+
+    @staticmethod
+    def _own_frames(store: base.VideoStore, video_id: str) -> copies.Track:
+        if store.get(video_id) is None:
+            raise errors.NotFound(f"no video with id {video_id!r}")
+        frames = store.frames_of({video_id}).get(video_id)
+        if frames is None:
+            raise errors.Precondition(
+                f"video {video_id!r} has no frame descriptors (it was indexed before they existed): "
+                "re-index it (reelvec index --force) to find its copies"
+            )
+        return frames
 
     def _collections(self) -> search_pb2.ListCollectionsResponse:
         found = self.catalog.collections()

@@ -10,7 +10,9 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 
-from reelvec import errors
+import numpy as np
+
+from reelvec import copies, errors
 
 # A fixed namespace so the same video id maps to the same point id in every process and backend.
 _POINT_NAMESPACE = uuid.UUID("6f1b3c1e-2f43-5a8e-9a55-2d6c1b0f7e21")
@@ -41,12 +43,54 @@ def point_id(video_id: str) -> uuid.UUID:
     return uuid.uuid5(_POINT_NAMESPACE, video_id)
 
 
+# Frame descriptors (reelvec/copies.py) live beside the videos, in a collection (or shard) of their
+# own: one point per frame, so that each query frame finds its nearest stored frames in the engine's
+# index, and the video points (what Query, Scroll and count see) stay one per video. A frame point's
+# payload holds its video's id (keyword-indexed: frames are fetched and deleted by video) and time.
+FRAME = "frame"  # the frame collection's one named vector; its size is the visual model's
+FRAME_TIME = "time"
+FRAME_INDEXED_FIELDS = {VIDEO_ID: KEYWORD}
+_FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
+
+
+def frame_point_id(video_id: str, index: int) -> uuid.UUID:
+    """Deterministic, so that a video's new frames overwrite its old ones in place. The index comes
+    first: it holds no ':', so no two (video, index) pairs share a name."""
+    return uuid.uuid5(_FRAME_NAMESPACE, f"{index}:{video_id}")
+
+
+def frame_points(video_id: str, track: copies.Track) -> list[tuple[uuid.UUID, list[float], dict]]:
+    """(point id, vector, payload) of each frame, for either client to wrap in its point type."""
+    return [
+        (frame_point_id(video_id, i), row, {VIDEO_ID: video_id, FRAME_TIME: time})
+        for i, (time, row) in enumerate(zip(track.times.tolist(), track.vectors.tolist()))
+    ]
+
+
+def tracks(points) -> dict[str, copies.Track]:
+    """Frame points or records of either client, of any videos in any order, as one Track each."""
+    rows: dict[str, list[tuple[float, list[float]]]] = {}
+    for point in points:
+        payload = point.payload
+        rows.setdefault(payload[VIDEO_ID], []).append((payload[FRAME_TIME], point.vector[FRAME]))
+    found = {}
+    for video_id, frames in rows.items():
+        frames.sort(key=lambda frame: frame[0])
+        times, vectors = zip(*frames)
+        found[video_id] = copies.Track.of(times, np.asarray(vectors, np.float32))
+    return found
+
+
 @dataclasses.dataclass
 class StoredVideo:
     id: str
     # only the modalities the video has
     vectors: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     payload: dict = dataclasses.field(default_factory=dict)
+    # On upsert: the frames that replace the stored ones; None leaves the stored ones as they are (a
+    # record update without frames, such as a background completion, must not lose them). Reads
+    # leave it None: frames_of fetches them.
+    frames: copies.Track | None = None
 
     @classmethod
     def from_point(cls, point, with_vectors: bool) -> "StoredVideo":
@@ -105,7 +149,9 @@ class VideoStore(abc.ABC):
 
     @abc.abstractmethod
     def upsert(self, video: StoredVideo) -> bool:
-        """Stores or replaces (vectors and payload) the video; True when the id was new."""
+        """Stores or replaces (vectors and payload) the video, and its frames when it carries
+        them; True when the id was new. The frames are written first: a failure leaves the old
+        video point, and the retry writes its frames again."""
 
     @abc.abstractmethod
     def get(self, video_id: str, with_vectors: bool | list[str] = False) -> StoredVideo | None:
@@ -113,7 +159,17 @@ class VideoStore(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, video_id: str) -> bool:
-        """True when the id existed."""
+        """Removes the video and its frames (its frames first, so that none outlives the video);
+        True when the id existed."""
+
+    @abc.abstractmethod
+    def frames_of(self, video_ids: set[str]) -> dict[str, copies.Track]:
+        """The stored frames of each video that has any, in one fetch."""
+
+    @abc.abstractmethod
+    def search_frames(self, vectors: np.ndarray, k: int, exclude_id: str = "") -> list[list[tuple[str, float]]]:
+        """For each row of `vectors` [n, visual dim], its k nearest stored frames as (video id,
+        cosine), best first, never a frame of `exclude_id`; one engine call where the backend can."""
 
     def search(
         self, modality: str, vector: list[float], filter: Filter | None, k: int,
@@ -142,14 +198,15 @@ class VideoStore(abc.ABC):
         """A page in a stable backend order, and an opaque cursor to the next (None at the end)."""
 
     @abc.abstractmethod
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """Videos, not frames."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
 
     @abc.abstractmethod
     def drop(self) -> None:
-        """Closes the store and deletes everything in it."""
+        """Closes the store and deletes everything in it, frames included."""
 
     def optimize(self) -> None:
         """Builds pending indexes now. Backends that index on their own have nothing to do."""

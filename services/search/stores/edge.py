@@ -25,6 +25,10 @@ Edge maps its WAL and segments into memory, so a write that meets a full disk do
 process dies of SIGBUS (a CI run did, in the WAL test, on a nearly full disk). So writes and
 optimizes stop while the disk has less than `min_free_mb` free: a write is refused with
 RESOURCE_EXHAUSTED, an optimize waits, and reads go on.
+
+The frame descriptors (base.FRAME) live in a second shard, `<path>/frames`, under the same write
+lock, disk check, optimizer and flush as the videos' shard, so that a video and its frames are
+written, indexed and persisted together.
 """
 
 import logging
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import qdrant_edge as qe
 
-from reelvec import errors
+from reelvec import errors, modalities
 from services.search.stores import base
 
 log = logging.getLogger(__name__)
@@ -58,11 +62,12 @@ FULL_SCAN_THRESHOLD_KB = 10_000  # Qdrant's default
 # Room for what one write can make Edge allocate: a new 32 MB WAL segment (it keeps one ahead) and
 # a segment's growth, with margin.
 MIN_FREE_MB = 256
+FRAME_PAGE = 1024  # frame points a scroll page brings: a 17-minute video's at one a second
 
 
-def _vector_params(dim: int) -> qe.EdgeVectorParams:
+def _vector_params(dim: int, quantized: bool) -> qe.EdgeVectorParams:
     quantization = None
-    if dim >= QUANTIZE_MIN_DIM:
+    if quantized:
         quantization = qe.ScalarQuantizationConfig(
             type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned
         )
@@ -97,9 +102,26 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
+def _of_video(video_id: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key=base.VIDEO_ID, match=qe.MatchValue(video_id))
+
+
 def _search_params(hnsw_ef: int) -> qe.SearchParams:
     rescored = qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING)
     return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
+
+
+def _open_shard(path: Path, config: qe.EdgeConfig, indexed: dict[str, str]) -> qe.EdgeShard:
+    if (path / "edge_config.json").exists():
+        shard = qe.EdgeShard.load(str(path), config)  # checks vector sizes still match
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        shard = qe.EdgeShard.create(str(path), config)
+    present = shard.info().payload_schema
+    for field, kind in indexed.items():  # an index added by a later version reaches old shards too
+        if field not in present:
+            shard.update(qe.UpdateOperation.create_field_index(field, _SCHEMAS[kind]))
+    return shard
 
 
 def _as_list(vector) -> list[float]:
@@ -154,25 +176,27 @@ class EdgeStore(base.VideoStore):
             full_scan_threshold=full_scan_threshold_kb or FULL_SCAN_THRESHOLD_KB,
         )
         self._search_params = _search_params(hnsw_ef)
-        config = qe.EdgeConfig(
-            vectors={name: _vector_params(dim) for name, dim in dims.items()},
-            hnsw_config=hnsw,
-            # prevent_unoptimized would hide unindexed points from search: never turn it on here.
-            optimizers=qe.EdgeOptimizersConfig(
-                indexing_threshold=indexing_threshold_kb, prevent_unoptimized=False
-            ),
-            max_search_threads=search_threads,
-        )
-        path = self._path = Path(path)
-        if (path / "edge_config.json").exists():
-            self._shard = qe.EdgeShard.load(str(path), config)  # checks vector sizes still match
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            self._shard = qe.EdgeShard.create(str(path), config)
+
+        def config(vectors: dict[str, qe.EdgeVectorParams]) -> qe.EdgeConfig:
+            return qe.EdgeConfig(
+                vectors=vectors,
+                hnsw_config=hnsw,
+                # prevent_unoptimized would hide unindexed points from search: never turn it on here.
+                optimizers=qe.EdgeOptimizersConfig(
+                    indexing_threshold=indexing_threshold_kb, prevent_unoptimized=False
+                ),
+                max_search_threads=search_threads,
+            )
+
+        self._path = Path(path)
+        videos = {name: _vector_params(dim, dim >= QUANTIZE_MIN_DIM) for name, dim in dims.items()}
+        self._shard = _open_shard(self._path, config(videos), base.INDEXED_FIELDS)
+        # Frames always get the int8 copy: at one a second they outnumber the videos 30-60 to 1.
+        frame = {base.FRAME: _vector_params(dims[modalities.VISUAL], quantized=True)}
+        self._frames = _open_shard(self._path / "frames", config(frame), base.FRAME_INDEXED_FIELDS)
         # One writer at a time: upsert/delete must read "did it exist" and write atomically, and
         # optimize must not interleave with writes.
         self._write_lock = threading.Lock()
-        self._ensure_indexes()
         self._min_free = min_free_mb << 20
         self._optimize_deferred = False
         self._optimize_after = optimize_after
@@ -186,12 +210,6 @@ class EdgeStore(base.VideoStore):
         self._closed = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="edge-maintenance", daemon=True)
         self._watcher.start()
-
-    def _ensure_indexes(self) -> None:
-        present = self._shard.info().payload_schema
-        for field, kind in base.INDEXED_FIELDS.items():
-            if field not in present:
-                self._shard.update(qe.UpdateOperation.create_field_index(field, _SCHEMAS[kind]))
 
     def _exists(self, video_id: str) -> bool:
         found = self._shard.retrieve(
@@ -217,9 +235,20 @@ class EdgeStore(base.VideoStore):
         )
         with self._write_lock:
             existed = self._exists(video.id)
+            if video.frames is not None:
+                self._replace_frames(video.id, video.frames)
             self._shard.update(qe.UpdateOperation.upsert_points([point]))
             self._wrote()
         return not existed
+
+    def _replace_frames(self, video_id: str, track) -> None:  # under the write lock
+        """The new frames overwrite the old ones of the same index; the old ones past them go."""
+        points = [qe.Point(pid, {base.FRAME: row}, payload) for pid, row, payload in base.frame_points(video_id, track)]
+        if points:
+            self._frames.update(qe.UpdateOperation.upsert_points(points))
+        kept = [qe.HasIdCondition({p.id for p in points})] if points else None
+        stale = qe.Filter(must=[_of_video(video_id)], must_not=kept)
+        self._frames.update(qe.UpdateOperation.delete_points_by_filter(stale))
 
     def _wrote(self) -> None:  # under the write lock
         now = time.monotonic()
@@ -239,16 +268,49 @@ class EdgeStore(base.VideoStore):
         self._check_space()  # a delete is a WAL write too
         with self._write_lock:
             existed = self._exists(video_id)
+            # also when the video is not there: frames an upsert wrote before it failed go too
+            self._frames.update(qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[_of_video(video_id)])))
             if existed:
                 self._shard.update(qe.UpdateOperation.delete_points([base.point_id(video_id)]))
-                self._wrote()
-            self._last_call = time.monotonic()
+            self._wrote()
         return existed
 
     def search_batch(self, searches):
         self._last_call = time.monotonic()
         answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q, self._search_params) for q in searches]))
         return [[base.Hit.from_point(p, q.with_payload) for p in points] for q, points in zip(searches, answers)]
+
+    def search_frames(self, vectors, k, exclude_id=""):
+        if not len(vectors):
+            return []
+        self._last_call = time.monotonic()
+        others = qe.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
+        requests = [
+            qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(row, using=base.FRAME),
+                filter=others,
+                with_payload=[base.VIDEO_ID],
+                with_vector=False,
+                params=self._search_params,
+            )
+            for row in vectors.tolist()
+        ]
+        answers = self._frames.query_batch(qe.QueryBatchRequest(requests))
+        return [[(p.payload[base.VIDEO_ID], p.score) for p in points] for points in answers]
+
+    def frames_of(self, video_ids):
+        if not video_ids:
+            return {}
+        theirs = qe.Filter(must=[qe.FieldCondition(key=base.VIDEO_ID, match=qe.MatchAny(sorted(video_ids)))])
+        records, offset = [], None
+        while True:
+            page, offset = self._frames.scroll(qe.ScrollRequest(
+                offset=offset, limit=FRAME_PAGE, filter=theirs, with_payload=True, with_vector=True
+            ))
+            records += page
+            if offset is None:
+                return base.tracks(records)
 
     def stored_vectors(self, video_ids, names):
         points = {base.point_id(video_id): video_id for video_id in video_ids}
@@ -287,6 +349,7 @@ class EdgeStore(base.VideoStore):
                 return
             started = time.monotonic()
             changed = self._shard.optimize()
+            changed = self._frames.optimize() or changed
             self._flush()
             self._pending_writes = 0
         if changed:
@@ -306,6 +369,7 @@ class EdgeStore(base.VideoStore):
 
     def _flush(self) -> None:  # under the write lock
         self._shard.flush()
+        self._frames.flush()
         self._unflushed = 0
         self._flushed_at = time.monotonic()
 
@@ -332,6 +396,7 @@ class EdgeStore(base.VideoStore):
         self._watcher.join()
         with self._write_lock:
             self._shard.close()
+            self._frames.close()
 
     def drop(self) -> None:
         self.close()

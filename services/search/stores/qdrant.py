@@ -3,6 +3,9 @@
 The same class runs qdrant-client's local mode (`path=` or ":memory:"): a pure-Python brute-force
 imitation of the server, with the server's API, used by the contract tests because no Qdrant server
 runs on the development machines. The server builds its HNSW and payload indexes itself.
+
+A collection's frame descriptors (base.FRAME) live in a second collection, `<collection>.frames`:
+the catalog's names never hold a dot, so it cannot meet a collection of its own.
 """
 
 import threading
@@ -11,7 +14,7 @@ from contextlib import nullcontext
 
 from qdrant_client import QdrantClient, models
 
-from reelvec import errors
+from reelvec import errors, modalities
 from services.search.stores import base
 
 _SCHEMAS = {
@@ -47,6 +50,17 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _of_video(video_id: str) -> models.FieldCondition:
+    return models.FieldCondition(key=base.VIDEO_ID, match=models.MatchValue(value=video_id))
+
+
+# Frames outnumber videos 30-60 to 1: an int8 copy for the graph walk, as edge keeps of long vectors.
+_FRAME_QUANTIZATION = models.ScalarQuantization(
+    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+)
+FRAME_PAGE = 1024  # frame points a scroll page brings
 
 
 class Connection:
@@ -94,6 +108,7 @@ class QdrantStore(base.VideoStore):
     ):
         """Its own connection from `url`/`path` (see Connection), or a shared `connection`."""
         self._collection = collection
+        self._frames = f"{collection}.frames"
         self._owns_connection = connection is None
         self._connection = connection or Connection(url, api_key, path)
         self._client = self._connection.client
@@ -102,37 +117,41 @@ class QdrantStore(base.VideoStore):
         self._lock = self._connection.lock
         self._read_lock = self._lock if self._local else nullcontext()
         try:
-            self._ensure_collection(dims)
+            self._ensure_collection(self._collection, dims, base.INDEXED_FIELDS)
+            frame = {base.FRAME: dims[modalities.VISUAL]}
+            self._ensure_collection(self._frames, frame, base.FRAME_INDEXED_FIELDS, _FRAME_QUANTIZATION)
         except Exception:
             if self._owns_connection:
                 self._connection.close()  # local mode would keep its directory locked
             raise
 
-    def _ensure_collection(self, dims: dict[str, int]) -> None:
-        if self._client.collection_exists(self._collection):
-            vectors = self._client.get_collection(self._collection).config.params.vectors
+    def _ensure_collection(self, name: str, dims: dict[str, int], indexed: dict[str, str],
+                           quantization: models.ScalarQuantization | None = None) -> None:
+        if self._client.collection_exists(name):
+            vectors = self._client.get_collection(name).config.params.vectors
             named = vectors if isinstance(vectors, dict) else {"": vectors}
-            found = {name: params.size for name, params in named.items()}
+            found = {vector: params.size for vector, params in named.items()}
             if found != dims:
                 raise errors.Precondition(
-                    f"collection {self._collection!r} holds vectors {found}, this service "
+                    f"collection {name!r} holds vectors {found}, this service "
                     f"needs {dims}: index into a new collection"
                 )
         else:
             self._client.create_collection(
-                self._collection,
+                name,
                 vectors_config={
-                    name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                    for name, dim in dims.items()
+                    vector: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                    for vector, dim in dims.items()
                 },
+                quantization_config=quantization,
                 replication_factor=self._connection.replication_factor,
             )
         # Idempotent, so an index added by a later version reaches existing collections too.
         with warnings.catch_warnings():
             # local mode says its payload indexes are no-ops; a server builds them
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-            for field, kind in base.INDEXED_FIELDS.items():
-                self._client.create_payload_index(self._collection, field, _SCHEMAS[kind])
+            for field, kind in indexed.items():
+                self._client.create_payload_index(name, field, _SCHEMAS[kind])
 
     def _exists(self, video_id: str) -> bool:
         found = self._client.retrieve(
@@ -148,8 +167,20 @@ class QdrantStore(base.VideoStore):
         )
         with self._lock:
             existed = self._exists(video.id)
+            if video.frames is not None:
+                self._replace_frames(video.id, video.frames)
             self._client.upsert(self._collection, [point], wait=True)
         return not existed
+
+    def _replace_frames(self, video_id: str, track) -> None:  # under the lock
+        """The new frames overwrite the old ones of the same index; the old ones past them go."""
+        points = [models.PointStruct(id=str(pid), vector={base.FRAME: row}, payload=payload)
+                  for pid, row, payload in base.frame_points(video_id, track)]
+        if points:
+            self._client.upsert(self._frames, points, wait=True)
+        kept = [models.HasIdCondition(has_id=[p.id for p in points])] if points else None
+        stale = models.Filter(must=[_of_video(video_id)], must_not=kept)
+        self._client.delete(self._frames, models.FilterSelector(filter=stale), wait=True)
 
     def get(self, video_id: str, with_vectors: bool | list[str] = False) -> base.StoredVideo | None:
         with self._read_lock:
@@ -164,6 +195,9 @@ class QdrantStore(base.VideoStore):
     def delete(self, video_id: str) -> bool:
         with self._lock:
             existed = self._exists(video_id)
+            # also when the video is not there: frames an upsert wrote before it failed go too
+            theirs = models.Filter(must=[_of_video(video_id)])
+            self._client.delete(self._frames, models.FilterSelector(filter=theirs), wait=True)
             if existed:
                 self._client.delete(
                     self._collection,
@@ -187,6 +221,33 @@ class QdrantStore(base.VideoStore):
         with self._read_lock:  # one round trip to a server for the whole batch
             answers = self._client.query_batch_points(self._collection, requests)
         return [[base.Hit.from_point(p, q.with_payload) for p in answer.points] for q, answer in zip(searches, answers)]
+
+    def search_frames(self, vectors, k, exclude_id=""):
+        if not len(vectors):
+            return []
+        others = models.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
+        requests = [
+            models.QueryRequest(query=row, using=base.FRAME, filter=others, limit=k,
+                                with_payload=[base.VIDEO_ID], with_vector=False)
+            for row in vectors.tolist()
+        ]
+        with self._read_lock:  # one round trip to a server for every row
+            answers = self._client.query_batch_points(self._frames, requests)
+        return [[(p.payload[base.VIDEO_ID], p.score) for p in answer.points] for answer in answers]
+
+    def frames_of(self, video_ids):
+        if not video_ids:
+            return {}
+        theirs = models.Filter(must=[models.FieldCondition(
+            key=base.VIDEO_ID, match=models.MatchAny(any=sorted(video_ids)))])
+        records, offset = [], None
+        while True:
+            with self._read_lock:
+                page, offset = self._client.scroll(self._frames, scroll_filter=theirs, limit=FRAME_PAGE,
+                                                   offset=offset, with_payload=True, with_vectors=True)
+            records += page
+            if offset is None:
+                return base.tracks(records)
 
     def stored_vectors(self, video_ids, names):
         points = {str(base.point_id(video_id)): video_id for video_id in video_ids}
@@ -220,5 +281,6 @@ class QdrantStore(base.VideoStore):
 
     def drop(self) -> None:
         with self._lock:
+            self._client.delete_collection(self._frames)
             self._client.delete_collection(self._collection)
         self.close()
