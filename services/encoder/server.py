@@ -9,11 +9,10 @@ import logging
 import numpy as np
 from PIL import Image
 
-from reelvec import audio_features, config, errors, frames, limits, media
+from reelvec import audio_features, config, copies, errors, frames, limits, media
 from reelvec.models import VISUAL_MODEL_NAME, triton_repository
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
-from reelvec.vectors import unit
 from services.encoder import models
 from services.encoder.models import AUDIO, VISUAL, Model, pool
 
@@ -32,7 +31,11 @@ class Settings(config.ServerSettings):
     visual_model_version: str = ""  # empty: the latest version
     model_repository: str = ""  # read by the onnxruntime backend only; empty: `make models`' repository
     onnx_threads: int = 0  # onnxruntime backend; 0: every usable core
+    # frames sampled: frames_per_second of the clip (copy detection's descriptors, docs/copies.md),
+    # at least `frames` (the clip vector of a short clip) and at most max_frames
     frames: int = 16
+    frames_per_second: float = 1.0
+    max_frames: int = 120
     max_duration: float = media.DEFAULT_MAX_DURATION  # seconds
     max_decodes: int = 2  # videos decoded at once (CPU-bound threads); more wait
 
@@ -84,6 +87,10 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             audio = await stack.enter_async_context(self.pinned.use(AUDIO, audio_version)) if audio_version else None
             yield visual, audio
 
+    def _frames(self, data: bytes) -> frames.Sampled:
+        s = self.settings
+        return frames.sample(data, s.frames, s.max_duration, per_second=s.frames_per_second, max_count=s.max_frames)
+
     def _samples(self, data: bytes) -> np.ndarray | None:
         samples = media.decode_audio(data, audio_features.SAMPLE_RATE, self.settings.max_duration)
         return None if samples is None or samples.size == 0 else samples
@@ -99,12 +106,14 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
         with timed("model"):
             return pool(await learned.predict(windows)), learned.name
 
-    async def _visual(self, model, frames_: np.ndarray) -> tuple[np.ndarray, int]:
-        """The clip vector, and the index of the frame closest to it (the thumbnail)."""
+    async def _visual(self, model, sampled: frames.Sampled) -> tuple[np.ndarray, int, copies.Track]:
+        """The clip vector, the index of the frame closest to it (the thumbnail), and every kept
+        frame's embedding with its time (the copy detector's descriptors)."""
         with timed("model"):
-            embeddings = await model.predict(frames_)
+            embeddings = await model.predict(sampled.frames)
         pooled = pool(embeddings)
-        return pooled, int(np.argmax(unit(embeddings) @ pooled))
+        track = copies.Track.of(sampled.times, embeddings)
+        return pooled, int(np.argmax(track.vectors @ pooled)), track
 
     async def Encode(self, request, context):
         limits.check_video(request.video, self.settings.max_video_mb)
@@ -117,13 +126,13 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
         try:
             with timed("decode"):
                 sampled, samples = await asyncio.gather(
-                    asyncio.to_thread(frames.sample, data, self.settings.frames, self.settings.max_duration),
+                    asyncio.to_thread(self._frames, data),
                     asyncio.to_thread(self._samples, data),
                 )
         finally:
             self._decodes.release()
-        (visual, typical), (audio, audio_model) = await asyncio.gather(
-            self._visual(visual_model, sampled.frames), self._audio(samples, learned)
+        (visual, typical, track), (audio, audio_model) = await asyncio.gather(
+            self._visual(visual_model, sampled), self._audio(samples, learned)
         )
         thumbnail = await asyncio.to_thread(_jpeg, sampled.frames[typical])
         info = sampled.info
@@ -140,6 +149,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             visual_model=visual_model.name,
             audio_model=audio_model,
             thumbnail_jpeg=thumbnail,
+            frames=track.to_proto(),
         )
 
     async def close(self) -> None:

@@ -3,8 +3,8 @@
 The keys file (`<data-dir>/api-keys.json`, or `api_keys_file`) is reelvec/api_keys.py's; the
 gateway reads it again when it changes and compares digests in constant time.
 
-Scopes nest: read (Search, Predict, Get, Embed, Transcribe, GetReembed, GetThumbnail, GetVideoFile) < write (Index,
-IndexStream, Delete) < admin (TrainRegressor, Reembed). Each key has a token bucket: `rate` calls
+Scopes nest: read (Search, Predict, FindCopies, FindCopiesStream, Get, Embed, Transcribe, GetReembed, GetThumbnail,
+GetVideoFile) < write (Index, IndexStream, Delete) < admin (TrainRegressor, Reembed). Each key has a token bucket: `rate` calls
 per second and `burst` at once, past which calls get RESOURCE_EXHAUSTED, saying how long to wait.
 Callers send `authorization: Bearer <key>` (or `x-api-key: <key>`).
 
@@ -21,6 +21,7 @@ from reelvec.api_keys import PREFIX, SCOPES, Key, KeyFile, digest
 
 METHOD_SCOPES = {
     "Embed": "read", "Search": "read", "Predict": "read", "Get": "read", "Transcribe": "read",
+    "FindCopies": "read", "FindCopiesStream": "read",  # a query like Search: nothing is stored
     "GetReembed": "read", "GetThumbnail": "read", "GetVideoFile": "read", "Index": "write", "IndexStream": "write", "Delete": "write",
     "TrainRegressor": "admin", "Reembed": "admin",
 }

@@ -47,6 +47,7 @@ def record_of(video_id: str, metadata: common_pb2.VideoMetadata, embedded: pipel
         height=embedded.encoded.height,
         has_audio=embedded.encoded.has_audio,
         incomplete=embedded.incomplete,
+        frames=pipeline.frames_of(embedded.encoded),
     )
     record.metadata.id = video_id
     return record

@@ -65,6 +65,12 @@ def vectors_of(encoded: encoder_pb2.EncodeResponse, text, fuse) -> dict[str, np.
     return fused({modalities.VISUAL: encoded.visual, modalities.AUDIO: encoded.audio, modalities.TEXT: text}, fuse)
 
 
+def frames_of(encoded: encoder_pb2.EncodeResponse) -> common_pb2.Frames | None:
+    """The encoder's frame descriptors; None, never an empty message, from an encoder that sends
+    none: a record without the field keeps the frames the store holds, an empty one would not."""
+    return encoded.frames if encoded.HasField("frames") else None
+
+
 def stored_vectors(record: common_pb2.VideoRecord) -> dict:
     """A stored record's vectors by name (fused with them; `fused` leaves it out)."""
     return {name: v.values for name, v in record.embeddings.vectors.items()}

@@ -136,16 +136,19 @@ class Reembed:
         stored = pipeline.stored_vectors(record)
         versions = dict(record.model_versions)
         fuse = self.fusion(pins.fusion)
+        copied = common_pb2.VideoRecord()
+        copied.CopyFrom(record)  # with its stored frames, which a new fusion alone leaves as they are
         if (visual_version(versions), audio_version(versions)) != (pins.visual_version, pins.audio_version):
             data = await asyncio.to_thread(self.media.path(record.content_sha256).read_bytes)
             encoded = await pipeline.encode(self.encoder, data, pins)
             vectors = pipeline.vectors_of(encoded, stored.get(modalities.TEXT, ()), fuse)
             versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model})
+            copied.ClearField("frames")  # the old model's frames must not stay beside the new vectors
+            if (frames := pipeline.frames_of(encoded)) is not None:
+                copied.frames.CopyFrom(frames)
         else:
             vectors = pipeline.fused(stored, fuse)
         versions[modalities.FUSED] = fuse.name
-        copied = common_pb2.VideoRecord()
-        copied.CopyFrom(record)
         copied.embeddings.CopyFrom(pipeline.embeddings_of(vectors))
         copied.model_versions.clear()
         copied.model_versions.update(versions)

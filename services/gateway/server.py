@@ -167,6 +167,39 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         response = await self.queries.query(query)
         return gateway_pb2.SearchResponse(hits=response.hits)
 
+    async def FindCopies(self, request, context):
+        k = limits.check_k(request.k)
+        which = request.WhichOneof("query")
+        if which == "id":  # the store aligns the video's own frames
+            return await self._find_copies(search_pb2.FindCopiesRequest(id=request.id, k=k))
+        if which == "video":
+            return await self._copies_of_video(request.video, k)
+        raise errors.InvalidInput("set one of video or id")
+
+    async def FindCopiesStream(self, request_iterator, context):
+        chunks, size = [], 0
+        async for message in request_iterator:
+            size += len(message.data)
+            limits.check_video_size(size, self.s.max_video_mb)
+            chunks.append(message.data)
+        return await self._copies_of_video(b"".join(chunks), limits.DEFAULT_K)
+
+    async def _copies_of_video(self, video: bytes, k: int):
+        limits.check_video(video, self.s.max_video_mb)
+        return await pinned(self.versions, lambda pins: self._copies_of_frames(video, k, pins))
+
+    async def _copies_of_frames(self, video: bytes, k: int, pins: Pins):
+        """Only the encoder: frames are the visual model's, transcript and fusion play no part.
+        The store refuses frames of another visual version than its own, and `pinned` encodes again."""
+        encoded = await pipeline.encode(self.services.encoder, video, pins)
+        return await self._find_copies(search_pb2.FindCopiesRequest(
+            frames=pipeline.frames_of(encoded), k=k, model_versions={modalities.VISUAL: encoded.visual_model}))
+
+    async def _find_copies(self, request: search_pb2.FindCopiesRequest) -> gateway_pb2.CopiesResponse:
+        request.with_payload = True
+        found = await self.search.find_copies(request)
+        return gateway_pb2.CopiesResponse(copies=found.copies)
+
     async def Predict(self, request, context):
         k = limits.check_k(request.k)
         which = request.WhichOneof("query")
@@ -203,6 +236,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
                         known_hashtags=list(record.metadata.hashtags),
                         content_sha256=embedded.sha256,
                         model_versions=versions,
+                        frames=pipeline.frames_of(embedded.encoded),
                     ),
                 ),
                 self.services.regressor.predict(record),
@@ -219,6 +253,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             similar=analysis.similar,
             transcript=transcript,
             model_versions=versions,
+            copies=analysis.copies,
         )
 
     async def Get(self, request, context):

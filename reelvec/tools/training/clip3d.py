@@ -35,7 +35,7 @@ def video_clips(data: list[bytes]) -> list[np.ndarray]:
     """Per video: uint8 [SAMPLED or fewer, SIZE, SIZE, 3] (the encoder's sampling, halved)."""
     out = []
     for payload in data:
-        sampled = frame_ops.sample(payload, SAMPLED).frames
+        sampled = frame_ops.sample(payload, SAMPLED, per_second=0).frames
         if len(sampled) == 0:
             out.append(np.zeros((1, SIZE, SIZE, 3), np.uint8))
             continue

@@ -51,7 +51,7 @@ def videos(paths: list[Path]) -> list[Video]:
     out = []
     for path in paths:
         data = Path(path).read_bytes()
-        sampled = frame_ops.sample(data, simclr.FRAMES_PER_VIDEO)
+        sampled = frame_ops.sample(data, simclr.FRAMES_PER_VIDEO, per_second=0)
         if len(sampled.frames) < 2:
             continue
         samples = media.decode_audio(data, audio_features.SAMPLE_RATE)

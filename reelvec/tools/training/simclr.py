@@ -36,7 +36,7 @@ def video_frames(paths: list[Path], per_video: int = FRAMES_PER_VIDEO) -> list[n
     """The encoder's own sampling (black frames skipped), per video: uint8 [n, 224, 224, 3]."""
     out = []
     for path in paths:
-        sampled = frame_ops.sample(Path(path).read_bytes(), per_video)
+        sampled = frame_ops.sample(Path(path).read_bytes(), per_video, per_second=0)
         if len(sampled.frames) >= 2:
             out.append(sampled.frames)
     if len(out) < 2:
