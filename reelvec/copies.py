@@ -9,7 +9,7 @@ three steps (docs/copies.md says why each is built so):
    cannot see it.
 2. Alignment (`align`): the query x reference frame-similarity matrix, then dynamic programming
    over it (a temporal network, as VCSL's TN): the best chain of frame matches that advances in
-   time on both sides, with gaps of up to MAX_GAP_S. Its ends are the copied segment on each side;
+   time on both sides at a plausible speed, with gaps of up to MAX_GAP_S. Its ends are the copied segment on each side;
    a straight line fitted over the chain must have a slope (speed ratio) in SPEED_RANGE, which
    holds for speed changes at 1 fps where a per-step slope limit breaks. Up to MAX_SEGMENTS
    disjoint chains are taken, best first.
@@ -29,10 +29,12 @@ from reelvec.vectors import unit
 # below it, edited copies of one frame above (docs/copies.md, measured).
 MATCH_MIN = 0.6
 # The operating point: a chain's mean frame similarity at or above this is a copy.
-THRESHOLD = 0.7
+THRESHOLD = 0.65
 MIN_MATCHES = 3  # frames a chain needs: one or two matching frames are a coincidence (a logo, a black card)
 MAX_GAP_S = 3.0  # seconds a chain may skip on either side (cuts, dropped or changed frames)
-SPEED_RANGE = (0.5, 2.0)  # reference seconds per query second
+SPEED_RANGE = (0.5, 2.0)  # reference seconds per query second, fitted over a whole chain
+# ... and per move, wider: frames sampled about a second apart land up to half a step off the line
+STEP_SPEED = (0.3, 3.0)
 MAX_SEGMENTS = 3
 ROW_CANDIDATES = 5  # each query frame matches at most this many reference frames
 
@@ -106,9 +108,17 @@ class Match:
         return sum(s.query_end - s.query_start for s in self.segments)
 
 
-def _gap(track: Track) -> int:
-    """MAX_GAP_S in frames of this track."""
-    return max(1, int(np.ceil(MAX_GAP_S / max(2 * track.half_step(), 1e-3))))
+def _steps(query: Track, ref: Track) -> list[tuple[int, int]]:
+    """The moves a chain may make, (query frames, reference frames) forward: at most MAX_GAP_S on
+    either side, at a speed within STEP_SPEED. Never zero frames of the reference: on footage that
+    hardly changes every frame matches every other, and a chain allowed to stand still on the
+    reference would crawl along the whole query at a speed no copy has."""
+    query_step, ref_step = 2 * query.half_step(), 2 * ref.half_step()
+    rows = max(1, int(MAX_GAP_S / max(query_step, 1e-3)))
+    cols = max(1, int(MAX_GAP_S / max(ref_step, 1e-3)))
+    low, high = STEP_SPEED
+    return [(di, dj) for di in range(1, rows + 1) for dj in range(1, cols + 1)
+            if low <= dj * ref_step / (di * query_step) <= high]
 
 
 def _matches(similarity: np.ndarray) -> np.ndarray:
@@ -120,31 +130,24 @@ def _matches(similarity: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _best_chain(weights: np.ndarray, row_gap: int, col_gap: int) -> list[tuple[int, int]]:
-    """The chain of cells with the largest weight sum, each step advancing 1..row_gap rows and
-    0..col_gap columns; -inf cells are not matches. [] when no cell is positive."""
+def _best_chain(weights: np.ndarray, steps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The chain of cells with the largest weight sum, each move one of `steps`; -inf cells are
+    not matches. [] when no cell is positive."""
     n, m = weights.shape
-    score = np.full((n, m), -np.inf)
-    source = np.full((n, m), -1, np.int64)  # flat index of the previous cell, -1: the chain starts here
+    score = weights.copy()
+    source = np.full((n, m), -1, np.int64)  # flat index of the previous cell; -1: the chain starts here
     columns = np.arange(m)
-    for i in range(n):
-        row = weights[i]
-        lo = max(0, i - row_gap)
-        if i > lo:
-            window = score[lo:i]
-            best_rows = window.argmax(axis=0) + lo
-            best = window.max(axis=0)
-            shifted = np.full((col_gap + 1, m), -np.inf)
-            for d in range(col_gap + 1):
-                shifted[d, d:] = best[: m - d]
-            step = shifted.argmax(axis=0)
-            previous = shifted[step, columns]
-            chained = previous > 0
-            from_col = columns - step
-            source[i] = np.where(chained, best_rows[np.clip(from_col, 0, m - 1)] * m + from_col, -1)
-            score[i] = row + np.where(chained, previous, 0.0)
-        else:
-            score[i] = row
+    for i in range(1, n):
+        best = np.zeros(m)  # a chain may always start afresh
+        for di, dj in steps:
+            if di > i or dj >= m:
+                continue
+            previous = np.full(m, -np.inf)
+            previous[dj:] = score[i - di, : m - dj]
+            better = previous > best
+            best = np.where(better, previous, best)
+            source[i] = np.where(better, (i - di) * m + columns - dj, source[i])
+        score[i] = weights[i] + best
     end = int(score.argmax())
     if not np.isfinite(score.flat[end]) or score.flat[end] <= 0:
         return []
@@ -171,11 +174,11 @@ def align(query: Track, ref: Track) -> list[Segment]:
         return []
     # weights centred on MATCH_MIN: a chain grows while its frames match better than chance
     weights = np.where(keep, similarity - MATCH_MIN + 1e-3, -np.inf)
-    row_gap, col_gap = _gap(query), _gap(ref)
+    steps = _steps(query, ref)
     hq, hr = query.half_step(), ref.half_step()
     segments = []
     for _ in range(MAX_SEGMENTS):
-        chain = _best_chain(weights, row_gap, col_gap)
+        chain = _best_chain(weights, steps)
         if len(chain) < MIN_MATCHES:
             break
         rows, cols = (np.array(axis) for axis in zip(*chain))

