@@ -6,7 +6,7 @@ steady rate so that a copied stretch of a few seconds has frames of its own on b
 Sample i is the frame nearest to (i + 0.5) * duration / N: the middle of N equal slots,
 so neither the first frame (often black or a title card) nor the last is favoured. Only those frames
 are decoded (see reelvec.media.frames_at: keyframe seeks for far targets, straight decoding for close
-ones). A frame whose luma is dark (mean below DARK_LUMA) or nearly constant (std below FLAT_LUMA:
+ones). A frame whose luma is nearly constant (std below FLAT_LUMA, or below DARK_FLAT_LUMA when dark:
 fades, colour cards) says nothing about the content and is skipped; when every sample is like that,
 the most varied one is kept so that the clip still gets a vector, and the result says so.
 """
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 SIZE = 224
 DARK_LUMA = 20.0  # of 255; video black is 16
 FLAT_LUMA = 6.0
+DARK_FLAT_LUMA = 12.0  # a dark frame needs this much variation to count as content
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -47,6 +48,12 @@ def crop(frame) -> np.ndarray:
     # phone videos store the sensor image plus a display rotation (counterclockwise degrees)
     turns = round((frame.rotation or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(square, turns) if turns else square)
+
+
+def _blank(mean: float, std: float) -> bool:
+    """Video black, a fade or a colour card. A dark frame with something in it (a night scene, a
+    globe on black) varies: it stays, or the footage of a dark video would be all skipped."""
+    return std < FLAT_LUMA or (mean < DARK_LUMA and std < DARK_FLAT_LUMA)
 
 
 def _luma_stats(rgb: np.ndarray) -> tuple[float, float]:
@@ -75,7 +82,7 @@ def sample(data: bytes, count: int = 16, max_duration: float = media.DEFAULT_MAX
         rgb = previous_crop if frame is previous else crop(frame)
         previous, previous_crop = frame, rgb
         mean, std = _luma_stats(rgb)
-        (blank if mean < DARK_LUMA or std < FLAT_LUMA else kept).append((std, times[index], rgb))
+        (blank if _blank(mean, std) else kept).append((std, times[index], rgb))
     if not kept and not blank:
         raise errors.InvalidInput("no decodable video frame: the file is truncated or corrupt")
     all_blank = not kept
