@@ -14,7 +14,9 @@ three steps (docs/copies.md says why each is built so):
    holds for speed changes at 1 fps where a per-step slope limit breaks. Up to MAX_SEGMENTS
    disjoint chains are taken, best first.
 3. Decision: a pair's score is its best segment's score, the frames' mean similarity along the
-   chain; scores are comparable across pairs, and a pair is a copy at score >= THRESHOLD.
+   chain; scores are comparable across pairs, and a pair is a copy at score >= THRESHOLD when the
+   score also stands MARGIN above the query's background: how alike it looks to the other
+   candidates, as VSC's baseline normalizes scores against a background set.
 """
 
 import dataclasses
@@ -30,6 +32,12 @@ from reelvec.vectors import unit
 MATCH_MIN = 0.6
 # The operating point: a chain's mean frame similarity at or above this is a copy.
 THRESHOLD = 0.65
+# ... and that far above what the query resembles anyway (`background`): footage of one kind (the
+# same game, the same studio, generated textures) forms chains of 0.7-0.9 with unrelated videos of
+# its kind, but then resembles several of them alike; a copy stands out from the rest.
+MARGIN = 0.3
+BACKGROUND_RANK = 2
+SAME = 0.95  # frames this alike along a chain are the same footage, whatever else resembles it
 MIN_MATCHES = 3  # frames a chain needs: one or two matching frames are a coincidence (a logo, a black card)
 MAX_GAP_S = 3.0  # seconds a chain may skip on either side (cuts, dropped or changed frames)
 SPEED_RANGE = (0.5, 2.0)  # reference seconds per query second, fitted over a whole chain
@@ -211,11 +219,31 @@ def vote(frame_hits, limit: int) -> list[str]:
     return sorted(votes, key=lambda v: -votes[v])[:limit]
 
 
+def _closeness(query: Track, ref: Track) -> float:
+    """How alike two videos look frame by frame, time left aside: the mean over the query's frames
+    of their best similarity to any of `ref`'s."""
+    if not len(query) or not len(ref):
+        return 0.0
+    return float((query.vectors @ ref.vectors.T).max(axis=1).mean())
+
+
+def background(closeness: dict[str, float], video_id: str) -> float:
+    """What a query resembles anyway: the BACKGROUND_RANK-th closest of the other candidates (0 when
+    there are fewer). The rank tolerates a source stored twice."""
+    others = sorted((c for v, c in closeness.items() if v != video_id), reverse=True)
+    return others[BACKGROUND_RANK - 1] if len(others) >= BACKGROUND_RANK else 0.0
+
+
 def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOLD) -> list[Match]:
-    """The candidates the decision calls copies of the query, best first."""
+    """The candidates the decision calls copies of the query, best first: a chain scoring at least
+    `threshold`, and either SAME or at least MARGIN above the query's background among the
+    candidates."""
+    closeness = {video_id: _closeness(query, ref) for video_id, ref in candidates.items()}
     found = []
     for video_id, ref in candidates.items():
         segments = align(query, ref)
-        if segments and segments[0].score >= threshold:
+        if not segments or segments[0].score < threshold:
+            continue
+        if segments[0].score >= SAME or segments[0].score - background(closeness, video_id) >= MARGIN:
             found.append(Match(video_id, segments[0].score, tuple(segments)))
     return sorted(found, key=lambda m: (-m.score, m.id))

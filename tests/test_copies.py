@@ -104,6 +104,17 @@ def test_find_keeps_only_the_copies_best_first():
     assert found[0].segments[0].query_start >= 9.0
 
 
+def test_footage_of_one_kind_is_no_copy_of_its_kin_but_its_own_copy_still_is():
+    rng = np.random.default_rng(6)
+    kind = rng.normal(size=(1, DIM)) * 1.5  # what every video of the family shares (one game, one studio)
+    family = {f"v{i}": track(kind + rng.normal(size=(20, DIM))) for i in range(5)}
+    newcomer = track(kind + rng.normal(size=(20, DIM)))
+    assert all(copies.align(newcomer, t) for t in family.values())  # it forms chains with its kin...
+    assert copies.find(newcomer, family) == []  # ...but resembles all of them alike
+    reupload = copies.Track.of(family["v2"].times, noisy(family["v2"].vectors, rng, 0.005))
+    assert [m.id for m in copies.find(reupload, family)] == ["v2"]
+
+
 def test_descriptors_that_do_not_fit_together_are_invalid_input():
     from reelvec import errors
     from reelvec.v1 import common_pb2
