@@ -6,9 +6,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from checkout import ROOT
+from PIL import Image
 
-from reelvec import media, samples
-from reelvec.tools.evaluation import metrics, transforms
+from reelvec import copies, media, samples
+from reelvec.tools import real_media
+from reelvec.tools.evaluation import copy_methods, metrics, transforms
+from reelvec.v1 import gateway_pb2
 
 
 def test_copy_detection_recall_and_micro_ap():
@@ -24,6 +28,59 @@ def test_copy_detection_recall_and_micro_ap():
     order = np.argsort(-sims.ravel(), kind="stable")
     rank_of_last = int(np.flatnonzero(order == 15)[0]) + 1
     assert result["micro_ap"] == pytest.approx((1 + 1 + 3 / 4 + 4 / rank_of_last) / 4)
+
+
+def test_micro_ap_ranks_a_true_pair_after_the_false_pairs_it_ties_with():
+    # an aligner leaves unmatched pairs at 0: a true pair at 0 is found last, not by its position
+    assert metrics.micro_ap(np.array([[0.0, 0.0]]), np.array([[True, False]])) == 0.5
+    truth = np.eye(2, dtype=bool)
+    assert metrics.micro_ap(np.array([[0.9, 0.2], [0.5, 0.7]]), truth) == 1.0
+    # 0.9 false, then the true pairs at 0.8 and 0.6 around a false 0.7: (1/2 + 2/4) / 2
+    assert metrics.micro_ap(np.array([[0.8, 0.9], [0.7, 0.6]]), truth) == pytest.approx(0.5)
+    assert metrics.micro_ap(np.zeros((1, 2)), np.zeros((1, 2), bool)) == 0.0
+
+
+def test_the_decision_at_a_threshold_counts_found_and_false_copies():
+    scores = np.array([[0.9, 0.7, 0.1], [0.2, 0.5, 0.1], [0.8, 0.0, 0.3]])
+    truth = np.array([[True, False, False], [False, True, False], [False, False, False]])  # query 2: no copy
+    decided = metrics.at_threshold(scores, truth, 0.6)
+    assert decided == {"threshold": 0.6, "recall": 0.5, "precision": pytest.approx(1 / 3), "false_copies": 2,
+                       "false_copy_rate": pytest.approx(2 / 7), "queries_with_false_copy": 2}
+    nothing = metrics.at_threshold(scores, truth, 0.95)
+    assert (nothing["recall"], nothing["precision"], nothing["false_copies"]) == (0.0, 1.0, 0)
+
+
+def test_the_precision_recall_curve_and_its_operating_point():
+    scores = np.array([[0.9, 0.3], [0.6, 0.6]])
+    truth = np.eye(2, dtype=bool)
+    curve = metrics.pr_curve(scores, truth)
+    # one point per distinct score: the two pairs at 0.6 (one true, one false) come in together
+    assert curve == [{"threshold": 0.9, "precision": 1.0, "recall": 0.5},
+                     {"threshold": 0.6, "precision": pytest.approx(2 / 3), "recall": 1.0},
+                     {"threshold": 0.3, "precision": 0.5, "recall": 1.0}]
+    assert metrics.operating_point(curve, 0.99)["threshold"] == 0.9
+    assert metrics.operating_point(curve, 0.6)["threshold"] == 0.6  # full recall, the higher threshold
+    assert metrics.operating_point(metrics.pr_curve(scores, ~truth), 0.99) is None  # the best pair is false
+
+
+def test_segments_are_scored_on_both_axes_and_located_by_their_overlap():
+    truth = [(0, (5.0, 12.0, 10.0, 17.0))] * 4
+    predicted = [
+        {0: [(5.0, 12.0, 10.0, 17.0)], 1: [(0.0, 3.0, 0.0, 3.0)]},  # exact, and a false copy elsewhere
+        {0: [(0.0, 17.0, 0.0, 30.0)]},  # a mean vector's claim: the whole of both videos
+        {},  # not found
+        {0: [(3.0, 9.0, 10.0, 16.0), (8.0, 10.0, 15.0, 17.0)]},  # two overlapping pieces of it
+    ]
+    result = metrics.segment_match(predicted, truth)
+    whole = np.sqrt(7 / 17 * 7 / 30)
+    pieces = [np.sqrt(4 / 6 * 1.0), 1.0]
+    assert result["precision"] == pytest.approx(np.mean([1.0, 0.0, whole, *pieces]))
+    # the pieces cover 5-10 of the query's 5-12 (their union, not 6 + 2 s) and all of 10-17
+    assert result["recall"] == pytest.approx(np.mean([1.0, 1.0, 0.0, np.sqrt(5 / 7)]))
+    # the whole videos overlap the excerpt by 7/17 and 7/30, each piece by less than half on the query
+    assert result["located"] == 0.25
+    assert metrics.segment_match([{}], truth[:1])["precision"] is None
+    assert metrics.iou((0, 4), (2, 6)) == pytest.approx(1 / 3) and metrics.iou((0, 1), (2, 3)) == 0.0
 
 
 def test_category_retrieval():
@@ -146,6 +203,77 @@ def test_the_corpus_keeps_the_labels_of_a_partly_labelled_manifest(tmp_path):
     (tmp_path / "m.jsonl").write_text("".join(json.dumps({k: v for k, v in line.items() if k != "label"}) + "\n"
                                               for line in lines))
     assert report.corpus([], manifest, tmp_path)[1] is None
+
+
+def _frame_at(path: Path, seconds: float) -> np.ndarray:
+    (_, frame), = media.frames_at(path.read_bytes(), [seconds])
+    return frame.to_ndarray(format="rgb24").astype(float)
+
+
+def test_a_partial_copy_puts_the_middle_of_its_source_between_filler_at_another_size(clip, tmp_path):
+    assert transforms.excerpt(30.0) == (11.5, 18.5)  # 7 s from the middle
+    assert transforms.excerpt(5.0) == pytest.approx((1.0, 4.0))  # 60% of a shorter one
+    filler = transforms.generated(tmp_path / "filler.mp4", transforms.FILLER_SEED, 2 * transforms.FILLER_S)
+    box = transforms.make_partial(clip, filler, tmp_path / "partial.mp4")
+    start, end = transforms.excerpt(media.probe(clip.read_bytes()).duration)
+    assert box == pytest.approx((transforms.FILLER_S, transforms.FILLER_S + end - start, start, end))
+    made = media.probe((tmp_path / "partial.mp4").read_bytes())
+    assert (made.width, made.height) == (240, 180)  # 3/4 of the source's 320 x 240
+    assert made.duration == pytest.approx(2 * transforms.FILLER_S + end - start, abs=0.1)
+    # one second into the excerpt the partial copy shows what the source shows one second after `start`
+    inside = _frame_at(tmp_path / "partial.mp4", box[0] + 1.0)
+    source = np.asarray(Image.fromarray(_frame_at(clip, start + 1.0).astype(np.uint8)).resize((240, 180))).astype(float)
+    before = _frame_at(tmp_path / "partial.mp4", box[0] - 1.0)
+    assert np.abs(inside - source).mean() < 0.3 * np.abs(before - source).mean()
+
+
+def test_a_spliced_stretch_counts_seconds_from_the_start_of_the_stream(tmp_path):
+    # city.mpg's first frame is stamped 0.54 s: its second 2.0 is the frame sampler's, not 2.54 s
+    city = real_media.clips(ROOT / ".media")["city.mpg"]
+    transforms.splice([(city, 2.0, 3.0)], tmp_path / "stretch.mp4", (360, 202))
+    first = _frame_at(tmp_path / "stretch.mp4", 0.0)
+    at = {t: np.asarray(Image.fromarray(_frame_at(city, t).astype(np.uint8)).resize((360, 202))).astype(float)
+          for t in (2.0, 2.54)}
+    assert np.abs(first - at[2.0]).mean() < 0.3 * np.abs(first - at[2.54]).mean()
+
+
+def _track(rows: np.ndarray) -> copies.Track:
+    return copies.Track.of(np.arange(len(rows)) + 0.5, rows)  # one frame a second
+
+
+def test_both_copy_methods_side_by_side_on_constructed_frames():
+    """A full copy, a partial copy (seconds 3-10 of original 1 at seconds 5-12 of the query) and a
+    video that copies nothing but looks like three originals of its kind (as generated textures do):
+    the alignment finds and locates both copies and, by the decision's background rule, names
+    none of the kin; the mean vector finds the full copy only."""
+    rng = np.random.default_rng(4)
+    rows = lambda n: rng.normal(size=(n, 64))  # noqa: E731 (random 64-d frames: cosines near 0)
+    first, second, kind = rows(12), rows(12), rows(8)
+    kin = [kind + 0.58 * rows(8) for _ in range(4)]  # frames of one kind: cosine about 0.75 to each other
+    full = first + 0.02 * rng.normal(size=first.shape)
+    partial = np.concatenate([rows(5), second[3:10] + 0.02 * rng.normal(size=(7, 64)), rows(5)])
+    tracks = [_track(r) for r in (first, second, *kin[:3], full, partial, kin[3])]
+    assert copies.align(tracks[-1], tracks[2])[0].score >= copies.THRESHOLD  # a chain, by the threshold a copy
+    responses = [gateway_pb2.EmbedResponse(frames=t.to_proto(), duration=float(len(t))) for t in tracks]
+    visual = np.stack([t.vectors.mean(axis=0) for t in tracks])
+    about = [copy_methods.Query("crop", 0), copy_methods.Query(copy_methods.PARTIAL, 1, (5.0, 12.0, 3.0, 10.0)),
+             copy_methods.Query(copy_methods.UNRELATED, -1)]
+    ids = ["a", "b", "k1", "k2", "k3"]
+    result = copy_methods.compare(responses[:5], responses[5:], (visual[:5], visual[5:]), about, ids)
+    assert result["queries"] == {"full": 1, "partial": 1, "unrelated": 1}
+    frames, mean = result[copy_methods.FRAMES], result[copy_methods.MEAN]
+    assert frames["micro_ap"] == 1.0 and frames["all"]["recall"] == 1.0 and frames["all"]["false_copies"] == 0
+    assert frames["unrelated"]["queries_with_false_copy"] == 0 and frames["highest_false"] == 0.0
+    assert frames["segments"] == {"precision": pytest.approx(1.0), "recall": pytest.approx(1.0), "located": 1.0}
+    assert frames["by_kind"] == {"crop": 1.0, "partial": 1.0}
+    assert frames["operating_point"]["recall"] == 1.0
+    (row,) = result["partial_copies"]
+    assert row["original"] == "b" and row["segment"] == pytest.approx([5.0, 12.0, 3.0, 10.0])
+    # a mean over 17 frames of which 7 are copied is far from the original's mean
+    assert mean["by_kind"] == {"crop": 1.0, "partial": 0.0} and mean["segments"]["located"] == 0.0
+    markdown = "\n".join(copy_methods.markdown(result))
+    assert "| partial copies located (IoU >= 0.5 on both sides) | 0.000 | 1.000 |" in markdown
+    assert "| b | 5.0-12.0 | 3.0-10.0 | 5.0-12.0 / 3.0-10.0 | " in markdown
 
 
 def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):

@@ -358,7 +358,7 @@ def cmd_deploy(args) -> int:
 def cmd_evaluate(args, stub) -> int:
     import tempfile
 
-    from reelvec.tools.evaluation import report, transforms
+    from reelvec.tools.evaluation import copy_methods, report, transforms
 
     kinds = tuple(args.transforms.split(",")) if args.transforms else transforms.TRANSFORMS
     unknown = set(kinds) - set(transforms.TRANSFORMS)
@@ -377,8 +377,11 @@ def cmd_evaluate(args, stub) -> int:
         result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps, progress)
     as_json, as_md = report.write(result, Path(args.out))
     fused = result["copy_detection"]["fused (served)"]
+    frames = result["copy_methods"][copy_methods.FRAMES]
     _emit(args, result, f"{result['videos']} videos, {result['copies']} copies: fused recall@1 "
-                        f"{fused['recall@1']:.3f}, micro-AP {fused['micro_ap']:.3f}; report: {as_md} and {as_json}")
+                        f"{fused['recall@1']:.3f}, micro-AP {fused['micro_ap']:.3f}; frames: full copies found "
+                        f"{frames['full']['recall']:.3f}, partial located {frames['segments']['located']:.3f}; "
+                        f"report: {as_md} and {as_json}")
     if bad_lines:
         print(f"error: {len(bad_lines)} manifest lines left out of the evaluation", file=sys.stderr)
     return 1 if bad_lines else 0

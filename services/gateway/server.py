@@ -110,6 +110,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             transcript=embedded.transcribed.transcript,
             duration=embedded.encoded.duration,
             model_versions=embedded.model_versions(),
+            frames=pipeline.frames_of(embedded.encoded),
         )
 
     async def Index(self, request, context):

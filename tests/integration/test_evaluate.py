@@ -55,8 +55,19 @@ def test_evaluate_finds_the_originals_of_transformed_copies(stack, corpus, tmp_p
     # 5 videos with likes are enough for the likes models' table (one held out)
     assert [row["model"] for row in report["regressors"]] == \
         ["ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"]
+    methods = report["copy_methods"]
+    assert methods["queries"] == {"full": 15, "partial": 5, "unrelated": 3}
+    mean, frames = methods["mean vector only"], methods["frame descriptors + alignment"]
+    # at their decisions, frames with alignment find every full copy, the mean vector no more than they
+    assert frames["full"]["recall"] == 1.0 >= mean["full"]["recall"]
+    # ... and locate the excerpts of the partial copies on both sides, which a mean vector cannot
+    assert frames["segments"]["located"] >= 0.8 and mean["segments"]["located"] == 0.0
     markdown = (out / "report.md").read_text()
     assert "## Copy detection" in markdown and "| fused (served) |" in markdown
+    for section in ("## Copies: mean vector only against frame descriptors + alignment",
+                    "### Found at the decision, by transform", "### Frame score: precision and recall",
+                    "### Partial copies: the alignment's best segment"):
+        assert section in markdown
     assert "Each of the 4 labelled videos (of 5)" in markdown and "broken.mp4: not a media file" in markdown
 
 

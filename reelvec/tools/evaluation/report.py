@@ -1,7 +1,9 @@
 """`reelvec evaluate`: embeds a corpus and transformed copies of it through the gateway, then compares
 representations (each modality, the served fusion, plain concatenation, PCA, the autoencoder
 fusion) on copy detection, category retrieval (when labels are given), clustering, originality
-and likes models. Writes report.json and report.md."""
+and likes models; and copy detection by mean vector against frame descriptors with alignment,
+on full copies, partial copies and videos that copy nothing (copy_methods.py). Writes report.json
+and report.md."""
 
 import json
 import sys
@@ -20,7 +22,7 @@ from sklearn.decomposition import PCA
 from reelvec import errors, modalities, originality
 from reelvec.likes import features as regressor_features
 from reelvec.likes import model as regressor_model
-from reelvec.tools.evaluation import metrics, transforms
+from reelvec.tools.evaluation import copy_methods, metrics, transforms
 from reelvec.tools.progress import QUIET, Progress
 from reelvec.tools.training import clip3d
 from reelvec.tools.training.autoencoder import LATENT, Autoencoder
@@ -92,6 +94,26 @@ def _copies_of(items, kinds, work: Path, skipped: list[dict], progress: Progress
             continue
         made[index] = copies
     return made
+
+
+def _partial_and_unrelated(paths: list[Path], work: Path, progress: Progress):
+    """A partial copy of each original (by index) and the generated videos that copy nothing: their
+    files and what each is."""
+    unrelated = transforms.UNRELATED_SEEDS
+    progress.stage(f"making {len(paths)} partial copies and {len(unrelated)} unrelated videos",
+                   len(paths) + len(unrelated))
+    filler = transforms.generated(work / "filler.mp4", transforms.FILLER_SEED, 2 * transforms.FILLER_S)
+    made, about = [], []
+    for n, path in enumerate(paths):
+        box = transforms.make_partial(path, filler, work / f"partial-{n}.mp4")
+        made.append(work / f"partial-{n}.mp4")
+        about.append(copy_methods.Query(copy_methods.PARTIAL, n, box))
+        progress.advance()
+    for seed in unrelated:
+        made.append(transforms.generated(work / f"unrelated-{seed}.mp4", seed, transforms.UNRELATED_S))
+        about.append(copy_methods.Query(copy_methods.UNRELATED, -1))
+        progress.advance()
+    return made, about
 
 
 def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int, progress: Progress,
@@ -232,9 +254,13 @@ def evaluate(
         labels = [labels[i] for i in keep] if labels else None
         labels = labels if labels and any(labels) else None
         items = [items[i] for i in keep]
+        others, about = _partial_and_unrelated([p for p, _ in items], Path(work), progress)
+        about = [copy_methods.Query(kind, n) for (_, kind), n in zip(copies, truth)] + about
+        queries = [p for p, _ in copies] + others
         # a re-upload comes without the original's caption: copies are embedded from the file alone
-        progress.stage(f"embedding {len(copies)} copies", len(copies))
-        copied = _embed_all(stub, [(p, "", []) for p, _ in copies], concurrency, progress)
+        progress.stage(f"embedding {len(copies)} copies and {len(others)} other queries", len(queries))
+        queried = _embed_all(stub, [(p, "", []) for p in queries], concurrency, progress)
+        copied = queried[: len(copies)]
         if clip3d_steps:
             progress.stage("decoding clips for the 3D-conv baseline")
             clips = [clip3d.video_clips([p.read_bytes() for p in paths])
@@ -275,6 +301,9 @@ def evaluate(
         if labels:
             report["category_retrieval"][name] = metrics.category_retrieval(corpus, labels)
         report["clustering"][name] = _clustering(corpus, labels)
+    progress.stage("aligning the frames of every query with every original")
+    visual = (rep_originals["visual"], np.stack([_vectors(r)[modalities.VISUAL] for r in queried]))
+    report["copy_methods"] = copy_methods.compare(originals, queried, visual, about, [m.id for _, m in items])
     likes = [float(m.likes) for _, m in items] if all(m.HasField("likes") for _, m in items) else None
     report["originality"] = _originality(rep_originals["fused (served)"], rep_copies["fused (served)"], likes)
     report["regressors"] = _regressors(items, originals, likes)
@@ -302,6 +331,8 @@ def markdown(report: dict) -> str:
               "| --- |" + " --- |" * len(kinds)]
     for name, by_kind in report["copy_detection_by_transform"].items():
         lines.append(f"| {name} | " + " | ".join(f"{by_kind[k]:.2f}" for k in kinds) + " |")
+    if "copy_methods" in report:
+        lines += [""] + copy_methods.markdown(report["copy_methods"])
     lines += ["", "## Category retrieval", ""]
     if report["category_retrieval"]:
         labelled = report.get("labelled", report["videos"])

