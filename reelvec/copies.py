@@ -38,6 +38,7 @@ THRESHOLD = 0.65
 MARGIN = 0.3
 BACKGROUND_RANK = 2
 SAME = 0.95  # frames this alike along a chain are the same footage, whatever else resembles it
+MIN_VOTERS = 2  # query frames that must find a video among their nearest for it to be aligned
 MIN_MATCHES = 3  # frames a chain needs: one or two matching frames are a coincidence (a logo, a black card)
 MAX_GAP_S = 3.0  # seconds a chain may skip on either side (cuts, dropped or changed frames)
 SPEED_RANGE = (0.5, 2.0)  # reference seconds per query second, fitted over a whole chain
@@ -207,8 +208,11 @@ def align(query: Track, ref: Track) -> list[Segment]:
 def vote(frame_hits, limit: int) -> list[str]:
     """The videos whose frames came back most for the query's frames, at most `limit`, best first.
     `frame_hits`: per query frame, (video id, score) pairs of its nearest stored frames. A video's
-    vote is the sum over query frames of its best frame's similarity above MATCH_MIN."""
+    vote is the sum over query frames of its best frame's similarity above MATCH_MIN; one that only
+    MIN_VOTERS - 1 query frames voted for is no candidate: a lone frame above chance is a
+    coincidence, and aligning every such video made the slowest queries."""
     votes: dict[str, float] = {}
+    voters: dict[str, int] = {}
     for hits in frame_hits:
         best: dict[str, float] = {}
         for video_id, score in hits:
@@ -216,7 +220,9 @@ def vote(frame_hits, limit: int) -> list[str]:
                 best[video_id] = score
         for video_id, score in best.items():
             votes[video_id] = votes.get(video_id, 0.0) + score - MATCH_MIN + 1e-3
-    return sorted(votes, key=lambda v: -votes[v])[:limit]
+            voters[video_id] = voters.get(video_id, 0) + 1
+    kept = [v for v in votes if voters[v] >= MIN_VOTERS]
+    return sorted(kept, key=lambda v: -votes[v])[:limit]
 
 
 def _closeness(query: Track, ref: Track) -> float:

@@ -90,8 +90,8 @@ def test_footage_that_never_changes_does_not_align_at_an_impossible_speed():
 
 
 def test_vote_ranks_videos_by_their_frames_above_chance():
-    hits = [[("a", 0.9), ("b", 0.65), ("c", 0.5)], [("a", 0.8), ("a", 0.95), ("b", 0.7)], [("c", 0.55)]]
-    assert copies.vote(hits, limit=5) == ["a", "b"]  # c never beats chance
+    hits = [[("a", 0.9), ("b", 0.65), ("c", 0.5), ("d", 0.99)], [("a", 0.8), ("a", 0.95), ("b", 0.7)], [("c", 0.55)]]
+    assert copies.vote(hits, limit=5) == ["a", "b"]  # c never beats chance; d is one frame's coincidence
     assert copies.vote(hits, limit=1) == ["a"]
 
 
@@ -132,7 +132,7 @@ def test_descriptors_that_do_not_fit_together_are_invalid_input():
 
 # --- real clips, real edits -----------------------------------------------------------------------
 
-EDITS = ("crop", "scale", "low_bitrate", "trim", "speed", "hflip", "text_overlay")
+EDITS = tuple(kind for kind in transforms.TRANSFORMS if kind != "audio_replaced")  # the pictures are what is compared
 
 
 @pytest.fixture(scope="module")
@@ -166,15 +166,20 @@ def edited(model, originals, tmp_path_factory):
 
 
 def test_every_real_edit_is_a_copy_of_its_source_only(originals, edited):
+    missed_pictures = []
     for (name, kind), copy in edited.items():
         found = copies.find(copy, {other: t for other, (_, t) in originals.items()})
+        if kind == "pip" and not found:  # the weakest edit (docs/copies.md): half of them today
+            missed_pictures.append(name)
+            continue
         assert [m.id for m in found] == [name], (name, kind, found)
-        # the segments span most of the copy, or most of the source when the copy is a trim (of the
+        # the segments cover most of the copy, or most of the source when the copy is a trim (of the
         # seconds with descriptors: flat stretches of a screen capture have none)
-        best, source = found[0].segments[0], originals[name][1]
-        of_copy = (best.query_end - best.query_start) / span(copy)
-        of_source = (best.ref_end - best.ref_start) / span(source)
+        match, source = found[0], originals[name][1]
+        of_copy = match.covered() / span(copy)
+        of_source = sum(s.ref_end - s.ref_start for s in match.segments) / span(source)
         assert max(of_copy, of_source) > 0.6, (name, kind, found[0])
+    assert len(missed_pictures) <= len(originals) // 2, missed_pictures
 
 
 def test_unrelated_real_clips_are_no_copies(originals):

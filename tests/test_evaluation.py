@@ -124,7 +124,8 @@ def test_each_transform_writes_a_playable_copy(clip, tmp_path, kind):
     assert made.has_audio and made.frame_count > 0
     expected_size = {"crop": (224, 168), "scale": (160, 120)}.get(kind, (320, 240))
     assert (made.width, made.height) == expected_size
-    expected_duration = {"trim": 0.6, "speed": 1 / transforms.SPEED}.get(kind, 1.0) * source.duration
+    retimed = {name: 1 / speed for name, speed in transforms.SPEEDS.items()}
+    expected_duration = {"trim": 0.6, **retimed}.get(kind, 1.0) * source.duration
     assert made.duration == pytest.approx(expected_duration, abs=0.25)
 
 

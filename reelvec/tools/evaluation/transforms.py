@@ -17,10 +17,14 @@ BITRATE, LOW_BITRATE = 800_000, 100_000
 CROP = 0.7  # keep the central 70% of each side
 SCALE = 0.5
 TRIM = (0.2, 0.8)  # keep this part of the duration
-SPEED = 1.5
+SPEEDS = {"speed": 1.5, "fast": 1.25, "slow": 0.8}  # played this many times as fast
 OVERLAY = "@reposter  #fyp  follow for more"
+PAD = 0.75  # letterbox and pillarbox: the picture at this share of each side, black around it
+PIP = 0.6  # picture-in-picture: the picture at this share of each side, over other footage
+CONTRAST, BRIGHTNESS = 1.3, 25.0
 
-TRANSFORMS = ("crop", "scale", "low_bitrate", "trim", "speed", "hflip", "text_overlay", "audio_replaced")
+TRANSFORMS = ("crop", "scale", "low_bitrate", "trim", "speed", "fast", "slow", "hflip", "text_overlay",
+              "pad", "brightness", "pip", "audio_replaced")
 
 # A partial copy: an original's middle EXCERPT_S seconds (the ">= 6 s" a platform must locate), or
 # its middle EXCERPT_SHARE when it is too short for that, between FILLER_S seconds of footage outside
@@ -78,12 +82,47 @@ def _frames(data: bytes, keep: Callable[[float], bool]) -> Iterator[np.ndarray]:
 
 
 def _retimed(frames: Iterator[np.ndarray], speed: float) -> Iterator[np.ndarray]:
-    """Plays `speed` times faster at the same frame rate: output frame j is input frame round(j * speed)."""
-    wanted = 0.0
+    """Plays `speed` times as fast at the same frame rate: output frame j is input frame
+    round(j * speed), so faster drops frames and slower shows some twice."""
+    j = 0
     for index, image in enumerate(frames):
-        if index >= round(wanted):
+        while round(j * speed) <= index:
             yield image
-            wanted += speed
+            j += 1
+
+
+def _padded(image: np.ndarray) -> np.ndarray:
+    """The picture shrunk to PAD of each side, centred on black: a letterboxed re-upload."""
+    h, w = image.shape[:2]
+    out = np.zeros_like(image)
+    small = _scaled((_even(w * PAD), _even(h * PAD)))(image)
+    top, left = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return out
+
+
+def _brightened(image: np.ndarray) -> np.ndarray:
+    return np.clip((image.astype(np.float32) - 128.0) * CONTRAST + 128.0 + BRIGHTNESS, 0, 255).astype(np.uint8)
+
+
+def _picture_in_picture(seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The picture at PIP of each side, in the upper left, over a slowly moving gradient that is
+    not the source: a reaction or a duet layout."""
+    rng = np.random.default_rng(seed)
+    colours = rng.uniform(40, 215, size=(2, 3)).astype(np.float32)
+    tick = [0]
+
+    def embed(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        ramp = (np.linspace(0, 1, w, dtype=np.float32)[None, :, None] + 0.01 * tick[0]) % 1.0
+        out = np.broadcast_to(colours[0] + (colours[1] - colours[0]) * ramp, (h, w, 3)).astype(np.uint8)
+        tick[0] += 1
+        small = _scaled((_even(w * PIP), _even(h * PIP)))(image)
+        top, left = h // 20, w // 20
+        out[top : top + small.shape[0], left : left + small.shape[1]] = small
+        return out
+
+    return embed
 
 
 def make_copy(source: Path, target: Path, kind: str, seed: int = 0) -> Path:
@@ -109,17 +148,24 @@ def make_copy(source: Path, target: Path, kind: str, seed: int = 0) -> Path:
         edit = lambda image: np.ascontiguousarray(image[:, ::-1])  # noqa: E731
     elif kind == "text_overlay":
         edit = _overlay
+    elif kind == "pad":
+        edit = _padded
+    elif kind == "brightness":
+        edit = _brightened
+    elif kind == "pip":
+        edit = _picture_in_picture(seed)
     if size != (info.width, info.height) and kind not in ("crop", "scale"):
         edit = _then(edit, _scaled(size))  # odd source sizes: H.264 wants even ones
     if edit is not None:
         frames = (edit(image) for image in frames)
-    if kind == "speed":
-        frames = _retimed(frames, SPEED)
+    if kind in SPEEDS:
+        frames = _retimed(frames, SPEEDS[kind])
     if audio is not None:
         if kind == "trim":
             audio = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-        elif kind == "speed":  # faster and higher, like a sped-up upload
-            audio = audio[np.round(np.arange(0, len(audio), SPEED)).astype(int).clip(0, len(audio) - 1)]
+        elif kind in SPEEDS:  # faster and higher (or slower and lower), like a retimed upload
+            speed = SPEEDS[kind]
+            audio = audio[np.round(np.arange(0, len(audio), speed)).astype(int).clip(0, len(audio) - 1)]
         elif kind == "audio_replaced":  # another soundtrack: music-like chords over noise
             t = np.arange(len(audio)) / SAMPLE_RATE
             rng = np.random.default_rng(seed)
