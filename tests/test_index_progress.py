@@ -214,6 +214,8 @@ def test_evaluate_names_its_stages_on_stderr(tmp_path, monkeypatch):
     report.evaluate(FakeEmbedder(), items, kinds=("hflip",), clip3d_steps=0,
                     progress=Progress(LINES, stream, prefix="evaluate: "))
     lines = stream.getvalue().splitlines()
-    for stage in ("making 3 copies: 3/3", "embedding 3 videos: 3/3", "embedding 3 copies: 3/3",
-                  "measuring every representation..."):
+    for stage in ("making 3 copies: 3/3", "embedding 3 videos: 3/3",
+                  "making 3 partial copies and 3 unrelated videos: 6/6",
+                  "embedding 3 copies and 6 other queries: 9/9", "measuring every representation...",
+                  "aligning the frames of every query with every original..."):
         assert any(line.startswith(f"evaluate: {stage}") for line in lines), (stage, lines)
