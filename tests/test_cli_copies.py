@@ -46,8 +46,10 @@ class FakeGateway:
         return gateway_pb2.CopiesResponse(copies=self.copies)
 
     def FindCopiesStream(self, chunks, timeout=None):
+        chunks = list(chunks)
         self.calls.append(("FindCopiesStream", b"".join(c.data for c in chunks)))
-        return gateway_pb2.CopiesResponse(copies=self.copies)
+        k = chunks[0].k or len(self.copies)  # the gateway reads k from the first chunk
+        return gateway_pb2.CopiesResponse(copies=self.copies[:k])
 
     def Predict(self, request, timeout=None):
         return gateway_pb2.PredictResponse(likes=1200, likes_low=300, likes_high=4000, originality=0.1,
@@ -118,7 +120,7 @@ def test_a_stored_video_by_id(run):
     assert rpc == "FindCopies" and request.id == "bikes_1_reupload" and request.k == 3
 
 
-def test_a_file_larger_than_one_message_is_streamed_and_cut_to_k(run, clip, monkeypatch):
+def test_a_file_larger_than_one_message_is_streamed_with_k(run, clip, monkeypatch):
     monkeypatch.setattr(client, "STREAM_ABOVE_BYTES", 5)
     gateway = FakeGateway(COPIES)
     code, out, _ = run(gateway, "copies", str(clip), "--k", "1", "--json")

@@ -347,15 +347,17 @@ def test_find_copies_refuses_what_it_cannot_answer_before_the_store_is_asked(fak
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and not fakes.search.copy_requests
 
 
-async def _chunks(*parts: bytes):
-    for part in parts:
-        yield gateway_pb2.VideoChunk(data=part)
+async def _chunks(*parts: bytes, k: int = 0):
+    for index, part in enumerate(parts):
+        yield gateway_pb2.VideoChunk(data=part, k=k if index == 0 else 0)
 
 
 def test_find_copies_stream_joins_the_chunks_and_stops_at_the_size_limit(fakes, tmp_path):
     gateway = Gateway(Settings(data_dir=str(tmp_path), max_video_mb=1), fakes)
     found = asyncio.run(gateway.FindCopiesStream(_chunks(VIDEO[:5], VIDEO[5:]), None))
     assert [c.id for c in found.copies] == ["orig"] and fakes.encoder.calls == [(VIDEO, "")]
+    with pytest.raises(errors.InvalidInput, match="k must be between"):
+        asyncio.run(gateway.FindCopiesStream(_chunks(VIDEO[:5], VIDEO[5:], k=101), None))
     with pytest.raises(errors.InvalidInput, match="over the 1 MiB limit"):
         asyncio.run(gateway.FindCopiesStream(_chunks(bytes(2**19), bytes(2**19), b"x"), None))
 

@@ -470,8 +470,7 @@ def _parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("file", nargs="?", help="a video file (above 2 MiB it is streamed)")
     q.add_argument("--id", help="a stored video instead of a file")
-    p.add_argument("--k", type=int, default=10,
-                   help="copies to show at most (a streamed file gets the gateway's default of 10 at most)")
+    p.add_argument("--k", type=int, default=10, help="copies to show at most (1-100)")
 
     p = client_command("transcribe", cmd_transcribe, "speech to text")
     p.add_argument("file")

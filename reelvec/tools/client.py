@@ -82,17 +82,14 @@ def _pieces(data: bytes):
 
 def find_copies(stub, k: int, path: Path | None = None, video_id: str = "") -> gateway_pb2.CopiesResponse:
     """The stored videos that a file, or the stored video `video_id`, copies, best first; k 0 takes
-    the gateway's default. A large file goes through FindCopiesStream, whose chunks carry no k: the
-    gateway answers its default number there, and the list is cut to `k` here."""
+    the gateway's default. A large file goes through FindCopiesStream, its first chunk carrying k."""
     if path is None:
         return stub.FindCopies(gateway_pb2.CopiesRequest(id=video_id, k=k), timeout=QUERY_TIMEOUT)
     data = path.read_bytes()
     if len(data) <= STREAM_ABOVE_BYTES:
         return stub.FindCopies(gateway_pb2.CopiesRequest(video=data, k=k), timeout=QUERY_TIMEOUT)
-    response = stub.FindCopiesStream((gateway_pb2.VideoChunk(data=p) for p in _pieces(data)), timeout=QUERY_TIMEOUT)
-    if k:
-        del response.copies[k:]
-    return response
+    chunks = (gateway_pb2.VideoChunk(data=p, k=k if i == 0 else 0) for i, p in enumerate(_pieces(data)))
+    return stub.FindCopiesStream(chunks, timeout=QUERY_TIMEOUT)
 
 
 def index_unless_stored(stub, path: Path, metadata: common_pb2.VideoMetadata,

@@ -178,12 +178,13 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         raise errors.InvalidInput("set one of video or id")
 
     async def FindCopiesStream(self, request_iterator, context):
-        chunks, size = [], 0
+        chunks, size, k = [], 0, None
         async for message in request_iterator:
+            k = limits.check_k(message.k) if k is None else k
             size += len(message.data)
             limits.check_video_size(size, self.s.max_video_mb)
             chunks.append(message.data)
-        return await self._copies_of_video(b"".join(chunks), limits.DEFAULT_K)
+        return await self._copies_of_video(b"".join(chunks), k or limits.DEFAULT_K)
 
     async def _copies_of_video(self, video: bytes, k: int):
         limits.check_video(video, self.s.max_video_mb)
