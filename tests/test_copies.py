@@ -15,6 +15,7 @@ from reelvec import copies, frames
 from reelvec.models import triton_repository
 from reelvec.tools import real_media
 from reelvec.tools.evaluation import transforms
+from reelvec.tools.evaluation.metrics import iou
 from services.encoder.models import VISUAL, OnnxModel
 
 DIM = 64
@@ -32,12 +33,6 @@ def span(t: copies.Track) -> float:
     return t.times[-1] - t.times[0] + 2 * t.half_step()
 
 
-def overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Intersection over union of two intervals."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
-
-
 # --- mechanics ------------------------------------------------------------------------------------
 
 
@@ -46,8 +41,8 @@ def test_an_excerpt_inside_another_video_is_located_on_both_sides():
     source, filler = rng.normal(size=(40, DIM)), rng.normal(size=(30, DIM))
     query = np.concatenate([filler[:12], noisy(source[20:28], rng), filler[12:]])
     (segment,) = copies.align(track(query), track(source))
-    assert overlap((segment.query_start, segment.query_end), (12, 20)) > 0.8
-    assert overlap((segment.ref_start, segment.ref_end), (20, 28)) > 0.8
+    assert iou((segment.query_start, segment.query_end), (12, 20)) > 0.8
+    assert iou((segment.ref_start, segment.ref_end), (20, 28)) > 0.8
     assert segment.score > copies.THRESHOLD
 
 
@@ -76,7 +71,7 @@ def test_a_dense_short_clip_aligns_with_the_same_seconds_of_a_sparse_long_one():
     long = track(scenes)  # one frame a second
     short = copies.Track.of(np.arange(10.0, 16.0, 0.25) + 0.125, noisy(scenes[np.arange(40, 64) // 4], rng, 0.2))
     (segment,) = copies.align(short, long)
-    assert overlap((segment.ref_start, segment.ref_end), (10, 16)) > 0.7
+    assert iou((segment.ref_start, segment.ref_end), (10, 16)) > 0.7
 
 
 def test_footage_that_never_changes_does_not_align_at_an_impossible_speed():
@@ -193,5 +188,5 @@ def test_a_real_excerpt_spliced_between_other_footage_is_located(model, original
     query = describe(model, tmp_path / "partial.mp4")
     (match,) = copies.find(query, {"world": originals["world"][1]})
     best = match.segments[0]
-    assert overlap((best.query_start, best.query_end), placed[1]) >= 0.5, best
-    assert overlap((best.ref_start, best.ref_end), (10, 18)) >= 0.5, best
+    assert iou((best.query_start, best.query_end), placed[1]) >= 0.5, best
+    assert iou((best.ref_start, best.ref_end), (10, 18)) >= 0.5, best

@@ -11,6 +11,7 @@ from checkout import ROOT
 from reelvec import media, samples
 from reelvec.tools import real_media
 from reelvec.tools.evaluation import transforms
+from reelvec.tools.evaluation.metrics import iou
 from reelvec.v1 import common_pb2, gateway_pb2
 
 pytestmark = pytest.mark.integration
@@ -22,12 +23,6 @@ ORIGINALS = {"copies_world": "world.mp4", "copies_city": "city.mpg"}
 UNRELATED = "a.mp4"
 # Partial copies: (indexed id, start s, end s) of the excerpt spliced between stretches of a.mp4
 EXCERPTS = [("copies_world", 10.0, 18.0), ("copies_city", 0.5, 7.0)]
-
-
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Intersection over union of two intervals in seconds."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
 
 
 def seconds(interval: tuple[float, float]) -> str:
