@@ -173,11 +173,12 @@ def _slope(xs: np.ndarray, ys: np.ndarray) -> float:
     return float(np.polyfit(xs, ys, 1)[0])
 
 
-def align(query: Track, ref: Track) -> list[Segment]:
-    """The copied segments between two videos, best first; [] when nothing lines up."""
+def align(query: Track, ref: Track, similarity: np.ndarray | None = None) -> list[Segment]:
+    """The copied segments between two videos, best first; [] when nothing lines up.
+    `similarity`: query.vectors @ ref.vectors.T, when the caller has it already."""
     if not len(query) or not len(ref):
         return []
-    similarity = query.vectors @ ref.vectors.T
+    similarity = query.vectors @ ref.vectors.T if similarity is None else similarity
     keep = _matches(similarity)
     if keep.sum() < MIN_MATCHES:
         return []
@@ -225,12 +226,10 @@ def vote(frame_hits, limit: int) -> list[str]:
     return sorted(kept, key=lambda v: -votes[v])[:limit]
 
 
-def _closeness(query: Track, ref: Track) -> float:
+def _closeness(similarity: np.ndarray) -> float:
     """How alike two videos look frame by frame, time left aside: the mean over the query's frames
-    of their best similarity to any of `ref`'s."""
-    if not len(query) or not len(ref):
-        return 0.0
-    return float((query.vectors @ ref.vectors.T).max(axis=1).mean())
+    of their best similarity to any of the other's."""
+    return float(similarity.max(axis=1).mean()) if similarity.size else 0.0
 
 
 def background(closeness: dict[str, float], video_id: str) -> float:
@@ -244,10 +243,11 @@ def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOL
     """The candidates the decision calls copies of the query, best first: a chain scoring at least
     `threshold`, and either SAME or at least MARGIN above the query's background among the
     candidates."""
-    closeness = {video_id: _closeness(query, ref) for video_id, ref in candidates.items()}
+    similarities = {video_id: query.vectors @ ref.vectors.T for video_id, ref in candidates.items()}
+    closeness = {video_id: _closeness(similarity) for video_id, similarity in similarities.items()}
     found = []
     for video_id, ref in candidates.items():
-        segments = align(query, ref)
+        segments = align(query, ref, similarities[video_id])
         if not segments or segments[0].score < threshold:
             continue
         if segments[0].score >= SAME or segments[0].score - background(closeness, video_id) >= MARGIN:
