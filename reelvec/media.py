@@ -124,12 +124,21 @@ def _check_duration(duration: float, max_duration: float) -> None:
         raise errors.InvalidInput(f"media is {duration:.0f} s long; the limit is {max_duration:.0f} s")
 
 
+def _check_codec(stream, kind: str) -> None:
+    # A damaged sample description leaves the demuxer a stream whose codec it cannot name.
+    if stream.codec_context is None:
+        raise errors.InvalidInput(f"the {kind} stream's codec is unknown: truncated or corrupt")
+
+
 def _describe(container, data: bytes, max_duration: float) -> MediaInfo:
     if not container.streams.video:
         what = "an audio-only file" if container.streams.audio else "a file without audio or video"
         raise errors.InvalidInput(f"no video stream, got {what} ({container.format.name})")
     video = container.streams.video[0]
     audio = container.streams.audio[0] if container.streams.audio else None
+    _check_codec(video, "video")
+    if audio is not None:
+        _check_codec(audio, "audio")
     width, height = video.codec_context.width, video.codec_context.height
     if width <= 0 or height <= 0:
         raise errors.InvalidInput("video stream has no frame size: truncated or corrupt")
@@ -169,6 +178,7 @@ def decode_audio(
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
+        _check_codec(stream, "audio")
         _check_duration(_duration(container, stream), max_duration)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks = []

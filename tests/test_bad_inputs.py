@@ -54,6 +54,11 @@ def corrupted(data: bytes) -> bytes:
     return bytes(broken)
 
 
+def unknown_codec(data: bytes) -> bytes:
+    at = data.rfind(b"avc1")  # the last one is the stream's sample entry, not the file brand
+    return data[:at] + b"zzzz" + data[at + 4 :]
+
+
 def test_the_bad_input_corpus(clip):
     avi = with_metadata("avi", {"title": "cafe~ montage"})
     assert b"cafe~" in avi
@@ -66,6 +71,7 @@ def test_the_bad_input_corpus(clip):
         "wrong container (zip)": (b"PK\x03\x04" + bytes(200), {}, "not a media file"),
         "an image header, no image": (b"\x89PNG\r\n\x1a\n" + bytes(100), {}, "no frame size"),
         "audio only": (encode_audio_only(), {}, "no video stream, got an audio-only file"),
+        "unknown codec in the sample description": (unknown_codec(clip), {}, "video stream's codec is unknown"),
         "hours long": (clip, {"max_duration": 2.0}, "limit is 2 s"),
         "decompression bomb (8192x8192 still)": (encode_video([np.full((8192, 8192, 3), 90, np.uint8)] * 2), {},
                                                   "more pixels a frame than 8K UHD"),
