@@ -139,31 +139,29 @@ def _matches(similarity: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _best_chain(weights: np.ndarray, steps: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The chain of cells with the largest weight sum, each move one of `steps`; -inf cells are
-    not matches. [] when no cell is positive."""
-    n, m = weights.shape
-    score = weights.copy()
-    source = np.full((n, m), -1, np.int64)  # flat index of the previous cell; -1: the chain starts here
-    columns = np.arange(m)
-    for i in range(1, n):
-        best = np.zeros(m)  # a chain may always start afresh
+def _best_chain(cells: list[tuple[int, int]], weights: list[float], steps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The chain of cells with the largest weight sum, each move one of `steps`. `cells`: the
+    (query frame, reference frame) pairs that may join a chain, in row-major order, each of
+    weight > 0. Only these are visited: a row holds at most ROW_CANDIDATES of them, where the
+    matrix holds a row of every reference frame. Ties go to the earlier step, then to the earlier
+    end cell. [] when there are no cells."""
+    score: dict[tuple[int, int], float] = {}
+    source: dict[tuple[int, int], tuple[int, int] | None] = {}
+    end, end_score = None, 0.0
+    for (i, j), weight in zip(cells, weights):
+        best, previous = 0.0, None  # a chain may always start afresh
         for di, dj in steps:
-            if di > i or dj >= m:
-                continue
-            previous = np.full(m, -np.inf)
-            previous[dj:] = score[i - di, : m - dj]
-            better = previous > best
-            best = np.where(better, previous, best)
-            source[i] = np.where(better, (i - di) * m + columns - dj, source[i])
-        score[i] = weights[i] + best
-    end = int(score.argmax())
-    if not np.isfinite(score.flat[end]) or score.flat[end] <= 0:
-        return []
+            before = score.get((i - di, j - dj))
+            if before is not None and before > best:
+                best, previous = before, (i - di, j - dj)
+        total = score[i, j] = weight + best
+        source[i, j] = previous
+        if total > end_score:
+            end, end_score = (i, j), total
     chain = []
-    while end >= 0:
-        chain.append(divmod(end, m))
-        end = int(source.flat[end])
+    while end is not None:
+        chain.append(end)
+        end = source[end]
     return chain[::-1]
 
 
@@ -182,26 +180,28 @@ def align(query: Track, ref: Track, similarity: np.ndarray | None = None) -> lis
     keep = _matches(similarity)
     if keep.sum() < MIN_MATCHES:
         return []
+    rows, cols = np.nonzero(keep)  # row-major, as _best_chain walks them
     # weights centred on MATCH_MIN: a chain grows while its frames match better than chance
-    weights = np.where(keep, similarity - MATCH_MIN + 1e-3, -np.inf)
+    weights = similarity[rows, cols] - MATCH_MIN + 1e-3
     steps = _steps(query, ref)
     hq, hr = query.half_step(), ref.half_step()
     segments = []
     for _ in range(MAX_SEGMENTS):
-        chain = _best_chain(weights, steps)
+        chain = _best_chain(list(zip(rows.tolist(), cols.tolist())), weights.tolist(), steps)
         if len(chain) < MIN_MATCHES:
             break
-        rows, cols = (np.array(axis) for axis in zip(*chain))
+        chain_rows, chain_cols = (np.array(axis) for axis in zip(*chain))
         # the next chain may not reuse these seconds of either video
-        weights[rows.min() : rows.max() + 1, :] = -np.inf
-        weights[:, cols.min() : cols.max() + 1] = -np.inf
-        qt, rt = query.times[rows], ref.times[cols]
+        free = ((rows < chain_rows.min()) | (rows > chain_rows.max())) & (
+            (cols < chain_cols.min()) | (cols > chain_cols.max()))
+        rows, cols, weights = rows[free], cols[free], weights[free]
+        qt, rt = query.times[chain_rows], ref.times[chain_cols]
         if not SPEED_RANGE[0] <= _slope(qt, rt) <= SPEED_RANGE[1]:
             continue
         segments.append(Segment(
             query_start=max(0.0, float(qt[0]) - hq), query_end=float(qt[-1]) + hq,
             ref_start=max(0.0, float(rt[0]) - hr), ref_end=float(rt[-1]) + hr,
-            score=float(similarity[rows, cols].mean()),
+            score=float(similarity[chain_rows, chain_cols].mean()),
         ))
     return sorted(segments, key=lambda s: -s.score)
 

@@ -84,6 +84,26 @@ def test_footage_that_never_changes_does_not_align_at_an_impossible_speed():
         assert copies.SPEED_RANGE[0] * 0.8 <= ratio <= copies.SPEED_RANGE[1] * 1.2
 
 
+def test_the_best_chain_is_the_heaviest_path_over_the_whole_matrix():
+    """Against a plain dynamic programme over every cell of the matrix, absent cells at -inf."""
+    rng = np.random.default_rng(5)
+    steps = [(1, 1), (1, 2), (2, 1), (2, 3)]
+    for _ in range(200):
+        n, m = rng.integers(1, 12, size=2)
+        weights = np.where(rng.random((n, m)) < 0.3, rng.random((n, m)), -np.inf)
+        heaviest = weights.copy()
+        for i, j in itertools.product(range(n), range(m)):
+            before = [heaviest[i - di, j - dj] for di, dj in steps if i >= di and j >= dj]
+            heaviest[i, j] += max([0.0, *before])
+        cells = list(zip(*np.nonzero(np.isfinite(weights))))
+        chain = copies._best_chain(cells, [weights[c] for c in cells], steps)
+        if not cells:
+            assert chain == []
+            continue
+        assert sum(weights[c] for c in chain) == pytest.approx(heaviest.max())
+        assert all((i2 - i1, j2 - j1) in steps for (i1, j1), (i2, j2) in itertools.pairwise(chain))
+
+
 def test_vote_ranks_videos_by_their_frames_above_chance():
     hits = [[("a", 0.9), ("b", 0.65), ("c", 0.5), ("d", 0.99)], [("a", 0.8), ("a", 0.95), ("b", 0.7)], [("c", 0.55)]]
     assert copies.vote(hits, limit=5) == ["a", "b"]  # c never beats chance; d is one frame's coincidence
