@@ -306,11 +306,15 @@ class EdgeStore(base.VideoStore):
         records, offset = [], None
         while True:
             page, offset = self._frames.scroll(qe.ScrollRequest(
-                offset=offset, limit=FRAME_PAGE, filter=theirs, with_payload=True, with_vector=True
+                offset=offset, limit=FRAME_PAGE, filter=theirs, with_payload=True, with_vector=False
             ))
             records += page
             if offset is None:
-                return base.tracks(records)
+                return base.tracks(records, self._frame_vectors)
+
+    def _frame_vectors(self, point_ids):
+        records = self._frames.retrieve(point_ids, with_payload=False, with_vector=[base.FRAME])
+        return {r.id: r.vector[base.FRAME] for r in records}
 
     def stored_vectors(self, video_ids, names):
         points = {base.point_id(video_id): video_id for video_id in video_ids}

@@ -244,10 +244,15 @@ class QdrantStore(base.VideoStore):
         while True:
             with self._read_lock:
                 page, offset = self._client.scroll(self._frames, scroll_filter=theirs, limit=FRAME_PAGE,
-                                                   offset=offset, with_payload=True, with_vectors=True)
+                                                   offset=offset, with_payload=True, with_vectors=False)
             records += page
             if offset is None:
-                return base.tracks(records)
+                return base.tracks(records, self._frame_vectors)
+
+    def _frame_vectors(self, point_ids):
+        with self._read_lock:
+            records = self._client.retrieve(self._frames, point_ids, with_payload=False, with_vectors=[base.FRAME])
+        return {r.id: r.vector[base.FRAME] for r in records}
 
     def stored_vectors(self, video_ids, names):
         points = {str(base.point_id(video_id)): video_id for video_id in video_ids}
