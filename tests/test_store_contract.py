@@ -282,20 +282,22 @@ def test_frames_are_kept_replaced_and_deleted_with_their_video(open_store):
         store.close()
 
 
-def test_frames_whose_payload_holds_no_row_are_read_from_their_vectors(store, monkeypatch):
-    """Frames an earlier version wrote carry their descriptor only as the vector."""
+def test_frames_written_without_their_track_point_are_read_from_their_vectors(store, monkeypatch):
+    """Frames an earlier version wrote carry their descriptors only as the frame points' vectors."""
     rng = np.random.default_rng(20)
     vectors = {VISUAL: unit(rng, DIMS[VISUAL])}
     new, old = track(rng, 4), track(rng, 5)
     store.upsert(base.StoredVideo("new", vectors, payload(), frames=new))
-    with_rows = base.frame_points
+    with_track = base.frame_points
     monkeypatch.setattr(base, "frame_points", lambda video_id, t: [
-        (pid, row, {k: v for k, v in p.items() if k != base.FRAME_ROW}) for pid, row, p in with_rows(video_id, t)])
+        point for point in with_track(video_id, t) if point[0] != base.track_point_id(video_id)])
     store.upsert(base.StoredVideo("old", vectors, payload(), frames=old))
-    found = store.frames_of({"new", "old"})
+    found = store.frames_of({"new", "old", "unknown"})
+    assert set(found) == {"new", "old"}
     same_frames(found["new"], new)
     same_frames(found["old"], old)
     assert found["new"].vectors.dtype == found["old"].vectors.dtype == np.float32
+    assert all(len(hits) == 4 + 5 for hits in store.search_frames(new.vectors, 20))  # frames, no track point
 
 
 def test_a_failed_upsert_leaves_the_old_record_and_its_retry_the_new_frames(store):

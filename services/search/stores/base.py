@@ -47,14 +47,18 @@ def point_id(video_id: str) -> uuid.UUID:
 # Frame descriptors (reelvec/copies.py) live beside the videos, in a collection (or shard) of their
 # own: one point per frame, so that each query frame finds its nearest stored frames in the engine's
 # index, and the video points (what Query, Scroll and count see) stay one per video. A frame point's
-# payload holds its video's id (keyword-indexed: frames are fetched and deleted by video), its time
-# and its row: the descriptor again, as little-endian float32 bytes in base64. Either client hands a
-# stored vector back as a Python float per value, about 3 CPU-ms for a video of 30 frames, most of a
-# FindCopies that fetches a dozen candidates; its rows decode from base64 in about 0.5 ms. The price
-# is disk: each descriptor is kept twice (bench copies measures the frames shard).
+# payload holds its video's id (keyword-indexed: frames are fetched and deleted by video) and time.
+#
+# Beside them, one track point per video, without a vector, holds what frames_of reads back: the
+# times and the rows, the descriptors again as little-endian float32 bytes in base64. Either client
+# hands a stored vector back as a Python float per value, about 3 CPU-ms for a video of 30 frames
+# (most of a FindCopies that fetches a dozen candidates), where the track decodes in about 0.5 ms
+# and is one read by id. The rows stay out of the frame points' payload: a frame search reads the
+# payload of each of its hits, and 7 KB each made it twice as slow. The price is disk: each
+# descriptor is kept twice (bench copies measures the frames shard).
 FRAME = "frame"  # the frame collection's one named vector; its size is the visual model's
 FRAME_TIME = "time"
-FRAME_ROW = "row"
+TRACK_TIMES, TRACK_ROWS = "times", "rows"
 FRAME_INDEXED_FIELDS = {VIDEO_ID: KEYWORD}
 _FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
 
@@ -65,33 +69,49 @@ def frame_point_id(video_id: str, index: int) -> uuid.UUID:
     return uuid.uuid5(_FRAME_NAMESPACE, f"{index}:{video_id}")
 
 
-def frame_points(video_id: str, track: copies.Track) -> list[tuple[uuid.UUID, list[float], dict]]:
-    """(point id, vector, payload) of each frame, for either client to wrap in its point type."""
+def track_point_id(video_id: str) -> uuid.UUID:
+    """No frame's name starts with a letter: the two never meet."""
+    return uuid.uuid5(_FRAME_NAMESPACE, f"track:{video_id}")
+
+
+def frame_points(video_id: str, track: copies.Track) -> list[tuple[uuid.UUID, dict[str, list[float]], dict]]:
+    """(point id, vectors, payload) of each frame and of the track point (no vectors), for either
+    client to wrap in its point type; none for a track without frames."""
+    if not len(track):
+        return []
     rows = track.vectors.astype("<f4")
-    return [
-        (frame_point_id(video_id, i), row.tolist(),
-         {VIDEO_ID: video_id, FRAME_TIME: time, FRAME_ROW: base64.b64encode(row.tobytes()).decode("ascii")})
-        for i, (time, row) in enumerate(zip(track.times.tolist(), rows))
+    whole = {VIDEO_ID: video_id, TRACK_TIMES: track.times.tolist(),
+             TRACK_ROWS: base64.b64encode(rows.tobytes()).decode("ascii")}
+    return [(track_point_id(video_id), {}, whole)] + [
+        (frame_point_id(video_id, i), {FRAME: row}, {VIDEO_ID: video_id, FRAME_TIME: time})
+        for i, (time, row) in enumerate(zip(track.times.tolist(), rows.tolist()))
     ]
 
 
-def tracks(points, read_vectors) -> dict[str, copies.Track]:
-    """Frame points or records of either client, read without their vectors, of any videos in any
-    order, as one Track each. `read_vectors(point ids)` -> {point id: vector}: for frames whose
-    payload holds no row (written by an earlier version), the one read of their vectors."""
-    frames = [(point.id, point.payload) for point in points]  # edge converts the payload at each access
-    rowless = [point_id for point_id, payload in frames if FRAME_ROW not in payload]
-    vectors = read_vectors(rowless) if rowless else {}
-    rows: dict[str, list[tuple[float, np.ndarray]]] = {}
-    for point_id, payload in frames:
-        row = payload.get(FRAME_ROW)
-        row = np.frombuffer(base64.b64decode(row), "<f4") if row is not None else np.asarray(vectors[point_id], np.float32)
-        rows.setdefault(payload[VIDEO_ID], []).append((payload[FRAME_TIME], row))
+def tracks(points) -> dict[str, copies.Track]:
+    """Track points or records of either client, with their payload, as one Track each."""
     found = {}
-    for video_id, frames_of_video in rows.items():
-        frames_of_video.sort(key=lambda frame: frame[0])
-        times, vectors_of_video = zip(*frames_of_video)
-        found[video_id] = copies.Track.of(times, np.stack(vectors_of_video))
+    for point in points:
+        payload = point.payload  # edge converts the whole payload at each access
+        times = payload[TRACK_TIMES]
+        rows = np.frombuffer(base64.b64decode(payload[TRACK_ROWS]), "<f4").reshape(len(times), -1)
+        found[payload[VIDEO_ID]] = copies.Track.of(times, rows)
+    return found
+
+
+def frame_tracks(points) -> dict[str, copies.Track]:
+    """Frame points or records of either client, with their vector and payload, of any videos in
+    any order, as one Track each: the frames of a video written without a track point (by an
+    earlier version)."""
+    rows: dict[str, list[tuple[float, list[float]]]] = {}
+    for point in points:
+        payload = point.payload
+        rows.setdefault(payload[VIDEO_ID], []).append((payload[FRAME_TIME], point.vector[FRAME]))
+    found = {}
+    for video_id, frames in rows.items():
+        frames.sort(key=lambda frame: frame[0])
+        times, vectors = zip(*frames)
+        found[video_id] = copies.Track.of(times, np.asarray(vectors, np.float32))
     return found
 
 

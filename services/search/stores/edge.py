@@ -243,7 +243,7 @@ class EdgeStore(base.VideoStore):
 
     def _replace_frames(self, video_id: str, track) -> None:  # under the write lock
         """The new frames overwrite the old ones of the same index; the old ones past them go."""
-        points = [qe.Point(pid, {base.FRAME: row}, payload) for pid, row, payload in base.frame_points(video_id, track)]
+        points = [qe.Point(pid, vectors, payload) for pid, vectors, payload in base.frame_points(video_id, track)]
         if points:
             self._frames.update(qe.UpdateOperation.upsert_points(points))
         kept = [qe.HasIdCondition({p.id for p in points})] if points else None
@@ -302,19 +302,22 @@ class EdgeStore(base.VideoStore):
     def frames_of(self, video_ids):
         if not video_ids:
             return {}
+        found = base.tracks(self._frames.retrieve(
+            [base.track_point_id(video_id) for video_id in sorted(video_ids)], with_payload=True, with_vector=False))
+        if missing := video_ids - found.keys():
+            found |= self._frames_without_track(missing)
+        return found
+
+    def _frames_without_track(self, video_ids):
         theirs = qe.Filter(must=[qe.FieldCondition(key=base.VIDEO_ID, match=qe.MatchAny(sorted(video_ids)))])
         records, offset = [], None
         while True:
             page, offset = self._frames.scroll(qe.ScrollRequest(
-                offset=offset, limit=FRAME_PAGE, filter=theirs, with_payload=True, with_vector=False
+                offset=offset, limit=FRAME_PAGE, filter=theirs, with_payload=True, with_vector=True
             ))
             records += page
             if offset is None:
-                return base.tracks(records, self._frame_vectors)
-
-    def _frame_vectors(self, point_ids):
-        records = self._frames.retrieve(point_ids, with_payload=False, with_vector=[base.FRAME])
-        return {r.id: r.vector[base.FRAME] for r in records}
+                return base.frame_tracks(records)
 
     def stored_vectors(self, video_ids, names):
         points = {base.point_id(video_id): video_id for video_id in video_ids}

@@ -174,8 +174,8 @@ class QdrantStore(base.VideoStore):
 
     def _replace_frames(self, video_id: str, track) -> None:  # under the lock
         """The new frames overwrite the old ones of the same index; the old ones past them go."""
-        points = [models.PointStruct(id=str(pid), vector={base.FRAME: row}, payload=payload)
-                  for pid, row, payload in base.frame_points(video_id, track)]
+        points = [models.PointStruct(id=str(pid), vector=vectors, payload=payload)
+                  for pid, vectors, payload in base.frame_points(video_id, track)]
         if points:
             self._client.upsert(self._frames, points, wait=True)
         kept = [models.HasIdCondition(has_id=[p.id for p in points])] if points else None
@@ -238,21 +238,25 @@ class QdrantStore(base.VideoStore):
     def frames_of(self, video_ids):
         if not video_ids:
             return {}
+        with self._read_lock:
+            records = self._client.retrieve(self._frames, [str(base.track_point_id(v)) for v in sorted(video_ids)],
+                                            with_payload=True, with_vectors=False)
+        found = base.tracks(records)
+        if missing := video_ids - found.keys():
+            found |= self._frames_without_track(missing)
+        return found
+
+    def _frames_without_track(self, video_ids):
         theirs = models.Filter(must=[models.FieldCondition(
             key=base.VIDEO_ID, match=models.MatchAny(any=sorted(video_ids)))])
         records, offset = [], None
         while True:
             with self._read_lock:
                 page, offset = self._client.scroll(self._frames, scroll_filter=theirs, limit=FRAME_PAGE,
-                                                   offset=offset, with_payload=True, with_vectors=False)
+                                                   offset=offset, with_payload=True, with_vectors=True)
             records += page
             if offset is None:
-                return base.tracks(records, self._frame_vectors)
-
-    def _frame_vectors(self, point_ids):
-        with self._read_lock:
-            records = self._client.retrieve(self._frames, point_ids, with_payload=False, with_vectors=[base.FRAME])
-        return {r.id: r.vector[base.FRAME] for r in records}
+                return base.frame_tracks(records)
 
     def stored_vectors(self, video_ids, names):
         points = {str(base.point_id(video_id)): video_id for video_id in video_ids}
