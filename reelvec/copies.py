@@ -226,7 +226,7 @@ def vote(frame_hits, limit: int) -> list[str]:
     return sorted(kept, key=lambda v: -votes[v])[:limit]
 
 
-def _closeness(similarity: np.ndarray) -> float:
+def closeness(similarity: np.ndarray) -> float:
     """How alike two videos look frame by frame, time left aside: the mean over the query's frames
     of their best similarity to any of the other's."""
     return float(similarity.max(axis=1).mean()) if similarity.size else 0.0
@@ -244,12 +244,12 @@ def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOL
     `threshold`, and either SAME or at least MARGIN above the query's background among the
     candidates."""
     similarities = {video_id: query.vectors @ ref.vectors.T for video_id, ref in candidates.items()}
-    closeness = {video_id: _closeness(similarity) for video_id, similarity in similarities.items()}
+    close = {video_id: closeness(similarity) for video_id, similarity in similarities.items()}
     found = []
     for video_id, ref in candidates.items():
         segments = align(query, ref, similarities[video_id])
         if not segments or segments[0].score < threshold:
             continue
-        if segments[0].score >= SAME or segments[0].score - background(closeness, video_id) >= MARGIN:
+        if segments[0].score >= SAME or segments[0].score - background(close, video_id) >= MARGIN:
             found.append(Match(video_id, segments[0].score, tuple(segments)))
     return sorted(found, key=lambda m: (-m.score, m.id))

@@ -3,8 +3,8 @@ against the search service's near-duplicate threshold (Predict's decision before
 and still for a video without them), and frame descriptors with the temporal alignment and its
 decision (reelvec.copies.find).
 
-Queries: the full edited copies, the partial copies (an excerpt between stretches of generated
-footage) and generated videos that contain no copy. Every original is a candidate of every query:
+Queries: the full edited copies, the partial copies (an excerpt between stretches of footage
+outside the corpus) and videos that contain no copy (the user's `--unrelated`, else generated). Every original is a candidate of every query:
 brute force costs seconds at evaluation sizes and measures the alignment and the decision without
 the frame index's candidate step (docs/copies.md, 2), which the service adds in front of them.
 """
@@ -61,6 +61,23 @@ def frame_pairs(queries: list[copies.Track | None], originals: list[copies.Track
     return scores, found
 
 
+def decision_inputs(queries: list[copies.Track | None], originals: list[copies.Track | None]) -> list[list[float]]:
+    """What the decision weighs for every pair, before it decides: [query, original, the best
+    segment's score (0 without a chain), the query's background]. Enough to replay another
+    threshold, margin or rule over a finished evaluation without embedding anything again."""
+    rows = []
+    for i, query in enumerate(queries):
+        if query is None:
+            continue
+        similarities = {str(j): query.vectors @ ref.vectors.T for j, ref in enumerate(originals) if ref is not None}
+        closeness = {j: copies.closeness(similarity) for j, similarity in similarities.items()}
+        for j, similarity in similarities.items():
+            found = copies.align(query, originals[int(j)], similarity)
+            rows.append([i, int(j), round(found[0].score, 4) if found else 0.0,
+                         round(copies.background(closeness, j), 4)])
+    return rows
+
+
 def _method(scores: np.ndarray, truth: np.ndarray, threshold: float, about: list[Query], boxes) -> dict:
     """One method's measures; boxes(i, j): the segments it claims for a pair it calls a copy."""
     def at(keep) -> dict:  # the decision on the queries `keep` picks
@@ -114,6 +131,9 @@ def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb
             "points": metrics.pr_curve(frame_scores, truth),
         },
         "partial_copies": [_partial_row(q, tracks[0][i], tracks[1][q.original], ids) for i, q in partials],
+        "kinds": [q.kind for q in about],
+        "truth": [q.original for q in about],
+        "decision_inputs": decision_inputs(*tracks),
     }
 
 
@@ -145,10 +165,10 @@ def markdown(section: dict) -> list[str]:
         "## Copies: mean vector only against frame descriptors + alignment", "",
         f"Queries: {counts['full']} full edited copies, {counts[PARTIAL]} partial copies (each original's "
         f"middle {transforms.EXCERPT_S:g} s, or its middle {transforms.EXCERPT_SHARE:.0%} where that is shorter, "
-        "between stretches of generated footage, re-encoded smaller) and "
-        f"{counts[UNRELATED]} generated videos that copy nothing. The generated footage is in no "
-        "corpus and never queried for; generated textures look alike to the visual model, so on a corpus "
-        "of generated clips a false copy can be a look-alike. Every original is a candidate of every "
+        "between stretches of footage outside the corpus, re-encoded smaller) and "
+        f"{counts[UNRELATED]} videos that copy nothing (`--unrelated`, else generated footage: in no corpus "
+        "and never queried for; generated textures look alike to the visual model, so on a corpus "
+        "of generated clips a false copy can be a look-alike). Every original is a candidate of every "
         "query (brute force, fine at evaluation sizes: the service picks candidates by frame votes first). "
         "A pair's score: the visual cosine for the mean vector; for frames, the alignment's best segment "
         "where the decision's background rule holds with every original a candidate (copies.find), else 0, "
