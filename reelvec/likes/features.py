@@ -46,3 +46,38 @@ def row(video: common_pb2.VideoRecord) -> np.ndarray:
         len(video.metadata.hashtags),
     ]
     return np.concatenate([fused.astype(np.float64), np.asarray(tabular, np.float64)])
+
+
+def _fused_block(name: str) -> np.ndarray:
+    """The columns of one modality inside the fused vector (fusion.fuse's fixed order)."""
+    start = 0
+    for source, dim in modalities.SOURCES.items():
+        if source == name:
+            return np.arange(start, start + dim)
+        start += dim
+    raise KeyError(name)
+
+
+def _tabular(*names: str) -> np.ndarray:
+    return np.asarray([len(NAMES) - len(TABULAR) + TABULAR.index(n) for n in names])
+
+
+# What each ablation step adds: a modality's block of the fused vector and the clip facts that
+# come with it; together they are every column.
+_ADDS = {
+    "author": np.arange(AUTHOR.start, AUTHOR.stop),
+    modalities.TEXT: np.concatenate([_fused_block(modalities.TEXT), _tabular("caption_words", "hashtag_count")]),
+    modalities.VISUAL: np.concatenate([_fused_block(modalities.VISUAL), _tabular("duration_seconds")]),
+    modalities.AUDIO: _fused_block(modalities.AUDIO),
+}
+# The ablation ladder: author statistics alone, then + text, + visual, + audio (the last is every column).
+ABLATIONS = tuple("+".join(list(_ADDS)[: i + 1]) for i in range(len(_ADDS)))
+
+
+def keep_only(rows: np.ndarray, feature_set: str) -> np.ndarray:
+    """rows with every column outside `feature_set` (e.g. "author+text") set to 0: every model
+    treats a constant column as carrying nothing, so the same model kinds fit the ablations."""
+    kept = np.zeros(rows.shape[1], bool)
+    for part in feature_set.split("+"):
+        kept[_ADDS[part]] = True
+    return np.where(kept, rows, 0.0)

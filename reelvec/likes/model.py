@@ -1,9 +1,9 @@
 """The served likes model: an estimator (estimators.py) of log1p(likes) with a split-conformal 80%
-interval, trained and measured on a held-out split, saved as JSON (no pickle).
+interval, measured the way it will be used (validation.py), saved as JSON (no pickle).
 
-The interval comes from the 10th/90th percentiles of the held-out residuals. `train` measures on
-the held-out split, then refits on every video for serving; `compare=True` also measures every
-other kind on the same split, so the table compares like with like.
+`train` measures under author folds (and a time hold-out when the videos carry their time),
+chooses the best kind unless one is forced, takes the interval from the chosen kind's out-of-fold
+residuals (10th/90th percentiles), then refits it on every video for serving.
 """
 
 import datetime
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from reelvec.likes import estimators
+from reelvec.likes import estimators, features, validation
 
 MIN_VIDEOS = 5
 FORMAT = "reelvec-likes-v2"
@@ -55,67 +54,90 @@ class LikesModel:
                    float(body["residual_high"]), body["version"])
 
 
-def _quartile_accuracy(truth: np.ndarray, predicted: np.ndarray, bounds: np.ndarray) -> float:
-    """The quartile-classification reading of a regressor: the held-out videos' predicted and true
-    log-likes binned by the training split's quartiles; 0.25 is chance."""
-    return float((np.digitize(truth, bounds) == np.digitize(predicted, bounds)).mean())
+def _selection_score(grouped: dict, timed: dict | None) -> float:
+    """What the default choice maximizes: R^2 under author folds, averaged with the time hold-out's
+    R^2 when there is one (a new author's post and a newer post are both what serving meets)."""
+    return grouped["r2"] if timed is None else (grouped["r2"] + timed["r2"]) / 2
 
 
-def _scores(truth: np.ndarray, predicted: np.ndarray, bounds: np.ndarray) -> dict[str, float]:
-    residuals = truth - predicted
-    ss_tot = float(((truth - truth.mean()) ** 2).sum())
-    scores = {
-        "mse": float((residuals**2).mean()),
-        "mae": float(np.abs(residuals).mean()),
-        "r2": 1.0 - float((residuals**2).sum()) / ss_tot if ss_tot > 0 else 0.0,
-        # a constant prediction (the mean model) ranks nothing
-        "spearman": float(stats.spearmanr(truth, predicted).statistic) if len(truth) > 2 and np.ptp(predicted) > 0 else 0.0,
-        "quartile_accuracy": _quartile_accuracy(truth, predicted, bounds),
-    }
-    return {k: (v if np.isfinite(v) else 0.0) for k, v in scores.items()}
+def _described(splits: list[validation.Split], groups: np.ndarray | None, later: validation.Split | None) -> str:
+    held_out = "one author: posts held out" if groups is None else f"{len(np.unique(groups))} authors, none on both sides"
+    newest = f"; time hold-out: {len(later.test)} newest after {len(later.train)} older" if later is not None else ""
+    return f"{len(splits)} folds, {held_out}{newest}"
 
 
-def train(rows: np.ndarray, likes: np.ndarray, kind: str = "ridge", huber: bool = False,
-          test_fraction: float = 0.2, seed: int = 0, compare: bool = False):
-    """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind."""
-    name = estimators.make(kind, huber).name  # an unknown kind fails before any work
+def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = False,
+          test_fraction: float = 0.2, seed: int = 0, compare: bool = False,
+          groups: np.ndarray | None = None, created_at: np.ndarray | None = None, folds: int = validation.FOLDS,
+          kinds: tuple[str, ...] = estimators.KINDS):
+    """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind.
+
+    kind "" measures every kind (validation.py: author folds by `groups`, the time hold-out of the
+    newest `test_fraction` by `created_at`) among `kinds` and serves the best; a kind forces it,
+    measured alone unless `compare`. Choosing or comparing also measures the ablations of the
+    chosen kind (features.ABLATIONS). Without `groups` each video is its own author."""
+    if kind:
+        estimators.make(kind, huber)  # an unknown kind fails before any work
     if len(rows) < MIN_VIDEOS:
         raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with likes, found {len(rows)}")
-    rng = np.random.default_rng(seed)
     target = np.log1p(np.maximum(likes, 0))
-    order = rng.permutation(len(rows))
-    n_test = min(max(1, round(test_fraction * len(rows))), len(rows) - 2)
-    test, train_idx = order[:n_test], order[n_test:]
-    bounds = np.quantile(target[train_idx], [0.25, 0.5, 0.75])
+    groups = np.arange(len(rows)) if groups is None else np.asarray(groups)
+    one_author = len(np.unique(groups)) < 2
+    if one_author:
+        groups = np.arange(len(rows))  # nothing to hold out but the posts themselves
+    splits = validation.author_folds(groups, folds, seed)
+    later = None if created_at is None else validation.time_holdout(np.asarray(created_at), test_fraction)
 
-    def held_out(which: str) -> np.ndarray:
-        fitted = estimators.make(which, huber).fit(rows[train_idx], target[train_idx], np.random.default_rng(seed))
-        return fitted.predict_log(rows[test])
+    def measure(which: str, feature_set: str | None = None):
+        """(out-of-fold predictions, author-fold scores, time hold-out scores or None)"""
+        data = rows if feature_set is None else features.keep_only(rows, feature_set)
 
-    predicted = held_out(kind)
-    residuals = target[test] - predicted
+        def fit_predict(train_idx, test_idx):
+            fitted = estimators.make(which, huber).fit(data[train_idx], target[train_idx], np.random.default_rng(seed))
+            return fitted.predict_log(data[test_idx])
+
+        predicted = validation.out_of_fold(fit_predict, splits, len(rows))
+        timed = None
+        if later is not None:
+            timed = validation.fold_scores(target, validation.out_of_fold(fit_predict, [later], len(rows)), [later])
+        return predicted, validation.fold_scores(target, predicted, splits), timed
+
+    # a forced kind is measured beside the mean only: the baseline every report names
+    candidates = dict.fromkeys(k for k in (*(kinds if compare or not kind else ()), kind, "mean") if k)
+    measured = {}
+    for which in candidates:
+        try:
+            measured[which] = measure(which)
+        except ImportError:  # mlp and transformer train with PyTorch, which serving images leave out
+            if which == kind:
+                raise
+    chosen = kind or max(measured, key=lambda k: _selection_score(*measured[k][1:]))
+    predicted, grouped, timed = measured[chosen]
+    residuals = target - predicted
+    residual_low, residual_high = validation.interval(residuals)
     report = {
-        "train_size": len(train_idx),
-        "test_size": len(test),
-        "model": name,
-        **_scores(target[test], predicted, bounds),
-        "baseline_mae": float(np.abs(target[test] - target[train_idx].mean()).mean()),
+        "train_size": len(rows),  # the served model is refitted on every video
+        "test_size": len(rows),  # each predicted once, out of fold
+        "model": estimators.make(chosen, huber).name,
+        **grouped,
+        "baseline_mae": measured["mean"][1]["mae"],
+        "validation": _described(splits, None if one_author else groups, later),
+        "folds": len(splits),
+        "interval_coverage": validation.cross_coverage(residuals, splits),
+        "interval_ratio": float(np.exp(residual_high - residual_low)),
     }
-    if compare:
-        report["comparison"] = []
-        for other in estimators.KINDS:
-            try:
-                scored = predicted if other == kind else held_out(other)
-            except ImportError:  # mlp and transformer train with PyTorch, which serving images leave out
-                continue
-            report["comparison"].append({"model": other, **_scores(target[test], scored, bounds)})
-    estimator = estimators.make(kind, huber).fit(rows, target, rng)
+    if compare or not kind:
+        report["comparison"] = [{"model": k, **m[1]} for k, m in measured.items()]
+        report["ablations"] = []
+        for feature_set in features.ABLATIONS:
+            # the last set is every column: the chosen model as measured above
+            found = grouped if feature_set == features.ABLATIONS[-1] else measure(chosen, feature_set)[1]
+            report["ablations"].append({"model": chosen, "features": feature_set, **found})
+    if later is not None:
+        report["time_holdout"] = [{"model": k, **m[2]} for k, m in measured.items()]
+        report["time_test_size"] = len(later.test)
+    estimator = estimators.make(chosen, huber).fit(rows, target, np.random.default_rng(seed))
     digest = hashlib.sha256(json.dumps(estimator.to_json()).encode()).hexdigest()[:8]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    model = LikesModel(
-        estimator,
-        residual_low=float(np.quantile(residuals, 0.1)),
-        residual_high=float(np.quantile(residuals, 0.9)),
-        version=f"{report['model']}-{stamp}-{digest}",
-    )
+    model = LikesModel(estimator, residual_low, residual_high, version=f"{report['model']}-{stamp}-{digest}")
     return model, report

@@ -224,18 +224,32 @@ def cmd_train(args, stub) -> int:
         raise ValueError("reelvec train regressor takes no files: it trains on the indexed videos with likes")
     report = client.train_regressor(stub, args.regressor, args.huber, args.compare)
     result = json_format.MessageToDict(report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    human = (
-        f"trained {report.model_version} on {report.train_size} videos, tested on {report.test_size}: "
-        f"MAE {report.mae:.3f} (mean predictor {report.baseline_mae:.3f}) in log1p(likes), "
-        f"R^2 {report.r2:.3f}, Spearman {report.spearman:.3f}"
-    )
-    if report.comparison:
-        human += "\n\nmodel          MSE     MAE     R^2  Spearman  quartile acc.  (same held-out split)\n" + "\n".join(
-            f"{s.model:<12} {s.mse:6.3f}  {s.mae:6.3f}  {s.r2:6.3f}  {s.spearman:8.3f}  {s.quartile_accuracy:13.3f}"
-            for s in report.comparison
-        )
-    _emit(args, result, human)
+    _emit(args, result, _regressor_summary(report))
     return 0
+
+
+def _regressor_summary(report) -> str:
+    """The served model's out-of-fold scores, then the tables: every model (with its time hold-out
+    beside it when there is one) and the served kind's ablations."""
+    lines = [
+        f"trained {report.model_version} on {report.train_size} videos ({report.validation})",
+        f"out of fold: MAE {report.mae:.3f} (mean predictor {report.baseline_mae:.3f}) in log1p(likes), "
+        f"R^2 {report.r2:.3f}, Spearman {report.spearman:.3f}; the 80% interval covered "
+        f"{100 * report.interval_coverage:.0f}% of unseen authors' videos, (1+high)/(1+low) = {report.interval_ratio:.1f}",
+    ]
+    newest = {s.model: s for s in report.time_holdout}
+    if report.comparison:
+        lines += ["", "model         author folds: R^2  Spearman   MAE  quartile acc." +
+                  ("   newest: R^2  Spearman" if newest else "")]
+        for s in report.comparison:
+            line = f"{s.model:<12} {s.r2:18.3f}  {s.spearman:8.3f}  {s.mae:5.3f}  {s.quartile_accuracy:13.3f}"
+            if s.model in newest:
+                line += f"  {newest[s.model].r2:12.3f}  {newest[s.model].spearman:8.3f}"
+            lines.append(line)
+    if report.ablations:
+        lines += ["", f"{report.ablations[0].model} on             R^2  Spearman   MAE   (author folds)"]
+        lines += [f"{s.features:<26} {s.r2:6.3f}  {s.spearman:8.3f}  {s.mae:5.3f}" for s in report.ablations]
+    return "\n".join(lines)
 
 
 def _train_encoder(args, stub) -> int:
@@ -510,10 +524,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--multimodal", action="store_true",
                    help="encoder: train a log-mel audio encoder with it, aligned to the visual one")
     p.add_argument("--model", dest="regressor", default="", metavar="KIND",
-                   help="ridge (default), gbm, mlp, transformer, quartile (a quartile classifier), author (author "
-                        "statistics only), mean")
+                   help="serve this one: ridge, gbm, mlp, transformer, quartile (a quartile classifier), author "
+                        "(author statistics only), mean; default: the best under author folds (docs/regressor.md)")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")
-    p.add_argument("--compare", action="store_true", help="also measure every other model on the same split")
+    p.add_argument("--compare", action="store_true", help="with --model: also measure every other model the same way")
     return parser
 
 

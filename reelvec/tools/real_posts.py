@@ -28,6 +28,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from reelvec import modalities
+from reelvec.v1 import common_pb2
+
 PACKAGE = "r-cran-rtweet=1.1.0+dfsg-1"
 DEB_SHA256 = "69eb4c7d6e281d0a096ed8e8f1266059df5ac9fe804d07a43288b227a08de2ba"
 FIXTURES = "./usr/share/doc/r-cran-rtweet/tests/fixtures/"
@@ -155,6 +158,22 @@ def fetch(folder: Path) -> list[dict]:
         partial.write_text("".join(json.dumps(post, ensure_ascii=False) + "\n" for post in found))
         partial.replace(folder / POSTS)
     return posts(folder)
+
+
+def record(post: dict, text_vector=None) -> common_pb2.VideoRecord:
+    """A post as the stored video the regressor trains on: the tweet's text is the caption, its
+    author's counts the author statistics (Twitter gives no likes received per author: 0, unknown),
+    and its text embedding, when given, the only vector (a tweet has no video or sound)."""
+    metadata = common_pb2.VideoMetadata(
+        id=post["id"], caption=post["text"], hashtags=post["hashtags"], likes=post["likes"],
+        created_at=post["created_at"],
+        author=common_pb2.AuthorStats(id=post["author_id"], followers=post["author_followers"],
+                                      following=post["author_following"], videos=post["author_posts"]),
+    )
+    found = common_pb2.VideoRecord(id=post["id"], metadata=metadata)
+    if text_vector is not None:
+        found.embeddings.vectors[modalities.TEXT].values.extend(text_vector)
+    return found
 
 
 def main(argv=None) -> None:

@@ -26,5 +26,5 @@ def ensure_indexed(gateway: str, data_dir: Path) -> None:
         response = client.index_file(stub, path, metadata)
         print(f"indexed sample {response.id}", flush=True)
     report = client.train_regressor(stub)
-    print(f"regressor trained on the sample: R^2 {report.r2:.2f}, Spearman {report.spearman:.2f} "
-          f"(only {report.train_size + report.test_size} videos; index your own corpus and retrain)", flush=True)
+    print(f"regressor trained on the sample: {report.model}, R^2 {report.r2:.2f}, Spearman {report.spearman:.2f} "
+          f"(only {report.train_size} videos; index your own corpus and retrain)", flush=True)

@@ -59,11 +59,11 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         if self._training.locked():
             raise errors.Precondition("a training run is already in progress; retry when it ends")
         async with self._training:
-            rows, likes = await self._training_data()
+            rows, likes, authors, created_at = await self._training_data()
             try:
                 fitted, report = await asyncio.to_thread(
-                    model.train, rows, likes, request.model or "ridge", request.huber,
-                    request.test_fraction or 0.2, request.seed, request.compare,
+                    model.train, rows, likes, request.model, request.huber, request.test_fraction or 0.2,
+                    request.seed, request.compare, authors, created_at,
                 )
             except ValueError as exc:
                 raise errors.Precondition(f"{exc}; index more videos with likes first") from None
@@ -74,14 +74,17 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                 ) from None
             await asyncio.to_thread(fitted.save, self.artifact)
             self.model = fitted
+            tables = {name: [regressor_pb2.ModelScore(**row) for row in report.pop(name, [])]
+                      for name in ("comparison", "time_holdout", "ablations")}
             log.info("model trained", extra={"version": fitted.version, **report})
-            comparison = [regressor_pb2.ModelScore(**row) for row in report.pop("comparison", [])]
             return regressor_pb2.TrainReport(
-                **report, comparison=comparison, model_version=fitted.version, artifact=str(self.artifact)
+                **report, **tables, model_version=fitted.version, artifact=str(self.artifact)
             )
 
-    async def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
-        rows, likes, offset = [], [], ""
+    async def _training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """rows, likes, author ids (the video's own id where the author is unknown, so that it
+        stands alone in the author folds) and created_at (0 unknown) of every video with likes."""
+        rows, likes, authors, created_at, offset = [], [], [], [], ""
         while True:
             page = await self.search.scroll(offset=offset, limit=self.settings.page_size, with_vectors=True,
                                             only_with_likes=True)
@@ -91,9 +94,11 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                 except ValueError:
                     continue  # indexed before fusion existed: nothing to learn from
                 likes.append(video.metadata.likes)
+                authors.append(video.metadata.author.id or f"video:{video.id}")
+                created_at.append(video.metadata.created_at)
             offset = page.next_offset
             if not offset:
                 break
         if not rows:
-            return np.zeros((0, len(features.NAMES))), np.zeros(0)
-        return np.stack(rows), np.asarray(likes, np.float64)
+            return np.zeros((0, len(features.NAMES))), np.zeros(0), np.zeros(0, str), np.zeros(0, np.int64)
+        return np.stack(rows), np.asarray(likes, np.float64), np.asarray(authors), np.asarray(created_at, np.int64)

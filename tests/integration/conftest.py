@@ -51,8 +51,9 @@ def indexed(stack, corpus) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def trained(stack, indexed) -> dict:
-    """A ridge likes model on the shared stack, for tests that need Predict to answer whatever ran
-    before them (a test that trains another model trains ridge again at its end). The report."""
+    """The default likes model (the best under author folds) on the shared stack, for tests that
+    need Predict to answer whatever ran before them (a test that trains another model trains the
+    default again at its end). The report."""
     return json.loads(stack.cli("train", "regressor", "--json").stdout)
 
 
