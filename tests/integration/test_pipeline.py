@@ -208,6 +208,10 @@ def test_train_regressor_serves_the_best_model_under_author_folds(stack, indexed
     assert table["author"]["mae"] < 0.5 * report["baseline_mae"], table
 
 
+def test_the_served_likes_model_beats_the_mean_predictor(trained):
+    assert trained["mae"] < 0.5 * trained["baseline_mae"], trained
+
+
 def test_train_another_model_with_the_comparison_table(stack, indexed):
     report = json.loads(stack.cli("train", "regressor", "--model", "gbm", "--huber", "--compare", "--json").stdout)
     assert report["model"] == "gbm+huber" and report["model_version"].startswith("gbm+huber-")
