@@ -86,3 +86,10 @@ def test_one_author_falls_back_to_holding_out_posts():
     rows, likes, _, _ = _authored()
     _, report = model.train(rows, likes, kind="author", groups=np.full(len(rows), "me"))
     assert "one author" in report["validation"] and report["folds"] == 5
+
+
+def test_the_default_choice_leaves_the_slow_kinds_to_compare():
+    rows, likes, groups, _ = _authored(n_authors=12, per_author=4)
+    _, chosen = model.train(rows, likes, groups=groups, folds=2)
+    assert {row["model"] for row in chosen["comparison"]} == set(model.CHOICE)
+    assert not {"mlp", "transformer"} & set(model.CHOICE)

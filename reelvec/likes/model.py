@@ -18,6 +18,10 @@ import numpy as np
 from reelvec.likes import estimators, features, validation
 
 MIN_VIDEOS = 5
+# What a plain `train regressor` chooses among: the kinds that train in seconds. The neural ones (mlp,
+# transformer) cost minutes a fit, six fits each under the validation: over 45 minutes on 1,792 real
+# posts on 2 cores, where training on 5k posts should take minutes; `--compare` or `--model` measures them.
+CHOICE = ("ridge", "gbm", "quartile", "author", "mean")
 FORMAT = "reelvec-likes-v2"
 LEGACY_FORMAT = "reelvec-ridge-v1"  # the first ridge artifacts: the same fields, no "estimator"
 
@@ -69,15 +73,17 @@ def _described(splits: list[validation.Split], groups: np.ndarray | None, later:
 def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = False,
           test_fraction: float = 0.2, seed: int = 0, compare: bool = False,
           groups: np.ndarray | None = None, created_at: np.ndarray | None = None, folds: int = validation.FOLDS,
-          kinds: tuple[str, ...] = estimators.KINDS):
+          kinds: tuple[str, ...] | None = None):
     """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind.
 
     kind "" measures every kind (validation.py: author folds by `groups`, the time hold-out of the
     newest `test_fraction` by `created_at`) among `kinds` and serves the best; a kind forces it,
     measured alone unless `compare`. Choosing or comparing also measures the ablations of the
-    chosen kind (features.ABLATIONS). Without `groups` each video is its own author."""
+    chosen kind (features.ABLATIONS). Without `groups` each video is its own author. `kinds`
+    defaults to CHOICE (every kind when comparing)."""
     if kind:
         estimators.make(kind, huber)  # an unknown kind fails before any work
+    kinds = kinds or (estimators.KINDS if compare else CHOICE)
     if len(rows) < MIN_VIDEOS:
         raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with likes, found {len(rows)}")
     target = np.log1p(np.maximum(likes, 0))

@@ -527,7 +527,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve this one: ridge, gbm, mlp, transformer, quartile (a quartile classifier), author "
                         "(author statistics only), mean; default: the best under author folds (docs/regressor.md)")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")
-    p.add_argument("--compare", action="store_true", help="with --model: also measure every other model the same way")
+    p.add_argument("--compare", action="store_true", help="measure every model the same way, mlp and transformer too (minutes each); "
+                        "without --model, choose among all of them")
     return parser
 
 

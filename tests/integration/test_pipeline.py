@@ -198,7 +198,8 @@ def test_train_regressor_serves_the_best_model_under_author_folds(stack, indexed
     assert report["train_size"] == report["test_size"] >= 10  # each video predicted once, out of fold
     assert report["folds"] == 4 and "4 authors" in report["validation"]  # the sample corpus has 4 authors
     table = {row["model"]: row for row in report["comparison"]}
-    assert set(table) == {"ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"}
+    # the kinds that train in seconds; --compare adds mlp and transformer (the test below)
+    assert set(table) == {"ridge", "gbm", "quartile", "author", "mean"}
     assert table[report["model"]]["mae"] == report["mae"] and table["mean"]["mae"] == report["baseline_mae"]
     assert report["model_version"].startswith(report["model"] + "-")
     assert [row["features"] for row in report["ablations"]] == [
