@@ -226,7 +226,7 @@ def vote(frame_hits, limit: int) -> list[str]:
     return sorted(kept, key=lambda v: -votes[v])[:limit]
 
 
-def closeness(similarity: np.ndarray) -> float:
+def _closeness(similarity: np.ndarray) -> float:
     """How alike two videos look frame by frame, time left aside: the mean over the query's frames
     of their best similarity to any of the other's."""
     return float(similarity.max(axis=1).mean()) if similarity.size else 0.0
@@ -239,17 +239,26 @@ def background(closeness: dict[str, float], video_id: str) -> float:
     return others[BACKGROUND_RANK - 1] if len(others) >= BACKGROUND_RANK else 0.0
 
 
-def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOLD) -> list[Match]:
-    """The candidates the decision calls copies of the query, best first: a chain scoring at least
-    `threshold`, and either SAME or at least MARGIN above the query's background among the
-    candidates."""
+def weigh(query: Track, candidates: dict[str, Track]) -> dict[str, tuple[list[Segment], float]]:
+    """What the decision weighs for each candidate: its segments with the query, best first, and
+    the query's background among the others."""
     similarities = {video_id: query.vectors @ ref.vectors.T for video_id, ref in candidates.items()}
-    close = {video_id: closeness(similarity) for video_id, similarity in similarities.items()}
-    found = []
-    for video_id, ref in candidates.items():
-        segments = align(query, ref, similarities[video_id])
-        if not segments or segments[0].score < threshold:
-            continue
-        if segments[0].score >= SAME or segments[0].score - background(close, video_id) >= MARGIN:
-            found.append(Match(video_id, segments[0].score, tuple(segments)))
+    close = {video_id: _closeness(similarity) for video_id, similarity in similarities.items()}
+    return {video_id: (align(query, ref, similarities[video_id]), background(close, video_id))
+            for video_id, ref in candidates.items()}
+
+
+def decide(segments: list[Segment], behind: float, threshold: float = THRESHOLD) -> bool:
+    """A copy: a chain scoring at least `threshold`, and either SAME or at least MARGIN above the
+    query's background `behind`."""
+    if not segments or segments[0].score < threshold:
+        return False
+    return segments[0].score >= SAME or segments[0].score - behind >= MARGIN
+
+
+def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOLD) -> list[Match]:
+    """The candidates the decision calls copies of the query, best first."""
+    found = [Match(video_id, segments[0].score, tuple(segments))
+             for video_id, (segments, behind) in weigh(query, candidates).items()
+             if decide(segments, behind, threshold)]
     return sorted(found, key=lambda m: (-m.score, m.id))

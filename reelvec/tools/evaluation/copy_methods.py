@@ -48,34 +48,25 @@ def _box(segment: copies.Segment) -> metrics.Box:
 
 
 def frame_pairs(queries: list[copies.Track | None], originals: list[copies.Track | None]):
-    """Each pair's score and segments as the service decides, with every original a candidate: the
-    best segment's score where the decision's background rule holds (copies.find at threshold 0),
-    else 0. `score >= copies.THRESHOLD` is then copies.find's decision, and a curve over the
-    threshold holds the rest of the decision as it is."""
+    """Every original a candidate of every query, weighed once (copies.weigh): each pair's score as
+    the service decides (the best segment's where the background rule holds, copies.decide at
+    threshold 0, else 0: `score >= copies.THRESHOLD` is then copies.find's decision, and a curve
+    over the threshold holds the rest of the decision as it is), each pair's segments whatever the
+    decision, and what the decision weighed for every pair: [query, original, the best segment's
+    score (0 without a chain), the query's background], enough to replay another threshold, margin
+    or rule over a finished evaluation without embedding anything again."""
     candidates = {str(j): ref for j, ref in enumerate(originals) if ref is not None}
     scores = np.zeros((len(queries), len(originals)))
-    found = [[() for _ in originals] for _ in queries]
+    aligned = [[() for _ in originals] for _ in queries]
+    weighed = []
     for i, query in enumerate(queries):
-        for match in copies.find(query, candidates, threshold=0.0) if query is not None else []:
-            scores[i, int(match.id)], found[i][int(match.id)] = match.score, match.segments
-    return scores, found
-
-
-def decision_inputs(queries: list[copies.Track | None], originals: list[copies.Track | None]) -> list[list[float]]:
-    """What the decision weighs for every pair, before it decides: [query, original, the best
-    segment's score (0 without a chain), the query's background]. Enough to replay another
-    threshold, margin or rule over a finished evaluation without embedding anything again."""
-    rows = []
-    for i, query in enumerate(queries):
-        if query is None:
-            continue
-        similarities = {str(j): query.vectors @ ref.vectors.T for j, ref in enumerate(originals) if ref is not None}
-        closeness = {j: copies.closeness(similarity) for j, similarity in similarities.items()}
-        for j, similarity in similarities.items():
-            found = copies.align(query, originals[int(j)], similarity)
-            rows.append([i, int(j), round(found[0].score, 4) if found else 0.0,
-                         round(copies.background(closeness, j), 4)])
-    return rows
+        for j, (segments, behind) in (copies.weigh(query, candidates) if query is not None else {}).items():
+            j = int(j)
+            aligned[i][j] = tuple(segments)
+            weighed.append([i, j, round(segments[0].score, 4) if segments else 0.0, round(behind, 4)])
+            if copies.decide(segments, behind, threshold=0.0):
+                scores[i, j] = segments[0].score
+    return scores, aligned, weighed
 
 
 def _method(scores: np.ndarray, truth: np.ndarray, threshold: float, about: list[Query], boxes) -> dict:
@@ -115,7 +106,7 @@ def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb
             truth[i, query.original] = True
     cosine = metrics.similarities(visual[1], visual[0])
     tracks = [track(r) for r in queries], [track(r) for r in originals]
-    frame_scores, segments = frame_pairs(*tracks)
+    frame_scores, segments, weighed = frame_pairs(*tracks)
 
     def whole(i, j):  # a mean vector knows no seconds: its copy is the whole of both videos
         return [(0.0, queries[i].duration, 0.0, originals[j].duration)]
@@ -130,17 +121,16 @@ def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb
             "at": [metrics.at_threshold(frame_scores, truth, t) for t in CURVE_AT],
             "points": metrics.pr_curve(frame_scores, truth),
         },
-        "partial_copies": [_partial_row(q, tracks[0][i], tracks[1][q.original], ids) for i, q in partials],
+        "partial_copies": [_partial_row(q, segments[i][q.original], ids) for i, q in partials],
         "kinds": [q.kind for q in about],
         "truth": [q.original for q in about],
-        "decision_inputs": decision_inputs(*tracks),
+        "decision_inputs": weighed,
     }
 
 
-def _partial_row(query: Query, mine: copies.Track | None, source: copies.Track | None, ids: list[str]) -> dict:
+def _partial_row(query: Query, found: tuple[copies.Segment, ...], ids: list[str]) -> dict:
     """Where the excerpt is, and the alignment's best segment with its source, whatever the decision."""
     row = {"original": ids[query.original], "query": list(query.box[:2]), "reference": list(query.box[2:])}
-    found = copies.align(mine, source) if mine is not None and source is not None else []
     if found:
         best = _box(found[0])
         row |= {"segment": list(best), "score": found[0].score,
