@@ -5,8 +5,8 @@ trained on. A random split flatters it on both counts: an author's other posts i
 split give away the author's level. So:
 
 - author folds: every post of an author falls in one fold (no author on both sides); each post is
-  predicted once, by a model fitted on the other folds, and the scores are taken over all of
-  those out-of-fold predictions together.
+  predicted once, by a model fitted on the other folds, and each fold's predictions are scored
+  on their own, then averaged (fold_scores).
 - time hold-out, when the posts carry created_at: the newest share is predicted by a model fitted
   on every strictly older post.
 """

