@@ -11,7 +11,7 @@ from PIL import Image
 
 from reelvec import copies, media, samples
 from reelvec.tools import real_media
-from reelvec.tools.evaluation import copy_methods, metrics, transforms
+from reelvec.tools.evaluation import copy_methods, metrics, report, transforms
 from reelvec.v1 import gateway_pb2
 
 
@@ -275,6 +275,23 @@ def test_both_copy_methods_side_by_side_on_constructed_frames():
     markdown = "\n".join(copy_methods.markdown(result))
     assert "| partial copies located (IoU >= 0.5 on both sides) | 0.000 | 1.000 |" in markdown
     assert "| b | 5.0-12.0 | 3.0-10.0 | 5.0-12.0 / 3.0-10.0 | " in markdown
+
+
+def test_the_report_keeps_the_frame_descriptors_beside_its_json_for_a_replay(tmp_path, monkeypatch):
+    """report.json stays JSON; frames.npz gives back every query's and original's descriptors in
+    report order, a query without any as None, so a replay weighs exactly what the run weighed."""
+    rng = np.random.default_rng(5)
+    queries = [_track(rng.normal(size=(6, 16))), None, _track(rng.normal(size=(3, 16)))]
+    originals = [_track(rng.normal(size=(4, 16)))]
+    monkeypatch.setattr(report, "markdown", lambda whole: "")  # the tables have their own tests
+    written = report.write({"videos": 1, report.FRAME_TRACKS: (queries, originals)}, tmp_path)
+    assert [p.name for p in written] == ["report.json", "report.md", "frames.npz"]
+    assert json.loads((tmp_path / "report.json").read_text()) == {"videos": 1}
+    loaded_queries, loaded_originals = copy_methods.load_tracks(tmp_path / "frames.npz")
+    assert [None if t is None else len(t) for t in loaded_queries] == [6, None, 3]
+    for saved, loaded in zip(queries[::2] + originals, loaded_queries[::2] + loaded_originals):
+        assert np.array_equal(saved.times, loaded.times) and np.array_equal(saved.vectors, loaded.vectors)
+    assert copy_methods.frame_pairs(loaded_queries, loaded_originals)[2] == copy_methods.frame_pairs(queries, originals)[2]
 
 
 def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):

@@ -390,7 +390,8 @@ def cmd_evaluate(args, stub) -> int:
                                       bad_line)
         result = report.evaluate(stub, items, labels, kinds, args.concurrency, args.clip3d_steps, progress,
                                  [Path(f) for f in args.unrelated])
-    as_json, as_md = report.write(result, Path(args.out))
+    as_json, as_md, *_ = report.write(result, Path(args.out))
+    result = report.serializable(result)
     fused = result["copy_detection"]["fused (served)"]
     frames = result["copy_methods"][copy_methods.FRAMES]
     _emit(args, result, f"{result['videos']} videos, {result['copies']} copies: fused recall@1 "

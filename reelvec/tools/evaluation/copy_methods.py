@@ -10,6 +10,7 @@ the frame index's candidate step (docs/copies.md, 2), which the service adds in 
 """
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +42,35 @@ class Query:
 def track(response: gateway_pb2.EmbedResponse) -> copies.Track | None:
     """Embed's frame descriptors; None from a gateway whose encoder sends none."""
     return copies.Track.from_proto(response.frames) if response.frames.times else None
+
+
+def save_tracks(path: Path, queries: list[copies.Track | None], originals: list[copies.Track | None]) -> None:
+    """The frame descriptors of every query and original, in the order of report.json's `kinds` and
+    `truth`: what any alignment or decision rule needs to be replayed without embedding again."""
+    arrays = {}
+    for name, tracks in (("queries", queries), ("originals", originals)):
+        kept = [t for t in tracks if t is not None]
+        arrays[f"{name}_lengths"] = np.array([-1 if t is None else len(t) for t in tracks], np.int64)
+        arrays[f"{name}_times"] = np.concatenate([t.times for t in kept]) if kept else np.zeros(0)
+        arrays[f"{name}_vectors"] = (np.concatenate([t.vectors for t in kept]) if kept
+                                     else np.zeros((0, 0), np.float32))
+    np.savez_compressed(path, **arrays)
+
+
+def load_tracks(path: Path) -> tuple[list[copies.Track | None], list[copies.Track | None]]:
+    """save_tracks' (queries, originals)."""
+    with np.load(path) as saved:
+        def split(name):
+            tracks, start = [], 0
+            for length in saved[f"{name}_lengths"]:
+                if length < 0:
+                    tracks.append(None)
+                    continue
+                end = start + int(length)
+                tracks.append(copies.Track(saved[f"{name}_times"][start:end], saved[f"{name}_vectors"][start:end]))
+                start = end
+            return tracks
+        return split("queries"), split("originals")
 
 
 def _box(segment: copies.Segment) -> metrics.Box:

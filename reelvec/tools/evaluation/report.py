@@ -34,6 +34,9 @@ PCA_COMPONENTS = 32
 CLIP3D_STEPS = 100
 CLIP3D = "3d-conv clips (SimCLR from scratch)"
 MAX_CLUSTERS = 10
+# the report's frame descriptors of every query and original: written beside report.json as
+# frames.npz (copy_methods.save_tracks), never into it
+FRAME_TRACKS = "frame_tracks"
 # what the copy maker raises for a video it cannot read: that video is skipped, the evaluation goes on
 UNUSABLE = (errors.InvalidInput, av.FFmpegError, OSError)
 
@@ -311,6 +314,7 @@ def evaluate(
     progress.stage("aligning the frames of every query with every original")
     visual = (rep_originals["visual"], np.stack([_vectors(r)[modalities.VISUAL] for r in queried]))
     report["copy_methods"] = copy_methods.compare(originals, queried, visual, about, [m.id for _, m in items])
+    report[FRAME_TRACKS] = [copy_methods.track(r) for r in queried], [copy_methods.track(r) for r in originals]
     likes = [float(m.likes) for _, m in items] if all(m.HasField("likes") for _, m in items) else None
     report["originality"] = _originality(rep_originals["fused (served)"], rep_copies["fused (served)"], likes)
     report["regressors"] = _regressors(items, originals, likes)
@@ -377,9 +381,18 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: dict, folder: Path) -> tuple[Path, Path]:
+def serializable(report: dict) -> dict:
+    """The report as JSON holds it: without the frame descriptors."""
+    return {key: value for key, value in report.items() if key != FRAME_TRACKS}
+
+
+def write(report: dict, folder: Path) -> tuple[Path, ...]:
+    """report.json, report.md and, when the report has them, the frame descriptors (frames.npz)."""
     folder.mkdir(parents=True, exist_ok=True)
     as_json, as_md = folder / "report.json", folder / "report.md"
-    as_json.write_text(json.dumps(report, indent=2))
+    as_json.write_text(json.dumps(serializable(report), indent=2))
     as_md.write_text(markdown(report))
-    return as_json, as_md
+    if FRAME_TRACKS not in report:
+        return as_json, as_md
+    copy_methods.save_tracks(folder / "frames.npz", *report[FRAME_TRACKS])
+    return as_json, as_md, folder / "frames.npz"
