@@ -335,6 +335,8 @@ def cmd_deploy(args) -> int:
         if args.action == "render":
             print(render.to_yaml(render.render(args.overlay, args.tag, args.registry, args.manifests)), end="")
             return 0
+        if args.action == "plan":
+            return cmd_deploy_plan(args)
         cluster = Cluster.connect(args.kubeconfig, args.context)
         if args.action == "apply":
             applied = []
@@ -365,6 +367,30 @@ def cmd_deploy(args) -> int:
     except (ValueError, TimeoutError, ConfigException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    _emit(args, result, human)
+    return 0
+
+
+def cmd_deploy_plan(args) -> int:
+    from reelvec.tools.deploy import capacity, overlay, render
+
+    load = capacity.Load(
+        args.uploads_per_day, args.avg_seconds, args.searches_per_second, args.gpu, args.headroom, args.peak,
+        args.stored_videos, args.node_cpus, args.node_memory_gib, args.gpus_per_node, args.qdrant_memory_gib,
+        args.qdrant_disk_gib)
+    load.check()  # before kustomize runs: a bad flag is named at once
+    manifests = Path(args.manifests)
+    folder = overlay.base_for(load.gpu, manifests)
+    if not (folder / "kustomization.yaml").is_file():
+        raise ValueError(f"no {folder}/kustomization.yaml: run from a reelvec checkout or pass --manifests")
+    sizes = overlay.sizes_from(render.kustomize(folder))
+    plan = capacity.plan(load, sizes)
+    human = capacity.describe(plan)
+    result = plan.as_dict()
+    if args.out:
+        written = overlay.write(plan, Path(args.out), manifests, sizes, human)
+        result["overlay"] = str(written)
+        human += f"\noverlay: {written} (reelvec deploy render --overlay {written.parent})"
     _emit(args, result, human)
     return 0
 
@@ -419,13 +445,36 @@ def _parser() -> argparse.ArgumentParser:
     for action, help_text in (("render", "print an overlay with the chosen images"),
                               ("apply", "server-side apply an overlay and wait for the rollouts")):
         a = actions.add_parser(action, help=help_text)
-        a.add_argument("--overlay", choices=["cpu", "gpu"], default="cpu")
+        a.add_argument("--overlay", default="cpu",
+                       help="cpu, gpu, or a folder with a kustomization.yaml (`reelvec deploy plan --out`)")
         a.add_argument("--tag", default="latest", help="image tag of every reelvec image")
         a.add_argument("--registry", default="", help="registry (and path) the reelvec images are pulled from")
         a.add_argument("--manifests", default="deploy/k8s",
                        help="the kustomize tree (base/, overlays/) of a checkout; default: ./deploy/k8s")
     a.add_argument("--timeout", type=float, default=900.0,
                    help="seconds to wait for each wave of rollouts (the services, then the gateway)")
+    a = actions.add_parser("plan", help="pods and nodes per service for a load, and an overlay (docs/capacity.md)")
+    a.add_argument("--uploads-per-day", type=float, required=True)
+    a.add_argument("--avg-seconds", type=float, required=True, help="the average upload's length")
+    a.add_argument("--searches-per-second", type=float, required=True)
+    a.add_argument("--gpu", action="store_true", help="Triton and the transcriber on GPUs (the gpu overlay)")
+    a.add_argument("--headroom", type=float, default=0.3,
+                   help="share of every pod kept free at the given rates (default 0.3: at most 70%% busy)")
+    a.add_argument("--peak", type=float, default=2.0,
+                   help="the autoscalers' maximum as a multiple of the planned pods (default 2)")
+    a.add_argument("--stored-videos", type=int, default=None,
+                   help="videos Qdrant holds; default: a year of uploads")
+    a.add_argument("--node-cpus", type=float, default=16.0, help="CPUs of a node (default 16)")
+    a.add_argument("--node-memory-gib", type=float, default=64.0, help="memory of a node (default 64)")
+    a.add_argument("--gpus-per-node", type=int, default=1)
+    a.add_argument("--qdrant-memory-gib", type=float, default=None,
+                   help="memory of a Qdrant pod; default: the manifest's request")
+    a.add_argument("--qdrant-disk-gib", type=float, default=None,
+                   help="volume of a Qdrant pod; default: the manifest's")
+    a.add_argument("--out", default=None,
+                   help="write the overlay (kustomization.yaml) into this folder; default: print only")
+    a.add_argument("--manifests", default="deploy/k8s",
+                   help="the kustomize tree whose requests are planned with and that the overlay builds on")
     actions.add_parser("status", help="workloads, autoscalers and Triton's model versions")
     a = actions.add_parser("scale", help="set the replicas of encoder, triton, gateway or transcriber")
     a.add_argument("name")

@@ -32,14 +32,23 @@ def kustomize(folder: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def render(overlay: str, tag: str = "latest", registry: str = "", manifests: Path = K8S) -> list[dict]:
-    """`manifests`: the kustomize tree (base/, overlays/); relative to the working directory."""
+def overlay_folder(overlay: str, manifests: Path = K8S) -> Path:
+    """cpu or gpu in the `manifests` tree, or a folder holding a kustomization (the one `reelvec
+    deploy plan --out` writes)."""
     if overlay not in OVERLAYS:
-        raise ValueError(f"unknown overlay {overlay!r}: use {' or '.join(OVERLAYS)}")
+        if (Path(overlay) / "kustomization.yaml").is_file():
+            return Path(overlay)
+        raise ValueError(f"unknown overlay {overlay!r}: use {' or '.join(OVERLAYS)}, "
+                         "or a folder with a kustomization.yaml (`reelvec deploy plan --out`)")
     folder = Path(manifests) / "overlays" / overlay
     if not (folder / "kustomization.yaml").exists():
         raise ValueError(f"no {folder}/kustomization.yaml: run from a reelvec checkout or pass --manifests")
-    docs = kustomize(folder)
+    return folder
+
+
+def render(overlay: str, tag: str = "latest", registry: str = "", manifests: Path = K8S) -> list[dict]:
+    """`manifests`: the kustomize tree (base/, overlays/); relative to the working directory."""
+    docs = kustomize(overlay_folder(overlay, manifests))
     for doc in docs:
         for container in _containers(doc):
             if container["image"].startswith(OURS):

@@ -1,0 +1,211 @@
+"""`reelvec deploy plan`: the capacity model's arithmetic (reelvec/tools/deploy/capacity.py) behaves as
+docs/capacity.md says, and the overlay it writes renders and passes the manifests' own checks."""
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import test_deploy_manifests as manifest_checks
+import yaml
+from checkout import ROOT
+
+from reelvec.tools.deploy import capacity, measured, overlay, render
+
+K8S = ROOT / "deploy" / "k8s"
+EXAMPLE = dict(uploads_per_day=1_000_000, avg_seconds=30, searches_per_second=2_000, stored_videos=10_000_000)
+
+
+@pytest.fixture(scope="module")
+def sizes() -> dict[str, dict[str, capacity.PodSize]]:
+    """What the manifests request per pod, for a CPU and a GPU cluster."""
+    return {gpu: overlay.sizes_from(render.kustomize(overlay.base_for(gpu, K8S))) for gpu in (False, True)}
+
+
+def make_plan(sizes, **changes) -> capacity.Plan:
+    load = capacity.Load(**{**EXAMPLE, **changes})
+    return capacity.plan(load, sizes[load.gpu])
+
+
+def pods(plan: capacity.Plan) -> dict[str, int]:
+    return {name: s.pods for name, s in plan.services.items()}
+
+
+def test_sizes_come_from_the_manifests(sizes):
+    assert set(capacity.PLANNED) <= set(sizes[False])
+    assert sizes[False]["transcriber"].gpus == 0 and sizes[True]["transcriber"].gpus >= 1
+    assert sizes[True]["triton"].gpus >= 1 and sizes[True]["encoder"].gpus == 0
+    assert sizes[False]["qdrant"].disk_gib > 0
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_more_load_never_needs_fewer_pods(sizes, gpu):
+    base = pods(make_plan(sizes, gpu=gpu))
+    more_uploads = pods(make_plan(sizes, gpu=gpu, uploads_per_day=8_000_000))
+    longer_videos = pods(make_plan(sizes, gpu=gpu, avg_seconds=120))
+    more_searches = pods(make_plan(sizes, gpu=gpu, searches_per_second=16_000))
+    for grown in (more_uploads, longer_videos, more_searches):
+        assert all(grown[name] >= base[name] for name in base), (base, grown)
+    for name in ("encoder", "triton", "transcriber"):
+        assert more_uploads[name] > base[name], name
+    assert more_uploads["search"] == base["search"]  # uploads cost the search service nothing here
+    for name in ("gateway", "search"):
+        assert more_searches[name] > base[name], name
+    assert more_searches["transcriber"] == base["transcriber"]
+
+
+def test_a_gpu_needs_fewer_inference_pods_and_the_same_encoder_pods(sizes):
+    cpu, gpu = pods(make_plan(sizes)), pods(make_plan(sizes, gpu=True))
+    assert gpu["triton"] < cpu["triton"] and gpu["transcriber"] < cpu["transcriber"]
+    # frames are decoded and sampled on the encoder's CPUs in both overlays
+    assert gpu["encoder"] == cpu["encoder"]
+    assert make_plan(sizes, gpu=True).gpu_nodes >= 1 and make_plan(sizes).gpu_nodes == 0
+
+
+@pytest.mark.parametrize("headroom", [0.0, 0.2, 0.5, 0.8])
+@pytest.mark.parametrize("gpu", [False, True])
+def test_every_pod_keeps_the_headroom_and_no_pod_is_spare(sizes, headroom, gpu):
+    plan = make_plan(sizes, headroom=headroom, gpu=gpu)
+    load = plan.load
+    video_s = EXAMPLE["uploads_per_day"] * EXAMPLE["avg_seconds"] / 86_400
+    frames = video_s * math.ceil(EXAMPLE["avg_seconds"]) / EXAMPLE["avg_seconds"]  # one a second past 16 s
+    size = sizes[gpu]
+    # the work each service must do, in units of one pod fully busy, written out from the measured costs
+    if gpu:
+        triton = frames / (measured.TRITON_GPU_FRAMES_PER_S * size["triton"].gpus)
+        transcriber = video_s / measured.TRANSCRIBER_GPU_VIDEO_S_PER_S
+    else:
+        triton = frames * measured.TRITON_CPU_S_PER_FRAME / size["triton"].cpu
+        transcriber = video_s * measured.TRANSCRIBER_CPU_S_PER_VIDEO_S / size["transcriber"].cpu
+    work = {
+        "encoder": video_s * measured.ENCODER_CPU_S_PER_VIDEO_S / size["encoder"].cpu,
+        "triton": triton,
+        "transcriber": transcriber,
+        "gateway": (video_s * measured.GATEWAY_CPU_S_PER_VIDEO_S
+                    + load.searches_per_second * measured.GATEWAY_CPU_S_PER_SEARCH) / size["gateway"].cpu,
+        "search": load.searches_per_second * measured.SEARCH_CPU_S_PER_SEARCH
+        / min(size["search"].cpu, measured.SEARCH_POD_MAX_CORES),
+    }
+    for name, needed in work.items():
+        planned = plan.services[name].pods
+        assert needed <= planned * (1 - headroom) + 1e-9, (name, needed, planned)
+        assert planned == 1 or needed > (planned - 1) * (1 - headroom), (name, needed, planned)
+        assert plan.services[name].busy <= 1 - headroom + 1e-9
+
+
+def test_more_headroom_more_pods_and_the_autoscalers_room(sizes):
+    tight, loose = make_plan(sizes, headroom=0.1), make_plan(sizes, headroom=0.6)
+    assert all(loose.services[n].pods >= tight.services[n].pods for n in capacity.PLANNED)
+    assert sum(loose.services[n].pods for n in capacity.PLANNED) > sum(tight.services[n].pods for n in capacity.PLANNED)
+    for peak in (1.0, 3.0):
+        for name, service in make_plan(sizes, peak=peak).services.items():
+            if name in capacity.AUTOSCALED:
+                assert service.max_pods > service.pods and service.max_pods >= service.pods * peak
+            else:
+                assert service.max_pods is None
+
+
+def test_larger_pods_in_the_manifest_mean_fewer_pods(sizes):
+    bigger = {**sizes[False], "encoder": dataclasses.replace(sizes[False]["encoder"],
+                                                             cpu=sizes[False]["encoder"].cpu * 4)}
+    before = make_plan(sizes).services["encoder"].pods
+    after = capacity.plan(capacity.Load(**EXAMPLE), bigger).services["encoder"].pods
+    assert after <= math.ceil(before / 4) + 1 and after < before
+
+
+def test_qdrant_holds_two_copies_of_every_video_within_its_pods(sizes):
+    for stored, memory in ((1_000_000, None), (10_000_000, None), (10_000_000, 48), (100_000_000, 48)):
+        plan = make_plan(sizes, stored_videos=stored, qdrant_memory_gib=memory, qdrant_disk_gib=500)
+        q, pod = plan.qdrant, plan.services["qdrant"]
+        assert q.shards == pod.pods >= capacity.QDRANT_MIN_PODS and q.replication == 2
+        assert q.videos_per_shard * q.shards >= stored
+        assert q.ram_gib_per_pod <= pod.size.memory_gib * (1 - plan.load.headroom) + 1e-6
+        assert q.disk_gib_per_pod <= pod.size.disk_gib * (1 - plan.load.headroom) + 1e-6
+        # the cores given cover every search once, at the engine time of a corpus at least the shard's size
+        assert q.measured_up_to >= q.videos_per_shard or plan.warnings
+        assert plan.load.searches_per_second * q.engine_ms_per_query / 1000 <= pod.size.cpu * (1 - plan.load.headroom)
+    small, large = (make_plan(sizes, stored_videos=n).services["qdrant"].pods for n in (1_000_000, 10_000_000))
+    assert large > small
+    assert make_plan(sizes, stored_videos=None, uploads_per_day=1000).load.videos_stored == 365_000
+
+
+@pytest.mark.parametrize("change, flag", [
+    ({"uploads_per_day": -1}, "--uploads-per-day"),
+    ({"searches_per_second": float("nan")}, "--searches-per-second"),
+    ({"avg_seconds": 0}, "--avg-seconds"),
+    ({"headroom": 1.0}, "--headroom"),
+    ({"headroom": -0.1}, "--headroom"),
+    ({"peak": 0.5}, "--peak"),
+    ({"stored_videos": -5}, "--stored-videos"),
+    ({"node_cpus": 0}, "--node-cpus"),
+    ({"uploads_per_day": 0, "searches_per_second": 0}, "nothing to plan"),
+])
+def test_bad_input_is_named(sizes, change, flag):
+    with pytest.raises(ValueError, match=flag):
+        make_plan(sizes, **change)
+
+
+def test_a_pod_larger_than_a_node_is_refused(sizes):
+    with pytest.raises(ValueError, match="does not fit a node"):
+        make_plan(sizes, qdrant_memory_gib=100, node_memory_gib=64)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_the_written_overlay_renders_validates_and_holds_the_plan(sizes, gpu, tmp_path):
+    plan = make_plan(sizes, gpu=gpu, qdrant_memory_gib=32, qdrant_disk_gib=400)
+    folder = tmp_path / "plan"
+    overlay.write(plan, folder, K8S, sizes[gpu], capacity.describe(plan))
+    docs = render.render(str(folder), tag="t1", manifests=K8S)
+    for doc in docs:
+        kubernetes_validate.validate(doc, manifest_checks.KUBERNETES_VERSIONS[-1], strict=True)
+    rendered = ("gpu" if gpu else "cpu", docs)
+    # the checks every shipped overlay passes (tests/test_deploy_manifests.py)
+    manifest_checks.test_every_workload_has_probes_limits_and_a_locked_down_container(rendered)
+    manifest_checks.test_every_workload_has_a_disruption_budget(rendered)
+    manifest_checks.test_only_the_gateway_is_reachable_from_outside_the_namespace(rendered)
+    manifest_checks.test_gpus_are_requested_in_the_gpu_overlay_only_and_only_where_they_help(rendered)
+    manifest_checks.test_autoscaling_and_no_secret_in_the_repository(rendered)
+
+    workloads = manifest_checks.workloads(docs)
+    for name in ("gateway", "encoder", "triton", "transcriber", "search", "qdrant"):
+        assert workloads[name]["spec"]["replicas"] == plan.services[name].pods, name
+    for name, scaler in manifest_checks.of_kind(docs, "HorizontalPodAutoscaler").items():
+        assert (scaler["spec"]["minReplicas"], scaler["spec"]["maxReplicas"]) == (
+            plan.services[name].pods, plan.services[name].max_pods), name
+    qdrant = workloads["qdrant"]["spec"]
+    requests = qdrant["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert overlay.gibibytes(requests["memory"]) == 32 and overlay.cpu_cores(requests["cpu"]) == plan.services["qdrant"].size.cpu
+    assert qdrant["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "400Gi"
+    settings = manifest_checks.of_kind(docs, "ConfigMap")["reelvec-settings"]["data"]
+    assert settings["REELVEC_QDRANT_REPLICATION_FACTOR"] == "2"
+    # a CPU cluster builds on the base, not the one-node cpu overlay: uploads shared across nodes
+    media = manifest_checks.of_kind(docs, "PersistentVolumeClaim")["reelvec-media"]
+    assert media["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_the_command_prints_writes_and_render_takes_the_folder(tmp_path):
+    folder = tmp_path / "overlay"
+    args = ["--uploads-per-day", "200000", "--avg-seconds", "20", "--searches-per-second", "300", "--out", str(folder)]
+    planned = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "plan", *args, "--json"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert planned.returncode == 0, planned.stderr
+    result = json.loads(planned.stdout)
+    assert result["load"]["stored_videos"] == 200_000 * capacity.DEFAULT_STORED_DAYS
+    rendered = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "render", "--overlay", str(folder)],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert rendered.returncode == 0, rendered.stderr
+    deployments = {d["metadata"]["name"]: d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Deployment"}
+    assert deployments["transcriber"]["spec"]["replicas"] == result["services"]["transcriber"]["pods"]
+    human = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "plan", *args[:6]],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert human.returncode == 0 and "headroom 30%" in human.stdout and "transcriber" in human.stdout
+
+
+def test_a_bad_flag_is_one_line_not_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "plan", "--uploads-per-day", "1000",
+                             "--avg-seconds", "30", "--searches-per-second", "10", "--headroom", "1.5"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1 and result.stderr.startswith("error: --headroom") and "Traceback" not in result.stderr
