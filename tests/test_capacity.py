@@ -132,6 +132,22 @@ def test_qdrant_holds_two_copies_of_every_video_within_its_pods(sizes):
     assert make_plan(sizes, stored_videos=None, uploads_per_day=1000).load.videos_stored == 365_000
 
 
+def test_nodes_hold_the_pods_by_their_requests(sizes):
+    for node_cpus, node_memory in ((16, 64), (64, 256)):
+        plan = make_plan(sizes, node_cpus=node_cpus, node_memory_gib=node_memory, qdrant_memory_gib=48,
+                         qdrant_disk_gib=500)
+        for service in plan.services.values():
+            assert service.nodes * node_cpus >= service.pods * service.size.cpu - 1e-9, service.name
+            assert service.nodes * node_memory >= service.pods * service.size.memory_gib - 1e-9, service.name
+        qdrant = plan.services["qdrant"]
+        if node_memory < 2 * 48:  # two 48 GiB pods never share a node of less than 96 GiB
+            assert qdrant.nodes == qdrant.pods
+    gpu = make_plan(sizes, gpu=True)
+    gpu_pods = sum(gpu.services[name].pods for name in capacity.ON_GPU)
+    assert gpu.gpu_nodes == gpu_pods  # one GPU a node, one GPU a pod
+    assert make_plan(sizes, gpu=True, gpus_per_node=8).gpu_nodes < gpu_pods
+
+
 @pytest.mark.parametrize("change, flag", [
     ({"uploads_per_day": -1}, "--uploads-per-day"),
     ({"searches_per_second": float("nan")}, "--searches-per-second"),

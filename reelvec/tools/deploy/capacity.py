@@ -203,8 +203,8 @@ def plan(load: Load, sizes: dict[str, PodSize]) -> Plan:
                     if not (load.gpu and n in ON_GPU)] + fixed
     for service in services.values():
         on_gpu = load.gpu and service.name in ON_GPU
-        service.nodes = _nodes([(service.size, service.pods)], load, on_gpu)
         _check_fits(service, load, on_gpu)
+        service.nodes = _nodes([(service.size, service.pods)], load, on_gpu)
     gpu_pool = [(s.size, s.pods) for n, s in services.items() if load.gpu and n in ON_GPU]
     return Plan(load, services, qdrant, _nodes(cpu_pool, load, False),
                 _nodes(gpu_pool, load, True) if gpu_pool else 0, _nodes(cpu_pool_max, load, False), warnings)
@@ -245,20 +245,24 @@ def _qdrant(load: Load, manifest: PodSize, services: dict[str, ServicePlan], war
                       QDRANT_REPLICATION * per_shard * disk_kib / KIB_PER_GIB, engine_s * 1000, measured_size)
 
 
-def _nodes(pods: list[tuple[PodSize, int]], load: Load, gpu: bool) -> int:
-    """Nodes whose capacity holds the pods' requests, as if they packed perfectly: a lower bound."""
-    if not pods:
-        return 0
-    needs = [sum(s.cpu * n for s, n in pods) / load.node_cpus,
-             sum(s.memory_gib * n for s, n in pods) / load.node_memory_gib]
+def pods_per_node(size: PodSize, load: Load, gpu: bool) -> int:
+    """How many such pods one node holds by their requests (0: not one)."""
+    fits = [load.node_cpus / size.cpu if size.cpu else math.inf,
+            load.node_memory_gib / size.memory_gib if size.memory_gib else math.inf]
     if gpu:
-        needs.append(sum(max(1, s.gpus) * n for s, n in pods) / load.gpus_per_node)
-    return math.ceil(max(needs) - 1e-9)
+        fits.append(load.gpus_per_node / max(1, size.gpus))
+    return math.floor(min(fits) + 1e-9)
+
+
+def _nodes(pods: list[tuple[PodSize, int]], load: Load, gpu: bool) -> int:
+    """Nodes for the pods when each service's pods get nodes of their own: what the scheduler can
+    always achieve; mixing services on nodes may save a few."""
+    return sum(math.ceil(n / max(1, pods_per_node(size, load, gpu))) for size, n in pods if n)
 
 
 def _check_fits(service: ServicePlan, load: Load, gpu: bool) -> None:
     size = service.size
-    if size.cpu > load.node_cpus or size.memory_gib > load.node_memory_gib:
+    if pods_per_node(size, load, False) < 1:
         raise ValueError(f"a {service.name} pod ({_cores(size.cpu)}, {size.memory_gib:g} GiB) does not fit a node of "
                          f"{load.node_cpus:g} cores and {load.node_memory_gib:g} GiB: pass larger --node-cpus or "
                          f"--node-memory-gib" + (", or smaller --qdrant-memory-gib" if service.name == "qdrant" else ""))
@@ -298,7 +302,7 @@ def describe(plan: Plan) -> str:
         "regressor: not sized (no Predict rate planned): the manifests' replicas",
         f"nodes: {plan.cpu_nodes} CPU" + (f" + {plan.gpu_nodes} GPU" if load.gpu else "")
         + f" at the planned pods, {plan.cpu_nodes_at_max} CPU at the autoscalers' maximum"
-        " (requests packed perfectly: a lower bound)",
+        " (each service on nodes of its own)",
     ]
     lines += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
