@@ -34,6 +34,21 @@ def pods(plan: capacity.Plan) -> dict[str, int]:
     return {name: s.pods for name, s in plan.services.items()}
 
 
+def test_every_measured_number_is_one_benchmarks_md_reports():
+    """measured.py invents nothing: each constant, written as BENCHMARKS.md writes numbers, is there."""
+    reported = (ROOT / "BENCHMARKS.md").read_text()
+    constants = [measured.ENCODER_CPU_S_PER_VIDEO_S, measured.TRANSCRIBER_CPU_S_PER_VIDEO_S,
+                 measured.TRITON_CPU_S_PER_VIDEO_S_IN_INGEST, measured.GATEWAY_CPU_S_PER_VIDEO_S,
+                 measured.TRITON_GPU_FRAMES_PER_S, measured.TRANSCRIBER_GPU_VIDEO_S_PER_S,
+                 measured.TRANSCRIBER_GPU_CPU_S_PER_VIDEO_S, measured.STACK_CPU_S_PER_SEARCH_PACED * 1000,
+                 measured.VIDEO_KIB_PER_VIDEO, measured.FRAMES_DISK_KIB_PER_MINUTE, measured.FRAMES_RAM_KIB_PER_MINUTE,
+                 *(round(1 / seconds) for seconds in measured.ENGINE_S_PER_QUERY.values())]
+    for value in constants:
+        written = f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
+        assert written in reported, written
+    assert f"{measured.INGEST_SUITE_VIDEO_S:g} s" in reported
+
+
 def test_sizes_come_from_the_manifests(sizes):
     assert set(capacity.PLANNED) <= set(sizes[False])
     assert sizes[False]["transcriber"].gpus == 0 and sizes[True]["transcriber"].gpus >= 1
