@@ -479,9 +479,10 @@ def _parser() -> argparse.ArgumentParser:
     a = actions.add_parser("scale", help="set the replicas of encoder, triton, gateway or transcriber")
     a.add_argument("name")
     a.add_argument("replicas", type=int)
-    for a in actions.choices.values():
-        a.add_argument("--kubeconfig", help="else $KUBECONFIG, ~/.kube/config, or the pod's service account")
-        a.add_argument("--context")
+    for name, a in actions.choices.items():
+        if name != "plan":  # the plan reads the manifests, not a cluster
+            a.add_argument("--kubeconfig", help="else $KUBECONFIG, ~/.kube/config, or the pod's service account")
+            a.add_argument("--context")
         a.add_argument("--json", action="store_true")
 
     keys = sub.add_parser("keys", help="API keys of the gateway in a data dir (docs/reliability.md)")
