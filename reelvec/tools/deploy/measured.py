@@ -1,7 +1,8 @@
 """The measured numbers the capacity model (capacity.py) rests on, each from BENCHMARKS.md. The
 section a number comes from is named beside it; where BENCHMARKS.md holds no direct number, the
-derivation from the ones it holds is written out here and in docs/capacity.md. Where BENCHMARKS.md
-gives a range, the slower end is taken: a plan should hold on a bad day too."""
+derivation from the ones it holds is written out here and in docs/capacity.md. Where a measurement
+gives a range, its slower end is taken (a plan should hold on a bad day too); where runs of older
+code differ, today's code's run is taken."""
 
 # -- Ingest on CPU: CPU seconds per second of uploaded video, by process --------------------------
 # "Changes and what they did", row "Copy detection's frame descriptors" (commit 6cbda2c, frames at
