@@ -7,6 +7,7 @@ through the HNSW graph.
 """
 
 import json
+import re
 import shutil
 import time
 
@@ -15,7 +16,7 @@ import pytest
 import qdrant_edge as qe
 
 from reelvec import copies, errors, modalities
-from services.search.stores import base
+from services.search.stores import base, quantization
 from services.search.stores.edge import EdgeStore
 from services.search.stores.qdrant import QdrantStore
 
@@ -580,3 +581,199 @@ def test_edge_stops_writing_short_of_a_full_disk(tmp_path):
         assert [h.id for h in full.search(TEXT, list(kept.vectors[TEXT]), None, 1, False)] == ["kept"]
     finally:
         full.close()
+
+
+# --- quantization of the fused vector (services/search/stores/quantization.py) ---------------------
+
+QUANTIZED = (quantization.INT8, quantization.BINARY, quantization.BINARY2)
+KIND_NAMES = (quantization.NONE, *QUANTIZED, quantization.PRODUCT)
+QUANTIZED_BACKENDS = {
+    "edge": lambda path, q: EdgeStore(path / "edge", DIMS, optimize_after=0, fused_quantization=q, **SMALL_CORPUS_HNSW),
+    "qdrant-local": lambda path, q: QdrantStore("videos_test", DIMS, path=str(path / "qdrant"), fused_quantization=q),
+}
+
+
+@pytest.fixture(params=list(QUANTIZED_BACKENDS))
+def open_quantized(request, tmp_path):
+    """Opens the backend with a fused quantization, each one in a directory of its own."""
+    return lambda q, name="": QUANTIZED_BACKENDS[request.param](tmp_path / (name or q.kind), q)
+
+
+@pytest.fixture(scope="module")
+def embedding_like():
+    """Clustered vectors shaped like a video corpus (bench/vectors.py), with held-out queries."""
+    from bench.vectors import Generator, Spec
+
+    generator = Generator(Spec(clusters=40))
+    return generator.corpus(1000), generator.queries(30)
+
+
+def top_hits(store, corpus, queries, k=10) -> list[list[tuple[int, float]]]:
+    for i, vector in enumerate(corpus):
+        store.upsert(base.StoredVideo(str(i), {FUSED: vector.tolist()}, {}))
+    store.optimize()  # edge builds the graph and the compressed copy here
+    return [[(int(h.id), h.score) for h in store.search(FUSED, q.tolist(), None, k, False)] for q in queries]
+
+
+@pytest.mark.parametrize("kind", QUANTIZED)
+def test_quantized_collections_return_the_float32_top_hits(open_quantized, embedding_like, kind):
+    """Recall of the quantized store's top 10 against the float32 store's (the same graph settings),
+    and the rescored scores are exact cosines."""
+    corpus, queries = embedding_like
+    found = {}
+    for q in (quantization.Quantization(quantization.NONE), quantization.Quantization(kind)):
+        store = open_quantized(q)
+        try:
+            found[q.kind] = top_hits(store, corpus, queries)
+        finally:
+            store.close()
+    exact = corpus @ queries.T
+    overlaps = []
+    for float32, quantized, column in zip(found[quantization.NONE], found[kind], exact.T):
+        overlaps.append(len({i for i, _ in float32} & {i for i, _ in quantized}) / 10)
+        assert max(abs(score - column[i]) for i, score in quantized) < 1e-4  # rescored on the originals
+    assert np.mean(overlaps) >= 0.95, overlaps
+
+
+def test_the_fused_quantization_is_persisted_with_the_collection(open_quantized):
+    chosen = quantization.Quantization(quantization.BINARY2, oversampling=6, originals=quantization.DISK)
+    store = open_quantized(chosen, "persisted")
+    rng = np.random.default_rng(21)
+    store.upsert(base.StoredVideo("v", {FUSED: unit(rng, DIMS[FUSED])}, {}))
+    assert store.quantization_in_engine() == (quantization.BINARY2, quantization.DISK)
+    store.close()
+    store = open_quantized(chosen, "persisted")
+    try:
+        assert store.quantization_in_engine() == (quantization.BINARY2, quantization.DISK)
+        assert store.get("v") is not None
+    finally:
+        store.close()
+    for kind in KIND_NAMES:
+        store = open_quantized(quantization.Quantization(kind), f"each-{kind}")
+        try:
+            assert store.quantization_in_engine() == (kind, quantization.MEMORY)
+        finally:
+            store.close()
+
+
+def test_edge_rescoring_is_what_makes_the_scores_exact(tmp_path, embedding_like):
+    """The search parameters reach the engine: without rescoring the int8 copy's own scores come
+    back, which differ from the cosines."""
+    corpus, queries = embedding_like
+    worst = {}
+    for rescore in (True, False):
+        q = quantization.Quantization(quantization.INT8, rescore=rescore)
+        store = QUANTIZED_BACKENDS["edge"](tmp_path / str(rescore), q)
+        try:
+            hits = top_hits(store, corpus[:600], queries[:10])
+        finally:
+            store.close()
+        exact = corpus[:600] @ queries[:10].T
+        worst[rescore] = max(abs(s - exact[i, j]) for j, found in enumerate(hits) for i, s in found)
+    assert worst[True] < 1e-4 < worst[False]
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant"])
+def test_each_collection_keeps_the_quantization_it_was_created_with(tmp_path, backend):
+    from services.search.catalog import open_catalog
+    from services.search.settings import SearchSettings
+
+    def settings(kind, **more):
+        return SearchSettings(data_dir=str(tmp_path), store=backend, optimize_after=0, quantization=kind, **more)
+
+    catalog = open_catalog(settings(quantization.BINARY, quantization_originals=quantization.DISK))
+    try:
+        assert catalog.active.store.quantization_in_engine() == (quantization.BINARY, quantization.DISK)
+    finally:
+        catalog.close()
+    catalog = open_catalog(settings(quantization.INT8))  # the setting changed: new collections only
+    try:
+        first = catalog.active
+        assert first.quantization == quantization.Quantization(quantization.BINARY, originals=quantization.DISK)
+        assert first.store.quantization_in_engine() == (quantization.BINARY, quantization.DISK)
+        second = catalog.create("videos_v2", {})
+        assert second.store.quantization_in_engine() == (quantization.INT8, quantization.MEMORY)
+    finally:
+        catalog.close()
+    recorded = json.loads((tmp_path / "search" / "catalog.json").read_text())["collections"]
+    assert recorded[first.name]["quantization"]["kind"] == quantization.BINARY
+    assert recorded["videos_v2"]["quantization"]["kind"] == quantization.INT8
+
+
+BAD_QUANTIZATION = {
+    "unknown kind": (dict(kind="int4"), "quantization 'int4': use one of none, int8, binary, binary2, pq"),
+    "oversampling below 1": (dict(kind="binary", oversampling=0.5), "oversampling 0.5: use 1 to 64"),
+    "oversampling absurd": (dict(oversampling=1000), "oversampling 1000: use 1 to 64"),
+    "originals nowhere": (dict(originals="ssd"), "originals 'ssd': use one of memory, disk"),
+    "nothing to rescore": (dict(kind="none", rescore=False), "rescore off needs a quantized kind"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_QUANTIZATION))
+def test_bad_quantization_settings_are_refused_with_what_to_use(case):
+    fields, message = BAD_QUANTIZATION[case]
+    with pytest.raises(errors.InvalidInput, match=re.escape(message)):
+        quantization.Quantization(**fields)
+
+
+def test_bad_quantization_flags_stop_the_service_at_start(monkeypatch, capsys, tmp_path):
+    from reelvec import config
+    from services.search.settings import SearchSettings
+
+    with pytest.raises(SystemExit):
+        config.load(SearchSettings, ["--quantization", "int4"])
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
+    monkeypatch.setenv("REELVEC_QUANTIZATION_ORIGINALS", "ssd")
+    with pytest.raises(SystemExit):
+        config.load(SearchSettings, [])
+    assert "REELVEC_QUANTIZATION_ORIGINALS must be one of memory, disk" in capsys.readouterr().err
+    monkeypatch.delenv("REELVEC_QUANTIZATION_ORIGINALS")
+    with pytest.raises(errors.InvalidInput, match="oversampling 0.2"):
+        config.load(SearchSettings, ["--quantization-oversampling", "0.2"])
+    # a catalog entry edited by hand is refused as well, not half-applied
+    from services.search.catalog import open_catalog
+
+    catalog = tmp_path / "search" / "catalog.json"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text(json.dumps({"active": "videos_v1", "collections": {
+        "videos_v1": {"model_versions": {}, "quantization": {"kind": "binary", "bits": 3}}}}))
+    with pytest.raises(errors.InvalidInput, match="unknown fields bits"):
+        open_catalog(SearchSettings(data_dir=str(tmp_path), optimize_after=0))
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")  # the search parameters a server would get
+def test_a_server_collection_made_with_another_quantization_is_changed_to_the_setting(tmp_path, monkeypatch):
+    """No Qdrant server runs here: local mode stands in for its collection config, the connection
+    then behaves as a server's, and the calls that would reach the server are recorded."""
+    from qdrant_client import models
+
+    from services.search.stores.qdrant import Connection
+
+    connection = Connection(path=str(tmp_path / "qdrant"))
+    QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"))
+    connection.local = False
+    updates, searches = [], []
+    monkeypatch.setattr(connection.client, "update_collection",
+                        lambda name, vectors_config: updates.append((name, vectors_config)))
+    answer = connection.client.query_batch_points
+    monkeypatch.setattr(connection.client, "query_batch_points",
+                        lambda name, requests: searches.append(requests) or answer(name, requests))
+    try:
+        binary = quantization.Quantization("binary", oversampling=8, originals=quantization.DISK)
+        store = QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=binary)
+        ((name, change),) = updates
+        assert name == "videos_test" and set(change) == {FUSED}
+        assert change[FUSED].on_disk is True
+        assert change[FUSED].quantization_config.binary.encoding == models.BinaryQuantizationEncoding.ONE_BIT
+        rng = np.random.default_rng(22)
+        store.search(FUSED, unit(rng, DIMS[FUSED]), None, 5, False)
+        store.search(TEXT, unit(rng, DIMS[TEXT]), None, 5, False)
+        fused, text = searches[0][0].params, searches[1][0].params
+        assert (fused.quantization.rescore, fused.quantization.oversampling) == (True, 8)
+        assert text is None  # short vectors have no compressed copy to rescore
+        updates.clear()
+        QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"))
+        assert updates == []  # the collection already holds what is asked
+    finally:
+        connection.local = True
+        connection.close()

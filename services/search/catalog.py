@@ -19,6 +19,7 @@ from pathlib import Path
 from reelvec import errors, modalities
 from services.search.settings import SearchSettings
 from services.search.stores import base
+from services.search.stores.quantization import Quantization
 
 ALIAS = "videos"
 # BUILDING collections get the gateway's dual writes while a re-embed fills them; a RETIRED one
@@ -36,6 +37,7 @@ class Collection:
     model_versions: dict[str, str]
     store: base.VideoStore
     dims: dict[str, int]
+    quantization: Quantization | None = None  # the fused vector's, chosen when it was created
 
 
 def vector_versions(versions) -> dict[str, str]:
@@ -54,18 +56,26 @@ def conflicts(expected: dict[str, str], given: dict[str, str], keys=VECTOR_MODEL
 
 class Catalog:
     """Thread-safe. `open_store(name, dims)` opens (creating if needed) the store of a collection;
-    `point_alias(name)`, when given, moves a server-side alias too."""
+    `point_alias(name)`, when given, moves a server-side alias too.
+
+    With `quantization`, `open_store` takes a collection's quantization as a third argument: each
+    collection keeps the one it was created with (recorded here), and `quantization` is what new
+    collections get, and those recorded before the setting existed (at their next open). A changed
+    setting does not rebuild the index of a collection that serves: a new collection is created
+    with it, filled, and the alias switched (docs/quantization.md)."""
 
     def __init__(
         self,
         root: Path,
-        open_store: Callable[[str, dict[str, int]], base.VideoStore],
+        open_store: Callable[..., base.VideoStore],
         default: str,
         point_alias: Callable[[str], None] | None = None,
         on_close: Callable[[], None] | None = None,
+        quantization: Quantization | None = None,
     ):
         self._path = Path(root) / "catalog.json"
-        self._open = open_store
+        self._open_store = open_store
+        self._quantization = quantization
         self._point_alias = point_alias
         self._on_close = on_close
         self._lock = threading.RLock()
@@ -78,7 +88,10 @@ class Catalog:
         for name, entry in state["collections"].items():
             dims = dict(entry.get("dims") or modalities.DIMS)
             state_of = ACTIVE if name == self._active else entry.get("state", BUILDING)
-            self._collections[name] = Collection(name, state_of, dict(entry["model_versions"]), open_store(name, dims), dims)
+            recorded = entry.get("quantization")
+            quantization = Quantization.from_dict(recorded) if recorded else self._quantization
+            store = self._open(name, dims, quantization)
+            self._collections[name] = Collection(name, state_of, dict(entry["model_versions"]), store, dims, quantization)
         active = self._collections[self._active]
         if not active.model_versions:  # learn them from what is stored
             stored, _ = active.store.scroll(limit=1)
@@ -88,12 +101,18 @@ class Catalog:
         if self._point_alias:
             self._point_alias(self._active)
 
+    def _open(self, name: str, dims: dict[str, int], quantization: Quantization | None) -> base.VideoStore:
+        if quantization is None:
+            return self._open_store(name, dims)
+        return self._open_store(name, dims, quantization)
+
     def _save(self) -> None:
         state = {
             "alias": ALIAS,
             "active": self._active,
             "collections": {
                 c.name: {"state": c.state, "model_versions": c.model_versions, "dims": c.dims}
+                | ({"quantization": c.quantization.as_dict()} if c.quantization else {})
                 for c in self._collections.values()
             },
         }
@@ -151,7 +170,8 @@ class Catalog:
                 if conflicts(existing.model_versions, versions) or existing.dims != dims:
                     raise errors.Precondition(f"collection {name!r} exists with other model versions or sizes")
                 return existing
-            created = Collection(name, BUILDING, versions, self._open(name, dims), dims)
+            created = Collection(name, BUILDING, versions, self._open(name, dims, self._quantization), dims,
+                                 self._quantization)
             self._collections[name] = created
             self._save()
             return created
@@ -193,8 +213,10 @@ class Catalog:
             self._on_close()
 
 
-def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) -> base.VideoStore:
-    """Blocking: opens (or creates) one collection's shard as the service does."""
+def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int],
+                    quantization: Quantization | None = None) -> base.VideoStore:
+    """Blocking: opens (or creates) one collection's shard as the service does; `quantization`
+    None: the settings'."""
     from services.search.stores.edge import EdgeStore
 
     store = EdgeStore(
@@ -208,13 +230,19 @@ def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int]) 
         hnsw_ef_construct=settings.hnsw_ef_construct,
         hnsw_ef=settings.hnsw_ef,
         min_free_mb=settings.min_free_mb,
+        fused_quantization=quantization or Quantization.of(settings),
     )
     store.optimize()  # indexes whatever an earlier run left unindexed
     return store
 
 
 def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
-    return Catalog(root, lambda name, dims: open_edge_store(settings, root / "edge" / name, dims), settings.collection)
+    return Catalog(
+        root,
+        lambda name, dims, quantization: open_edge_store(settings, root / "edge" / name, dims, quantization),
+        settings.collection,
+        quantization=Quantization.of(settings),
+    )
 
 
 def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
@@ -227,10 +255,11 @@ def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
         connection = Connection(path=str(root / "qdrant"))
     return Catalog(
         root,
-        lambda name, dims: QdrantStore(name, dims, connection=connection),
+        lambda name, dims, quantization: QdrantStore(name, dims, connection=connection, fused_quantization=quantization),
         settings.collection,
         point_alias=lambda name: connection.point_alias(ALIAS, name),
         on_close=connection.close,
+        quantization=Quantization.of(settings),
     )
 
 

@@ -4,6 +4,7 @@ import dataclasses
 
 from reelvec import config
 from reelvec.originality import METHODS
+from services.search.stores.quantization import INT8, KINDS, MEMORY, ORIGINALS, Quantization
 
 
 @dataclasses.dataclass
@@ -29,3 +30,14 @@ class SearchSettings(config.ServerSettings):
     hnsw_ef_construct: int = 100
     hnsw_ef: int = 128
     min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
+    # The fused vector's compressed copy for the graph walk, and the rescoring on the originals
+    # (docs/quantization.md). What a collection gets when it is created: each keeps its own after.
+    quantization: str = dataclasses.field(default=INT8, metadata={"choices": KINDS})
+    quantization_oversampling: float = 0.0  # candidates rescored per hit; 0: the kind's default
+    quantization_rescore: bool = True
+    # where the float32 originals live: "disk" leaves RAM to the compressed copy and the graph
+    quantization_originals: str = dataclasses.field(
+        default=MEMORY, metadata={"choices": ORIGINALS})
+
+    def __post_init__(self):
+        Quantization.of(self)  # a bad combination fails at start, with what to change

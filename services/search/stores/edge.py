@@ -31,6 +31,7 @@ lock, disk check, optimizer and flush as the videos' shard, so that a video and 
 written, indexed and persisted together.
 """
 
+import json
 import logging
 import shutil
 import threading
@@ -40,19 +41,22 @@ from pathlib import Path
 import qdrant_edge as qe
 
 from reelvec import errors, modalities
-from services.search.stores import base
+from services.search.stores import base, quantization
 
 log = logging.getLogger(__name__)
 
 _SCHEMAS = {base.KEYWORD: qe.PayloadSchemaType.Keyword, base.INTEGER: qe.PayloadSchemaType.Integer}
 
 # Search tuning, measured at 100k clustered fused vectors on 2 cores (docs/benchmarks.md, Search).
-# Long vectors (fused, visual) also get an int8 copy in RAM: the graph walk reads a quarter of the
-# bytes, which made search 2.5x faster and the HNSW build 2.7x faster there. Scores stay exact:
-# the best limit * OVERSAMPLING candidates are rescored on the float32 vectors, and with that
-# oversampling recall equals the float32 graph's. Short vectors (text, audio) gain little.
+# Long vectors get a compressed copy in RAM that the graph walk reads; the best candidates are
+# rescored on the float32 vectors, so scores stay exact. The fused vector's copy is a per-collection
+# setting (quantization.py, docs/quantization.md); the visual vector and the frames keep int8: the
+# graph walk reads a quarter of the bytes, which made search 2.5x faster and the HNSW build 2.7x
+# faster at 100k, and with 2x oversampling recall equals the float32 graph's. Short vectors (text,
+# audio) gain little.
 QUANTIZE_MIN_DIM = 1024
-OVERSAMPLING = 2.0
+LONG_VECTORS = quantization.Quantization(quantization.INT8)
+OVERSAMPLING = LONG_VECTORS.candidates_per_hit
 # Qdrant's default search ef is ef_construct (100); 128 bought +0.25 points of recall@10 for ~0.1 ms.
 HNSW_EF = 128
 # The graph: Qdrant's defaults, right up to a few hundred thousand videos. At 1M they cap recall@10
@@ -65,14 +69,31 @@ MIN_FREE_MB = 256
 FRAME_PAGE = 1024  # frame points a scroll page brings: a 17-minute video's at one a second
 
 
-def _vector_params(dim: int, quantized: bool) -> qe.EdgeVectorParams:
-    quantization = None
-    if quantized:
-        quantization = qe.ScalarQuantizationConfig(
-            type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned
-        )
+# Pinned is not offered for the originals (Edge treats it as Cached): "memory" is the page cache,
+# filled when the shard opens; "disk" leaves the rows to be read when a rescore needs them.
+_ORIGINALS = {quantization.MEMORY: qe.Memory.Cached, quantization.DISK: qe.Memory.Cold}
+
+
+def _quantization_config(q: quantization.Quantization):
+    # The compressed copy is what every hop of the graph walk reads: always pinned in RAM.
+    if q.kind == quantization.INT8:
+        return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
+    if q.kind in (quantization.BINARY, quantization.BINARY2):
+        # The query keeps 8 bits a dimension against the stored bits: more recall for the same RAM.
+        bits = qe.BinaryQuantizationEncoding.OneBit if q.kind == quantization.BINARY else qe.BinaryQuantizationEncoding.TwoBits
+        return qe.BinaryQuantizationConfig(memory=qe.Memory.Pinned, encoding=bits,
+                                           query_encoding=qe.BinaryQuantizationQueryEncoding.Scalar8Bits)
+    if q.kind == quantization.PRODUCT:
+        return qe.ProductQuantizationConfig(compression=qe.CompressionRatio.X16, memory=qe.Memory.Pinned)
+    return None
+
+
+def _vector_params(dim: int, q: quantization.Quantization | None, place_originals: bool = False) -> qe.EdgeVectorParams:
+    """`place_originals`: the float32 rows where `q` says; otherwise where Edge puts them by default."""
     return qe.EdgeVectorParams(
-        size=dim, distance=qe.Distance.Cosine, quantization_config=quantization
+        size=dim, distance=qe.Distance.Cosine,
+        quantization_config=_quantization_config(q) if q else None,
+        memory=_ORIGINALS[q.originals] if q and place_originals else None,
     )
 
 
@@ -106,8 +127,10 @@ def _of_video(video_id: str) -> qe.FieldCondition:
     return qe.FieldCondition(key=base.VIDEO_ID, match=qe.MatchValue(video_id))
 
 
-def _search_params(hnsw_ef: int) -> qe.SearchParams:
-    rescored = qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING)
+def _search_params(hnsw_ef: int, q: quantization.Quantization | None = LONG_VECTORS) -> qe.SearchParams:
+    rescored = None
+    if q is not None and q.quantized:
+        rescored = qe.QuantizationSearchParams(rescore=q.rescore, oversampling=q.candidates_per_hit)
     return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
 
 
@@ -158,6 +181,7 @@ class EdgeStore(base.VideoStore):
         hnsw_ef_construct: int = HNSW_EF_CONSTRUCT,
         hnsw_ef: int = HNSW_EF,
         min_free_mb: int = MIN_FREE_MB,
+        fused_quantization: quantization.Quantization = quantization.Quantization(),
     ):
         """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
         `optimize_max_wait` 0 leaves the index to idle times alone (see the module's docstring, 3).
@@ -169,13 +193,17 @@ class EdgeStore(base.VideoStore):
         CPU (0.63 against 0.34 ms at 5k videos): under load, where throughput is CPU-bound, one is
         best; a single query on a large corpus with idle cores may want more.
         `hnsw_m`, `hnsw_ef_construct`: the graph of each segment indexed from now on (segments
-        already indexed keep theirs); `hnsw_ef`: how many candidates a search walks."""
+        already indexed keep theirs); `hnsw_ef`: how many candidates a search walks.
+        `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a shard
+        created with another keeps its indexed segments until an optimize rebuilds them."""
         hnsw = qe.HnswIndexConfig(
             m=hnsw_m,
             ef_construct=hnsw_ef_construct,
             full_scan_threshold=full_scan_threshold_kb or FULL_SCAN_THRESHOLD_KB,
         )
         self._search_params = _search_params(hnsw_ef)
+        self.fused_quantization = fused_quantization
+        self._params_of = {modalities.FUSED: _search_params(hnsw_ef, fused_quantization)}
 
         def config(vectors: dict[str, qe.EdgeVectorParams]) -> qe.EdgeConfig:
             return qe.EdgeConfig(
@@ -189,10 +217,12 @@ class EdgeStore(base.VideoStore):
             )
 
         self._path = Path(path)
-        videos = {name: _vector_params(dim, dim >= QUANTIZE_MIN_DIM) for name, dim in dims.items()}
+        videos = {name: _vector_params(dim, LONG_VECTORS if dim >= QUANTIZE_MIN_DIM else None) for name, dim in dims.items()}
+        if modalities.FUSED in dims:
+            videos[modalities.FUSED] = _vector_params(dims[modalities.FUSED], fused_quantization, place_originals=True)
         self._shard = _open_shard(self._path, config(videos), base.INDEXED_FIELDS)
         # Frames always get the int8 copy: at one a second they outnumber the videos 30-60 to 1.
-        frame = {base.FRAME: _vector_params(dims[modalities.VISUAL], quantized=True)}
+        frame = {base.FRAME: _vector_params(dims[modalities.VISUAL], LONG_VECTORS)}
         self._frames = _open_shard(self._path / "frames", config(frame), base.FRAME_INDEXED_FIELDS)
         # One writer at a time: upsert/delete must read "did it exist" and write atomically, and
         # optimize must not interleave with writes.
@@ -277,7 +307,7 @@ class EdgeStore(base.VideoStore):
 
     def search_batch(self, searches):
         self._last_call = time.monotonic()
-        answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q, self._search_params) for q in searches]))
+        answers = self._shard.query_batch(qe.QueryBatchRequest([_request(q, self._params_of.get(q.modality, self._search_params)) for q in searches]))
         return [[base.Hit.from_point(p, q.with_payload) for p in points] for q, points in zip(searches, answers)]
 
     def search_frames(self, vectors, k, exclude_id=""):
@@ -339,6 +369,17 @@ class EdgeStore(base.VideoStore):
 
     def count(self) -> int:
         return self._shard.count(qe.CountRequest(exact=True))
+
+    def quantization_in_engine(self) -> tuple[str, str]:
+        """(kind, originals) of the fused vector as the shard persisted them."""
+        params = json.loads((self._path / "edge_config.json").read_text())["vectors"][modalities.FUSED]
+        config = params.get("quantization_config") or {}
+        originals = quantization.DISK if params.get("memory") == "cold" else quantization.MEMORY
+        if "binary" in config:
+            bits = config["binary"].get("encoding")
+            return (quantization.BINARY2 if bits == "two_bits" else quantization.BINARY), originals
+        kinds = {"scalar": quantization.INT8, "product": quantization.PRODUCT}
+        return next((kinds[key] for key in config if key in kinds), quantization.NONE), originals
 
     @property
     def indexed_vectors_count(self) -> int:

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from qdrant_client import QdrantClient, models
 
 from reelvec import errors, modalities
-from services.search.stores import base
+from services.search.stores import base, quantization
 
 _SCHEMAS = {
     base.KEYWORD: models.PayloadSchemaType.KEYWORD,
@@ -56,10 +56,38 @@ def _of_video(video_id: str) -> models.FieldCondition:
     return models.FieldCondition(key=base.VIDEO_ID, match=models.MatchValue(value=video_id))
 
 
-# Frames outnumber videos 30-60 to 1: an int8 copy for the graph walk, as edge keeps of long vectors.
-_FRAME_QUANTIZATION = models.ScalarQuantization(
-    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
-)
+_INT8 = models.ScalarQuantization(
+    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+# Frames outnumber videos 30-60 to 1: an int8 copy for the graph walk, as edge keeps of long vectors;
+# the visual vector gets one for the same reason, the fused one what its collection chose.
+_FRAME_QUANTIZATION = _INT8
+QUANTIZE_MIN_DIM = 1024
+_BINARY_BITS = {quantization.BINARY: models.BinaryQuantizationEncoding.ONE_BIT,
+                quantization.BINARY2: models.BinaryQuantizationEncoding.TWO_BITS}
+
+
+def quantization_config(q: quantization.Quantization):
+    """The server's config for the fused vector, as edge.py builds Edge's: the compressed copy in RAM."""
+    if q.kind == quantization.INT8:
+        return _INT8
+    if q.kind in _BINARY_BITS:
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(
+            always_ram=True, encoding=_BINARY_BITS[q.kind],
+            query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS))
+    if q.kind == quantization.PRODUCT:
+        return models.ProductQuantization(product=models.ProductQuantizationConfig(
+            compression=models.CompressionRatio.X16, always_ram=True))
+    return None
+
+
+def _search_params(q: quantization.Quantization) -> models.SearchParams | None:
+    if not q.quantized:
+        return None
+    return models.SearchParams(quantization=models.QuantizationSearchParams(
+        rescore=q.rescore, oversampling=q.candidates_per_hit))
+
+
+_LONG_VECTORS = quantization.Quantization(quantization.INT8)
 FRAME_PAGE = 1024  # frame points a scroll page brings
 
 
@@ -105,8 +133,11 @@ class QdrantStore(base.VideoStore):
         api_key: str | None = None,
         path: str | None = None,
         connection: Connection | None = None,
+        fused_quantization: quantization.Quantization = quantization.Quantization(),
     ):
-        """Its own connection from `url`/`path` (see Connection), or a shared `connection`."""
+        """Its own connection from `url`/`path` (see Connection), or a shared `connection`.
+        `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a server
+        collection created with another is changed to it, and the server rebuilds in the background."""
         self._collection = collection
         self._frames = f"{collection}.frames"
         self._owns_connection = connection is None
@@ -116,8 +147,15 @@ class QdrantStore(base.VideoStore):
         # Writes hold it in every mode (exists-then-write must be atomic); reads only in local mode.
         self._lock = self._connection.lock
         self._read_lock = self._lock if self._local else nullcontext()
+        self.fused_quantization = fused_quantization
+        self._params_of = {}  # local mode searches exactly, and warns at each query given any
+        if not self._local:
+            self._params_of[modalities.FUSED] = _search_params(fused_quantization)
+            if modalities.VISUAL in dims and dims[modalities.VISUAL] >= QUANTIZE_MIN_DIM:
+                self._params_of[modalities.VISUAL] = _search_params(_LONG_VECTORS)
         try:
             self._ensure_collection(self._collection, dims, base.INDEXED_FIELDS)
+            self._ensure_fused_quantization(dims)
             frame = {base.FRAME: dims[modalities.VISUAL]}
             self._ensure_collection(self._frames, frame, base.FRAME_INDEXED_FIELDS, _FRAME_QUANTIZATION)
         except Exception:
@@ -139,10 +177,7 @@ class QdrantStore(base.VideoStore):
         else:
             self._client.create_collection(
                 name,
-                vectors_config={
-                    vector: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                    for vector, dim in dims.items()
-                },
+                vectors_config={vector: self._vector_params(vector, dim) for vector, dim in dims.items()},
                 quantization_config=quantization,
                 replication_factor=self._connection.replication_factor,
             )
@@ -152,6 +187,40 @@ class QdrantStore(base.VideoStore):
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
             for field, kind in indexed.items():
                 self._client.create_payload_index(name, field, _SCHEMAS[kind])
+
+    def _vector_params(self, vector: str, dim: int) -> models.VectorParams:
+        if vector == modalities.FUSED:
+            q = self.fused_quantization
+            return models.VectorParams(size=dim, distance=models.Distance.COSINE, quantization_config=quantization_config(q),
+                                       on_disk=q.originals == quantization.DISK)
+        long = vector == modalities.VISUAL and dim >= QUANTIZE_MIN_DIM
+        return models.VectorParams(size=dim, distance=models.Distance.COSINE, quantization_config=_INT8 if long else None)
+
+    def _ensure_fused_quantization(self, dims: dict[str, int]) -> None:
+        """A collection made before the setting, or with another: a server re-quantizes it in the
+        background, searching the old copy meanwhile. Local mode keeps no copy to change."""
+        if modalities.FUSED not in dims or self._local:
+            return
+        stored = self._client.get_collection(self._collection).config.params.vectors[modalities.FUSED]
+        wanted = self._vector_params(modalities.FUSED, dims[modalities.FUSED])
+        if (stored.quantization_config, bool(stored.on_disk)) == (wanted.quantization_config, wanted.on_disk):
+            return
+        change = models.VectorParamsDiff(quantization_config=wanted.quantization_config or models.Disabled.DISABLED,
+                                         on_disk=wanted.on_disk)
+        with self._lock:
+            self._client.update_collection(self._collection, vectors_config={modalities.FUSED: change})
+
+    def quantization_in_engine(self) -> tuple[str, str]:
+        """(kind, originals) of the fused vector as the collection's config holds them."""
+        with self._read_lock:
+            params = self._client.get_collection(self._collection).config.params.vectors[modalities.FUSED]
+        config = params.quantization_config
+        originals = quantization.DISK if params.on_disk else quantization.MEMORY
+        if isinstance(config, models.BinaryQuantization):
+            two = config.binary.encoding == models.BinaryQuantizationEncoding.TWO_BITS
+            return (quantization.BINARY2 if two else quantization.BINARY), originals
+        kinds = {models.ScalarQuantization: quantization.INT8, models.ProductQuantization: quantization.PRODUCT}
+        return kinds.get(type(config), quantization.NONE), originals
 
     def _exists(self, video_id: str) -> bool:
         found = self._client.retrieve(
@@ -215,6 +284,7 @@ class QdrantStore(base.VideoStore):
                 limit=q.k,
                 with_payload=base.payload_selector(q.with_payload),
                 with_vector=False,
+                params=self._params_of.get(q.modality),
             )
             for q in searches
         ]
