@@ -1,29 +1,44 @@
-"""Search: k-NN on the fused vector (what Predict searches) over clustered vectors (bench/vectors.py),
-the embedded store as the service opens it versus exact numpy brute force, and qdrant-client's local
-mode at 10k (what a user picking `--store qdrant` without a server gets).
+"""Search: k-NN on the fused vector (what Predict searches) over clustered vectors (bench/vectors.py):
+exact numpy brute force beside the embedded store as the service opens it, once per quantization of
+the fused vector (float32 HNSW, int8, binary 1 and 2 bits; services/search/stores/quantization.py),
+each with its build time, RAM and disk per video, recall@10 and latency; qdrant-client's local mode
+at 10k (what a user picking `--store qdrant` without a server gets); and the frame descriptors of
+copy detection, RAM and disk per video-minute.
 
 Sizes: 10k (quick) or 10k and 100k; REELVEC_BENCH_SEARCH_SIZES=10000,100000,1000000 (or an
-`args.search_sizes` string) picks others. REELVEC_BENCH_SEARCH_EF=64,256 adds rows that re-query
-the built store with other search-time hnsw_ef values (the service's oversampling kept): the knob
+`args.search_sizes` string) picks others. REELVEC_BENCH_SEARCH_QUANTIZATIONS=none,int8,binary@8,
+int8:disk,pq picks the variants (kind[@oversampling][:disk]). REELVEC_BENCH_SEARCH_EF=64,256 adds
+rows that re-query the service's default variant with other search-time hnsw_ef values: the knob
 that trades recall for latency. Queries run one at a time from one thread; an engine may use both
 cores inside a query.
 """
 
 import dataclasses
+import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench import common
+from bench import common, footprint
 from bench.vectors import Generator, Spec, neighbour_stats
 from reelvec import config, modalities
+from services.search.stores import quantization
+from services.search.stores.quantization import Quantization
 
 K = 10
 FUSED = modalities.FUSED
 SIZES_ENV, EF_ENV = "REELVEC_BENCH_SEARCH_SIZES", "REELVEC_BENCH_SEARCH_EF"
+VARIANTS_ENV, BUDGET_ENV = "REELVEC_BENCH_SEARCH_QUANTIZATIONS", "REELVEC_BENCH_SEARCH_BUDGET_S"
+# Product quantization is left to VARIANTS_ENV: its codebooks took 409 s to train at 10k on 2 cores,
+# where the others build in 3-20 s.
+VARIANTS = "none,int8,binary,binary2"
+# Once a size has spent this long, its remaining variants are skipped (and say so): --quick must
+# stay a few minutes on 2 shared cores whatever the variants asked.
+QUICK_BUDGET_S = 300.0
 LOCAL_MODE_MAX = 10_000  # qdrant-client local mode is pure-Python brute force: slow beyond that
 LOCAL_MODE_BUDGET_S = 120.0  # stop its queries after this long and report what was measured
 MEMMAP_ABOVE = 200_000  # bigger corpora live in a file-backed array: 1M x 1859 is 7.4 GB
@@ -38,6 +53,12 @@ FLUSH_EVERY = 64  # batches
 # not in memory yet, and whichever row ran first paid for faulting them in (seen at 100k with 200
 # warm-up queries: p50 1.96 ms for the first row, 1.61 ms for the same settings re-run later).
 WARMUP = 500
+# A build needs its segments and, while the optimizer rewrites them, the new ones beside them:
+# about twice the stored vectors, plus the WAL's preallocated files and the service's disk reserve.
+BUILD_DISK_FACTOR, BUILD_DISK_SPARE = 2.5, 2 << 30
+# The copy-detection frames (reelvec/copies.py): about one descriptor a second of video.
+FRAMES_PER_SECOND, FRAME_VIDEO_SECONDS = 1, 60
+TEN_MILLION = 10_000_000
 
 
 @dataclasses.dataclass
@@ -53,6 +74,9 @@ class Result:
     build_s: float | None
     latencies_s: list[float]
     recall: float
+    key: str = ""  # its metrics' name in latest.json, "" for none
+    ram_per_video: float | None = None
+    disk_per_video: float | None = None
 
     @property
     def p50_p99(self) -> tuple[float, float]:
@@ -74,6 +98,41 @@ def _ints(raw: str | None) -> list[int]:
 def _sizes(args) -> list[int]:
     chosen = _ints(getattr(args, "search_sizes", None) or os.environ.get(SIZES_ENV))
     return chosen or ([10_000] if args.quick else [10_000, 100_000])
+
+
+def parse_variant(spec: str) -> Quantization:
+    """kind[@oversampling][:disk], e.g. binary@8:disk; errors say what is accepted."""
+    spec, _, place = spec.strip().partition(":")
+    kind, _, oversampling = spec.partition("@")
+    if place not in ("", quantization.DISK):
+        raise ValueError(f"{VARIANTS_ENV}: {spec}:{place}: only ':disk' may follow a variant")
+    originals = quantization.DISK if place else quantization.MEMORY
+    return Quantization(kind, float(oversampling or 0), originals=originals)
+
+
+def _variants(args) -> list[Quantization]:
+    raw = getattr(args, "search_quantizations", None) or os.environ.get(VARIANTS_ENV) or VARIANTS
+    return [parse_variant(spec) for spec in raw.split(",") if spec.strip()]
+
+
+def _budget_s(args) -> float | None:
+    raw = os.environ.get(BUDGET_ENV)
+    return float(raw) if raw else (QUICK_BUDGET_S if args.quick else None)
+
+
+def describe(q: Quantization, default: Quantization) -> str:
+    if not q.quantized:
+        name = "float32 HNSW"
+    else:
+        name = f"{q.kind} + rescore x{q.candidates_per_hit:g}" if q.rescore else f"{q.kind}, not rescored"
+    if q.originals == quantization.DISK:
+        name += ", originals on disk"
+    return f"qdrant-edge {name}" + (" (service default)" if q == default else "")
+
+
+def _metric_name(q: Quantization) -> str:
+    over = f"_x{q.oversampling:g}" if q.oversampling else ""
+    return q.kind + over + ("_disk" if q.originals == quantization.DISK else "")
 
 
 def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int = K, rows: int = 32768) -> np.ndarray:
@@ -114,7 +173,9 @@ def _exact(corpus: np.ndarray, w: Workload) -> Result:
 
     # a 1M-row scan reads 7.4 GB per query: 100 queries still give the percentiles
     limit = max(100, 10**8 // len(corpus))
-    return Result("exact numpy (baseline)", None, *_measure(search, w, warmup=10, limit=limit))
+    # RAM: the float32 matrix it scans, 4 bytes a dimension
+    return Result("exact numpy (baseline)", None, *_measure(search, w, warmup=10, limit=limit), key="exact",
+                  ram_per_video=4.0 * corpus.shape[1], disk_per_video=4.0 * corpus.shape[1])
 
 
 def _load_edge(store, corpus: np.ndarray) -> None:
@@ -134,42 +195,48 @@ def _load_edge(store, corpus: np.ndarray) -> None:
             store.flush()  # as the service's store does every few seconds: the WAL stays small
 
 
-def _edge(corpus: np.ndarray, w: Workload, folder: Path, efs: list[int], settings):
+def _edge(corpus: np.ndarray, w: Workload, folder: Path, q: Quantization, efs: list[int], settings):
     import qdrant_edge as qe
 
     from services.search.catalog import open_edge_store
     from services.search.stores import base, edge
 
-    # Opened exactly as the service opens it, so a settings change there is what gets measured;
-    # only the idle watcher is off, because the benchmark calls optimize() itself.
+    # Opened exactly as the service opens a collection with this quantization, so a settings change
+    # there is what gets measured; only the idle watcher is off: the benchmark calls optimize().
     dims = {FUSED: modalities.DIMS[FUSED]} if len(corpus) > FUSED_ONLY_ABOVE else modalities.DIMS
-    store = open_edge_store(dataclasses.replace(settings, optimize_after=0), folder, dims)
+    store = open_edge_store(dataclasses.replace(settings, optimize_after=0), folder, dims, q)
+    default = Quantization.of(settings)
     try:
         with common.Timer() as load:
             _load_edge(store, corpus)
         with common.Timer() as index:
-            store.optimize()
+            store.optimize()  # ends with a flush: the segments on disk are complete
         assert store.indexed_vectors_count >= len(corpus), "optimize() left vectors unindexed"
+        parts = footprint.of_vector(folder, FUSED)
+        resident = q.originals == quantization.MEMORY or not q.quantized
 
-        def served(q):
-            return [int(h.id) for h in store.search(FUSED, q.tolist(), None, K, False)]
+        def served(query):
+            return [int(h.id) for h in store.search(FUSED, query.tolist(), None, K, False)]
 
-        results = [Result("qdrant-edge (reelvec)", load.wall + index.wall, *_measure(served, w, WARMUP))]
-        for ef in efs:
-            params = edge._search_params(ef)
+        row = Result(describe(q, default), load.wall + index.wall, *_measure(served, w, WARMUP),
+                     key=_metric_name(q), ram_per_video=parts.ram(resident) / len(corpus),
+                     disk_per_video=parts.disk / len(corpus))
+        results = [row]
+        for ef in efs if q == default else []:
+            params = edge._search_params(ef, q)
 
-            def tuned(q, params=params):
-                query = qe.Query.Nearest(q.tolist(), using=FUSED)
-                request = qe.QueryRequest(limit=K, query=query, with_payload=[base.VIDEO_ID], params=params)
+            def tuned(query, params=params):
+                nearest = qe.Query.Nearest(query.tolist(), using=FUSED)
+                request = qe.QueryRequest(limit=K, query=nearest, with_payload=[base.VIDEO_ID], params=params)
                 return [int(p.payload[base.VIDEO_ID]) for p in store._shard.query(request)]
 
-            results.append(Result(f"qdrant-edge hnsw_ef={ef}", None, *_measure(tuned, w, WARMUP)))
+            results.append(Result(f"{row.engine} hnsw_ef={ef}", None, *_measure(tuned, w, WARMUP)))
         return results, (load.wall, index.wall, store._shard.info().segments_count)
     finally:
         store.close()
 
 
-def _local_mode(corpus: np.ndarray, w: Workload, folder: Path) -> Result:
+def _local_mode(corpus: np.ndarray, w: Workload, folder: Path, budget_s: float) -> Result:
     from qdrant_client import models
 
     from services.search.stores import base
@@ -192,8 +259,8 @@ def _local_mode(corpus: np.ndarray, w: Workload, folder: Path) -> Result:
         def search(q):
             return [int(h.id) for h in store.search(FUSED, q.tolist(), None, K, False)]
 
-        measured = _measure(search, w, warmup=10, budget_s=LOCAL_MODE_BUDGET_S)
-        return Result("qdrant-client local mode", load.wall, *measured)
+        measured = _measure(search, w, warmup=10, budget_s=budget_s)
+        return Result("qdrant-client local mode", load.wall, *measured, key="qdrant_local")
     finally:
         store.close()
 
@@ -205,66 +272,152 @@ def _corpus(generator: Generator, n: int, folder: Path) -> np.ndarray:
     return generator.corpus(n, out)
 
 
+def _disk_needed(n: int, dims: int) -> int:
+    return int(n * 4 * dims * BUILD_DISK_FACTOR) + BUILD_DISK_SPARE
+
+
+def _frames(settings, folder: Path, videos: int) -> dict:
+    """The frames shard after `videos` one-minute videos are upserted as the service writes them
+    (frame points and one track point each) and indexed: its parts per video-minute."""
+    from reelvec import copies
+    from services.search.stores import base
+    from services.search.stores.edge import EdgeStore
+
+    per_video = FRAMES_PER_SECOND * FRAME_VIDEO_SECONDS
+    rows = Generator(Spec(dim=modalities.DIMS[modalities.VISUAL], seed=7)).corpus(videos * per_video)
+    # A threshold of 1 kB indexes every segment, as a corpus of real size would be.
+    store = EdgeStore(folder, modalities.DIMS, optimize_after=0, indexing_threshold_kb=1,
+                      hnsw_m=settings.hnsw_m, hnsw_ef_construct=settings.hnsw_ef_construct)
+    try:
+        with common.Timer() as build:
+            times = np.arange(per_video, dtype=np.float64) / FRAMES_PER_SECOND
+            for v in range(videos):
+                track = copies.Track.of(times, rows[v * per_video : (v + 1) * per_video])
+                store.upsert(base.StoredVideo(str(v), {}, {}, frames=track))
+            store.optimize()
+    finally:
+        store.close()
+    parts = footprint.of_vector(folder / "frames", base.FRAME)
+    minutes = videos * FRAME_VIDEO_SECONDS / 60
+    return {"minutes": minutes, "frames": len(rows), "build_s": build.wall,
+            "ram_resident": parts.ram(True) / minutes, "ram_on_disk": parts.ram(False) / minutes,
+            "disk": parts.disk / minutes, "parts": {k: v / minutes for k, v in parts.parts.items()}}
+
+
 def run(args) -> common.Section:
     from services.search.settings import SearchSettings
 
     # REELVEC_HNSW_M and the service's other search settings apply here as they do to the service
     settings = config.load(SearchSettings, [])
-    spec, sizes = Spec(), _sizes(args)
+    spec, sizes, variants = Spec(), _sizes(args), _variants(args)
     efs = _ints(os.environ.get(EF_ENV))
+    budget = _budget_s(args)
     generator = Generator(spec)
     count = 200 if args.quick else 1000
     queries = generator.queries(count + WARMUP)
     section = common.Section(
         f"Search (fused {spec.dim}-d, clustered, top-{K}, {count} held-out queries, one at a time)",
-        ["engine", "vectors", "build s", "p50 ms", "p99 ms", "QPS", f"recall@{K}"],
+        ["engine", "vectors", "build s", "RAM B/video", "disk B/video", "p50 ms", "p99 ms", "QPS", f"recall@{K}"],
     )
     load_at_start = os.getloadavg()[0]
+    measured: dict[int, list[Result]] = {}
     for n in sizes:
+        started = time.monotonic()
+        skipped = []
         with tempfile.TemporaryDirectory(prefix="reelvec-bench-search-") as work:
             work = Path(work)
             corpus = _corpus(generator, n, work)
             w = Workload(queries[:count], queries[count:], exact_topk(corpus, queries[:count]))
             stats = neighbour_stats(corpus)
-            edge, (load_s, index_s, segments) = _edge(corpus, w, work / "edge", efs, settings)
-            results = [_exact(corpus, w), *edge]
+            results, builds = [_exact(corpus, w)], []
+            stored_dims = spec.dim if n > FUSED_ONLY_ABOVE else sum(modalities.DIMS.values())
+            for q in variants:
+                free = shutil.disk_usage(work).free
+                if budget is not None and time.monotonic() - started > budget:
+                    skipped.append(f"{describe(q, Quantization.of(settings))} (the {budget:.0f} s budget was spent)")
+                    continue
+                if free < _disk_needed(n, stored_dims):
+                    skipped.append(f"{describe(q, Quantization.of(settings))} (needs about "
+                                   f"{_disk_needed(n, stored_dims) / 2**30:.0f} GiB of disk, {free / 2**30:.0f} free)")
+                    continue
+                folder = work / f"edge-{_metric_name(q)}"
+                rows, build = _edge(corpus, w, folder, q, efs, settings)
+                shutil.rmtree(folder)  # before the next variant: at 1M each shard is 8-9 GB
+                results += rows
+                builds.append((rows[0].engine, *build))
             if n <= LOCAL_MODE_MAX:
-                results.append(_local_mode(corpus, w, work / "qdrant"))
+                local_budget = LOCAL_MODE_BUDGET_S / 4 if args.quick else LOCAL_MODE_BUDGET_S
+                results.append(_local_mode(corpus, w, work / "qdrant", local_budget))
             del corpus
-        _report(section, n, results)
+        measured[n] = results
+        _report(section, n, results, Quantization.of(settings))
         section.notes.append(
-            f"{_label(n)}: load {load_s:.1f} s + optimize (HNSW build) {index_s:.1f} s into {segments} "
-            f"segments; corpus nearest-neighbour cosine {stats['nn_cosine']:.2f}, random pair "
-            f"{stats['random_cosine']:.2f} (uniform random vectors: ~0.09 and 0.00); "
-            f"peak RSS so far {common.peak_rss_mb():,.0f} MiB"
-        )
+            f"{_label(n)}: corpus nearest-neighbour cosine {stats['nn_cosine']:.2f}, random pair "
+            f"{stats['random_cosine']:.2f} (uniform random vectors: ~0.09 and 0.00); builds (load + optimize, "
+            "segments): " + "; ".join(f"{engine}: {load:.1f} + {index:.1f} s, {segments}"
+                                      for engine, load, index, segments in builds)
+            + f"; peak RSS so far {common.peak_rss_mb():,.0f} MiB")
+        section.notes += [f"{_label(n)}: skipped {what}" for what in skipped]
+    with tempfile.TemporaryDirectory(prefix="reelvec-bench-frames-") as work:
+        frames = _frames(settings, Path(work), videos=20 if args.quick else 100)
+    _report_frames(section, frames)
     section.notes += [
         f"vectors: {spec}",
+        "RAM B/video: what a query touches, from the shard's files after the build: the compressed copy, "
+        "the graph, the id tracker and payload indexes, and the float32 originals where they are kept in "
+        "memory (or no compressed copy exists); disk B/video: every segment file of the fused vector and "
+        "the shared ones (other vectors' storages and the WAL left out); exact numpy: its float32 matrix",
         "exact: float32 matrix @ query + argpartition (BLAS may use both cores); qdrant-edge: the "
-        "service's EdgeStore (int8 copy of the fused vector, rescored) and its search call, graph m "
-        f"{settings.hnsw_m}, ef_construct {settings.hnsw_ef_construct}, search hnsw_ef {settings.hnsw_ef}; load "
-        f"average {load_at_start:.1f} on {os.cpu_count()} CPUs at the start (shared: p99 moves with it)",
-        f"1M: {SIZES_ENV}=1000000 (12 min and 25 GB of disk on 2 cores: docs/benchmarks.md, Search)",
+        "service's EdgeStore with the fused vector quantized as named, rescored on the float32 originals, "
+        f"graph m {settings.hnsw_m}, ef_construct {settings.hnsw_ef_construct}, search hnsw_ef "
+        f"{settings.hnsw_ef}; load average {load_at_start:.1f} on {os.cpu_count()} CPUs at the start "
+        "(shared: p99 moves with it)",
+        f"1M: {SIZES_ENV}=1000000 (each variant builds its own shard, one at a time, deleted before the "
+        "next: docs/search.md, Quantization, has the time and disk it takes)",
     ]
+    if len(measured) > 1 and max(measured) >= 1_000_000:
+        section.notes += extrapolate(measured)
     if any(n > FUSED_ONLY_ABOVE for n in sizes):
         section.notes.append(f"above {_label(FUSED_ONLY_ABOVE)}: the store holds the fused vector alone "
                              "(latency and recall as the service's; disk and memory less)")
     return section
 
 
-def _report(section: common.Section, n: int, results: list[Result]) -> None:
+def extrapolate(measured: dict[int, list[Result]]) -> list[str]:
+    """10M from the largest measured size: RAM per video as measured there (the compressed copy and
+    the graph grow linearly), build time as n log n, p99 as log n (the hops of a graph walk). Recall
+    is not extrapolated: the trend over the sizes is printed for the reader to judge."""
+    largest = max(measured)
+    grow = TEN_MILLION * math.log(TEN_MILLION) / (largest * math.log(largest))
+    hops = math.log(TEN_MILLION) / math.log(largest)
+    notes = []
+    for r in measured[largest]:
+        if r.build_s is None or r.ram_per_video is None:
+            continue
+        trend = ", ".join(f"{_label(n)} {x.recall:.3f}" for n in sorted(measured) for x in measured[n] if x.engine == r.engine)
+        _, p99 = r.p50_p99
+        notes.append(
+            f"10M, extrapolated from {_label(largest)} ({r.engine}): RAM {r.ram_per_video:,.0f} B x 10M = "
+            f"{r.ram_per_video * TEN_MILLION / 2**30:,.1f} GiB; build {r.build_s:,.0f} s x {grow:.1f} (n log n) = "
+            f"{r.build_s * grow / 3600:,.1f} h; p99 {p99:.2f} ms x {hops:.2f} (log n) = {p99 * hops:.2f} ms; "
+            f"recall@10 by size: {trend}")
+    return notes
+
+
+def _report(section: common.Section, n: int, results: list[Result], default: Quantization) -> None:
     label = _label(n)
-    keys = {
-        "exact numpy (baseline)": f"exact_{label}",
-        "qdrant-edge (reelvec)": label,
-        "qdrant-client local mode": f"qdrant_local_{label}",
-    }
     for r in results:
         p50, p99 = r.p50_p99
         build = r.build_s if r.build_s is not None else "-"
-        section.rows.append([r.engine, f"{n:,}", build, p50, p99, r.qps, f"{r.recall:.3f}"])
-        if r.engine in keys:
-            key = keys[r.engine]
+        ram = r.ram_per_video if r.ram_per_video is not None else "-"
+        disk = r.disk_per_video if r.disk_per_video is not None else "-"
+        section.rows.append([r.engine, f"{n:,}", build, ram, disk, p50, p99, r.qps, f"{r.recall:.3f}"])
+        if not r.key:
+            continue
+        keys = [f"{r.key}_{label}"]
+        if r.key == _metric_name(default):
+            keys.append(label)  # the service's store, under the names earlier runs used
+        for key in keys:
             section.metrics |= {
                 f"search_p50_ms_{key}": p50,
                 f"search_p99_ms_{key}": p99,
@@ -273,5 +426,31 @@ def _report(section: common.Section, n: int, results: list[Result]) -> None:
             }
             if r.build_s is not None:
                 section.metrics[f"search_build_s_{key}"] = r.build_s
-    exact, served = results[0], results[1]
-    section.metrics[f"search_speedup_vs_exact_{label}"] = served.qps / exact.qps
+            if r.ram_per_video is not None:
+                section.metrics[f"search_ram_bytes_per_video_{key}"] = r.ram_per_video
+    served = next((r for r in results if r.key == _metric_name(default)), None)
+    if served is not None:
+        section.metrics[f"search_speedup_vs_exact_{label}"] = served.qps / results[0].qps
+
+
+def _report_frames(section: common.Section, frames: dict) -> None:
+    what = f"{frames['minutes']:,.0f} video-minutes"
+    per_minute = "frame descriptors (copies), per video-minute"
+
+    def kib(size: float) -> str:  # per video-minute, not per video: the unit goes in the cell
+        return f"{size / 1024:,.0f} KiB/min"
+
+    section.rows += [
+        [f"{per_minute}, originals in memory (as stored)", what, frames["build_s"], kib(frames["ram_resident"]),
+         kib(frames["disk"]), "-", "-", "-", "-"],
+        [f"{per_minute}, originals on disk", what, "-", kib(frames["ram_on_disk"]), kib(frames["disk"]),
+         "-", "-", "-", "-"],
+    ]
+    section.metrics |= {"search_frames_ram_bytes_per_minute": frames["ram_resident"],
+                        "search_frames_ram_bytes_per_minute_originals_on_disk": frames["ram_on_disk"],
+                        "search_frames_disk_bytes_per_minute": frames["disk"]}
+    parts = ", ".join(f"{name} {size / 1024:,.0f} KiB" for name, size in frames["parts"].items())
+    section.notes.append(
+        f"frame descriptors: {frames['frames']:,} frames of {modalities.DIMS[modalities.VISUAL]}-d at "
+        f"{FRAMES_PER_SECOND} a second, written as the service writes them (a frame point each, int8 copy, and one "
+        f"track point a video holding the rows again); per video-minute: {parts} (payload: the track points' rows)")

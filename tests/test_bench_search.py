@@ -1,16 +1,60 @@
 """`python -m bench search` runs end to end on a small corpus: the suite opens the store the way the
 service does, so a refactor of the service that the benchmark missed fails here, not in a later
-`make bench`. No timing is asserted; recall is, because it does not depend on the machine."""
+`make bench`. No timing is asserted; recall is, because it does not depend on the machine, and the
+bytes per video, because they follow from the layout."""
 
 import argparse
 
+import pytest
+
 from bench import search
+from reelvec import errors, modalities
+from services.search.stores.quantization import Quantization
+
+DIM = modalities.DIMS[modalities.FUSED]
 
 
-def test_the_search_benchmark_runs_and_the_served_store_finds_the_true_neighbours():
+def test_the_search_benchmark_runs_every_quantization_beside_exact_search():
     section = search.run(argparse.Namespace(quick=True, search_sizes="2000"))
     engines = [row[0] for row in section.rows]
-    assert engines == ["exact numpy (baseline)", "qdrant-edge (reelvec)", "qdrant-client local mode"]
-    assert section.metrics["search_recall10_exact_2k"] == 1.0
-    assert section.metrics["search_recall10_2k"] >= 0.95
-    assert section.metrics["search_p99_ms_2k"] > 0 and section.metrics["search_build_s_2k"] > 0
+    assert engines == [
+        "exact numpy (baseline)",
+        "qdrant-edge float32 HNSW",
+        "qdrant-edge int8 + rescore x2 (service default)",
+        "qdrant-edge binary + rescore x4",
+        "qdrant-edge binary2 + rescore x4",
+        "qdrant-client local mode",
+        "frame descriptors (copies), per video-minute, originals in memory (as stored)",
+        "frame descriptors (copies), per video-minute, originals on disk",
+    ]
+    metrics = section.metrics
+    assert metrics["search_recall10_exact_2k"] == 1.0
+    assert metrics["search_recall10_2k"] == metrics["search_recall10_int8_2k"] >= 0.95  # the service's
+    for kind in ("none", "int8", "binary", "binary2"):
+        assert metrics[f"search_recall10_{kind}_2k"] >= 0.9, kind
+        assert metrics[f"search_p99_ms_{kind}_2k"] > 0 and metrics[f"search_build_s_{kind}_2k"] > 0
+    ram = {kind: metrics[f"search_ram_bytes_per_video_{kind}_2k"] for kind in ("none", "int8", "binary", "binary2")}
+    # originals in memory: the float32 row, plus a copy of a quarter, a 32nd, a 16th of it
+    assert 4 * DIM <= ram["none"] < ram["binary"] < ram["binary2"] < ram["int8"] < 4 * DIM + 1.0 * DIM + 1024
+    frames = metrics["search_frames_ram_bytes_per_minute_originals_on_disk"]
+    # 60 int8 copies of 1280-d a minute, with the graph and indexes on top
+    assert 60 * 1280 <= frames < metrics["search_frames_ram_bytes_per_minute"] < metrics["search_frames_disk_bytes_per_minute"]
+
+
+def test_variants_are_parsed_and_bad_ones_refused():
+    assert search.parse_variant("binary@8:disk") == Quantization("binary", 8.0, originals="disk")
+    assert search.parse_variant(" int8 ") == Quantization("int8")
+    with pytest.raises(errors.InvalidInput, match="use one of"):
+        search.parse_variant("int4")
+    with pytest.raises(ValueError, match="only ':disk'"):
+        search.parse_variant("int8:ssd")
+
+
+def test_ten_million_is_extrapolated_with_the_arithmetic_shown():
+    def row(n, recall):
+        return search.Result("qdrant-edge int8", 100.0 * n / 1e6, [0.001] * 10, recall, "int8", 2000.0, 9000.0)
+
+    notes = search.extrapolate({1_000_000: [row(1_000_000, 0.95)], 2_000_000: [row(2_000_000, 0.94)]})
+    assert len(notes) == 1
+    assert "from 2m" in notes[0] and "RAM 2,000 B x 10M = 18.6 GiB" in notes[0]
+    assert "recall@10 by size: 1m 0.950, 2m 0.940" in notes[0]

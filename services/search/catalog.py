@@ -62,7 +62,7 @@ class Catalog:
     collection keeps the one it was created with (recorded here), and `quantization` is what new
     collections get, and those recorded before the setting existed (at their next open). A changed
     setting does not rebuild the index of a collection that serves: a new collection is created
-    with it, filled, and the alias switched (docs/quantization.md)."""
+    with it, filled, and the alias switched (docs/search.md, Quantization)."""
 
     def __init__(
         self,

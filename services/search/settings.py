@@ -31,7 +31,7 @@ class SearchSettings(config.ServerSettings):
     hnsw_ef: int = 128
     min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
     # The fused vector's compressed copy for the graph walk, and the rescoring on the originals
-    # (docs/quantization.md). What a collection gets when it is created: each keeps its own after.
+    # (docs/search.md, Quantization). What a collection gets when it is created: each keeps its own after.
     quantization: str = dataclasses.field(default=INT8, metadata={"choices": KINDS})
     quantization_oversampling: float = 0.0  # candidates rescored per hit; 0: the kind's default
     quantization_rescore: bool = True

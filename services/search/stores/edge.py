@@ -50,7 +50,7 @@ _SCHEMAS = {base.KEYWORD: qe.PayloadSchemaType.Keyword, base.INTEGER: qe.Payload
 # Search tuning, measured at 100k clustered fused vectors on 2 cores (docs/benchmarks.md, Search).
 # Long vectors get a compressed copy in RAM that the graph walk reads; the best candidates are
 # rescored on the float32 vectors, so scores stay exact. The fused vector's copy is a per-collection
-# setting (quantization.py, docs/quantization.md); the visual vector and the frames keep int8: the
+# setting (quantization.py, docs/search.md, Quantization); the visual vector and the frames keep int8: the
 # graph walk reads a quarter of the bytes, which made search 2.5x faster and the HNSW build 2.7x
 # faster at 100k, and with 2x oversampling recall equals the float32 graph's. Short vectors (text,
 # audio) gain little.

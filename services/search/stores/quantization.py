@@ -5,7 +5,7 @@ qdrant.py). The graph walk compares the query with the compressed copy, kept in 
 `oversampling * k` candidates are then rescored on the original float32 vectors, so the scores
 returned stay exact cosines (the near-duplicate threshold compares them). The originals are kept in
 memory or on disk: on disk, a query reads only its candidates' rows, which is what lets 10M fused
-vectors (74 GB as float32) be served from one 64 GB node. docs/quantization.md has the measurements.
+vectors (74 GB as float32) be served from one 64 GB node. docs/search.md, "Quantization", has the measurements.
 """
 
 import dataclasses
