@@ -699,6 +699,20 @@ def test_each_collection_keeps_the_quantization_it_was_created_with(tmp_path, ba
     assert recorded[first.name]["quantization"]["kind"] == quantization.BINARY
     assert recorded["videos_v2"]["quantization"]["kind"] == quantization.INT8
 
+    with pytest.raises(errors.InvalidInput, match="requantize names videos_v9, not a collection here"):
+        open_catalog(settings(quantization.BINARY2, requantize="videos_v9"))
+    catalog = open_catalog(settings(quantization.BINARY2, requantize=first.name))  # rebuilt in place
+    try:
+        retaken = catalog.get(first.name).store
+        assert retaken.fused_quantization == quantization.Quantization(quantization.BINARY2)
+        if backend == "edge":  # local mode keeps no compressed copy to rebuild; a server's: the test above
+            assert retaken.quantization_in_engine() == (quantization.BINARY2, quantization.MEMORY)
+        assert catalog.get("videos_v2").store.quantization_in_engine() == (quantization.INT8, quantization.MEMORY)
+    finally:
+        catalog.close()
+    recorded = json.loads((tmp_path / "search" / "catalog.json").read_text())["collections"]
+    assert recorded[first.name]["quantization"]["kind"] == quantization.BINARY2
+
 
 BAD_QUANTIZATION = {
     "unknown kind": (dict(kind="int4"), "quantization 'int4': use one of none, int8, binary, binary2, pq"),

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from reelvec import errors, modalities
@@ -22,6 +22,7 @@ from services.search.stores import base
 from services.search.stores.quantization import Quantization
 
 ALIAS = "videos"
+REQUANTIZE_ALL = "all"
 # BUILDING collections get the gateway's dual writes while a re-embed fills them; a RETIRED one
 # (the alias's previous target, kept when asked) gets no writes and only ages.
 ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
@@ -61,8 +62,8 @@ class Catalog:
     With `quantization`, `open_store` takes a collection's quantization as a third argument: each
     collection keeps the one it was created with (recorded here), and `quantization` is what new
     collections get, and those recorded before the setting existed (at their next open). A changed
-    setting does not rebuild the index of a collection that serves: a new collection is created
-    with it, filled, and the alias switched (docs/search.md, Quantization)."""
+    setting rebuilds no collection's index unless `requantize` names it (or is "all"): a large
+    index takes minutes to hours to rebuild (docs/search.md, Quantization)."""
 
     def __init__(
         self,
@@ -72,10 +73,12 @@ class Catalog:
         point_alias: Callable[[str], None] | None = None,
         on_close: Callable[[], None] | None = None,
         quantization: Quantization | None = None,
+        requantize: Iterable[str] = (),
     ):
         self._path = Path(root) / "catalog.json"
         self._open_store = open_store
         self._quantization = quantization
+        self._requantize = set(requantize)
         self._point_alias = point_alias
         self._on_close = on_close
         self._lock = threading.RLock()
@@ -84,12 +87,17 @@ class Catalog:
         else:  # a data dir from before versions: its one collection becomes the active one
             state = {"active": default, "collections": {default: {"model_versions": {}}}}
         self._active = state["active"]
+        unknown = self._requantize - set(state["collections"]) - {REQUANTIZE_ALL}
+        if unknown:
+            raise errors.InvalidInput(f"requantize names {', '.join(sorted(unknown))}, not a collection here: "
+                                      f"name some of {', '.join(state['collections'])}, or {REQUANTIZE_ALL}")
         self._collections = {}
         for name, entry in state["collections"].items():
             dims = dict(entry.get("dims") or modalities.DIMS)
             state_of = ACTIVE if name == self._active else entry.get("state", BUILDING)
             recorded = entry.get("quantization")
-            quantization = Quantization.from_dict(recorded) if recorded else self._quantization
+            retake = bool(self._requantize & {name, REQUANTIZE_ALL})
+            quantization = Quantization.from_dict(recorded) if recorded and not retake else self._quantization
             store = self._open(name, dims, quantization)
             self._collections[name] = Collection(name, state_of, dict(entry["model_versions"]), store, dims, quantization)
         active = self._collections[self._active]
@@ -236,12 +244,17 @@ def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int],
     return store
 
 
+def _names(listed: str) -> list[str]:
+    return [name.strip() for name in listed.split(",") if name.strip()]
+
+
 def _edge_catalog(settings: SearchSettings, root: Path) -> Catalog:
     return Catalog(
         root,
         lambda name, dims, quantization: open_edge_store(settings, root / "edge" / name, dims, quantization),
         settings.collection,
         quantization=Quantization.of(settings),
+        requantize=_names(settings.requantize),
     )
 
 
@@ -260,6 +273,7 @@ def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
         point_alias=lambda name: connection.point_alias(ALIAS, name),
         on_close=connection.close,
         quantization=Quantization.of(settings),
+        requantize=_names(settings.requantize),
     )
 
 

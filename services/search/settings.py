@@ -38,6 +38,10 @@ class SearchSettings(config.ServerSettings):
     # where the float32 originals live: "disk" leaves RAM to the compressed copy and the graph
     quantization_originals: str = dataclasses.field(
         default=MEMORY, metadata={"choices": ORIGINALS})
+    # Collections (comma-separated, or "all") that take the quantization above at this start instead
+    # of their own: rebuilt in place, edge by the start-up optimize (before SERVING), a server in the
+    # background.
+    requantize: str = ""
 
     def __post_init__(self):
         Quantization.of(self)  # a bad combination fails at start, with what to change
