@@ -365,15 +365,20 @@ def test_the_autoencoder_fusion_learns_and_keeps_neighbours_apart():
     assert same_cluster.mean() > 0.9  # each video's nearest code is from its own cluster
 
 
-def test_the_held_out_clips_are_disjoint_moments_of_the_story():
-    spans = real_media.heldout_spans()
+@pytest.mark.parametrize("films, corpus_clips, unrelated_clips, story_end", [
+    (real_media.HELDOUT["bbb"], 16, 6, {"bbb": 480}),  # titles and credits left out
+    (real_media.HELDOUT["debian"], 11, 6, {"ccfilm": 148, "freecol": 77, "fillets": 73}),
+])
+def test_the_held_out_clips_are_disjoint_moments_of_their_films(films, corpus_clips, unrelated_clips, story_end):
+    spans = {name: span for film in films for name, span in film.spans().items()}
     corpus = [span for name, span in spans.items() if "-corpus-" in name]
     unrelated = [span for name, span in spans.items() if "-unrelated-" in name]
-    assert len(corpus) == 16 and len(unrelated) == 6
-    ordered = sorted(spans.values())
-    # no two clips share a second, and each is GAP_S from the next: no shot runs from one into another
-    assert all(later[0] - earlier[1] >= real_media.GAP_S for earlier, later in zip(ordered, ordered[1:]))
-    assert ordered[0][0] >= real_media.HELDOUT_START and ordered[-1][1] <= 480  # titles and credits left out
+    assert len(corpus) == corpus_clips and len(unrelated) == unrelated_clips
+    for film in films:
+        ordered = sorted(film.spans().values())
+        # no two clips share a second, and each is gap_s from the next: no shot runs from one into another
+        assert all(later[0] - earlier[1] >= film.gap_s for earlier, later in zip(ordered, ordered[1:]))
+        assert ordered[0][0] >= 0 and ordered[-1][1] <= story_end[film.name]
     # every unrelated clip is long enough to be a partial copy's filler on both sides
     assert all(end - start >= 2 * transforms.FILLER_S for start, end in unrelated)
 

@@ -17,18 +17,15 @@ import argparse
 import base64
 import datetime
 import gzip
-import hashlib
 import io
 import json
-import os
-import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 from reelvec import modalities
+from reelvec.tools import debian
 from reelvec.v1 import common_pb2
 
 PACKAGE = "r-cran-rtweet=1.1.0+dfsg-1"
@@ -38,45 +35,9 @@ POSTS = "posts.jsonl"
 TWITTER_TIME = "%a %b %d %H:%M:%S %z %Y"  # "Tue Nov 08 14:02:11 +0000 2022"
 
 
-def _download(folder: Path) -> Path:
-    """The pinned .deb in folder; RuntimeError says what to install or run when apt cannot get it."""
-    if shutil.which("apt-get") is None:
-        raise RuntimeError(f"apt-get is missing: the real posts come from Debian's {PACKAGE} "
-                           "(Debian 12 bookworm, main); run this on Debian or Ubuntu")
-    # as root apt drops to the _apt user, which cannot write into a private temporary folder
-    command = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", PACKAGE]
-    attempt = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-    if attempt.returncode != 0 and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)  # a fresh image has no package lists
-        attempt = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-    if attempt.returncode != 0:
-        raise RuntimeError(f"`apt-get download {PACKAGE}` failed ({attempt.stderr.strip().splitlines()[-1:]}): "
-                           "run `apt-get update` (as root) on a machine whose sources include Debian bookworm main")
-    (deb,) = folder.glob("*.deb")
-    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
-    if digest != DEB_SHA256:
-        raise RuntimeError(f"{deb.name} has sha256 {digest}, expected {DEB_SHA256}")
-    return deb
-
-
-def _deb_member(deb: bytes, prefix: str) -> bytes:
-    """A member of a .deb's ar archive by name prefix (e.g. "data.tar"): read here, so that no
-    dpkg-deb is needed."""
-    if not deb.startswith(b"!<arch>\n"):
-        raise ValueError("not a Debian package (no ar header)")
-    at = 8
-    while at + 60 <= len(deb):
-        header = deb[at : at + 60]
-        name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
-        if name.startswith(prefix):
-            return deb[at + 60 : at + 60 + size]
-        at += 60 + size + size % 2  # members are 2-byte aligned
-    raise ValueError(f"no {prefix}* in the package")
-
-
 def _cassettes(deb: bytes):
     """Yields (fixture name, response body text) for every recorded API answer."""
-    with tarfile.open(fileobj=io.BytesIO(_deb_member(deb, "data.tar"))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(debian.member(deb, "data.tar"))) as archive:
         for member in sorted(archive.getmembers(), key=lambda m: m.name):
             if not (member.isfile() and member.name.startswith(FIXTURES) and ".json" in member.name):
                 continue
@@ -153,7 +114,7 @@ def fetch(folder: Path) -> list[dict]:
     if not (folder / POSTS).exists():
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as download:
-            found = parse(_download(Path(download)).read_bytes())
+            found = parse(debian.checked(debian.download(PACKAGE, Path(download)), DEB_SHA256, PACKAGE))
         partial = folder / (POSTS + ".partial")
         partial.write_text("".join(json.dumps(post, ensure_ascii=False) + "\n" for post in found))
         partial.replace(folder / POSTS)
