@@ -15,8 +15,9 @@ three steps (docs/copies.md says why each is built so):
    disjoint chains are taken, best first.
 3. Decision: a pair's score is its best segment's score, the frames' mean similarity along the
    chain; scores are comparable across pairs, and a pair is a copy at score >= THRESHOLD when the
-   score also stands MARGIN above the query's background: how alike it looks to the other
-   candidates, as VSC's baseline normalizes scores against a background set.
+   score also stands MARGIN above the background of the copied seconds: how alike those query
+   frames look to the other candidates anyway, as VSC's baseline normalizes frame similarities
+   against a background set.
 """
 
 import dataclasses
@@ -32,12 +33,17 @@ from reelvec.vectors import unit
 MATCH_MIN = 0.6
 # The operating point: a chain's mean frame similarity at or above this is a copy.
 THRESHOLD = 0.65
-# ... and that far above what the query resembles anyway (`background`): footage of one kind (the
-# same game, the same studio, generated textures) forms chains of 0.7-0.9 with unrelated videos of
-# its kind, but then resembles several of them alike; a copy stands out from the rest.
-MARGIN = 0.3
+# ... and that far above what the query's copied seconds resemble anyway (`frame_background`):
+# footage of one kind (one film, one game, generated textures) forms chains of 0.7-0.9 with
+# unrelated videos of its kind, but then resembles several of them alike; a copy stands out from
+# the rest. Chosen on Big Buck Bunny's edited clips (docs/copies.md, 4 and 6).
+MARGIN = 0.12
 BACKGROUND_RANK = 2
 SAME = 0.95  # frames this alike along a chain are the same footage, whatever else resembles it
+# A copy spans at least this many seconds of the query, or half the shorter video: shorter chains
+# between clips of one film were its recurring graphics and assets (the same animated disc, the
+# same rendered planet), as a channel's intro recurs in all its videos (docs/copies.md, 6).
+MIN_COPY_S = 4.0
 MIN_VOTERS = 2  # query frames that must find a video among their nearest for it to be aligned
 MIN_MATCHES = 3  # frames a chain needs: one or two matching frames are a coincidence (a logo, a black card)
 MAX_GAP_S = 3.0  # seconds a chain may skip on either side (cuts, dropped or changed frames)
@@ -87,6 +93,10 @@ class Track:
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def duration(self) -> float:
+        """The seconds the frames stand for, from the first's slot to the last's."""
+        return float(self.times[-1] - self.times[0]) + 2 * self.half_step() if len(self.times) else 0.0
 
     def half_step(self) -> float:
         """Half the spacing of the frames: each stands for that much time on either side."""
@@ -226,39 +236,50 @@ def vote(frame_hits, limit: int) -> list[str]:
     return sorted(kept, key=lambda v: -votes[v])[:limit]
 
 
-def _closeness(similarity: np.ndarray) -> float:
-    """How alike two videos look frame by frame, time left aside: the mean over the query's frames
-    of their best similarity to any of the other's."""
-    return float(similarity.max(axis=1).mean()) if similarity.size else 0.0
+def frame_background(best: np.ndarray) -> np.ndarray:
+    """What each query frame resembles anyway, per candidate: `best` [candidates, query frames],
+    each frame's best similarity to each candidate; row c of the result is, frame by frame, the
+    BACKGROUND_RANK-th best of the other candidates (0 where there are fewer). The rank tolerates
+    a source stored twice."""
+    n = len(best)
+    if n <= BACKGROUND_RANK:
+        return np.zeros_like(best)
+    rows = np.arange(n)
+    return np.stack([np.sort(best[rows != c], axis=0)[-BACKGROUND_RANK] for c in range(n)])
 
 
-def background(closeness: dict[str, float], video_id: str) -> float:
-    """What a query resembles anyway: the BACKGROUND_RANK-th closest of the other candidates (0 when
-    there are fewer). The rank tolerates a source stored twice."""
-    others = sorted((c for v, c in closeness.items() if v != video_id), reverse=True)
-    return others[BACKGROUND_RANK - 1] if len(others) >= BACKGROUND_RANK else 0.0
+def weigh(query: Track, candidates: dict[str, Track]) -> dict[str, tuple[list[Segment], float, float]]:
+    """What the decision weighs for each candidate: its segments with the query, best first; the
+    background behind the best, the mean of frame_background over the query frames that segment
+    spans (0 without a segment); and the shorter video's duration."""
+    ids = list(candidates)
+    similarities = [query.vectors @ candidates[video_id].vectors.T for video_id in ids]
+    background = frame_background(np.stack([s.max(axis=1) for s in similarities])) if ids else None
+    weighed = {}
+    for c, video_id in enumerate(ids):
+        segments = align(query, candidates[video_id], similarities[c])
+        behind = 0.0
+        if segments:
+            span = (query.times >= segments[0].query_start) & (query.times <= segments[0].query_end)
+            behind = float(background[c][span].mean()) if span.any() else 0.0
+        weighed[video_id] = (segments, behind, min(query.duration(), candidates[video_id].duration()))
+    return weighed
 
 
-def weigh(query: Track, candidates: dict[str, Track]) -> dict[str, tuple[list[Segment], float]]:
-    """What the decision weighs for each candidate: its segments with the query, best first, and
-    the query's background among the others."""
-    similarities = {video_id: query.vectors @ ref.vectors.T for video_id, ref in candidates.items()}
-    close = {video_id: _closeness(similarity) for video_id, similarity in similarities.items()}
-    return {video_id: (align(query, ref, similarities[video_id]), background(close, video_id))
-            for video_id, ref in candidates.items()}
-
-
-def decide(segments: list[Segment], behind: float, threshold: float = THRESHOLD) -> bool:
-    """A copy: a chain scoring at least `threshold`, and either SAME or at least MARGIN above the
-    query's background `behind`."""
+def decide(segments: list[Segment], behind: float, shorter: float, threshold: float = THRESHOLD) -> bool:
+    """A copy: a chain scoring at least `threshold`, either SAME or at least MARGIN above the
+    background `behind`, and spanning MIN_COPY_S of the query or half the `shorter` video."""
     if not segments or segments[0].score < threshold:
         return False
-    return segments[0].score >= SAME or segments[0].score - behind >= MARGIN
+    best = segments[0]
+    if best.query_end - best.query_start < min(MIN_COPY_S, shorter / 2):
+        return False
+    return best.score >= SAME or best.score - behind >= MARGIN
 
 
 def find(query: Track, candidates: dict[str, Track], threshold: float = THRESHOLD) -> list[Match]:
     """The candidates the decision calls copies of the query, best first."""
     found = [Match(video_id, segments[0].score, tuple(segments))
-             for video_id, (segments, behind) in weigh(query, candidates).items()
-             if decide(segments, behind, threshold)]
+             for video_id, (segments, behind, shorter) in weigh(query, candidates).items()
+             if decide(segments, behind, shorter, threshold)]
     return sorted(found, key=lambda m: (-m.score, m.id))

@@ -3,6 +3,7 @@ with real edits through the real visual model (in-process ONNX, as the encoder's
 backend runs it)."""
 
 import asyncio
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -128,6 +129,38 @@ def test_footage_of_one_kind_is_no_copy_of_its_kin_but_its_own_copy_still_is():
     assert copies.find(newcomer, family) == []  # ...but resembles all of them alike
     reupload = copies.Track.of(family["v2"].times, noisy(family["v2"].vectors, rng, 0.005))
     assert [m.id for m in copies.find(reupload, family)] == ["v2"]
+
+
+def test_the_background_is_per_query_frame_the_second_best_of_the_other_candidates():
+    best = np.array([[0.9, 0.2], [0.5, 0.6], [0.4, 0.7], [0.3, 0.1]])  # [candidates, query frames]
+    background = copies.frame_background(best)
+    assert background[0] == pytest.approx([0.4, 0.6])  # candidates 1-3: second best per frame
+    assert background[1] == pytest.approx([0.4, 0.2])
+    assert copies.frame_background(best[:2]).max() == 0.0  # one other candidate: no background
+
+
+def test_a_copy_stands_out_from_what_its_own_seconds_resemble():
+    """A query half kin footage (like three stored videos of its kind), half a copy of one video:
+    the copy's seconds are weighed against the other candidates on those seconds only, so the kin
+    half neither hides the copy nor becomes one."""
+    rng = np.random.default_rng(8)
+    kind = rng.normal(size=(1, DIM)) * 1.5
+    kin = {f"k{i}": track(kind + rng.normal(size=(12, DIM))) for i in range(3)}
+    source = rng.normal(size=(12, DIM))
+    query = track(np.concatenate([kind + rng.normal(size=(8, DIM)), noisy(source[2:10], rng, 0.3)]))
+    weighed = copies.weigh(query, kin | {"source": track(source)})
+    segments, behind, shorter = weighed["source"]
+    assert segments[0].query_start >= 7.5 and behind < 0.3 and shorter == pytest.approx(12.0)
+    assert [m.id for m in copies.find(query, kin | {"source": track(source)})] == ["source"]
+
+
+def test_a_copied_stretch_must_span_min_copy_s_or_half_the_shorter_video():
+    segment = copies.Segment(query_start=2.0, query_end=5.0, ref_start=0.0, ref_end=3.0, score=0.9)
+    assert not copies.decide([segment], behind=0.0, shorter=10.0)  # 3 s of two 10 s videos: a recurring graphic
+    assert copies.decide([segment], behind=0.0, shorter=5.0)  # most of a 5 s clip
+    longer = dataclasses.replace(segment, query_end=2.0 + copies.MIN_COPY_S)
+    assert copies.decide([longer], behind=0.0, shorter=60.0)
+    assert not copies.decide([longer], behind=0.9 - copies.MARGIN + 0.01, shorter=60.0)  # not above its background
 
 
 def test_descriptors_that_do_not_fit_together_are_invalid_input():

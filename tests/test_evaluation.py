@@ -242,7 +242,7 @@ def _track(rows: np.ndarray) -> copies.Track:
     return copies.Track.of(np.arange(len(rows)) + 0.5, rows)  # one frame a second
 
 
-def test_both_copy_methods_side_by_side_on_constructed_frames():
+def test_both_copy_methods_side_by_side_on_constructed_frames(tmp_path):
     """A full copy, a partial copy (seconds 3-10 of original 1 at seconds 5-12 of the query) and a
     video that copies nothing but looks like three originals of its kind (as generated textures do):
     the alignment finds and locates both copies and, by the decision's background rule, names
@@ -275,6 +275,13 @@ def test_both_copy_methods_side_by_side_on_constructed_frames():
     markdown = "\n".join(copy_methods.markdown(result))
     assert "| partial copies located (IoU >= 0.5 on both sides) | 0.000 | 1.000 |" in markdown
     assert "| b | 5.0-12.0 | 3.0-10.0 | 5.0-12.0 / 3.0-10.0 | " in markdown
+    # a replay from the saved descriptors redoes the frames' part alike, the mean vector's kept
+    copy_methods.save_tracks(tmp_path / "frames.npz", tracks[5:], tracks[:5])
+    emptied = result | {copy_methods.FRAMES: {}, "partial_copies": [row | {"segment": []}]}
+    replayed = copy_methods.replay(json.loads(json.dumps(emptied)), tmp_path / "frames.npz")
+    assert replayed[copy_methods.FRAMES] == json.loads(json.dumps(frames))
+    assert replayed["partial_copies"] == json.loads(json.dumps(result["partial_copies"]))
+    assert replayed[copy_methods.MEAN] == json.loads(json.dumps(mean))
 
 
 def test_the_report_keeps_the_frame_descriptors_beside_its_json_for_a_replay(tmp_path, monkeypatch):

@@ -10,8 +10,10 @@ import random
 import grpc
 import numpy as np
 import pytest
+from checkout import ROOT
 
 from reelvec import samples
+from reelvec.tools import real_media
 from reelvec.v1 import common_pb2, gateway_pb2
 
 pytestmark = pytest.mark.integration
@@ -234,7 +236,9 @@ def test_predict_returns_likes_interval_originality_and_suggestions(stack, train
     assert result["similar"][0]["id"] == "pets_0"
     assert {"pets", "dog", "training"} & set(result["hashtags"])
 
-    fresh = samples.make_video(tmp_path / "fresh.mp4", seed=12345, tone_hz=None)
+    # real footage the corpus lacks: a generated clip would be a texture of a sample clip's family,
+    # which the copy decision may call a copy (docs/copies.md, 6)
+    fresh = real_media.clips(ROOT / ".media")["city.mpg"]
     original = json.loads(stack.cli("predict", str(fresh), "--json").stdout)
     assert original["near_duplicate_of"] is None
     assert original["originality"] > result["originality"]
@@ -281,7 +285,6 @@ def test_metrics_endpoints_count_rpcs(stack, tmp_path, grpc_error):
     import re
     import urllib.request
 
-    from checkout import ROOT
 
     # an upload and a refused one of its own: a restart of the stack sets the counters back to zero
     stub = stack.stub()
@@ -318,7 +321,6 @@ def test_the_load_generator_runs_a_bounded_mix_against_the_stack(stack, trained,
     import csv
     import subprocess
 
-    from checkout import ROOT
 
     locust = ROOT / ".venv-loadtest" / "bin" / "locust"
     assert locust.exists(), "run `make loadtest-env` (make test does)"

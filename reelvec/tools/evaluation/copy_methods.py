@@ -83,18 +83,21 @@ def frame_pairs(queries: list[copies.Track | None], originals: list[copies.Track
     threshold 0, else 0: `score >= copies.THRESHOLD` is then copies.find's decision, and a curve
     over the threshold holds the rest of the decision as it is), each pair's segments whatever the
     decision, and what the decision weighed for every pair: [query, original, the best segment's
-    score (0 without a chain), the query's background], enough to replay another threshold, margin
-    or rule over a finished evaluation without embedding anything again."""
+    score (0 without a chain), its background, its seconds on the query, the shorter video's
+    seconds], enough to replay another threshold or margin without aligning again (frames.npz
+    replays any other rule: replay())."""
     candidates = {str(j): ref for j, ref in enumerate(originals) if ref is not None}
     scores = np.zeros((len(queries), len(originals)))
     aligned = [[() for _ in originals] for _ in queries]
     weighed = []
     for i, query in enumerate(queries):
-        for j, (segments, behind) in (copies.weigh(query, candidates) if query is not None else {}).items():
+        for j, (segments, behind, shorter) in (copies.weigh(query, candidates) if query is not None else {}).items():
             j = int(j)
             aligned[i][j] = tuple(segments)
-            weighed.append([i, j, round(segments[0].score, 4) if segments else 0.0, round(behind, 4)])
-            if copies.decide(segments, behind, threshold=0.0):
+            weighed.append([i, j, round(segments[0].score, 4) if segments else 0.0, round(behind, 4),
+                            round(segments[0].query_end - segments[0].query_start, 2) if segments else 0.0,
+                            round(shorter, 2)])
+            if copies.decide(segments, behind, shorter, threshold=0.0):
                 scores[i, j] = segments[0].score
     return scores, aligned, weighed
 
@@ -126,25 +129,22 @@ def _group(query: Query) -> str:
     return query.kind if query.kind in (PARTIAL, UNRELATED) else "full"
 
 
-def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb2.EmbedResponse],
-            visual: tuple[np.ndarray, np.ndarray], about: list[Query], ids: list[str]) -> dict:
-    """Both methods on every pair. visual: the mean vectors of the originals and of the queries;
-    about: what each query is; ids: the originals'."""
-    truth = np.zeros((len(queries), len(originals)), bool)
+def _truth(about: list[Query], originals: int) -> np.ndarray:
+    truth = np.zeros((len(about), originals), bool)
     for i, query in enumerate(about):
         if query.original >= 0:
             truth[i, query.original] = True
-    cosine = metrics.similarities(visual[1], visual[0])
-    tracks = [track(r) for r in queries], [track(r) for r in originals]
-    frame_scores, segments, weighed = frame_pairs(*tracks)
+    return truth
 
-    def whole(i, j):  # a mean vector knows no seconds: its copy is the whole of both videos
-        return [(0.0, queries[i].duration, 0.0, originals[j].duration)]
 
+def frames_section(queries: list[copies.Track | None], originals: list[copies.Track | None],
+                   about: list[Query], ids: list[str]) -> dict:
+    """The frame descriptors' part of compare(): what the current alignment and decision make of
+    the tracks, so a finished evaluation can be replayed (replay())."""
+    truth = _truth(about, len(originals))
+    frame_scores, segments, weighed = frame_pairs(queries, originals)
     partials = [(i, q) for i, q in enumerate(about) if q.kind == PARTIAL]
     return {
-        "queries": {group: sum(_group(q) == group for q in about) for group in GROUPS},
-        MEAN: _method(cosine, truth, MEAN_THRESHOLD, about, whole),
         FRAMES: _method(frame_scores, truth, copies.THRESHOLD, about,
                         lambda i, j: [_box(s) for s in segments[i][j]]),
         "frame_curve": {
@@ -156,6 +156,38 @@ def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb
         "truth": [q.original for q in about],
         "decision_inputs": weighed,
     }
+
+
+def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb2.EmbedResponse],
+            visual: tuple[np.ndarray, np.ndarray], about: list[Query], ids: list[str]) -> dict:
+    """Both methods on every pair. visual: the mean vectors of the originals and of the queries;
+    about: what each query is; ids: the originals'."""
+    cosine = metrics.similarities(visual[1], visual[0])
+
+    def whole(i, j):  # a mean vector knows no seconds: its copy is the whole of both videos
+        return [(0.0, queries[i].duration, 0.0, originals[j].duration)]
+
+    return {
+        "queries": {group: sum(_group(q) == group for q in about) for group in GROUPS},
+        MEAN: _method(cosine, _truth(about, len(originals)), MEAN_THRESHOLD, about, whole),
+        **frames_section([track(r) for r in queries], [track(r) for r in originals], about, ids),
+    }
+
+
+def replay(section: dict, frames: Path) -> dict:
+    """A finished evaluation's copy_methods `section` with its frames part done again by the current
+    code, from the descriptors it saved (`frames`, save_tracks'): the mean vector's column stays
+    as it was measured."""
+    queries, originals = load_tracks(frames)
+    rows = iter(section["partial_copies"])
+    about, names = [], [""] * len(originals)
+    for kind, original in zip(section["kinds"], section["truth"]):
+        box = None
+        if kind == PARTIAL:  # each partial copy's row says where its excerpt lies, and in which original
+            row = next(rows)
+            box, names[original] = tuple(row["query"]) + tuple(row["reference"]), row["original"]
+        about.append(Query(kind, original, box))
+    return section | frames_section(queries, originals, about, names)
 
 
 def _partial_row(query: Query, found: tuple[copies.Segment, ...], ids: list[str]) -> dict:
