@@ -42,11 +42,38 @@ def test_every_measured_number_is_one_benchmarks_md_reports():
                  measured.TRITON_GPU_FRAMES_PER_S, measured.TRANSCRIBER_GPU_VIDEO_S_PER_S,
                  measured.TRANSCRIBER_GPU_CPU_S_PER_VIDEO_S, measured.STACK_CPU_S_PER_SEARCH_PACED * 1000,
                  measured.VIDEO_KIB_PER_VIDEO, measured.FRAMES_DISK_KIB_PER_MINUTE, measured.FRAMES_RAM_KIB_PER_MINUTE,
-                 *(round(1 / seconds) for seconds in measured.ENGINE_S_PER_QUERY.values())]
+                 measured.FUSED_ORIGINALS_BYTES_PER_VIDEO,
+                 *(round(1 / seconds) for seconds in measured.ENGINE_S_PER_QUERY.values()),
+                 *(b for row in measured.FUSED_BYTES_PER_VIDEO.values() for b in row if b is not None)]
     for value in constants:
         written = f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
         assert written in reported, written
     assert f"{measured.INGEST_SUITE_VIDEO_S:g} s" in reported
+
+
+def test_the_fused_vector_bytes_are_the_quantized_search_rows_at_100k():
+    """Each kind's RAM and disk a video are one row of BENCHMARKS.md's table, in its columns."""
+    reported = (ROOT / "BENCHMARKS.md").read_text()
+    section = reported.split("## Quantized search", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| qdrant-edge") and "| 100,000 |" in line]
+    names = {"none": "float32 HNSW", "int8": "int8 + rescore x2 (service default)", "binary": "binary + rescore x4",
+             "binary2": "binary2 + rescore x4"}
+    for kind, (in_memory, on_disk, disk) in measured.FUSED_BYTES_PER_VIDEO.items():
+        row = next(r for r in rows if r[0] == f"qdrant-edge {names[kind]}")
+        assert (row[3], row[4], row[5]) == (f"{in_memory:,}", "-" if on_disk is None else f"{on_disk:,}", f"{disk:,}")
+    frames = next(line for line in section.splitlines() if line.startswith("| frame descriptors"))
+    assert f"| {measured.FRAMES_RAM_KIB_PER_MINUTE:g} KiB/min |" in frames
+
+
+def test_the_plan_defaults_to_the_search_services_quantization_and_knows_its_kinds():
+    from services.search.settings import SearchSettings
+    from services.search.stores import quantization
+
+    assert (capacity.DEFAULT_QUANTIZATION, capacity.DEFAULT_ORIGINALS) == (
+        SearchSettings.quantization, SearchSettings.quantization_originals)
+    assert set(capacity.QUANTIZATIONS) <= set(quantization.KINDS)
+    assert capacity.ORIGINALS == quantization.ORIGINALS
 
 
 def test_sizes_come_from_the_manifests(sizes):
@@ -147,6 +174,26 @@ def test_qdrant_holds_two_copies_of_every_video_within_its_pods(sizes):
     assert make_plan(sizes, stored_videos=None, uploads_per_day=1000).load.videos_stored == 365_000
 
 
+@pytest.mark.parametrize("stored, memory, disk", [(1_000_000, None, None), (10_000_000, None, None),
+                                                 (10_000_000, 48, 500), (100_000_000, 48, 500)])
+def test_quantized_originals_on_disk_need_no_more_qdrant_pods_than_float32_in_memory(sizes, stored, memory, disk):
+    def qdrant(kind, originals):
+        return make_plan(sizes, stored_videos=stored, qdrant_memory_gib=memory, qdrant_disk_gib=disk,
+                         quantization=kind, quantization_originals=originals).services["qdrant"].pods
+
+    float32 = qdrant("none", "memory")
+    for kind in capacity.QUANTIZATIONS:
+        in_memory = qdrant(kind, "memory")
+        if kind != "none":
+            # the originals are the same bytes wherever they live: on disk only RAM is saved
+            assert qdrant(kind, "disk") <= in_memory and qdrant(kind, "disk") <= float32, kind
+    assert qdrant("int8", "disk") < float32  # these pods are full by memory, which the originals were most of
+    ram = {(k, o): capacity.qdrant_kib_per_video(capacity.Load(**EXAMPLE, quantization=k, quantization_originals=o))
+           for k in capacity.QUANTIZATIONS for o in capacity.ORIGINALS if (k, o) != ("none", "disk")}
+    assert all(ram[(k, "disk")][0] < ram[(k, "memory")][0] and ram[(k, "disk")][1] == ram[(k, "memory")][1]
+               for k in capacity.QUANTIZATIONS if k != "none")
+
+
 def test_nodes_hold_the_pods_by_their_requests(sizes):
     for node_cpus, node_memory in ((16, 64), (64, 256)):
         plan = make_plan(sizes, node_cpus=node_cpus, node_memory_gib=node_memory, qdrant_memory_gib=48,
@@ -173,6 +220,10 @@ def test_nodes_hold_the_pods_by_their_requests(sizes):
     ({"stored_videos": -5}, "--stored-videos"),
     ({"node_cpus": 0}, "--node-cpus"),
     ({"uploads_per_day": 0, "searches_per_second": 0}, "nothing to plan"),
+    ({"quantization": "pq"}, "--quantization must be one of none, int8, binary, binary2"),
+    ({"quantization": "INT8"}, "--quantization must be one of"),
+    ({"quantization_originals": "ram"}, "--quantization-originals must be memory or disk"),
+    ({"quantization": "none", "quantization_originals": "disk"}, "--quantization-originals disk needs a quantized"),
 ])
 def test_bad_input_is_named(sizes, change, flag):
     with pytest.raises(ValueError, match=flag):
@@ -212,6 +263,9 @@ def test_the_written_overlay_renders_validates_and_holds_the_plan(sizes, gpu, tm
     assert qdrant["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "400Gi"
     settings = manifest_checks.of_kind(docs, "ConfigMap")["reelvec-settings"]["data"]
     assert settings["REELVEC_QDRANT_REPLICATION_FACTOR"] == "2"
+    # the search service keeps the fused vector as the plan sized it
+    assert (settings["REELVEC_QUANTIZATION"], settings["REELVEC_QUANTIZATION_ORIGINALS"]) == (
+        plan.qdrant.quantization, plan.qdrant.originals) == ("int8", "memory")
     # a CPU cluster builds on the base, not the one-node cpu overlay: uploads shared across nodes
     media = manifest_checks.of_kind(docs, "PersistentVolumeClaim")["reelvec-media"]
     assert media["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -233,6 +287,14 @@ def test_the_command_prints_writes_and_render_takes_the_folder(tmp_path):
     human = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "plan", *args[:6]],
                            capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert human.returncode == 0 and "headroom 30%" in human.stdout and "transcriber" in human.stdout
+    assert "fused vector int8, originals in memory" in human.stdout
+    on_disk = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "plan", *args[:6], "--json",
+                              "--quantization", "binary", "--quantization-originals", "disk"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert on_disk.returncode == 0, on_disk.stderr
+    qdrant = json.loads(on_disk.stdout)["qdrant"]
+    assert (qdrant["quantization"], qdrant["originals"]) == ("binary", "disk")
+    assert qdrant["ram_kib_per_video"] < result["qdrant"]["ram_kib_per_video"]
 
 
 def test_a_bad_flag_is_one_line_not_a_traceback():
@@ -240,3 +302,7 @@ def test_a_bad_flag_is_one_line_not_a_traceback():
                              "--avg-seconds", "30", "--searches-per-second", "10", "--headroom", "1.5"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 1 and result.stderr.startswith("error: --headroom") and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "reelvec.tools.cli", "deploy", "plan", "--uploads-per-day", "1000",
+                             "--avg-seconds", "30", "--searches-per-second", "10", "--quantization", "pq"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1 and result.stderr.startswith("error: --quantization") and "Traceback" not in result.stderr

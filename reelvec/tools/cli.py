@@ -377,7 +377,9 @@ def cmd_deploy_plan(args) -> int:
     load = capacity.Load(
         args.uploads_per_day, args.avg_seconds, args.searches_per_second, args.gpu, args.headroom, args.peak,
         args.stored_videos, args.node_cpus, args.node_memory_gib, args.gpus_per_node, args.qdrant_memory_gib,
-        args.qdrant_disk_gib)
+        args.qdrant_disk_gib,
+        **{name: getattr(args, name) for name in ("quantization", "quantization_originals")
+           if getattr(args, name) is not None})
     load.check()  # before kustomize runs: a bad flag is named at once
     manifests = Path(args.manifests)
     folder = overlay.base_for(load.gpu, manifests)
@@ -471,6 +473,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="memory of a Qdrant pod; default: the manifest's request")
     a.add_argument("--qdrant-disk-gib", type=float, default=None,
                    help="volume of a Qdrant pod; default: the manifest's")
+    # No argparse choices: Load.check names the measured kinds and refuses in one line like the other
+    # flags; None takes the search service's default, which capacity.py holds (not imported here: numpy).
+    a.add_argument("--quantization", default=None,
+                   help="the fused vector's, as the search service takes it: none, int8, binary or binary2 "
+                        "(default: the service's, int8)")
+    a.add_argument("--quantization-originals", default=None,
+                   help="where the fused vector's float32 originals live: memory or disk (default: the "
+                        "service's, memory)")
     a.add_argument("--out", default=None,
                    help="write the overlay (kustomization.yaml) into this folder; default: print only")
     a.add_argument("--manifests", default="deploy/k8s",

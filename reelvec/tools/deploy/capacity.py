@@ -24,6 +24,13 @@ ON_GPU = ("triton", "transcriber")  # what the gpu overlay puts on nvidia.com/gp
 QDRANT_REPLICATION = 2
 QDRANT_MIN_PODS = 3
 DEFAULT_STORED_DAYS = 365
+# The fused vector's quantization and where its float32 originals live: the kinds whose RAM and disk
+# BENCHMARKS.md measured, and the search service's default (services/search/settings.py; a test
+# holds the two together, as the overlay hands the plan's choice to the service).
+QUANTIZATIONS = tuple(measured.FUSED_BYTES_PER_VIDEO)
+MEMORY, DISK = "memory", "disk"
+ORIGINALS = (MEMORY, DISK)
+DEFAULT_QUANTIZATION, DEFAULT_ORIGINALS = "int8", MEMORY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +56,8 @@ class Load:
     gpus_per_node: int = 1
     qdrant_memory_gib: float | None = None  # None: what the manifest requests
     qdrant_disk_gib: float | None = None
+    quantization: str = DEFAULT_QUANTIZATION
+    quantization_originals: str = DEFAULT_ORIGINALS
 
     def check(self) -> None:
         """ValueError naming the first value that makes no plan."""
@@ -70,6 +79,15 @@ class Load:
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value <= 0):
                 raise ValueError(f"--{_flag(name)} must be > 0, got {value!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"--quantization must be one of {', '.join(QUANTIZATIONS)} (the kinds whose RAM and "
+                             f"disk BENCHMARKS.md measured, \"Quantized search\"), got {self.quantization!r}")
+        if self.quantization_originals not in ORIGINALS:
+            raise ValueError(f"--quantization-originals must be {MEMORY} or {DISK}, got {self.quantization_originals!r}")
+        if measured.FUSED_BYTES_PER_VIDEO[self.quantization][ORIGINALS.index(self.quantization_originals)] is None:
+            raise ValueError(f"--quantization-originals {DISK} needs a quantized kind: with --quantization "
+                             f"{self.quantization} the graph walk reads the originals at every hop, and no such "
+                             f"store was measured")
 
     @property
     def video_seconds_per_second(self) -> float:
@@ -102,6 +120,10 @@ class QdrantPlan:
     disk_gib_per_pod: float
     engine_ms_per_query: float
     measured_up_to: int  # the corpus size whose engine time is used; below the shard size: extrapolated
+    quantization: str
+    originals: str
+    ram_kib_per_video: float  # one copy of a video, its frames included
+    disk_kib_per_video: float
 
 
 @dataclasses.dataclass
@@ -146,6 +168,17 @@ def _engine_time(videos_per_shard: int) -> tuple[float, int]:
     sizes = sorted(measured.ENGINE_S_PER_QUERY)
     size = next((s for s in sizes if s >= videos_per_shard), sizes[-1])
     return measured.ENGINE_S_PER_QUERY[size], size
+
+
+def qdrant_kib_per_video(load: Load) -> tuple[float, float]:
+    """RAM and disk one copy of an average video takes in Qdrant: the fused vector as quantized, the
+    rest of the video shard, the frame descriptors for its length."""
+    in_memory, on_disk, fused_disk = measured.FUSED_BYTES_PER_VIDEO[load.quantization]
+    fused_ram = in_memory if load.quantization_originals == MEMORY else on_disk
+    minutes = load.avg_seconds / 60
+    ram = measured.VIDEO_OTHER_KIB_PER_VIDEO + fused_ram / 1024 + measured.FRAMES_RAM_KIB_PER_MINUTE * minutes
+    disk = measured.VIDEO_OTHER_KIB_PER_VIDEO + fused_disk / 1024 + measured.FRAMES_DISK_KIB_PER_MINUTE * minutes
+    return ram, disk
 
 
 def plan(load: Load, sizes: dict[str, PodSize]) -> Plan:
@@ -216,9 +249,7 @@ def _qdrant(load: Load, manifest: PodSize, services: dict[str, ServicePlan], war
     The search service creates its collections without a shard count, so Qdrant makes one shard per
     pod present at creation: shards = pods. Every search reaches every shard once (one of its
     copies), so with R copies over as many pods as shards, each pod answers every search once."""
-    minutes = load.avg_seconds / 60
-    ram_kib = measured.VIDEO_KIB_PER_VIDEO + measured.FRAMES_RAM_KIB_PER_MINUTE * minutes
-    disk_kib = measured.VIDEO_KIB_PER_VIDEO + measured.FRAMES_DISK_KIB_PER_MINUTE * minutes
+    ram_kib, disk_kib = qdrant_kib_per_video(load)
     memory = load.qdrant_memory_gib or manifest.memory_gib
     disk = load.qdrant_disk_gib or manifest.disk_gib
     if disk <= 0:
@@ -242,7 +273,8 @@ def _qdrant(load: Load, manifest: PodSize, services: dict[str, ServicePlan], war
         f"{memory:g} GiB RAM, {disk:g} GiB disk, {_cores(cores)}: {per_shard:,} videos a shard", busy, size)
     return QdrantPlan(pods, QDRANT_REPLICATION, per_shard,
                       QDRANT_REPLICATION * per_shard * ram_kib / KIB_PER_GIB,
-                      QDRANT_REPLICATION * per_shard * disk_kib / KIB_PER_GIB, engine_s * 1000, measured_size)
+                      QDRANT_REPLICATION * per_shard * disk_kib / KIB_PER_GIB, engine_s * 1000, measured_size,
+                      load.quantization, load.quantization_originals, ram_kib, disk_kib)
 
 
 def pods_per_node(size: PodSize, load: Load, gpu: bool) -> int:
@@ -299,6 +331,8 @@ def describe(plan: Plan) -> str:
         f"{q.videos_per_shard:,} videos a shard; per pod {q.ram_gib_per_pod:,.1f} GiB RAM and "
         f"{q.disk_gib_per_pod:,.1f} GiB disk; {q.engine_ms_per_query:.2f} ms of engine per search and shard "
         f"(measured at {q.measured_up_to:,} vectors)",
+        f"qdrant: fused vector {q.quantization}, originals {'in memory' if q.originals == MEMORY else 'on disk'}: "
+        f"{q.ram_kib_per_video:.1f} KiB RAM and {q.disk_kib_per_video:.1f} KiB disk a video, frames included",
         "regressor: not sized (no Predict rate planned): the manifests' replicas",
         f"nodes: {plan.cpu_nodes} CPU" + (f" + {plan.gpu_nodes} GPU" if load.gpu else "")
         + f" at the planned pods, {plan.cpu_nodes_at_max} CPU at the autoscalers' maximum"

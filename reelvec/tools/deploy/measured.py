@@ -58,8 +58,32 @@ ENGINE_S_PER_QUERY = {10_000: 1 / 3257, 100_000: 1 / 1898, 1_000_000: 1 / 543}
 # -- Storage per video ("Copy detection" > "Bytes per video-minute" and runs 4 and 5) ------------------
 # The video shard (four named vectors, their index, the payload): 19.8 KiB a video on disk.
 VIDEO_KIB_PER_VIDEO = 19.8
+# The fused vector is sized by its quantization below, so it comes out of the video shard: every
+# kind keeps the float32 originals, 7,436 B a video (4 bytes x 1859, "Quantized search"). What is
+# left is the visual, text and audio vectors, the payload and the fused vector's graph (counted
+# again below: a few hundred bytes too many), all of it counted as resident, which is where both
+# engines keep vectors the setting does not place.
+FUSED_ORIGINALS_BYTES_PER_VIDEO = 7436
+VIDEO_OTHER_KIB_PER_VIDEO = VIDEO_KIB_PER_VIDEO - FUSED_ORIGINALS_BYTES_PER_VIDEO / 1024
 # The frame descriptors with the track points (today's layout, runs 4 and 5): 820 KiB per
-# video-minute on disk, of which the int8 copy the frame search walks, 76 KiB a minute, is pinned
-# in RAM; the float32 rows are read from disk.
+# video-minute on disk ("Quantized search" measured 799 over 100 video-minutes; the larger is
+# taken). In RAM: the int8 copy the frame search walks, its graph and indexes, 83 KiB a minute
+# ("Quantized search", frame descriptors, RAM with the originals on disk). The float32 rows are
+# counted on disk, as a query reads only its candidates' rows; both engines leave them mapped in
+# the page cache when memory allows (388 KiB a minute), which docs/capacity.md says the plan
+# does not reserve.
 FRAMES_DISK_KIB_PER_MINUTE = 820.0
-FRAMES_RAM_KIB_PER_MINUTE = 76.0
+FRAMES_RAM_KIB_PER_MINUTE = 83.0
+
+# -- The fused vector by quantization ("Quantized search", the 100,000 rows) --------------------------
+# Bytes a video: RAM with the float32 originals in memory, RAM with them on disk, disk. The 100k
+# rows, not the 10k ones: the shard's fixed files weigh less per video the larger the corpus, and
+# a plan is for corpora far past both (the 10k rows are at most 62 B a video larger). The binary
+# rows at 4x and 8x rescoring hold the same files. `none` with its originals on disk was not
+# measured (its graph walk would read them from disk at every hop): None.
+FUSED_BYTES_PER_VIDEO = {
+    "none": (7691, None, 7835),
+    "int8": (9567, 2131, 9712),
+    "binary": (7937, 501, 8081),
+    "binary2": (8176, 740, 8321),
+}

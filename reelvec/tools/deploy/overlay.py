@@ -1,6 +1,7 @@
 """Between the capacity plan and deploy/k8s: what each pod requests, read from the rendered
 manifests, and the kustomize overlay `reelvec deploy plan --out DIR` writes (replicas, autoscaler
-bounds, Qdrant's pods, size and copies), which `reelvec deploy render --overlay DIR` renders."""
+bounds, Qdrant's pods, size and copies, the fused vector's quantization), which `reelvec deploy
+render --overlay DIR` renders."""
 
 import os
 from pathlib import Path
@@ -59,8 +60,8 @@ def _quantity_memory(gib: float) -> str:
     return f"{gib:g}Gi" if float(gib).is_integer() else f"{round(gib * 1024)}Mi"
 
 
-def _patch(kind: str, name: str, ops: list[tuple[str, object]]) -> dict:
-    body = yaml.safe_dump([{"op": "replace", "path": path, "value": value} for path, value in ops],
+def _patch(kind: str, name: str, ops: list[tuple[str, object]], op: str = "replace") -> dict:
+    body = yaml.safe_dump([{"op": op, "path": path, "value": value} for path, value in ops],
                           sort_keys=False)
     return {"target": {"kind": kind, "name": name}, "patch": _Literal(body)}
 
@@ -98,8 +99,13 @@ def kustomization(plan: Plan, out: Path, manifests: Path, manifest_sizes: dict[s
         ops.append(("/spec/volumeClaimTemplates/0/spec/resources/requests/storage",
                     _quantity_memory(qdrant.size.disk_gib)))
     patches.append(_patch("StatefulSet", "qdrant", ops))
+    # The search service gets the quantization Qdrant was sized for: kept in memory, originals the
+    # plan put on disk would not fit. "add", since the base sets no quantization (it replaces a key
+    # that is there).
     patches.append(_patch("ConfigMap", "reelvec-settings",
-                          [("/data/REELVEC_QDRANT_REPLICATION_FACTOR", str(plan.qdrant.replication))]))
+                          [("/data/REELVEC_QDRANT_REPLICATION_FACTOR", str(plan.qdrant.replication)),
+                           ("/data/REELVEC_QUANTIZATION", plan.qdrant.quantization),
+                           ("/data/REELVEC_QUANTIZATION_ORIGINALS", plan.qdrant.originals)], op="add"))
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
