@@ -656,6 +656,16 @@ def test_the_fused_quantization_is_persisted_with_the_collection(open_quantized)
             store.close()
 
 
+def test_a_server_keeps_the_frame_rows_on_disk(tmp_path):
+    """Their int8 copy (always in RAM) is what the frame search reads; at a minute of video a
+    server holding the float32 rows in memory too would need about 3x the RAM (docs/capacity.md)."""
+    store = QUANTIZED_BACKENDS["qdrant-local"](tmp_path, quantization.Quantization())
+    try:
+        assert store._client.get_collection(store._frames).config.params.vectors[base.FRAME].on_disk is True
+    finally:
+        store.close()
+
+
 def test_edge_rescoring_is_what_makes_the_scores_exact(tmp_path, embedding_like):
     """The search parameters reach the engine: without rescoring the int8 copy's own scores come
     back, which differ from the cosines."""

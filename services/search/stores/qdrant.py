@@ -193,6 +193,10 @@ class QdrantStore(base.VideoStore):
             q = self.fused_quantization
             return models.VectorParams(size=dim, distance=models.Distance.COSINE, quantization_config=quantization_config(q),
                                        on_disk=q.originals == quantization.DISK)
+        if vector == base.FRAME:
+            # a minute of video holds 60 of them: their int8 copy stays in RAM for the search, the
+            # float32 rows it rescores from go to disk (alignment reads the track points instead)
+            return models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=True)
         long = vector == modalities.VISUAL and dim >= QUANTIZE_MIN_DIM
         return models.VectorParams(size=dim, distance=models.Distance.COSINE, quantization_config=_INT8 if long else None)
 
