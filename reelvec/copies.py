@@ -255,6 +255,7 @@ def weigh(query: Track, candidates: dict[str, Track]) -> dict[str, tuple[list[Se
     ids = list(candidates)
     similarities = [query.vectors @ candidates[video_id].vectors.T for video_id in ids]
     background = frame_background(np.stack([s.max(axis=1) for s in similarities])) if ids else None
+    length = query.duration()
     weighed = {}
     for c, video_id in enumerate(ids):
         segments = align(query, candidates[video_id], similarities[c])
@@ -262,7 +263,7 @@ def weigh(query: Track, candidates: dict[str, Track]) -> dict[str, tuple[list[Se
         if segments:
             span = (query.times >= segments[0].query_start) & (query.times <= segments[0].query_end)
             behind = float(background[c][span].mean()) if span.any() else 0.0
-        weighed[video_id] = (segments, behind, min(query.duration(), candidates[video_id].duration()))
+        weighed[video_id] = (segments, behind, min(length, candidates[video_id].duration()))
     return weighed
 
 
