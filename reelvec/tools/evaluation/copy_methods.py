@@ -61,13 +61,15 @@ def load_tracks(path: Path) -> tuple[list[copies.Track | None], list[copies.Trac
     """save_tracks' (queries, originals)."""
     with np.load(path) as saved:
         def split(name):
+            # each read of an npz member decompresses it again: once per name, not once per track
+            times, vectors = saved[f"{name}_times"], saved[f"{name}_vectors"]
             tracks, start = [], 0
             for length in saved[f"{name}_lengths"]:
                 if length < 0:
                     tracks.append(None)
                     continue
                 end = start + int(length)
-                tracks.append(copies.Track(saved[f"{name}_times"][start:end], saved[f"{name}_vectors"][start:end]))
+                tracks.append(copies.Track(times[start:end], vectors[start:end]))
                 start = end
             return tracks
         return split("queries"), split("originals")
