@@ -12,8 +12,12 @@ from reelvec.tls import TLS
 
 # Transparent retries only for UNAVAILABLE (connection refused / not yet up); every internal RPC of
 # reelvec is idempotent (upsert by id, pure functions of their input), so a retry is safe.
+# round_robin: a target that names several replicas ("ipv4:10.0.0.1:50052,10.0.0.2:50052", or a
+# DNS name with many records) gets a connection to each and its calls spread over them; the default
+# pick_first would send every call to the first that answers. One address behaves as before.
 _SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],

@@ -441,6 +441,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--web-port", type=int, default=8080, help="the web page for creators (services/web)")
     up.add_argument("--sample", action="store_true",
                     help="index the bundled sample corpus and train the regressor when the store is empty")
+    up.add_argument("--encoder-replicas", type=int, default=1,
+                    help="encoder processes; the gateway spreads its calls over them round-robin")
 
     deploy = sub.add_parser("deploy", help="Kubernetes: render, apply, status, scale (docs/deploy.md)")
     actions = deploy.add_subparsers(dest="action", required=True)

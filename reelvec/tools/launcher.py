@@ -64,6 +64,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def encoder_names(replicas: int) -> list[str]:
+    """The first keeps the plain name that stack.json readers and the logs have always had."""
+    if replicas < 1:
+        raise ValueError(f"encoder replicas must be at least 1, not {replicas}")
+    return ["encoder", *(f"encoder-{i}" for i in range(2, replicas + 1))]
+
+
+def replicas_target(addresses: list[str]) -> str:
+    """A gRPC target for one or several "IP:port" addresses; reelvec.channels balances a channel
+    to several round-robin."""
+    return addresses[0] if len(addresses) == 1 else "ipv4:" + ",".join(addresses)
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -86,6 +99,8 @@ class Stack:
     data_dir: Path
     gateway_port: int = 50051
     web_port: int = 8080
+    # encoder processes, "encoder", "encoder-2", ...; the gateway spreads its calls over them
+    encoder_replicas: int = 1
     children: list[Child] = dataclasses.field(default_factory=list)
     _stopping: bool = False
 
@@ -104,7 +119,8 @@ class Stack:
 
     def plan(self) -> None:
         model_repository.assemble(triton_repository(), self.repository)
-        ports = {name: free_port() for name in ("encoder", "transcriber", "search", "regressor")}
+        encoders = encoder_names(self.encoder_replicas)
+        ports = {name: free_port() for name in (*encoders, "transcriber", "search", "regressor")}
         ports["gateway"] = self.gateway_port
         triton_ports = {k: free_port() for k in ("grpc", "http", "metrics")}
         env = dict(os.environ)
@@ -115,18 +131,21 @@ class Stack:
         )
         self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
         common = ["--data-dir", str(self.data_dir)]
+        encoder = ["--triton-url", f"127.0.0.1:{triton_ports['grpc']}", "--model-repository", str(self.repository)]
         flags = {
-            "encoder": ["--triton-url", f"127.0.0.1:{triton_ports['grpc']}", "--model-repository", str(self.repository)],
+            **{name: encoder for name in encoders},
             "transcriber": [],
             "search": [],
             "regressor": ["--search-url", f"127.0.0.1:{ports['search']}"],
             "gateway": [
-                *(f"--{name}-url=127.0.0.1:{ports[name]}" for name in ("encoder", "transcriber", "search", "regressor"))
+                f"--encoder-url={replicas_target([f'127.0.0.1:{ports[name]}' for name in encoders])}",
+                *(f"--{name}-url=127.0.0.1:{ports[name]}" for name in ("transcriber", "search", "regressor"))
             ],
         }
         for name, extra in flags.items():
             metrics = free_port()
-            argv = [sys.executable, "-m", f"services.{name}", "--port", str(ports[name]),
+            service = "encoder" if name in encoders else name
+            argv = [sys.executable, "-m", f"services.{service}", "--port", str(ports[name]),
                     "--metrics-port", str(metrics), *common, *extra]
             self.children.append(Child(name, argv, env, f"127.0.0.1:{ports[name]}", metrics))
         self.children[0].metrics_port = triton_ports["metrics"]
@@ -250,7 +269,7 @@ def _is_serving(address: str) -> bool:
 
 async def _run(args) -> int:
     data_dir = config.data_dir(args.data_dir)
-    stack = Stack(data_dir.resolve(), args.port, args.web_port)
+    stack = Stack(data_dir.resolve(), args.port, args.web_port, encoder_replicas=args.encoder_replicas)
     stack.plan()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

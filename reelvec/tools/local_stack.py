@@ -16,11 +16,13 @@ READY_TIMEOUT = 600
 
 
 class RunningStack:
-    def __init__(self, data_dir: Path, port: int, **env: str):
+    def __init__(self, data_dir: Path, port: int, up_args: tuple[str, ...] = (), **env: str):
+        """`up_args`: more flags for `reelvec up` (--encoder-replicas 2)."""
         from reelvec.tools.launcher import free_port
 
         self.data_dir = data_dir
         self.env = env
+        self.up_args = tuple(up_args)
         self.port = port
         self.gateway = f"127.0.0.1:{port}"
         self.web_port = free_port()
@@ -32,7 +34,7 @@ class RunningStack:
         env = dict(os.environ, **self.env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reelvec.tools.cli", "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--web-port", str(self.web_port)],
+             "--web-port", str(self.web_port), *self.up_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         ready = threading.Event()

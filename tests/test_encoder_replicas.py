@@ -1,0 +1,88 @@
+"""Several encoder replicas behind one gateway: `reelvec up --encoder-replicas N` starts N encoder
+processes and gives the gateway one target naming them all, and a reelvec channel to such a target
+spreads its calls over every replica (round-robin), not only the first that answers."""
+
+import asyncio
+import collections
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from reelvec import channels
+from reelvec.tools import launcher
+
+
+def _gateway_flag(stack: launcher.Stack, flag: str) -> str:
+    gateway = next(c for c in stack.children if c.name == "gateway")
+    return next(arg.split("=", 1)[1] for arg in gateway.argv if arg.startswith(f"--{flag}="))
+
+
+def test_two_replicas_are_two_encoder_processes_and_the_gateway_names_both(tmp_path):
+    stack = launcher.Stack(tmp_path, launcher.free_port(), launcher.free_port(), encoder_replicas=2)
+    stack.plan()
+    encoders = [c for c in stack.children if c.argv[1:3] == ["-m", "services.encoder"]]
+    assert [c.name for c in encoders] == ["encoder", "encoder-2"]
+    assert encoders[0].address != encoders[1].address
+    assert encoders[0].metrics_port != encoders[1].metrics_port
+    assert _gateway_flag(stack, "encoder-url") == f"ipv4:{encoders[0].address},{encoders[1].address}"
+    # dependency order on stop: the gateway (after them in the list) stops before both
+    names = [c.name for c in stack.children]
+    assert names.index("gateway") > names.index("encoder-2")
+
+
+def test_one_replica_keeps_the_plain_address(tmp_path):
+    stack = launcher.Stack(tmp_path, launcher.free_port(), launcher.free_port())
+    stack.plan()
+    encoder = next(c for c in stack.children if c.name == "encoder")
+    assert _gateway_flag(stack, "encoder-url") == encoder.address
+    assert not any(c.name.startswith("encoder-") for c in stack.children)
+
+
+def test_no_replicas_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        launcher.encoder_names(0)
+
+
+class _Counting(health.HealthServicer):
+    """A real gRPC service that counts the calls it answered."""
+
+    def __init__(self, calls: collections.Counter, name: str):
+        super().__init__()
+        self.calls, self.name = calls, name
+        self.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    def Check(self, request, context):
+        self.calls[self.name] += 1
+        return super().Check(request, context)
+
+
+async def _spread(replicas: int, calls: int) -> collections.Counter:
+    counted: collections.Counter = collections.Counter()
+    servers, addresses = [], []
+    for i in range(replicas):
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(_Counting(counted, f"replica{i}"), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        servers.append(server)
+        addresses.append(f"127.0.0.1:{port}")
+    try:
+        async with channels.open_channel(launcher.replicas_target(addresses)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for _ in range(calls):
+                await channels.call("replica", stub.Check, health_pb2.HealthCheckRequest(), timeout=10)
+    finally:
+        for server in servers:
+            await server.stop(None)
+    return counted
+
+
+def test_a_channel_to_two_replicas_sends_calls_to_both():
+    counted = asyncio.run(_spread(2, 20))
+    assert sum(counted.values()) == 20
+    assert counted["replica0"] >= 5 and counted["replica1"] >= 5, counted
+
+
+def test_a_channel_to_one_replica_still_answers():
+    assert asyncio.run(_spread(1, 3)) == {"replica0": 3}
