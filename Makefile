@@ -43,7 +43,8 @@ media: $(STAMP)
 
 # Copy detection on held-out footage (reelvec/tools/evaluation/heldout.py): cuts the clips, starts
 # the stack, writes evaluation-heldout/SET/report.md. HELDOUT=bbb: the footage the decision is
-# calibrated on (about 20 min on 2 cores); HELDOUT=debian: the footage it is checked on (15 min).
+# calibrated on (about 20 min on 2 cores); HELDOUT=debian: the footage it is checked on (15 min);
+# HELDOUT=third: the footage that confirms what was chosen after the check.
 HELDOUT ?= debian
 evaluate-heldout: install
 	$(BIN)/python -m reelvec.tools.evaluation.heldout --set $(HELDOUT)

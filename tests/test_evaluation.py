@@ -396,6 +396,34 @@ def test_the_held_out_clips_are_disjoint_moments_of_their_films(films, corpus_cl
     assert all(end - start >= 2 * transforms.FILLER_S for start, end in unrelated)
 
 
+def test_a_film_whose_stills_leave_empty_slots_is_cut_at_its_real_pace(tmp_path):
+    from fractions import Fraction
+
+    # an AVI at 15 fps that holds a frame at 0, 1/15, 1, 16/15 and 8/3 s, like OpenCV's tree.avi
+    film = tmp_path / "sparse.avi"
+    with av.open(str(film), "w") as container:
+        stream = container.add_stream("mpeg4", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for level, pts in zip((20, 60, 100, 140, 180), (0, 1, 15, 16, 40)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 15)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    def levels(fill_gaps):
+        target = tmp_path / f"clip-{fill_gaps}.mp4"
+        real_media._cut(film, 0.4, 2.4, None, target, fill_gaps)
+        with av.open(str(target)) as clip:
+            return [frame.to_ndarray(format="rgb24").mean() for frame in clip.decode(video=0)]
+
+    filled = levels(True)
+    # 2 s at 15 fps: whatever frame was showing at each slot, the one at 1/15 s until 1 s
+    assert len(filled) == 30
+    assert filled[:9] == pytest.approx([60] * 9, abs=3) and filled[9] == pytest.approx(100, abs=3)
+    assert filled[10:] == pytest.approx([140] * 20, abs=3)
+    assert len(levels(False)) == 2  # frame for frame, as the sets measured before are cut
+
+
 def test_the_users_unrelated_videos_are_the_negatives_and_the_partial_copies_filler(clip, tmp_path):
     from reelvec.tools.evaluation import report
     from reelvec.tools.progress import Progress
