@@ -9,7 +9,7 @@ from pathlib import Path
 from bench import common
 
 # name -> module with run(args) -> Section | list[Section]
-BENCHMARKS = ("encoder", "transcription", "search", "gateway", "ingest", "copies")
+BENCHMARKS = ("encoder", "transcription", "search", "gateway", "ingest", "copies", "replicas")
 GPU_BENCHMARKS = ("encoder", "transcription", "ingest")
 
 
