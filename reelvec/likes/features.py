@@ -21,9 +21,14 @@ TABULAR = (
     "caption_words",
     "hashtag_count",
 )
+# The author's earlier posts (history.py): filled from the other posts' labels, 0 in row() itself.
+# Last, so that a model trained before them reads the rows' first columns unchanged.
+HISTORY = ("log1p_author_earlier_posts", "author_earlier_log1p_likes")
+TABULAR = TABULAR + HISTORY
 NAMES = tuple(f"fused_{i}" for i in range(modalities.DIMS[modalities.FUSED])) + TABULAR
 # the author statistics' columns in a row (the first five of TABULAR): the `author` baseline's input
 AUTHOR = slice(modalities.DIMS[modalities.FUSED], modalities.DIMS[modalities.FUSED] + 5)
+FOLLOWERS = AUTHOR.start  # log1p(followers): how the reports split posts by author size
 
 
 def row(video: common_pb2.VideoRecord) -> np.ndarray:
@@ -44,6 +49,7 @@ def row(video: common_pb2.VideoRecord) -> np.ndarray:
         video.duration,
         len(video.metadata.caption.split()),
         len(video.metadata.hashtags),
+        *(0.0 for _ in HISTORY),
     ]
     return np.concatenate([fused.astype(np.float64), np.asarray(tabular, np.float64)])
 
@@ -65,7 +71,7 @@ def _tabular(*names: str) -> np.ndarray:
 # What each ablation step adds: a modality's block of the fused vector and the clip facts that
 # come with it; together they are every column.
 _ADDS = {
-    "author": np.arange(AUTHOR.start, AUTHOR.stop),
+    "author": np.concatenate([np.arange(AUTHOR.start, AUTHOR.stop), _tabular(*HISTORY)]),
     modalities.TEXT: np.concatenate([_fused_block(modalities.TEXT), _tabular("caption_words", "hashtag_count")]),
     modalities.VISUAL: np.concatenate([_fused_block(modalities.VISUAL), _tabular("duration_seconds")]),
     modalities.AUDIO: _fused_block(modalities.AUDIO),

@@ -1,47 +1,58 @@
-"""The served likes model: an estimator (estimators.py) of log1p(likes) with a split-conformal 80%
-interval, measured the way it will be used (validation.py), saved as JSON (no pickle).
+"""The served likes model: an estimator (estimators.py) of log1p(likes) with a conformal 80%
+interval conditional on the post (intervals.py), measured the way it will be used (validation.py),
+saved as JSON (no pickle).
 
 `train` measures under author folds (and a time hold-out when the videos carry their time),
-chooses the best kind unless one is forced, takes the interval from the chosen kind's out-of-fold
-residuals (10th/90th percentiles), then refits it on every video for serving.
+chooses the best kind unless one is forced, calibrates the interval on the chosen kind's
+out-of-fold residuals, then refits the estimator on every video for serving.
 """
 
 import datetime
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from reelvec.likes import estimators, features, validation
+from reelvec.likes import estimators, features, history, intervals, validation
 
 MIN_VIDEOS = 5
 # What a plain `train regressor` chooses among: the kinds that train in seconds. The neural ones (mlp,
 # transformer) cost minutes a fit, six fits each under the validation: over 45 minutes on 1,792 real
 # posts on 2 cores, where training on 5k posts should take minutes; `--compare` or `--model` measures them.
 CHOICE = ("ridge", "gbm", "quartile", "author", "mean")
-FORMAT = "reelvec-likes-v2"
+FORMAT = "reelvec-likes-v3"
+CONSTANT_FORMAT = "reelvec-likes-v2"  # the same band for every post: residual_low/high offsets
 LEGACY_FORMAT = "reelvec-ridge-v1"  # the first ridge artifacts: the same fields, no "estimator"
+
+
+# the row width before the history columns: artifacts without "width" were trained on it
+_WIDTH_BEFORE_HISTORY = len(features.NAMES) - len(features.HISTORY)
 
 
 @dataclass
 class LikesModel:
     estimator: estimators.Estimator
-    residual_low: float  # 10th percentile of held-out residuals, in log1p(likes)
-    residual_high: float
+    interval: intervals.Interval
     version: str
+    track_record: history.History = field(default_factory=lambda: history.History({}))
+    width: int = len(features.NAMES)  # the leading columns of features.NAMES it was trained on
 
-    def predict(self, row: np.ndarray) -> tuple[float, float, float]:
-        """Returns likes, low, high (80% interval)."""
-        centre = float(self.estimator.predict_log(row[None, :])[0])
+    def predict(self, row: np.ndarray, author: str = "", video_id: str = "", created_at: int = 0) -> tuple[float, float, float]:
+        """Returns likes, low, high (80% interval). The author's earlier posts among the training
+        posts fill the history columns (none for an unknown or empty author)."""
+        rows = self.track_record.fill(row[None, :], [video_id], [author], [created_at]) if author else row[None, :]
+        rows = rows[:, : self.width]
+        centre = self.estimator.predict_log(rows)
+        low, high = self.interval.offsets(rows, centre)
         likes = lambda value: float(max(np.expm1(value), 0.0))  # noqa: E731
-        return likes(centre), likes(centre + self.residual_low), likes(centre + self.residual_high)
+        return likes(centre[0]), likes(centre[0] + low[0]), likes(centre[0] + high[0])
 
     def save(self, path: Path) -> None:
-        body = {"format": FORMAT, "version": self.version, "residual_low": self.residual_low,
-                "residual_high": self.residual_high, "estimator": self.estimator.to_json()}
+        body = {"format": FORMAT, "version": self.version, "interval": self.interval.to_json(),
+                "width": self.width, "history": self.track_record.to_json(), "estimator": self.estimator.to_json()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
@@ -52,10 +63,14 @@ class LikesModel:
         body = json.loads(path.read_text())
         if body.get("format") == LEGACY_FORMAT:
             body = {**body, "estimator": {**body, "kind": "ridge"}}
-        elif body.get("format") != FORMAT:
+        elif body.get("format") not in (FORMAT, CONSTANT_FORMAT):
             raise ValueError(f"{path} is not a {FORMAT} artifact")
-        return cls(estimators.Estimator.from_json(body["estimator"]), float(body["residual_low"]),
-                   float(body["residual_high"]), body["version"])
+        if "interval" in body:
+            interval = intervals.Interval.from_json(body["interval"])
+        else:
+            interval = intervals.Interval(float(body["residual_low"]), float(body["residual_high"]))
+        return cls(estimators.Estimator.from_json(body["estimator"]), interval, body["version"],
+                   history.History.from_json(body.get("history", {})), int(body.get("width", _WIDTH_BEFORE_HISTORY)))
 
 
 def _selection_score(grouped: dict, timed: dict | None) -> float:
@@ -73,14 +88,15 @@ def _described(splits: list[validation.Split], groups: np.ndarray | None, later:
 def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = False,
           test_fraction: float = 0.2, seed: int = 0, compare: bool = False,
           groups: np.ndarray | None = None, created_at: np.ndarray | None = None, folds: int = validation.FOLDS,
-          kinds: tuple[str, ...] | None = None):
+          kinds: tuple[str, ...] | None = None, ids: np.ndarray | None = None):
     """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind.
 
     kind "" measures every kind (validation.py: author folds by `groups`, the time hold-out of the
     newest `test_fraction` by `created_at`) among `kinds` and serves the best; a kind forces it,
     measured alone unless `compare`. Choosing or comparing also measures the ablations of the
     chosen kind (features.ABLATIONS). Without `groups` each video is its own author. `kinds`
-    defaults to CHOICE (every kind when comparing)."""
+    defaults to CHOICE (every kind when comparing). The history columns are filled here from the
+    other posts of each author (history.py): `ids` name the videos (their row numbers without)."""
     if kind:
         estimators.make(kind, huber)  # an unknown kind fails before any work
     kinds = kinds or (estimators.KINDS if compare else CHOICE)
@@ -88,6 +104,10 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = Fal
         raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with likes, found {len(rows)}")
     target = np.log1p(np.maximum(likes, 0))
     groups = np.arange(len(rows)) if groups is None else np.asarray(groups)
+    ids = np.arange(len(rows)).astype(str) if ids is None else np.asarray(ids)
+    times = np.zeros(len(rows), np.int64) if created_at is None else np.asarray(created_at)
+    track_record = history.History.build(ids, groups, times, target)
+    rows = track_record.fill(rows, ids, groups, times)
     one_author = len(np.unique(groups)) < 2
     if one_author:
         groups = np.arange(len(rows))  # nothing to hold out but the posts themselves
@@ -120,7 +140,7 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = Fal
     chosen = kind or max(measured, key=lambda k: _selection_score(*measured[k][1:]))
     predicted, grouped, timed = measured[chosen]
     residuals = target - predicted
-    residual_low, residual_high = validation.interval(residuals)
+    inside, width = intervals.cross_check(rows, predicted, residuals, splits)
     report = {
         "train_size": len(rows),  # the served model is refitted on every video
         "test_size": len(rows),  # each predicted once, out of fold
@@ -129,8 +149,10 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = Fal
         "baseline_mae": measured["mean"][1]["mae"],
         "validation": _described(splits, None if one_author else groups, later),
         "folds": len(splits),
-        "interval_coverage": validation.cross_coverage(residuals, splits),
-        "interval_ratio": float(np.exp(residual_high - residual_low)),
+        "interval_coverage": float(inside.mean()),
+        "interval_ratio": float(np.exp(np.median(width))),  # the median post's (1 + high) / (1 + low)
+        # by the author's followers: whether the band holds for small and large accounts alike
+        "interval_by_followers": intervals.by_tercile(rows[:, features.FOLLOWERS], inside, width),
     }
     if compare or not kind:
         report["comparison"] = [{"model": k, **m[1]} for k, m in measured.items()]
@@ -145,5 +167,6 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = Fal
     estimator = estimators.make(chosen, huber).fit(rows, target, np.random.default_rng(seed))
     digest = hashlib.sha256(json.dumps(estimator.to_json()).encode()).hexdigest()[:8]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    model = LikesModel(estimator, residual_low, residual_high, version=f"{report['model']}-{stamp}-{digest}")
+    interval = intervals.Interval.calibrate(rows, predicted, residuals)
+    model = LikesModel(estimator, interval, f"{report['model']}-{stamp}-{digest}", track_record)
     return model, report

@@ -99,18 +99,3 @@ def scores(truth: np.ndarray, predicted: np.ndarray, bounds: np.ndarray) -> dict
         "quartile_accuracy": quartile_accuracy(truth, predicted, bounds),
     }
     return {k: (v if np.isfinite(v) else 0.0) for k, v in found.items()}
-
-
-def interval(residuals: np.ndarray) -> tuple[float, float]:
-    """The split-conformal 80% interval's offsets: the 10th and 90th percentiles of residuals."""
-    return float(np.quantile(residuals, 0.1)), float(np.quantile(residuals, 0.9))
-
-
-def cross_coverage(residuals: np.ndarray, splits: list[Split]) -> float:
-    """The share of posts inside the 80% interval when the interval of each fold's posts comes from
-    the other folds' out-of-fold residuals only: what an unseen author's posts would get."""
-    inside = 0
-    for split in splits:
-        low, high = interval(residuals[split.train])
-        inside += int(((residuals[split.test] >= low) & (residuals[split.test] <= high)).sum())
-    return inside / sum(len(split.test) for split in splits)

@@ -48,7 +48,8 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
             row = features.row(request.video)
         except ValueError as exc:
             raise errors.InvalidInput(str(exc)) from None
-        likes, low, high = current.predict(row)
+        video = request.video
+        likes, low, high = current.predict(row, video.metadata.author.id, video.id, video.metadata.created_at)
         return regressor_pb2.RegressResponse(
             likes=likes, likes_low=low, likes_high=high, model_version=current.version
         )
@@ -59,11 +60,11 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         if self._training.locked():
             raise errors.Precondition("a training run is already in progress; retry when it ends")
         async with self._training:
-            rows, likes, authors, created_at = await self._training_data()
+            rows, likes, authors, created_at, ids = await self._training_data()
             try:
                 fitted, report = await asyncio.to_thread(
                     model.train, rows, likes, request.model, request.huber, request.test_fraction or 0.2,
-                    request.seed, request.compare, authors, created_at,
+                    request.seed, request.compare, authors, created_at, ids=ids,
                 )
             except ValueError as exc:
                 raise errors.Precondition(f"{exc}; index more videos with likes first") from None
@@ -76,15 +77,18 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
             self.model = fitted
             tables = {name: [regressor_pb2.ModelScore(**row) for row in report.pop(name, [])]
                       for name in ("comparison", "time_holdout", "ablations")}
-            log.info("model trained", extra={"version": fitted.version, **report})
+            # no field for it in TrainReport: the log keeps the interval's coverage by author size
+            by_followers = report.pop("interval_by_followers", [])
+            log.info("model trained", extra={"version": fitted.version, **report,
+                                             "interval_by_followers": by_followers})
             return regressor_pb2.TrainReport(
                 **report, **tables, model_version=fitted.version, artifact=str(self.artifact)
             )
 
-    async def _training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    async def _training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """rows, likes, author ids (the video's own id where the author is unknown, so that it
-        stands alone in the author folds) and created_at (0 unknown) of every video with likes."""
-        rows, likes, authors, created_at, offset = [], [], [], [], ""
+        stands alone in the author folds), created_at (0 unknown) and ids of every video with likes."""
+        rows, likes, authors, created_at, ids, offset = [], [], [], [], [], ""
         while True:
             page = await self.search.scroll(offset=offset, limit=self.settings.page_size, with_vectors=True,
                                             only_with_likes=True)
@@ -96,9 +100,12 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                 likes.append(video.metadata.likes)
                 authors.append(video.metadata.author.id or f"video:{video.id}")
                 created_at.append(video.metadata.created_at)
+                ids.append(video.id)
             offset = page.next_offset
             if not offset:
                 break
         if not rows:
-            return np.zeros((0, len(features.NAMES))), np.zeros(0), np.zeros(0, str), np.zeros(0, np.int64)
-        return np.stack(rows), np.asarray(likes, np.float64), np.asarray(authors), np.asarray(created_at, np.int64)
+            return (np.zeros((0, len(features.NAMES))), np.zeros(0), np.zeros(0, str), np.zeros(0, np.int64),
+                    np.zeros(0, str))
+        return (np.stack(rows), np.asarray(likes, np.float64), np.asarray(authors), np.asarray(created_at, np.int64),
+                np.asarray(ids))
