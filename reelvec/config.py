@@ -28,6 +28,10 @@ class ServerSettings:
     # calls handled at once; past it RESOURCE_EXHAUSTED at once (a client retries with backoff)
     # instead of an unbounded queue that only grows latency and memory. 0: no cap.
     max_concurrent_rpcs: int = 512
+    # a client's connection is closed (its calls finish first) this long after it opened, so that a
+    # client balancing over a DNS name's addresses reads them again and reaches replicas added
+    # since; 0: never
+    max_connection_age_seconds: float = 0.0
     # TLS and mutual TLS (reelvec/tls.py): PEM files; all empty: plaintext on loopback
     tls_cert: str = ""
     tls_key: str = ""

@@ -149,6 +149,16 @@ def register(pb2, pb2_grpc, name: str, servicer) -> Callable[[grpc.aio.Server, S
     return add
 
 
+def server_options(settings) -> list[tuple[str, int]]:
+    """`settings`: a config.ServerSettings."""
+    # so_reuseport off: a second server on a busy port must fail, not silently share it
+    options = [*limits.server_options(settings.max_video_mb), ("grpc.so_reuseport", 0)]
+    if settings.max_connection_age_seconds > 0:
+        # no grace option: gRPC then lets the calls in flight finish however long they take
+        options.append(("grpc.max_connection_age_ms", round(settings.max_connection_age_seconds * 1000)))
+    return options
+
+
 async def serve(
     settings,
     add_services: Callable[[grpc.aio.Server, ServiceGuard], Iterable[str]],
@@ -161,8 +171,7 @@ async def serve(
     status turns SERVING; `authorize` checks every call's metadata (ServiceGuard)."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RequestIdFilter())
-    # so_reuseport off: a second server on a busy port must fail, not silently share it
-    server = grpc.aio.server(options=[*limits.server_options(settings.max_video_mb), ("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=server_options(settings))
     names = list(add_services(server, ServiceGuard(authorize, settings.max_concurrent_rpcs)))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,16 +1,21 @@
 """Several encoder replicas behind one gateway: `reelvec up --encoder-replicas N` starts N encoder
 processes and gives the gateway one target naming them all, and a reelvec channel to such a target
-spreads its calls over every replica (round-robin), not only the first that answers."""
+spreads its calls over every replica (round-robin), not only the first that answers. In Kubernetes
+the target is a headless Service's DNS name, and the encoder's connections age out so that the
+gateways look the name up again and reach pods added since."""
 
 import asyncio
 import collections
 
 import grpc
 import pytest
+from checkout import ROOT
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from reelvec import channels
+from reelvec import channels, config
+from reelvec import server as reelvec_server
 from reelvec.tools import launcher
+from reelvec.tools.deploy.render import kustomize
 
 
 def _gateway_flag(stack: launcher.Stack, flag: str) -> str:
@@ -86,3 +91,54 @@ def test_a_channel_to_two_replicas_sends_calls_to_both():
 
 def test_a_channel_to_one_replica_still_answers():
     assert asyncio.run(_spread(1, 3)) == {"replica0": 3}
+
+
+class _Peers(health.HealthServicer):
+    """Records the client address (so the connection) each call came on."""
+
+    def __init__(self, peers: set):
+        super().__init__()
+        self.peers = peers
+        self.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    def Check(self, request, context):
+        self.peers.add(context.peer())
+        return super().Check(request, context)
+
+
+async def _connections(age_seconds: float, seconds: float) -> set:
+    """The connections one channel's calls came on over `seconds` to a server built as
+    reelvec.server builds them; every call must succeed."""
+    peers: set = set()
+    settings = config.ServerSettings(max_connection_age_seconds=age_seconds)
+    server = grpc.aio.server(options=reelvec_server.server_options(settings))
+    health_pb2_grpc.add_HealthServicer_to_server(_Peers(peers), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with channels.open_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            deadline = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < deadline:
+                await channels.call("server", stub.Check, health_pb2.HealthCheckRequest(), timeout=10)
+                await asyncio.sleep(0.05)
+    finally:
+        await server.stop(None)
+    return peers
+
+
+def test_connections_age_out_when_asked_and_calls_go_on():
+    # a new connection is what makes a client read a DNS name's addresses again (new replicas)
+    assert len(asyncio.run(_connections(0.5, 3.0))) >= 2
+    assert len(asyncio.run(_connections(0, 1.5))) == 1
+
+
+def test_the_manifests_let_gateways_reach_every_encoder_pod():
+    docs = kustomize(ROOT / "deploy" / "k8s" / "overlays" / "cpu")
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "encoder")
+    assert service["spec"].get("clusterIP") == "None"  # DNS gives every pod, not one virtual IP
+    encoder = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "encoder")
+    args = encoder["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert float(args[args.index("--max-connection-age-seconds") + 1]) > 0
+    settings = next(d for d in docs if d["kind"] == "ConfigMap" and "REELVEC_ENCODER_URL" in d.get("data", {}))
+    assert "," not in settings["data"]["REELVEC_ENCODER_URL"]  # one DNS name, resolved to the pods
