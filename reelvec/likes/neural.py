@@ -1,8 +1,8 @@
 """The neural likes models: trained with PyTorch, served from ONNX by onnxruntime (no torch at
 serving time). Both read the standardized row of features.py.
 
-- mlp: the fused embedding squeezed to 64 (dropout, linear, GELU), joined with the 8 tabular
-  features, then 72 -> 32 -> 1.
+- mlp: the fused embedding squeezed to 64 (dropout, linear, GELU), joined with the 10 tabular
+  features, then 74 -> 32 -> 1.
 - transformer: the second seed study's head over modality tokens. The fused vector's blocks
   (visual, audio, text: fusion.py keeps them in order, scaled) and the tabular features each become
   one token through their own linear projection, plus a learned [CLS] token and a learned embedding
@@ -43,7 +43,7 @@ def _networks():
             super().__init__()
             tabular = len(features.TABULAR)
             # the embedding is squeezed on its own first, so that its 1.9k columns cannot drown
-            # the eight tabular ones (with a few hundred videos a plain MLP learnt nothing here)
+            # the tabular ones (with a few hundred videos a plain MLP learnt nothing here)
             self.embedding = nn.Sequential(nn.Dropout(0.2), nn.Linear(width - tabular, 64), nn.GELU())
             self.body = nn.Sequential(nn.Dropout(0.3), nn.Linear(64 + tabular, 32), nn.GELU(), nn.Linear(32, 1))
             self.split = width - tabular
