@@ -18,10 +18,11 @@ def test_a_post_sees_only_its_authors_older_posts_never_its_own_label():
     target = np.array([1.0, 2.0, 9.0, 5.0, 4.0])
     record = history.History.build(ids, authors, created, target)
     rows = record.fill(np.zeros((5, WIDTH)), ids, authors, created)
-    assert rows[0, POSTS] == 0 and rows[0, MEAN] == 0  # the author's first post
+    # the author's first post: the mean of all posts, the same for every post without a record
+    assert rows[0, POSTS] == 0 and rows[0, MEAN] == pytest.approx(target.mean())
     assert rows[1, POSTS] == pytest.approx(np.log1p(1)) and rows[1, MEAN] == pytest.approx(1.0)
     assert rows[2, MEAN] == pytest.approx(1.5)  # not its own 9
-    assert rows[3, POSTS] == 0  # another author's posts never count
+    assert rows[3, POSTS] == 0 and rows[3, MEAN] == rows[0, MEAN]  # another author's posts never count
     # a post of unknown time sees every other post of its author, with a time or not
     assert rows[4, POSTS] == pytest.approx(np.log1p(3)) and rows[4, MEAN] == pytest.approx(4.0)
     assert not rows[:, : features.AUTHOR.start].any()  # no other column touched
@@ -54,11 +55,12 @@ def test_training_fills_the_track_record_and_serving_reads_it_from_the_artifact(
     new = rows[0].copy()
     assert loaded.predict(new, star, "new", later)[0] > 3 * loaded.predict(new, quiet, "new", later)[0]
     assert loaded.predict(new, star, "new", later) == pytest.approx(fitted.predict(new, star, "new", later))
-    # a stranger reads as no history, whatever the row carried there
+    # a stranger reads as no history, whatever the row carried there, and lands between the two
     stranger = loaded.predict(new, "nobody", "new", later)
-    blank = new.copy()
-    blank[history.COLUMNS] = 0
-    assert stranger == pytest.approx(loaded.predict(blank))
+    odd = new.copy()
+    odd[history.COLUMNS] = [9.0, -9.0]
+    assert stranger == pytest.approx(loaded.predict(odd))
+    assert loaded.predict(new, quiet, "new", later)[0] < stranger[0] < loaded.predict(new, star, "new", later)[0]
 
 
 def test_an_indexed_post_does_not_see_its_own_likes_when_served(tmp_path):

@@ -114,10 +114,11 @@ def test_the_author_statistics_carry_the_signal(chosen):
 def test_the_interval_covers_about_eighty_percent_of_unseen_authors_posts(chosen):
     _, report = chosen
     assert 0.72 < report["interval_coverage"] < 0.88
-    # small, middling and large accounts alike (measured 0.83, 0.77, 0.73 with ridge)
+    # small, middling and large accounts alike (measured 0.83, 0.79, 0.74 with ridge)
     assert all(0.65 < third["coverage"] < 0.92 for third in report["interval_by_followers"])
-    # one band for everyone was 137-147 times wide on these posts; the conditional one about 92
-    assert report["interval_ratio"] < 120
+    # one band for everyone was 142 times wide in the median on these posts (101 with the track
+    # record's better centre); the conditional one 76
+    assert report["interval_ratio"] < 95
 
 
 def test_an_author_with_a_track_record_gets_a_narrower_interval_than_a_stranger(chosen, table):

@@ -42,8 +42,8 @@ class LikesModel:
 
     def predict(self, row: np.ndarray, author: str = "", video_id: str = "", created_at: int = 0) -> tuple[float, float, float]:
         """Returns likes, low, high (80% interval). The author's earlier posts among the training
-        posts fill the history columns (none for an unknown or empty author)."""
-        rows = self.track_record.fill(row[None, :], [video_id], [author], [created_at]) if author else row[None, :]
+        posts fill the history columns (none for an unknown or empty author: history.py)."""
+        rows = self.track_record.fill(row[None, :], [video_id], [author], [created_at])
         rows = rows[:, : self.width]
         centre = self.estimator.predict_log(rows)
         low, high = self.interval.offsets(rows, centre)
