@@ -95,3 +95,12 @@ def test_a_constant_band_artifact_still_loads(tmp_path):
     centre = fitted.estimator.target_mean
     likes_hat, low, high = model.LikesModel.load(path).predict(rows[0])
     assert (low, high) == pytest.approx((np.expm1(centre - 1.0), np.expm1(centre + 2.0)))
+
+
+def test_too_few_residuals_give_one_band_for_every_post():
+    rng = np.random.default_rng(5)
+    rows, centre, residuals = _heteroscedastic(intervals.MIN_SPREAD - 1, rng)
+    fitted = intervals.Interval.calibrate(rows, centre, residuals)
+    assert fitted.spread is None
+    low, high = fitted.offsets(rows, centre)
+    assert np.ptp(low) == 0 and np.ptp(high) == 0 and high[0] > low[0]

@@ -21,6 +21,8 @@ QUANTILES = ((1 - LEVEL) / 2, (1 + LEVEL) / 2)
 # pulling the fit (0.05 to 0.5 gave coverage 0.787 to 0.789 with ridge on the real posts).
 FLOOR = 0.2
 SPREAD_ALPHA = 1.0  # few columns, hundreds of posts or more: a light ridge only guards collinearity
+# the spread model has a dozen weights: with fewer residuals than this, one band for every post
+MIN_SPREAD = 50
 
 
 def _inputs(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -76,7 +78,7 @@ class Interval:
 
     @classmethod
     def calibrate(cls, rows: np.ndarray, centre: np.ndarray, residuals: np.ndarray, conditional: bool = True) -> "Interval":
-        spread = Spread.fit(rows, centre, residuals) if conditional and len(residuals) >= 10 else None
+        spread = Spread.fit(rows, centre, residuals) if conditional and len(residuals) >= MIN_SPREAD else None
         scores = residuals if spread is None else residuals / spread(rows, centre)
         low, high = np.quantile(scores, QUANTILES)
         return cls(float(low), float(high), spread)
