@@ -153,6 +153,9 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = Fal
         "interval_ratio": float(np.exp(np.median(width))),  # the median post's (1 + high) / (1 + low)
         # by the author's followers: whether the band holds for small and large accounts alike
         "interval_by_followers": intervals.by_tercile(rows[:, features.FOLLOWERS], inside, width),
+        # every post as the validation saw it: what `reelvec train regressor --out` plots
+        "out_of_fold": [{"actual": float(a), "predicted": float(p), "inside": bool(i), "followers": float(f)}
+                        for a, p, i, f in zip(target, predicted, inside, np.expm1(rows[:, features.FOLLOWERS]))],
     }
     if compare or not kind:
         report["comparison"] = [{"model": k, **m[1]} for k, m in measured.items()]

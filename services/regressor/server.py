@@ -77,12 +77,13 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
             self.model = fitted
             tables = {name: [regressor_pb2.ModelScore(**row) for row in report.pop(name, [])]
                       for name in ("comparison", "time_holdout", "ablations")}
+            posts = [regressor_pb2.OutOfFoldPost(**post) for post in report.pop("out_of_fold")]
             # no field for it in TrainReport: the log keeps the interval's coverage by author size
             by_followers = report.pop("interval_by_followers", [])
             log.info("model trained", extra={"version": fitted.version, **report,
                                              "interval_by_followers": by_followers})
             return regressor_pb2.TrainReport(
-                **report, **tables, model_version=fitted.version, artifact=str(self.artifact)
+                **report, **tables, out_of_fold=posts, model_version=fitted.version, artifact=str(self.artifact)
             )
 
     async def _training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
