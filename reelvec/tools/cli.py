@@ -224,7 +224,14 @@ def cmd_train(args, stub) -> int:
         raise ValueError("reelvec train regressor takes no files: it trains on the indexed videos with likes")
     report = client.train_regressor(stub, args.regressor, args.huber, args.compare)
     result = json_format.MessageToDict(report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    _emit(args, result, _regressor_summary(report))
+    result.pop("out_of_fold", None)  # one entry per video: what the plots draw, too long to print
+    summary = _regressor_summary(report)
+    if args.out:
+        from reelvec.tools.training import regressor_report
+
+        result["report"] = str(regressor_report.write(report, summary, Path(args.out)))
+        summary += f"\nreport and plots: {result['report']}"
+    _emit(args, result, summary)
     return 0
 
 
@@ -590,6 +597,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve this one: ridge, gbm, mlp, transformer, quartile (a quartile classifier), author "
                         "(author statistics only), mean; default: the best under author folds (docs/regressor.md)")
     p.add_argument("--huber", action="store_true", help="gbm, mlp, transformer: Huber loss instead of squared error")
+    p.add_argument("--out", default=None,
+                   help="regressor: write report.md and its PNG plots (out-of-fold predictions, the interval's "
+                        "coverage, error by followers, ablations) into this folder")
     p.add_argument("--compare", action="store_true", help="measure every model the same way, mlp and transformer too (minutes each); "
                         "without --model, choose among all of them")
     return parser
