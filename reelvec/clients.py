@@ -37,9 +37,12 @@ class _Client:
 class Encoder(_Client):
     what, stub_class = "encoder", encoder_pb2_grpc.EncoderStub
 
-    async def encode(self, video: bytes, visual_version: str = "", audio_version: str = "") -> encoder_pb2.EncodeResponse:
-        """`visual_version`, `audio_version`: the versions to embed with; empty: the served default."""
-        request = encoder_pb2.EncodeRequest(video=video, visual_version=visual_version, audio_version=audio_version)
+    async def encode(self, video: bytes, visual_version: str = "", audio_version: str = "",
+                     with_views: bool = False) -> encoder_pb2.EncodeResponse:
+        """`visual_version`, `audio_version`: the versions to embed with; empty: the served default.
+        `with_views`: the frames carry their crops, as a copy query needs them."""
+        request = encoder_pb2.EncodeRequest(video=video, visual_version=visual_version, audio_version=audio_version,
+                                            with_views=with_views)
         return await self._call(self.stub.Encode, request)
 
 

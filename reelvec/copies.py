@@ -52,20 +52,27 @@ SPEED_RANGE = (0.5, 2.0)  # reference seconds per query second, fitted over a wh
 STEP_SPEED = (0.3, 3.0)
 MAX_SEGMENTS = 3
 ROW_CANDIDATES = 5  # each query frame matches at most this many reference frames
+MAX_VIEWS = 16  # crops a query frame may bring (reelvec/frames.py makes 5)
 
 
 @dataclasses.dataclass(frozen=True)
 class Track:
-    """A video's frame descriptors: `times` [n] seconds ascending, `vectors` [n, dim] unit rows."""
+    """A video's frame descriptors: `times` [n] seconds ascending, `vectors` [n, dim] unit rows.
+    A query may also carry `views` [n, v, dim]: crops of each frame (reelvec/frames.py `views`),
+    so that a stored video shown small inside the query still meets its own frames. Only queries
+    have them: stored tracks keep the whole frames."""
 
     times: np.ndarray
     vectors: np.ndarray
+    views: np.ndarray | None = None
 
     @classmethod
-    def of(cls, times, vectors) -> "Track":
+    def of(cls, times, vectors, views=None) -> "Track":
         times = np.asarray(times, np.float64)
         vectors = unit(np.asarray(vectors, np.float32).reshape(len(times), -1), np.float32)
-        return cls(times, vectors)
+        if views is not None:
+            views = unit(np.asarray(views, np.float32).reshape(len(times), -1, vectors.shape[1]), np.float32)
+        return cls(times, vectors, views)
 
     @classmethod
     def from_proto(cls, frames: common_pb2.Frames) -> "Track":
@@ -79,13 +86,45 @@ class Track:
         if not np.isfinite(times).all() or (np.diff(times) <= 0).any():
             raise errors.InvalidInput("frames: times must be finite and ascending")
         vectors = np.asarray(frames.vectors, np.float32).reshape(n, dim)
-        if not np.isfinite(vectors).all():
+        views = None
+        if frames.views_per_frame or len(frames.view_vectors):
+            per = frames.views_per_frame
+            if per <= 0 or per > MAX_VIEWS or len(frames.view_vectors) != n * per * dim:
+                raise errors.InvalidInput(
+                    f"frames: {len(frames.view_vectors)} view values for {n} times, {per} views a frame "
+                    f"(1 to {MAX_VIEWS}) of dim {dim}")
+            views = np.asarray(frames.view_vectors, np.float32).reshape(n, per, dim)
+        if not np.isfinite(vectors).all() or (views is not None and not np.isfinite(views).all()):
             raise errors.InvalidInput("frames: vectors must be finite")
-        return cls.of(times, vectors)
+        return cls.of(times, vectors, views)
 
     def to_proto(self) -> common_pb2.Frames:
-        return common_pb2.Frames(times=self.times.tolist(), vectors=self.vectors.ravel().tolist(),
-                                 dim=self.vectors.shape[1])
+        frames = common_pb2.Frames(times=self.times.tolist(), vectors=self.vectors.ravel().tolist(),
+                                   dim=self.vectors.shape[1])
+        if self.views is not None:
+            frames.view_vectors.extend(self.views.ravel().tolist())
+            frames.views_per_frame = self.views.shape[1]
+        return frames
+
+    def whole(self) -> "Track":
+        """The track without its views: what is stored."""
+        return self if self.views is None else Track(self.times, self.vectors)
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every descriptor to look up, whole frames and views, [m, dim], and the frame each is of [m]."""
+        n = len(self.times)
+        if self.views is None:
+            return self.vectors, np.arange(n)
+        per = self.views.shape[1]
+        return (np.concatenate([self.vectors, self.views.reshape(n * per, -1)]),
+                np.concatenate([np.arange(n), np.repeat(np.arange(n), per)]))
+
+    def similarity(self, ref: "Track") -> np.ndarray:
+        """[n, m]: each of this track's frames against each of `ref`'s, the best of its views."""
+        similarity = self.vectors @ ref.vectors.T
+        if self.views is not None:
+            similarity = np.maximum(similarity, (self.views @ ref.vectors.T).max(axis=1))
+        return similarity
 
     @property
     def dim(self) -> int:
@@ -183,10 +222,10 @@ def _slope(xs: np.ndarray, ys: np.ndarray) -> float:
 
 def align(query: Track, ref: Track, similarity: np.ndarray | None = None) -> list[Segment]:
     """The copied segments between two videos, best first; [] when nothing lines up.
-    `similarity`: query.vectors @ ref.vectors.T, when the caller has it already."""
+    `similarity`: query.similarity(ref), when the caller has it already."""
     if not len(query) or not len(ref):
         return []
-    similarity = query.vectors @ ref.vectors.T if similarity is None else similarity
+    similarity = query.similarity(ref) if similarity is None else similarity
     keep = _matches(similarity)
     if keep.sum() < MIN_MATCHES:
         return []
@@ -253,7 +292,7 @@ def weigh(query: Track, candidates: dict[str, Track]) -> dict[str, tuple[list[Se
     background behind the best, the mean of frame_background over the query frames that segment
     spans (0 without a segment); and the shorter video's duration."""
     ids = list(candidates)
-    similarities = [query.vectors @ candidates[video_id].vectors.T for video_id in ids]
+    similarities = [query.similarity(candidates[video_id]) for video_id in ids]
     background = frame_background(np.stack([s.max(axis=1) for s in similarities])) if ids else None
     length = query.duration()
     weighed = {}

@@ -43,10 +43,11 @@ def unavailable(what: str) -> channels.Upstream:
 
 class FakeEncoder:
     def __init__(self):
-        self.calls, self.fail = [], None
+        self.calls, self.fail, self.with_views = [], None, []
 
-    async def encode(self, video, visual_version="", audio_version=""):
+    async def encode(self, video, visual_version="", audio_version="", with_views=False):
         self.calls.append((video, visual_version))
+        self.with_views.append(with_views)
         if self.fail:
             raise self.fail
         return encoder_pb2.EncodeResponse(
@@ -269,6 +270,7 @@ def test_an_index_that_meets_a_moved_alias_is_embedded_again_with_the_new_versio
 def test_index_stores_the_encoder_s_frame_descriptors(fakes, tmp_path):
     index(gateway_of(fakes, tmp_path))
     assert fakes.search.collections[ACTIVE]["clip0"].frames == frames_of_version("")
+    assert fakes.encoder.with_views == [False]  # the crops serve a copy query only: Index pays nothing for them
 
 
 def test_a_re_embed_that_encodes_again_stores_the_new_model_s_frames(fakes, tmp_path):
@@ -318,7 +320,7 @@ def test_find_copies_by_video_sends_the_pinned_model_s_frames_and_asks_for_paylo
     fakes.search.versions[ACTIVE] = {modalities.VISUAL: "efficientnet_lite0:3"}
     found = asyncio.run(gateway.FindCopies(gateway_pb2.CopiesRequest(video=VIDEO, k=5), None))
     assert [c.id for c in found.copies] == ["orig"] and found.copies[0].segments[0].ref_start == 10.0
-    assert fakes.encoder.calls == [(VIDEO, "3")]
+    assert fakes.encoder.calls == [(VIDEO, "3")] and fakes.encoder.with_views == [True]
     sent = fakes.search.copy_requests[-1]
     assert sent.frames == frames_of_version("3") and sent.k == 5 and sent.with_payload
     assert dict(sent.model_versions) == {"visual": "efficientnet_lite0:3"}
@@ -373,7 +375,7 @@ def test_predict_by_video_analyses_its_frames_and_returns_the_copies(fakes, tmp_
 
     fakes.search.analyze = recording
     predicted = asyncio.run(gateway.Predict(gateway_pb2.PredictRequest(video=VIDEO), None))
-    assert seen[-1].frames == frames_of_version("")
+    assert seen[-1].frames == frames_of_version("") and fakes.encoder.with_views == [True]
     assert [c.id for c in predicted.copies] == ["orig"] and predicted.near_duplicate_of == "orig"
 
 

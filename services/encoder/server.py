@@ -87,9 +87,10 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             audio = await stack.enter_async_context(self.pinned.use(AUDIO, audio_version)) if audio_version else None
             yield visual, audio
 
-    def _frames(self, data: bytes) -> frames.Sampled:
+    def _frames(self, data: bytes, with_views: bool) -> frames.Sampled:
         s = self.settings
-        return frames.sample(data, s.frames, s.max_duration, per_second=s.frames_per_second, max_count=s.max_frames)
+        return frames.sample(data, s.frames, s.max_duration, per_second=s.frames_per_second, max_count=s.max_frames,
+                             with_views=with_views)
 
     def _samples(self, data: bytes) -> np.ndarray | None:
         samples = media.decode_audio(data, audio_features.SAMPLE_RATE, self.settings.max_duration)
@@ -108,25 +109,31 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
 
     async def _visual(self, model, sampled: frames.Sampled) -> tuple[np.ndarray, int, copies.Track]:
         """The clip vector, the index of the frame closest to it (the thumbnail), and every kept
-        frame's embedding with its time (the copy detector's descriptors)."""
+        frame's embedding with its time (the copy detector's descriptors), with the views' when sampled."""
+        n = len(sampled.frames)
+        batch = sampled.frames if sampled.views is None else np.concatenate(
+            [sampled.frames, sampled.views.reshape(-1, *sampled.frames.shape[1:])])
         with timed("model"):
-            embeddings = await model.predict(sampled.frames)
+            embedded = await model.predict(batch)
+        embeddings = embedded[:n]
         pooled = pool(embeddings)
-        track = copies.Track.of(sampled.times, embeddings)
+        views = None if sampled.views is None else embedded[n:].reshape(n, sampled.views.shape[1], -1)
+        track = copies.Track.of(sampled.times, embeddings, views)
         return pooled, int(np.argmax(track.vectors @ pooled)), track
 
     async def Encode(self, request, context):
         limits.check_video(request.video, self.settings.max_video_mb)
         async with self._models(request.visual_version, request.audio_version) as (visual_model, learned):
-            return await self._encode(request.video, visual_model, learned)
+            return await self._encode(request.video, visual_model, learned, request.with_views)
 
-    async def _encode(self, data: bytes, visual_model: Model, learned: Model | None) -> encoder_pb2.EncodeResponse:
+    async def _encode(self, data: bytes, visual_model: Model, learned: Model | None,
+                      with_views: bool = False) -> encoder_pb2.EncodeResponse:
         with timed("queued"):
             await self._decodes.acquire()
         try:
             with timed("decode"):
                 sampled, samples = await asyncio.gather(
-                    asyncio.to_thread(self._frames, data),
+                    asyncio.to_thread(self._frames, data, with_views),
                     asyncio.to_thread(self._samples, data),
                 )
         finally:

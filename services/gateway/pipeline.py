@@ -76,9 +76,9 @@ def stored_vectors(record: common_pb2.VideoRecord) -> dict:
     return {name: v.values for name, v in record.embeddings.vectors.items()}
 
 
-def encode(encoder: clients.Encoder, data: bytes, pins: Pins = Pins()):
-    """With the model versions a collection's vectors are made with."""
-    return encoder.encode(data, pins.visual_version, pins.audio_version)
+def encode(encoder: clients.Encoder, data: bytes, pins: Pins = Pins(), with_views: bool = False):
+    """With the model versions a collection's vectors are made with; `with_views` for a copy query."""
+    return encoder.encode(data, pins.visual_version, pins.audio_version, with_views)
 
 
 async def _unless_unavailable(call):
@@ -92,13 +92,15 @@ async def _unless_unavailable(call):
 
 
 async def embed(encoder: clients.Encoder, transcriber: clients.Transcriber, data: bytes, caption: str, hashtags,
-                pins: Pins = Pins(), fuse=fusion.WeightedConcat(), degrade: bool = False) -> Embedded:
+                pins: Pins = Pins(), fuse=fusion.WeightedConcat(), degrade: bool = False,
+                with_views: bool = False) -> Embedded:
     """`pins` are the model versions and `fuse` the fusion of the collection the vectors are for
     (docs/versions.md). With `degrade`, a transcriber that is down leaves the transcript and the
-    text vector out (Embedded.incomplete) instead of failing the call."""
+    text vector out (Embedded.incomplete) instead of failing the call. `with_views`: the frames
+    carry their crops (a copy query's; never stored)."""
     transcribing = transcriber.transcribe(data, caption, hashtags)
     encoded, transcribed = await first_failure_cancels(
-        encode(encoder, data, pins), _unless_unavailable(transcribing) if degrade else transcribing
+        encode(encoder, data, pins, with_views), _unless_unavailable(transcribing) if degrade else transcribing
     )
     incomplete = ["transcript"] if transcribed is None else []
     transcribed = transcribed or transcriber_pb2.TranscribeResponse()

@@ -97,14 +97,16 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         except FileNotFoundError as exc:
             raise errors.Precondition(f"{exc}: it is made by `reelvec train fusion` on this data dir") from None
 
-    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins()) -> pipeline.Embedded:
+    async def _embed(self, data: bytes, caption: str = "", hashtags=(), pins: Pins = Pins(),
+                     with_views: bool = False) -> pipeline.Embedded:
         """A query's or a prediction's video, embedded as the collection `pins` describes; nothing stored."""
         limits.check_video(data, self.s.max_video_mb)
         return await pipeline.embed(self.services.encoder, self.services.transcriber, data, caption, hashtags, pins,
-                                    self.fusion(pins.fusion))
+                                    self.fusion(pins.fusion), with_views=with_views)
 
     async def Embed(self, request, context):
-        embedded = await pinned(self.versions, lambda v: self._embed(request.video, request.caption, request.hashtags, v))
+        embedded = await pinned(self.versions, lambda v: self._embed(
+            request.video, request.caption, request.hashtags, v, request.with_views))
         return gateway_pb2.EmbedResponse(
             embeddings=embedded.embeddings(),
             transcript=embedded.transcribed.transcript,
@@ -193,7 +195,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
     async def _copies_of_frames(self, video: bytes, k: int, pins: Pins):
         """Only the encoder: frames are the visual model's, transcript and fusion play no part.
         The store refuses frames of another visual version than its own, and `pinned` encodes again."""
-        encoded = await pipeline.encode(self.services.encoder, video, pins)
+        encoded = await pipeline.encode(self.services.encoder, video, pins, with_views=True)
         return await self._find_copies(search_pb2.FindCopiesRequest(
             frames=pipeline.frames_of(encoded), k=k, model_versions={modalities.VISUAL: encoded.visual_model}))
 
@@ -224,7 +226,8 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             transcript = common_pb2.Transcript(text=record.transcript, language=record.language)
             versions = dict(record.model_versions)
         else:
-            embedded = await self._embed(request.video, request.caption, request.hashtags, pins)
+            # the frames' views find a stored video shown inside the upload (docs/copies.md, "Views")
+            embedded = await self._embed(request.video, request.caption, request.hashtags, pins, with_views=True)
             record = common_pb2.VideoRecord(
                 duration=embedded.encoded.duration, embeddings=embedded.embeddings()
             )

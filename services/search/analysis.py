@@ -108,7 +108,10 @@ def find_copies(
 ) -> list[tuple[Match, base.StoredVideo]]:
     """The stored videos that share copied segments with `query`, best first, at most k, each with
     its record (payload only); never `exclude_id`. Blocking: store calls and the alignments."""
-    hits = store.search_frames(query.vectors, FRAME_NEIGHBOURS, exclude_id)
+    rows, frame_of = query.rows()
+    hits: list[list[tuple[str, float]]] = [[] for _ in range(len(query))]
+    for frame, found in zip(frame_of.tolist(), store.search_frames(rows, FRAME_NEIGHBOURS, exclude_id)):
+        hits[frame].extend(found)  # a frame's views vote as the frame: the vote keeps each video's best
     candidates = copies.vote(hits, CANDIDATES)
     found = copies.find(query, store.frames_of(set(candidates))) if candidates else []
     kept = []

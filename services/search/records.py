@@ -167,7 +167,7 @@ def check_frames(frames: common_pb2.Frames, dims: dict[str, int] = modalities.DI
     expected = dims[modalities.VISUAL]
     if track.dim != expected:
         raise errors.InvalidInput(f"frames have {track.dim} values a row, expected {expected} (the visual vector's size)")
-    if not track.vectors.any(axis=1).all():
+    if not track.vectors.any(axis=1).all() or (track.views is not None and not track.views.any(axis=2).all()):
         raise errors.InvalidInput("frames hold a row of zeros: cosine is undefined for it")
     return track
 

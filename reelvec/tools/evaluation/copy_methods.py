@@ -54,6 +54,8 @@ def save_tracks(path: Path, queries: list[copies.Track | None], originals: list[
         arrays[f"{name}_times"] = np.concatenate([t.times for t in kept]) if kept else np.zeros(0)
         arrays[f"{name}_vectors"] = (np.concatenate([t.vectors for t in kept]) if kept
                                      else np.zeros((0, 0), np.float32))
+        if kept and all(t.views is not None for t in kept):  # the queries' crops (docs/copies.md, "Views")
+            arrays[f"{name}_views"] = np.concatenate([t.views for t in kept])
     np.savez_compressed(path, **arrays)
 
 
@@ -63,13 +65,15 @@ def load_tracks(path: Path) -> tuple[list[copies.Track | None], list[copies.Trac
         def split(name):
             # each read of an npz member decompresses it again: once per name, not once per track
             times, vectors = saved[f"{name}_times"], saved[f"{name}_vectors"]
+            views = saved[f"{name}_views"] if f"{name}_views" in saved.files else None
             tracks, start = [], 0
             for length in saved[f"{name}_lengths"]:
                 if length < 0:
                     tracks.append(None)
                     continue
                 end = start + int(length)
-                tracks.append(copies.Track(times[start:end], vectors[start:end]))
+                tracks.append(copies.Track(times[start:end], vectors[start:end],
+                                           None if views is None else views[start:end]))
                 start = end
             return tracks
         return split("queries"), split("originals")

@@ -125,12 +125,13 @@ def _partial_and_unrelated(paths: list[Path], unrelated: list[Path], work: Path,
 
 
 def _embed_all(stub, jobs: list[tuple[Path, str, list[str]]], concurrency: int, progress: Progress,
-               skipped: list[dict] | None = None) -> list[gateway_pb2.EmbedResponse | None]:
+               skipped: list[dict] | None = None, with_views: bool = False) -> list[gateway_pb2.EmbedResponse | None]:
     """Embeds every job; with `skipped`, a video the gateway refuses as invalid is named there and
-    comes back as None instead of failing the whole run."""
+    comes back as None instead of failing the whole run. `with_views`: as a copy query (FindCopies)."""
     def embed(job):
         path, caption, hashtags = job
-        request = gateway_pb2.EmbedRequest(video=path.read_bytes(), caption=caption, hashtags=hashtags)
+        request = gateway_pb2.EmbedRequest(video=path.read_bytes(), caption=caption, hashtags=hashtags,
+                                           with_views=with_views)
         try:
             response = stub.Embed(request, timeout=EMBED_TIMEOUT)
         except grpc.RpcError as exc:
@@ -269,7 +270,7 @@ def evaluate(
         queries = [p for p, _ in copies] + others
         # a re-upload comes without the original's caption: copies are embedded from the file alone
         progress.stage(f"embedding {len(copies)} copies and {len(others)} other queries", len(queries))
-        queried = _embed_all(stub, [(p, "", []) for p in queries], concurrency, progress)
+        queried = _embed_all(stub, [(p, "", []) for p in queries], concurrency, progress, with_views=True)
         copied = queried[: len(copies)]
         if clip3d_steps:
             progress.stage("decoding clips for the 3D-conv baseline")
