@@ -443,6 +443,31 @@ def test_find_copies_locates_the_copied_seconds(stub, rng):
 
 
 @pytest.mark.integration
+def test_find_copies_meets_a_picture_shown_small_through_the_views(stub, rng):
+    """Whole query frames unlike anything stored, one view of each the stored video's frame (a
+    picture-in-picture): found through the views, which vote and align less VIEW_PENALTY; a view
+    as close as the whole frames were is no longer enough. Views sent to Upsert are not stored."""
+    from reelvec import copies
+
+    source = frame_rows(rng, 20)
+    upsert(stub, with_frames(video("fv-src", rng), source))
+    inset = source[5:15] + 0.2 * frame_rows(rng, 10)  # cosine about 0.98 to the source frame
+    views = np.stack([frame_rows(rng, 10), inset, frame_rows(rng, 10)], axis=1)
+    query = copies.Track.of(np.arange(10) + 0.5, frame_rows(rng, 10), views)
+    assert find_copies(stub, frames=query.whole().to_proto()).copies == []
+    (copy,) = find_copies(stub, frames=query.to_proto()).copies
+    assert copy.id == "fv-src" and copy.score < 1 - copies.VIEW_PENALTY + 0.02
+    segment = copy.segments[0]
+    assert np.allclose([segment.ref_start, segment.ref_end], [5, 14], atol=1.0), segment
+
+    record = video("fv-viewed", rng)
+    record.frames.CopyFrom(query.to_proto())
+    upsert(stub, record)
+    stored = stub.Get(search_pb2.GetRequest(id="fv-viewed", with_vectors=True), timeout=TIMEOUT).frames
+    assert stored.views_per_frame == 0 and not stored.view_vectors and len(stored.times) == 10
+
+
+@pytest.mark.integration
 def test_find_copies_rejects_what_it_cannot_answer(stub, rng):
     upsert(stub, video("fcx-no-frames", rng))
     good = frames(frame_rows(rng, 4))

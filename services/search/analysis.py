@@ -108,10 +108,12 @@ def find_copies(
 ) -> list[tuple[Match, base.StoredVideo]]:
     """The stored videos that share copied segments with `query`, best first, at most k, each with
     its record (payload only); never `exclude_id`. Blocking: store calls and the alignments."""
-    rows, frame_of = query.rows()
+    rows, frame_of, penalty = query.rows()
     hits: list[list[tuple[str, float]]] = [[] for _ in range(len(query))]
-    for frame, found in zip(frame_of.tolist(), store.search_frames(rows, FRAME_NEIGHBOURS, exclude_id)):
-        hits[frame].extend(found)  # a frame's views vote as the frame: the vote keeps each video's best
+    for frame, less, found in zip(frame_of.tolist(), penalty.tolist(),
+                                  store.search_frames(rows, FRAME_NEIGHBOURS, exclude_id)):
+        # a frame's views vote as the frame, as the alignment weighs them; the vote keeps each video's best
+        hits[frame].extend((video_id, score - less) for video_id, score in found)
     candidates = copies.vote(hits, CANDIDATES)
     found = copies.find(query, store.frames_of(set(candidates))) if candidates else []
     kept = []

@@ -62,8 +62,8 @@ def _from_payload(payload: dict, message) -> None:
 
 def to_stored(record: common_pb2.VideoRecord, dims: dict[str, int] = modalities.DIMS) -> base.StoredVideo:
     """`dims`: the collection's vector sizes, which the frames are checked against. A record
-    without frames leaves the stored ones as they are."""
-    frames = check_frames(record.frames, dims) if record.HasField("frames") else None
+    without frames leaves the stored ones as they are; views, a query's crops, are never stored."""
+    frames = check_frames(record.frames, dims).whole() if record.HasField("frames") else None
     described = common_pb2.VideoRecord()
     described.CopyFrom(record)
     described.ClearField("embeddings")
