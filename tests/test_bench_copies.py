@@ -75,6 +75,18 @@ def test_a_small_run_through_the_services_store_finds_the_sources(small_chunks):
     suite._one_size(300, argparse.Namespace(quick=True), settings, latency, storage)
     assert latency.metrics["copies_recall_300"] >= 0.9
     assert latency.metrics["copies_recall_brute_300"] >= 0.9
+    viewed = [row for row in latency.rows if "5 views" in row[0]]
+    assert [row[2] for row in viewed] == ["partial copy", "unrelated", "all"]
+    assert float(viewed[0][7]) >= 0.9  # the views cost time, and must not cost the sources
     frames_row, videos_row, raw_row = storage.rows
     assert frames_row[-1] > 1.0  # the shard holds float32 rows, an int8 copy, a graph: more than the rows
     assert videos_row[2] > 0
+
+
+def test_a_query_with_views_keeps_its_frames_and_adds_crops_like_a_frame_s(stored):
+    (query,) = suite.make_queries(stored, stored, 1)
+    viewed = suite.with_views(query).track
+    assert viewed.views.shape == (len(query.track), frames.VIEWS, query.track.dim)
+    np.testing.assert_allclose(viewed.vectors, query.track.vectors, atol=1e-6)
+    closeness = np.einsum("nvd,nd->nv", viewed.views, viewed.vectors)
+    assert 0.5 < closeness.min() and closeness.max() < 0.9
