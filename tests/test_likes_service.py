@@ -1,13 +1,15 @@
 """The regressor service's glue (services/regressor/server.py) without a stack: Train reads the
 indexed videos (author, time, id) from a stand-in search, Predict fills the author's track record
-from the trained model. Mechanics only, on synthetic videos."""
+from the trained model, and a views model serves beside the likes one when the videos carry views.
+Mechanics only, on synthetic videos."""
 
 import asyncio
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from reelvec import modalities
+from reelvec import errors, modalities
 from reelvec.v1 import common_pb2, regressor_pb2
 from services.regressor import server
 
@@ -58,3 +60,85 @@ def test_train_then_predict_reads_the_authors_track_record(tmp_path):
     for answer in answers.values():
         assert answer.likes_low <= answer.likes <= answer.likes_high
     assert repeat.likes == answers[star].likes
+
+
+def _authors_videos(rng, views: bool):
+    """30 authors of 6 posts each; likes and views follow two unrelated per-author levels, so that a
+    views model that learnt likes would rank the authors wrongly."""
+    likes_level = {f"a{i}": rng.uniform(1, 9) for i in range(30)}
+    views_level = {author: rng.uniform(3, 12) for author in likes_level}
+    videos = []
+    for i, author in enumerate(list(likes_level) * 6):
+        video = _video(i, author, int(np.expm1(likes_level[author] + rng.normal(0, 0.3))), 1000 * (1 + i // 30), rng)
+        if views:
+            video.metadata.views = int(np.expm1(views_level[author] + rng.normal(0, 0.3)))
+        videos.append(video)
+    return videos, views_level
+
+
+def test_a_views_model_serves_beside_likes_when_the_videos_carry_views(tmp_path):
+    rng = np.random.default_rng(3)
+    videos, views_level = _authors_videos(rng, views=True)
+    most, least = max(views_level, key=views_level.get), min(views_level, key=views_level.get)
+    queries = {author: _video(999, author, 0, 10_000, rng) for author in (most, least)}
+
+    async def run():
+        service = server.Regressor(server.Settings(data_dir=str(tmp_path), page_size=50))
+        service.search = _Search(videos)
+        report = await service.Train(regressor_pb2.TrainRequest(model="ridge"), None)
+        answers = {a: await service.Predict(regressor_pb2.RegressRequest(video=v), None) for a, v in queries.items()}
+        again = server.Regressor(server.Settings(data_dir=str(tmp_path)))
+        again.load()
+        return report, answers, await again.Predict(regressor_pb2.RegressRequest(video=queries[most]), None)
+
+    report, answers, repeat = asyncio.run(run())
+    assert report.HasField("views") and report.views_skipped == ""
+    assert report.views.train_size == len(videos) and report.views.model == "ridge"
+    assert report.views.artifact.endswith("views-model.json") and (tmp_path / "regressor" / "views-model.json").exists()
+    # scored on the views themselves, not the likes
+    actual = sorted(post.actual for post in report.views.out_of_fold)
+    assert np.allclose(actual, sorted(np.log1p([v.metadata.views for v in videos])))
+    for answer in answers.values():
+        assert answer.HasField("views") and answer.views_model_version == report.views.model_version
+        assert answer.views.low <= answer.views.value <= answer.views.high
+    # views follow their own driver, not the likes one
+    assert answers[most].views.value > 10 * answers[least].views.value
+    assert repeat.HasField("views") and repeat.views.value == pytest.approx(answers[most].views.value)
+
+
+def test_without_enough_views_no_views_model_serves_and_the_report_says_why(tmp_path):
+    rng = np.random.default_rng(4)
+    videos, _ = _authors_videos(rng, views=True)
+    query = _video(999, "a0", 0, 10_000, rng)
+
+    async def run():
+        service = server.Regressor(server.Settings(data_dir=str(tmp_path), page_size=50))
+        service.search = _Search(videos)
+        first = await service.Train(regressor_pb2.TrainRequest(model="author"), None)
+        for video in videos[3:]:  # views now known for 3 videos only
+            video.metadata.ClearField("views")
+        second = await service.Train(regressor_pb2.TrainRequest(model="author"), None)
+        again = server.Regressor(server.Settings(data_dir=str(tmp_path)))
+        again.load()
+        predict = regressor_pb2.RegressRequest(video=query)
+        return first, second, await service.Predict(predict, None), await again.Predict(predict, None)
+
+    first, second, answer, restarted = asyncio.run(run())
+    assert first.HasField("views")
+    assert not second.HasField("views") and "views" in second.views_skipped and "found 3" in second.views_skipped
+    # the earlier views model is gone: it was fitted on data the likes model no longer matches
+    assert not (tmp_path / "regressor" / "views-model.json").exists()
+    for response in (answer, restarted):
+        assert not response.HasField("views") and response.views_model_version == ""
+        assert response.likes_low <= response.likes <= response.likes_high
+
+
+def test_predict_before_any_likes_model_says_how_to_train(tmp_path):
+    async def run():
+        service = server.Regressor(server.Settings(data_dir=str(tmp_path)))
+        service.load()
+        video = _video(0, "a0", 0, 0, np.random.default_rng(0))
+        await service.Predict(regressor_pb2.RegressRequest(video=video), None)
+
+    with pytest.raises(errors.Precondition, match="reelvec train regressor"):
+        asyncio.run(run())

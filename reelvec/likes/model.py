@@ -1,6 +1,8 @@
 """The served likes model: an estimator (estimators.py) of log1p(likes) with a conformal 80%
 interval conditional on the post (intervals.py), measured the way it will be used (validation.py),
-saved as JSON (no pickle).
+saved as JSON (no pickle). Views are a second count served the same way: `train` takes the counts
+and their name, so a views model is a LikesModel of log1p(views) whose track record is the author's
+earlier views.
 
 `train` measures under author folds (and a time hold-out when the videos carry their time),
 chooses the best kind unless one is forced, calibrates the interval on the chosen kind's
@@ -41,14 +43,15 @@ class LikesModel:
     width: int = len(features.NAMES)  # the leading columns of features.NAMES it was trained on
 
     def predict(self, row: np.ndarray, author: str = "", video_id: str = "", created_at: int = 0) -> tuple[float, float, float]:
-        """Returns likes, low, high (80% interval). The author's earlier posts among the training
-        posts fill the history columns (none for an unknown or empty author: history.py)."""
+        """Returns the count (likes, or views for a views model), low, high (80% interval). The
+        author's earlier posts among the training posts fill the history columns (none for an
+        unknown or empty author: history.py)."""
         rows = self.track_record.fill(row[None, :], [video_id], [author], [created_at])
         rows = rows[:, : self.width]
         centre = self.estimator.predict_log(rows)
         low, high = self.interval.offsets(rows, centre)
-        likes = lambda value: float(max(np.expm1(value), 0.0))  # noqa: E731
-        return likes(centre[0]), likes(centre[0] + low[0]), likes(centre[0] + high[0])
+        count = lambda value: float(max(np.expm1(value), 0.0))  # noqa: E731
+        return count(centre[0]), count(centre[0] + low[0]), count(centre[0] + high[0])
 
     def save(self, path: Path) -> None:
         body = {"format": FORMAT, "version": self.version, "interval": self.interval.to_json(),
@@ -85,11 +88,13 @@ def _described(splits: list[validation.Split], groups: np.ndarray | None, later:
     return f"{len(splits)} folds, {held_out}{newest}"
 
 
-def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = False,
+def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = False,
           test_fraction: float = 0.2, seed: int = 0, compare: bool = False,
           groups: np.ndarray | None = None, created_at: np.ndarray | None = None, folds: int = validation.FOLDS,
-          kinds: tuple[str, ...] | None = None, ids: np.ndarray | None = None):
+          kinds: tuple[str, ...] | None = None, ids: np.ndarray | None = None, target_name: str = "likes"):
     """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind.
+
+    `counts` are each video's `target_name` count (likes or views); the model learns log1p of them.
 
     kind "" measures every kind (validation.py: author folds by `groups`, the time hold-out of the
     newest `test_fraction` by `created_at`) among `kinds` and serves the best; a kind forces it,
@@ -101,8 +106,8 @@ def train(rows: np.ndarray, likes: np.ndarray, kind: str = "", huber: bool = Fal
         estimators.make(kind, huber)  # an unknown kind fails before any work
     kinds = kinds or (estimators.KINDS if compare else CHOICE)
     if len(rows) < MIN_VIDEOS:
-        raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with likes, found {len(rows)}")
-    target = np.log1p(np.maximum(likes, 0))
+        raise ValueError(f"need at least {MIN_VIDEOS} indexed videos with {target_name}, found {len(rows)}")
+    target = np.log1p(np.maximum(counts, 0))
     groups = np.arange(len(rows)) if groups is None else np.asarray(groups)
     ids = np.arange(len(rows)).astype(str) if ids is None else np.asarray(ids)
     times = np.zeros(len(rows), np.int64) if created_at is None else np.asarray(created_at)

@@ -1,4 +1,5 @@
-"""The reelvec.v1.Regressor service: serves the current likes model and trains new ones."""
+"""The reelvec.v1.Regressor service: serves the current likes model (and views model, when the
+training videos carried views) and trains new ones."""
 
 import asyncio
 import dataclasses
@@ -10,7 +11,7 @@ import numpy as np
 from reelvec import clients, config, errors
 from reelvec.likes import estimators, features, model
 from reelvec.tls import TLS
-from reelvec.v1 import regressor_pb2, regressor_pb2_grpc
+from reelvec.v1 import common_pb2, regressor_pb2, regressor_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.artifact = Path(settings.data_dir) / "regressor" / "likes-model.json"
+        self.views_artifact = self.artifact.with_name("views-model.json")
         self.model: model.LikesModel | None = None
+        self.views_model: model.LikesModel | None = None  # none until enough training videos carry views
         self.search = clients.Search.connect(settings.search_url, settings.search_timeout, TLS.of(settings))
         self._training = asyncio.Lock()
 
@@ -39,9 +42,12 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         if self.artifact.exists():
             self.model = model.LikesModel.load(self.artifact)
             log.info("model loaded", extra={"version": self.model.version})
+        if self.views_artifact.exists():
+            self.views_model = model.LikesModel.load(self.views_artifact)
+            log.info("views model loaded", extra={"version": self.views_model.version})
 
     async def Predict(self, request, context):
-        current = self.model
+        current, views = self.model, self.views_model
         if current is None:
             raise errors.Precondition(HOW_TO_TRAIN)
         try:
@@ -49,10 +55,16 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         except ValueError as exc:
             raise errors.InvalidInput(str(exc)) from None
         video = request.video
-        likes, low, high = current.predict(row, video.metadata.author.id, video.id, video.metadata.created_at)
-        return regressor_pb2.RegressResponse(
+        asked = (row, video.metadata.author.id, video.id, video.metadata.created_at)
+        likes, low, high = current.predict(*asked)
+        response = regressor_pb2.RegressResponse(
             likes=likes, likes_low=low, likes_high=high, model_version=current.version
         )
+        if views is not None:
+            value, value_low, value_high = views.predict(*asked)
+            response.views.CopyFrom(common_pb2.Estimate(value=value, low=value_low, high=value_high))
+            response.views_model_version = views.version
+        return response
 
     async def Train(self, request, context):
         if request.model and request.model not in estimators.KINDS:
@@ -60,12 +72,9 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         if self._training.locked():
             raise errors.Precondition("a training run is already in progress; retry when it ends")
         async with self._training:
-            rows, likes, authors, created_at, ids = await self._training_data()
+            data = await self._training_data()
             try:
-                fitted, report = await asyncio.to_thread(
-                    model.train, rows, likes, request.model, request.huber, request.test_fraction or 0.2,
-                    request.seed, request.compare, authors, created_at, ids=ids,
-                )
+                fitted, report = await self._fit(request, data, "likes")
             except ValueError as exc:
                 raise errors.Precondition(f"{exc}; index more videos with likes first") from None
             except ImportError as exc:  # the serving image leaves PyTorch out (deploy/docker)
@@ -73,23 +82,47 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                     f"{request.model} trains with PyTorch, which this regressor does not have ({exc.name}): "
                     "train ridge, gbm or quartile here, or run the regressor where torch is installed"
                 ) from None
+            views_fitted, views_report, skipped = None, None, ""
+            try:
+                views_fitted, views_report = await self._fit(request, data.with_views(), "views")
+            except ValueError as exc:
+                skipped = f"{exc} (of {len(data.ids)} training videos)"
             await asyncio.to_thread(fitted.save, self.artifact)
             self.model = fitted
-            tables = {name: [regressor_pb2.ModelScore(**row) for row in report.pop(name, [])]
-                      for name in ("comparison", "time_holdout", "ablations")}
-            posts = [regressor_pb2.OutOfFoldPost(**post) for post in report.pop("out_of_fold")]
-            # no field for it in TrainReport: the log keeps the interval's coverage by author size
-            by_followers = report.pop("interval_by_followers", [])
-            log.info("model trained", extra={"version": fitted.version, **report,
-                                             "interval_by_followers": by_followers})
-            return regressor_pb2.TrainReport(
-                **report, **tables, out_of_fold=posts, model_version=fitted.version, artifact=str(self.artifact)
-            )
+            if views_fitted is not None:
+                await asyncio.to_thread(views_fitted.save, self.views_artifact)
+            else:
+                # a views model from earlier data would answer beside a likes model that no longer matches it
+                self.views_artifact.unlink(missing_ok=True)
+                log.info("no views model", extra={"reason": skipped})
+            self.views_model = views_fitted
+            report.artifact = str(self.artifact)
+            if views_report is not None:
+                views_report.artifact = str(self.views_artifact)
+                report.views.CopyFrom(views_report)
+            report.views_skipped = skipped
+            return report
 
-    async def _training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """rows, likes, author ids (the video's own id where the author is unknown, so that it
-        stands alone in the author folds), created_at (0 unknown) and ids of every video with likes."""
-        rows, likes, authors, created_at, ids, offset = [], [], [], [], [], ""
+    async def _fit(self, request, data: "_TrainingData", target: str):
+        """Trains the `target` model (likes or views) as `request` asks; returns it and its report.
+        Raises what model.train raises."""
+        fitted, report = await asyncio.to_thread(
+            model.train, data.rows, data.counts[target], request.model, request.huber, request.test_fraction or 0.2,
+            request.seed, request.compare, data.authors, data.created_at, ids=data.ids, target_name=target,
+        )
+        tables = {name: [regressor_pb2.ModelScore(**row) for row in report.pop(name, [])]
+                  for name in ("comparison", "time_holdout", "ablations")}
+        posts = [regressor_pb2.OutOfFoldPost(**post) for post in report.pop("out_of_fold")]
+        # no field for it in TrainReport: the log keeps the interval's coverage by author size
+        by_followers = report.pop("interval_by_followers", [])
+        log.info("model trained", extra={"target": target, "version": fitted.version, **report,
+                                         "interval_by_followers": by_followers})
+        return fitted, regressor_pb2.TrainReport(**report, **tables, out_of_fold=posts, model_version=fitted.version)
+
+    async def _training_data(self) -> "_TrainingData":
+        """Every video with likes; the author id is the video's own where the author is unknown, so
+        that it stands alone in the author folds."""
+        rows, likes, views, authors, created_at, ids, offset = [], [], [], [], [], [], ""
         while True:
             page = await self.search.scroll(offset=offset, limit=self.settings.page_size, with_vectors=True,
                                             only_with_likes=True)
@@ -99,14 +132,30 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                 except ValueError:
                     continue  # indexed before fusion existed: nothing to learn from
                 likes.append(video.metadata.likes)
+                views.append(video.metadata.views if video.metadata.HasField("views") else np.nan)
                 authors.append(video.metadata.author.id or f"video:{video.id}")
                 created_at.append(video.metadata.created_at)
                 ids.append(video.id)
             offset = page.next_offset
             if not offset:
                 break
-        if not rows:
-            return (np.zeros((0, len(features.NAMES))), np.zeros(0), np.zeros(0, str), np.zeros(0, np.int64),
-                    np.zeros(0, str))
-        return (np.stack(rows), np.asarray(likes, np.float64), np.asarray(authors), np.asarray(created_at, np.int64),
-                np.asarray(ids))
+        return _TrainingData(
+            np.stack(rows) if rows else np.zeros((0, len(features.NAMES))),
+            {"likes": np.asarray(likes, np.float64), "views": np.asarray(views, np.float64)},
+            np.asarray(authors, str), np.asarray(created_at, np.int64), np.asarray(ids, str),
+        )
+
+
+@dataclasses.dataclass
+class _TrainingData:
+    rows: np.ndarray
+    counts: dict[str, np.ndarray]  # likes and views of each video; NaN views where unknown
+    authors: np.ndarray
+    created_at: np.ndarray  # unix seconds, 0 unknown
+    ids: np.ndarray
+
+    def with_views(self) -> "_TrainingData":
+        """The videos whose views are known."""
+        known = ~np.isnan(self.counts["views"])
+        return _TrainingData(self.rows[known], {k: v[known] for k, v in self.counts.items()},
+                             self.authors[known], self.created_at[known], self.ids[known])
