@@ -1,4 +1,4 @@
-"""`reelvec copies` and the copied segments of `reelvec predict`, against an in-process fake gateway:
+"""`reelvec copies` and the copied segments (and views) of `reelvec predict`, against an in-process fake gateway:
 the JSON and the human lines they print, m:ss times, which RPC a file goes through, the argument
 rules and how a gRPC status is reported."""
 
@@ -35,8 +35,8 @@ COPIES = [copy("food_3", 0.97, (4.0, 10.2, 26.0, 32.04, 0.95), (12.5, 14.5, 61.4
 
 
 class FakeGateway:
-    def __init__(self, copies=(), missing: str | None = None):
-        self.copies, self.missing = list(copies), missing
+    def __init__(self, copies=(), missing: str | None = None, views: common_pb2.Estimate | None = None):
+        self.copies, self.missing, self.views = list(copies), missing, views
         self.calls: list[tuple[str, object]] = []
 
     def FindCopies(self, request, timeout=None):
@@ -53,7 +53,7 @@ class FakeGateway:
 
     def Predict(self, request, timeout=None):
         return gateway_pb2.PredictResponse(likes=1200, likes_low=300, likes_high=4000, originality=0.1,
-                                           near_duplicate_of="food_3", copies=self.copies)
+                                           near_duplicate_of="food_3", copies=self.copies, views=self.views)
 
 
 @pytest.fixture
@@ -164,3 +164,18 @@ def test_predict_without_copies(run, clip):
     code, out, _ = run(FakeGateway(), "predict", str(clip), "--json")
     assert code == 0 and json.loads(out)["copied_segments"] == []
     assert "copied" not in run(FakeGateway(), "predict", str(clip))[1]
+
+
+def test_predict_prints_views_with_their_interval_when_a_views_model_answers(run, clip):
+    views = common_pb2.Estimate(value=25_000, low=6_000, high=110_000)
+    code, out, _ = run(FakeGateway(views=views), "predict", str(clip), "--json")
+    printed = json.loads(out)
+    assert code == 0 and (printed["views"], printed["views_low"], printed["views_high"]) == (25_000, 6_000, 110_000)
+    lines = run(FakeGateway(views=views), "predict", str(clip))[1].splitlines()
+    assert lines[:2] == ["likes 1,200 (80% interval 300 - 4,000)", "views 25,000 (80% interval 6,000 - 110,000)"]
+
+
+def test_predict_without_a_views_model_prints_null_views(run, clip):
+    printed = json.loads(run(FakeGateway(), "predict", str(clip), "--json")[1])
+    assert printed["views"] is printed["views_low"] is printed["views_high"] is None
+    assert "views" not in run(FakeGateway(), "predict", str(clip))[1]

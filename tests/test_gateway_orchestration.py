@@ -151,11 +151,16 @@ class FakeSearch:
 class FakeRegressor:
     def __init__(self):
         self.seen = []
+        self.views = None  # a views model's answer, once one is "trained"
 
     async def predict(self, video):
         self.seen.append(video)
-        return regressor_pb2.RegressResponse(likes=100 + video.metadata.author.followers, likes_low=50,
-                                             likes_high=300, model_version="ridge-1")
+        response = regressor_pb2.RegressResponse(likes=100 + video.metadata.author.followers, likes_low=50,
+                                                 likes_high=300, model_version="ridge-1")
+        if self.views is not None:
+            response.views.CopyFrom(self.views)
+            response.views_model_version = "gbm-2"
+        return response
 
 
 @pytest.fixture
@@ -384,3 +389,16 @@ def test_predict_by_id_returns_the_copies_of_the_stored_frames(fakes, tmp_path):
     index(gateway)
     predicted = asyncio.run(gateway.Predict(gateway_pb2.PredictRequest(id="clip0"), None))
     assert [c.id for c in predicted.copies] == ["orig"] and predicted.copies[0].segments[0].query_end == 4.0
+
+
+@pytest.mark.parametrize("by", ["id", "video"])
+def test_predict_returns_views_beside_likes_only_when_a_views_model_answers(fakes, tmp_path, by):
+    gateway = gateway_of(fakes, tmp_path)
+    index(gateway)
+    request = gateway_pb2.PredictRequest(id="clip0") if by == "id" else gateway_pb2.PredictRequest(video=VIDEO)
+    without = asyncio.run(gateway.Predict(request, None))
+    assert not without.HasField("views") and "views" not in without.model_versions
+    fakes.regressor.views = common_pb2.Estimate(value=2000, low=400, high=9000)
+    predicted = asyncio.run(gateway.Predict(request, None))
+    assert predicted.views == fakes.regressor.views and predicted.model_versions["views"] == "gbm-2"
+    assert predicted.likes == without.likes and predicted.model_versions["likes"] == "ridge-1"

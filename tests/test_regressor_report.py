@@ -81,3 +81,21 @@ def test_without_out_nothing_is_written(trained, run, tmp_path, monkeypatch):
     code, printed = run(trained[0], "train", "regressor")
     assert code == 0 and "report" not in printed and "out_of_fold" not in printed
     assert not list(tmp_path.glob("**/*.png")) and not list(tmp_path.glob("**/report.md"))
+    # the stand-in videos carry no views: no views model, and the report says why
+    assert "views" not in printed and "views" in printed["views_skipped"]
+
+
+def test_the_summary_names_the_views_model_or_why_there_is_none(trained, monkeypatch, capsys):
+    report = trained[0]
+    with_views = regressor_pb2.TrainReport()
+    with_views.CopyFrom(report)
+    with_views.views.CopyFrom(report)
+    with_views.views.model_version = "ridge-views"
+    with_views.ClearField("views_skipped")
+    for answer, says in ((with_views, ["views: trained ridge-views", "in log1p(views)"]),
+                         (report, ["no views model: need at least 5 indexed videos with views, found 0"])):
+        gateway = SimpleNamespace(TrainRegressor=lambda request, timeout=None, answer=answer: answer)
+        monkeypatch.setattr(client, "connect", lambda address, api_key=None, gateway=gateway: gateway)
+        assert cli.main(["train", "regressor"]) == 0
+        printed = capsys.readouterr().out
+        assert all(part in printed for part in says) and "in log1p(likes)" in printed

@@ -1,4 +1,4 @@
-"""The web page's server side without a stack: the JSON it makes of a prediction with copies, and the
+"""The web page's server side without a stack: the JSON it makes of a prediction with copies and views, and the
 byte ranges its kept files are served with (what lets a player start at a copied second)."""
 
 import pytest
@@ -28,6 +28,12 @@ def test_a_prediction_carries_each_copy_with_its_segments_thumbnail_and_file():
 def test_a_prediction_without_copies_says_so():
     shown = prediction(gateway_pb2.PredictResponse(likes=3))
     assert shown["copies"] == [] and shown["likes"] == 3 and shown["near_duplicate_of"] is None
+    assert shown["views"] is None  # no views model: the page leaves the views block hidden
+
+
+def test_a_prediction_with_views_carries_them_with_their_interval():
+    shown = prediction(gateway_pb2.PredictResponse(likes=3, views=common_pb2.Estimate(value=90, low=20, high=400)))
+    assert shown["views"] == {"value": 90, "low": 20, "high": 400} and shown["likes"] == 3
 
 
 DATA = bytes(range(100))

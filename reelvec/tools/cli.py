@@ -147,10 +147,15 @@ def cmd_predict(args, stub) -> int:
     if any(v is not None for v in stats.values()):
         request.author.CopyFrom(common_pb2.AuthorStats(**{k: v or 0 for k, v in stats.items()}))
     r = stub.Predict(request, timeout=client.QUERY_TIMEOUT)
+    has_views = r.HasField("views")
     result = {
         "likes": r.likes,
         "likes_low": r.likes_low,
         "likes_high": r.likes_high,
+        # null without a views model (too few training videos carried views)
+        "views": r.views.value if has_views else None,
+        "views_low": r.views.low if has_views else None,
+        "views_high": r.views.high if has_views else None,
         "originality": round(float(r.originality), 6),
         "near_duplicate_of": r.near_duplicate_of or None,
         "hashtags": list(r.hashtags),
@@ -164,6 +169,8 @@ def cmd_predict(args, stub) -> int:
 def _predict_human(r: gateway_pb2.PredictResponse, result: dict) -> str:
     return "\n".join([
         f"likes {r.likes:,.0f} (80% interval {r.likes_low:,.0f} - {r.likes_high:,.0f})",
+        *([f"views {r.views.value:,.0f} (80% interval {r.views.low:,.0f} - {r.views.high:,.0f})"]
+          if r.HasField("views") else []),
         f"originality {r.originality:.2f}" + (f", near-duplicate of {r.near_duplicate_of}" if r.near_duplicate_of else ""),
         f"hashtags {' '.join('#' + t for t in r.hashtags) or '-'}",
         "similar " + ", ".join(f"{h['id']} ({h['score']:.2f})" for h in result["similar"]),
@@ -224,8 +231,13 @@ def cmd_train(args, stub) -> int:
         raise ValueError("reelvec train regressor takes no files: it trains on the indexed videos with likes")
     report = client.train_regressor(stub, args.regressor, args.huber, args.compare)
     result = json_format.MessageToDict(report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    result.pop("out_of_fold", None)  # one entry per video: what the plots draw, too long to print
+    for printed in (result, result.get("views", {})):
+        printed.pop("out_of_fold", None)  # one entry per video: what the plots draw, too long to print
     summary = _regressor_summary(report)
+    if report.HasField("views"):
+        summary += "\n\nviews: " + _regressor_summary(report.views, "views")
+    else:
+        summary += f"\n\nno views model: {report.views_skipped or 'the regressor trained none'}"
     if args.out:
         from reelvec.tools.training import regressor_report
 
@@ -235,12 +247,12 @@ def cmd_train(args, stub) -> int:
     return 0
 
 
-def _regressor_summary(report) -> str:
+def _regressor_summary(report, target: str = "likes") -> str:
     """The served model's out-of-fold scores, then the tables: every model (with its time hold-out
-    beside it when there is one) and the served kind's ablations."""
+    beside it when there is one) and the served kind's ablations. `target`: what it predicts."""
     lines = [
         f"trained {report.model_version} on {report.train_size} videos ({report.validation})",
-        f"out of fold: MAE {report.mae:.3f} (mean predictor {report.baseline_mae:.3f}) in log1p(likes), "
+        f"out of fold: MAE {report.mae:.3f} (mean predictor {report.baseline_mae:.3f}) in log1p({target}), "
         f"R^2 {report.r2:.3f}, Spearman {report.spearman:.3f}; the 80% interval covered "
         f"{100 * report.interval_coverage:.0f}% of unseen authors' videos, (1+high)/(1+low) = {report.interval_ratio:.1f}",
     ]
@@ -543,7 +555,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=sorted(modalities.DIMS))
     p.add_argument("--k", type=int, default=10)
 
-    p = client_command("predict", cmd_predict, "predict likes, originality, hashtags, similar videos")
+    p = client_command("predict", cmd_predict, "predict likes (and views), originality, hashtags, similar videos")
     p.add_argument("file")
     for flag in ("--followers", "--following", "--author-likes", "--author-videos"):
         p.add_argument(flag, type=int)

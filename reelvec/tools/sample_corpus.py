@@ -26,5 +26,6 @@ def ensure_indexed(gateway: str, data_dir: Path) -> None:
         response = client.index_file(stub, path, metadata)
         print(f"indexed sample {response.id}", flush=True)
     report = client.train_regressor(stub)
-    print(f"regressor trained on the sample: {report.model}, R^2 {report.r2:.2f}, Spearman {report.spearman:.2f} "
-          f"(only {report.train_size} videos; index your own corpus and retrain)", flush=True)
+    views = f"; views: {report.views.model}, R^2 {report.views.r2:.2f}" if report.HasField("views") else ""
+    print(f"regressor trained on the sample: {report.model}, R^2 {report.r2:.2f}, Spearman {report.spearman:.2f}"
+          f"{views} (only {report.train_size} videos; index your own corpus and retrain)", flush=True)

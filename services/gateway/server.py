@@ -248,10 +248,13 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
             )
             transcript = embedded.transcribed.transcript
         versions["likes"] = regression.model_version
+        if regression.HasField("views"):
+            versions["views"] = regression.views_model_version
         return gateway_pb2.PredictResponse(
             likes=regression.likes,
             likes_low=regression.likes_low,
             likes_high=regression.likes_high,
+            views=regression.views if regression.HasField("views") else None,
             originality=analysis.originality,
             near_duplicate_of=analysis.near_duplicate_of,
             hashtags=[h.tag for h in analysis.hashtags],

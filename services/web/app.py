@@ -46,6 +46,7 @@ def _hit(hit: common_pb2.Hit) -> dict:
         "caption": video.metadata.caption,
         "hashtags": list(video.metadata.hashtags),
         "likes": video.metadata.likes if video.metadata.HasField("likes") else None,
+        "views": video.metadata.views if video.metadata.HasField("views") else None,
         "duration": round(video.duration, 1),
         "thumbnail": f"/api/videos/{hit.id}/thumbnail",
         "file": f"/api/videos/{hit.id}/file",
@@ -71,6 +72,8 @@ def prediction(r: gateway_pb2.PredictResponse) -> dict:
     """What the page shows of a prediction."""
     return {
         "likes": r.likes, "likes_low": r.likes_low, "likes_high": r.likes_high,
+        # None without a views model: the page leaves views out
+        "views": {"value": r.views.value, "low": r.views.low, "high": r.views.high} if r.HasField("views") else None,
         "originality": round(float(r.originality), 4), "near_duplicate_of": r.near_duplicate_of or None,
         "hashtags": list(r.hashtags), "similar": [_hit(h) for h in r.similar],
         "copies": [_copy(c) for c in r.copies],

@@ -209,6 +209,9 @@ def test_train_regressor_serves_the_best_model_under_author_folds(stack, indexed
     # likes follow the author's followers in the sample corpus: a model of the author statistics must
     # beat always answering the training mean by far, where one that learned nothing would not
     assert table["author"]["mae"] < 0.5 * report["baseline_mae"], table
+    # every sample video carries views too: a views model, measured the same way
+    assert report["views"]["train_size"] == report["train_size"] and report["views_skipped"] == ""
+    assert {row["model"] for row in report["views"]["comparison"]} == set(table)
 
 
 def test_the_served_likes_model_beats_the_mean_predictor(trained):
@@ -231,6 +234,7 @@ def test_predict_returns_likes_interval_originality_and_suggestions(stack, train
     copy = samples.transcode(corpus.parent / "pets_0.mp4", tmp_path / "pets_copy.mp4", scale=0.75)
     result = json.loads(stack.cli("predict", str(copy), "--followers", "50000", "--author-videos", "30", "--json").stdout)
     assert 0 <= result["likes_low"] <= result["likes"] <= result["likes_high"]
+    assert 0 <= result["views_low"] <= result["views"] <= result["views_high"]  # the sample carries views
     assert result["near_duplicate_of"] == "pets_0"
     assert 0.0 <= result["originality"] < 0.3
     assert result["similar"][0]["id"] == "pets_0"
@@ -251,7 +255,10 @@ def test_predict_by_id_uses_the_stored_video(stack, trained, grpc_error):
     assert "music_0" not in {h.id for h in response.similar}
     stored = stub.Get(gateway_pb2.GetVideoRequest(id="music_0"), timeout=30)
     assert response.transcript.text == stored.transcript
-    assert {**stored.model_versions, "likes": response.model_versions["likes"]} == dict(response.model_versions)
+    # the sample corpus carries views, so a views model serves beside the likes one
+    served = {name: response.model_versions[name] for name in ("likes", "views")}
+    assert {**stored.model_versions, **served} == dict(response.model_versions)
+    assert 0 <= response.views.low <= response.views.value <= response.views.high
     missing = grpc_error(stub.Predict, gateway_pb2.PredictRequest(id="no_such_video"), timeout=30)
     assert missing.code() == grpc.StatusCode.NOT_FOUND and "no_such_video" in missing.details()
 

@@ -117,6 +117,10 @@ def test_upload_predict_similar_and_search_in_a_real_browser(stack, corpus_ready
     assert browser.find_element(By.ID, "likes").text == compact(expected.likes)
     assert browser.find_element(By.ID, "likes-range").text == \
         f"likely {compact(expected.likes_low)} – {compact(expected.likes_high)}"
+    # the sample corpus carries views: the views model's answer is shown beside likes
+    assert browser.find_element(By.ID, "views").text == compact(expected.views.value)
+    assert browser.find_element(By.ID, "views-range").text == \
+        f"likely {compact(expected.views.low)} – {compact(expected.views.high)}"
     assert browser.find_element(By.ID, "originality").text == f"{round(expected.originality * 100)}%"
     assert browser.find_element(By.ID, "originality-reading").text
     assert not browser.find_element(By.ID, "progress").is_displayed()  # the progress bar is gone

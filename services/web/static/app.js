@@ -74,7 +74,8 @@ function card(hit) {
   caption.textContent = hit.caption || hit.id;
   const facts = document.createElement("div");
   facts.className = "small";
-  facts.textContent = `${compact(hit.likes)} likes · match ${Math.round(hit.score * 100)}%`;
+  const views = hit.views === null || hit.views === undefined ? "" : ` · ${compact(hit.views)} views`;
+  facts.textContent = `${compact(hit.likes)} likes${views} · match ${Math.round(hit.score * 100)}%`;
   meta.append(caption, facts);
   const more = document.createElement("button");
   more.type = "button";
@@ -130,6 +131,11 @@ function showPrediction(result) {
   $("result").hidden = false;
   $("likes").textContent = compact(result.likes);
   $("likes-range").textContent = `likely ${compact(result.likes_low)} – ${compact(result.likes_high)}`;
+  // no views model until the indexed videos carry view counts: the block stays hidden
+  $("views-block").hidden = !result.views;
+  $("views").textContent = result.views ? compact(result.views.value) : "";
+  $("views-range").textContent = result.views ?
+    `likely ${compact(result.views.low)} – ${compact(result.views.high)}` : "";
   $("originality").textContent = `${Math.round(result.originality * 100)}%`;
   $("originality-reading").textContent = readOriginality(result.originality, result.near_duplicate_of);
   $("duplicate").hidden = !result.near_duplicate_of;
