@@ -279,9 +279,9 @@ class TimedStore:
         finally:
             self.seconds[name] += time.perf_counter() - started
 
-    def search_frames(self, vectors, k, exclude_id=""):
+    def search_frames(self, vectors, k, exclude_id="", ef=None):
         with self._timing("frame search"):
-            return self.store.search_frames(vectors, k, exclude_id)
+            return self.store.search_frames(vectors, k, exclude_id, ef)
 
     def frames_of(self, video_ids):
         self.aligned += len(video_ids)

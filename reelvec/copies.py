@@ -116,8 +116,8 @@ class Track:
         return self if self.views is None else Track(self.times, self.vectors)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every descriptor to look up, whole frames and views, [m, dim]; the frame each is of [m];
-        what its similarities lose [m]: 0 for a whole frame, VIEW_PENALTY for a view."""
+        """Every descriptor to look up, [m, dim]: the whole frames first, then their views; the frame
+        each is of [m]; what its similarities lose [m]: 0 for a whole frame, VIEW_PENALTY for a view."""
         n = len(self.times)
         if self.views is None:
             return self.vectors, np.arange(n), np.zeros(n)

@@ -343,6 +343,7 @@ def test_search_frames_finds_each_frames_video_and_never_exclude_id(store):
     check(store.search_frames(noisy, 5), 5)  # before any index: an exact scan
     store.optimize()  # edge: the frames get their graph too
     check(store.search_frames(noisy, 5), 5)
+    check(store.search_frames(noisy, 5, ef=8), 5)  # a narrower walk (the query views') still finds them
     assert store.search_frames(noisy[:0], 5) == []
     assert store.count() == 6
 

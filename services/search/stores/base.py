@@ -201,9 +201,12 @@ class VideoStore(abc.ABC):
         """The stored frames of each video that has any, in one fetch."""
 
     @abc.abstractmethod
-    def search_frames(self, vectors: np.ndarray, k: int, exclude_id: str = "") -> list[list[tuple[str, float]]]:
+    def search_frames(
+        self, vectors: np.ndarray, k: int, exclude_id: str = "", ef: int | None = None
+    ) -> list[list[tuple[str, float]]]:
         """For each row of `vectors` [n, visual dim], its k nearest stored frames as (video id,
-        cosine), best first, never a frame of `exclude_id`; one engine call where the backend can."""
+        cosine), best first, never a frame of `exclude_id`; one engine call where the backend can.
+        `ef`: how many candidates each row's graph walk keeps (at least k; None: the store's own)."""
 
     def search(
         self, modality: str, vector: list[float], filter: Filter | None, k: int,

@@ -311,7 +311,7 @@ class EdgeStore(base.VideoStore):
         answers = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [[base.Hit.from_point(p, q.with_payload) for p in points] for q, points in zip(searches, answers)]
 
-    def search_frames(self, vectors, k, exclude_id=""):
+    def search_frames(self, vectors, k, exclude_id="", ef=None):
         if not len(vectors):
             return []
         self._last_call = time.monotonic()
@@ -323,7 +323,7 @@ class EdgeStore(base.VideoStore):
                 filter=others,
                 with_payload=[base.VIDEO_ID],
                 with_vector=False,
-                params=self._search_params,
+                params=self._search_params if ef is None else _search_params(ef),
             )
             for row in vectors.tolist()
         ]

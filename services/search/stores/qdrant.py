@@ -296,12 +296,13 @@ class QdrantStore(base.VideoStore):
             answers = self._client.query_batch_points(self._collection, requests)
         return [[base.Hit.from_point(p, q.with_payload) for p in answer.points] for q, answer in zip(searches, answers)]
 
-    def search_frames(self, vectors, k, exclude_id=""):
+    def search_frames(self, vectors, k, exclude_id="", ef=None):
         if not len(vectors):
             return []
         others = models.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
+        params = None if ef is None else models.SearchParams(hnsw_ef=ef)
         requests = [
-            models.QueryRequest(query=row, using=base.FRAME, filter=others, limit=k,
+            models.QueryRequest(query=row, using=base.FRAME, filter=others, limit=k, params=params,
                                 with_payload=[base.VIDEO_ID], with_vector=False)
             for row in vectors.tolist()
         ]
