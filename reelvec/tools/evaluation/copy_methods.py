@@ -180,11 +180,14 @@ def compare(originals: list[gateway_pb2.EmbedResponse], queries: list[gateway_pb
     }
 
 
-def replay(section: dict, frames: Path) -> dict:
+def replay(section: dict, frames: Path, project=None) -> dict:
     """A finished evaluation's copy_methods `section` with its frames part done again by the current
     code, from the descriptors it saved (`frames`, save_tracks'): the mean vector's column stays
-    as it was measured."""
+    as it was measured. `project`: a Track -> Track map applied to every track first (a different
+    descriptor from the same frames)."""
     queries, originals = load_tracks(frames)
+    if project is not None:
+        queries, originals = ([None if t is None else project(t) for t in ts] for ts in (queries, originals))
     rows = iter(section["partial_copies"])
     about, names = [], [""] * len(originals)
     for kind, original in zip(section["kinds"], section["truth"]):

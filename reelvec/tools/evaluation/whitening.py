@@ -1,0 +1,69 @@
+"""`python -m reelvec.tools.evaluation.whitening --fit FOLDER FOLDER...`: would whitened frame
+descriptors (reelvec/whitening.py) decide copies better? Fits the whitening on the frames.npz of
+each --fit evaluation (queries and originals), then replays every other FOLDER's copy detection
+twice, on the descriptors as they are and whitened, with the current alignment and decision, and
+prints both side by side as Markdown. Seconds, not the evaluation's minutes; rewrites nothing."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from reelvec.tools.evaluation import copy_methods
+from reelvec.whitening import Whitening
+
+COLUMNS = ("micro-AP", "full copies found", "false pairs", "partial copies located", "picture-in-picture", "crop")
+
+
+def fit(folders: list[Path], dims: int) -> Whitening:
+    rows = []
+    for folder in folders:
+        for tracks in copy_methods.load_tracks(folder / "frames.npz"):
+            rows += [t.vectors for t in tracks if t is not None]
+    return Whitening.fit(np.concatenate(rows), dims)
+
+
+def summary(frames: dict) -> list[str]:
+    """copy_methods' FRAMES method as the table's cells."""
+    false = frames["all"]
+    return [f"{frames['micro_ap']:.3f}", f"{frames['full']['recall']:.3f}",
+            f"{false['false_copies']} ({100 * false['false_copy_rate']:.2f}%)",
+            f"{frames['segments']['located']:.3f}",
+            *(f"{frames['by_kind'][kind]:.2f}" if kind in frames["by_kind"] else "-" for kind in ("pip", "crop"))]
+
+
+def compare(folder: Path, whitening: Whitening) -> list[list[str]]:
+    """Two rows for one evaluation: its descriptors as they are, and whitened."""
+    section = json.loads((folder / "report.json").read_text())["copy_methods"]
+    rows = []
+    for label, project in ((f"as stored ({whitening.matrix.shape[0]}-d)", None),
+                           (f"whitened to {whitening.dims}-d", whitening.track)):
+        replayed = copy_methods.replay(section, folder / "frames.npz", project)
+        rows.append([folder.name, label, *summary(replayed[copy_methods.FRAMES])])
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="evaluations to replay: report.json and frames.npz")
+    parser.add_argument("--fit", type=Path, action="append", required=True,
+                        help="an evaluation whose frames the whitening is fitted on (repeatable); never replayed")
+    parser.add_argument("--dims", type=int, default=256)
+    args = parser.parse_args(argv)
+    whitening = fit(args.fit, args.dims)
+    print(f"whitening fitted on {', '.join(f.name for f in args.fit)}\n")
+    print("| evaluation | descriptors | " + " | ".join(COLUMNS) + " |")
+    print("| --- " * (2 + len(COLUMNS)) + "|")
+    fitted = {f.resolve() for f in args.fit}
+    for folder in args.folders:
+        if folder.resolve() not in fitted:
+            for row in compare(folder, whitening):
+                print("| " + " | ".join(row) + " |")
+    for folder in args.folders:
+        if folder.resolve() in fitted:  # on its own frames whitening flattens what tells its copies apart
+            print(f"\n{folder.name}: not replayed, the whitening was fitted on it")
+
+
+if __name__ == "__main__":
+    main()
