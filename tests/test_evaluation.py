@@ -1,6 +1,7 @@
 """The evaluation's measures on hand-made vectors, and its copy transforms on real video."""
 
 import json
+import re
 from pathlib import Path
 
 import av
@@ -10,7 +11,7 @@ from checkout import ROOT
 from PIL import Image
 
 from reelvec import copies, media, samples
-from reelvec.tools import real_media
+from reelvec.tools import plots, real_media
 from reelvec.tools.evaluation import copy_methods, metrics, report, transforms
 from reelvec.v1 import gateway_pb2
 
@@ -290,7 +291,7 @@ def test_the_report_keeps_the_frame_descriptors_beside_its_json_for_a_replay(tmp
     rng = np.random.default_rng(5)
     queries = [_track(rng.normal(size=(6, 16))), None, _track(rng.normal(size=(3, 16)))]
     originals = [_track(rng.normal(size=(4, 16)))]
-    monkeypatch.setattr(report, "markdown", lambda whole: "")  # the tables have their own tests
+    monkeypatch.setattr(report, "markdown", lambda whole, plots=(): "")  # the tables have their own tests
     written = report.write({"videos": 1, report.FRAME_TRACKS: (queries, originals)}, tmp_path)
     assert [p.name for p in written] == ["report.json", "report.md", "frames.npz"]
     assert json.loads((tmp_path / "report.json").read_text()) == {"videos": 1}
@@ -313,31 +314,83 @@ def test_hflip_mirrors_and_audio_replaced_changes_the_sound(clip, tmp_path):
     assert smaller.stat().st_size < transforms.make_copy(clip, tmp_path / "same.mp4", "hflip").stat().st_size
 
 
-def test_the_report_compares_every_likes_model_when_likes_are_known():
+def _likes_videos(count: int, seed: int = 6):
+    """(items, embed responses) of `count` videos by count // 2 authors, with likes that follow followers."""
     from reelvec import modalities
-    from reelvec.tools.evaluation import report
     from reelvec.v1 import common_pb2, gateway_pb2
 
-    rng = np.random.default_rng(6)
-    items, responses, likes = [], [], []
-    for i in range(12):
+    rng = np.random.default_rng(seed)
+    items, responses = [], []
+    for i in range(count):
         followers = int(10 ** rng.uniform(2, 6))
-        metadata = common_pb2.VideoMetadata(id=f"v{i}", likes=followers // 20,
-                                            author=common_pb2.AuthorStats(followers=followers, videos=10))
+        metadata = common_pb2.VideoMetadata(id=f"v{i}", likes=followers // 20, author=common_pb2.AuthorStats(
+            id=f"a{i // 2}", followers=followers, videos=10))
         # the regressor's features are the weighted concatenation of these, whatever the served fusion
         embeddings = common_pb2.Embeddings(vectors={
             name: common_pb2.Vector(values=rng.normal(size=dim).tolist()) for name, dim in modalities.SOURCES.items()
         })
         items.append((Path(f"v{i}.mp4"), metadata))
         responses.append(gateway_pb2.EmbedResponse(embeddings=embeddings, duration=10.0))
-        likes.append(float(metadata.likes))
-    table = report._regressors(items, responses, likes)
-    assert [row["model"] for row in table] == ["ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"]
-    assert report._regressors(items, responses, None) == []
-    markdown = report.markdown({"videos": 12, "copies": 0, "transforms": [], "model_versions": {},
-                                "copy_detection": {}, "copy_detection_by_transform": {}, "category_retrieval": {},
-                                "clustering": {}, "originality": {}, "regressors": table})
-    assert "| transformer |" in markdown and "quartile accuracy" in markdown
+    return items, responses
+
+
+def _report(**measured) -> dict:
+    """An evaluation report with empty sections but `measured`."""
+    return {"videos": 12, "copies": 0, "transforms": [], "model_versions": {}, "copy_detection": {},
+            "copy_detection_by_transform": {}, "category_retrieval": {}, "clustering": {}, "originality": {},
+            "regressors": [], **measured}
+
+
+@pytest.fixture(scope="module")
+def likes_models():
+    """What evaluate measures of the likes models on 12 videos by 6 authors (every kind: seconds)."""
+    return report._regressors(*_likes_videos(12))
+
+
+def test_the_report_compares_every_likes_model_when_likes_are_known(likes_models):
+    assert [row["model"] for row in likes_models["regressors"]] == \
+        ["ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"]
+    chosen = likes_models["likes_validation"]
+    assert chosen["model"] in {row["model"] for row in likes_models["regressors"]}
+    assert "6 authors, none on both sides" in chosen["validation"]  # grouped by author, as the service does
+    assert len(chosen["out_of_fold"]) == 12 and len({p["followers"] for p in chosen["out_of_fold"]}) == 12
+    markdown = report.markdown(_report(**likes_models))
+    assert "| transformer |" in markdown and "quartile accuracy" in markdown and "6 authors" in markdown
+
+
+def _images(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+def test_the_report_embeds_the_likes_plots_it_writes_beside_it(likes_models, tmp_path):
+    written = report.write(_report(**likes_models), tmp_path)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert sorted(p.name for p in written if p.suffix == ".png") == pngs
+    images = _images((tmp_path / "report.md").read_text())
+    assert images == ["likes-predicted-vs-actual.png", "likes-interval-coverage.png",
+                      "likes-error-by-followers.png", "likes-ablations.png"]
+    assert sorted(images) == pngs
+    for name in images:
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG" and image.size == plots.SIZE
+            assert len(image.getcolors(image.width * image.height)) > 3  # drawn on, not a blank page
+    # report.json keeps what the plots draw: a replay of the folder draws them again
+    assert json.loads((tmp_path / "report.json").read_text())["likes_validation"]["out_of_fold"]
+
+
+@pytest.mark.parametrize("count, missing, says", [(12, 1, "1 of 12 videos have no likes"),
+                                                   (4, 0, "4 videos; the likes models need at least 5")])
+def test_without_likes_no_plots_and_the_report_says_why(likes_models, tmp_path, count, missing, says):
+    items, responses = _likes_videos(count)
+    for _, metadata in items[:missing]:
+        metadata.ClearField("likes")
+    measured = report._regressors(items, responses)
+    assert measured["regressors"] == [] and "likes_validation" not in measured
+    report.write(_report(**likes_models), tmp_path)  # an earlier run's plots in the same folder
+    written = report.write(_report(**measured), tmp_path)
+    assert [p.name for p in written] == ["report.json", "report.md"] and not list(tmp_path.glob("*.png"))
+    markdown = (tmp_path / "report.md").read_text()
+    assert says in markdown and "No likes plots." in markdown and not _images(markdown)
 
 
 def test_originality_correlates_with_likes_in_the_direction_they_go():

@@ -15,6 +15,7 @@ from test_likes_service import _Search, _video
 
 from reelvec.likes import model
 from reelvec.tools import cli, client, plots
+from reelvec.tools.training import regressor_report
 from reelvec.v1 import regressor_pb2
 from services.regressor import server
 
@@ -99,3 +100,14 @@ def test_the_summary_names_the_views_model_or_why_there_is_none(trained, monkeyp
         assert cli.main(["train", "regressor"]) == 0
         printed = capsys.readouterr().out
         assert all(part in printed for part in says) and "in log1p(likes)" in printed
+
+
+def test_without_author_statistics_or_ablations_only_the_plots_with_something_to_show(tmp_path):
+    rng = np.random.default_rng(2)
+    posts = [{"actual": float(a), "predicted": float(a + rng.normal()), "inside": bool(i), "followers": 0.0}
+             for a, i in zip(rng.uniform(0, 8, 60), rng.random(60) < 0.8)]
+    (tmp_path / "error-by-followers.png").write_bytes(b"an earlier run's")
+    sections = regressor_report.draw({"out_of_fold": posts, "ablations": []}, tmp_path)
+    assert [image for _, image, _ in sections] == ["predicted-vs-actual.png", "interval-coverage.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interval-coverage.png", "predicted-vs-actual.png"]
+    assert regressor_report.draw({}, tmp_path) == [] and not list(tmp_path.iterdir())

@@ -3,7 +3,7 @@ representations (each modality, the served fusion, plain concatenation, PCA, the
 fusion) on copy detection, category retrieval (when labels are given), clustering, originality
 and likes models; and copy detection by mean vector against frame descriptors with alignment,
 on full copies, partial copies and videos that copy nothing (copy_methods.py). Writes report.json
-and report.md."""
+and report.md, with the likes plots (PNG) beside it when the videos carry likes."""
 
 import json
 import sys
@@ -21,10 +21,11 @@ from sklearn.decomposition import PCA
 
 from reelvec import errors, modalities, originality
 from reelvec.likes import features as regressor_features
+from reelvec.likes import intervals
 from reelvec.likes import model as regressor_model
 from reelvec.tools.evaluation import copy_methods, metrics, transforms
 from reelvec.tools.progress import QUIET, Progress
-from reelvec.tools.training import clip3d
+from reelvec.tools.training import clip3d, regressor_report
 from reelvec.tools.training.autoencoder import LATENT, Autoencoder
 from reelvec.v1 import common_pb2, gateway_pb2
 from reelvec.vectors import unit
@@ -39,6 +40,7 @@ MAX_CLUSTERS = 10
 FRAME_TRACKS = "frame_tracks"
 # what the copy maker raises for a video it cannot read: that video is skipped, the evaluation goes on
 UNUSABLE = (errors.InvalidInput, av.FFmpegError, OSError)
+LIKES_PLOTS = "likes-"  # the likes plots' file names start with it, beside the copy detection's files
 
 
 def _vectors(response: gateway_pb2.EmbedResponse) -> dict[str, np.ndarray]:
@@ -218,16 +220,30 @@ def _originality(corpus: np.ndarray, copies: np.ndarray, likes: list[float] | No
     return out
 
 
-def _regressors(items, originals, likes: list[float] | None) -> list[dict]:
-    """`reelvec train regressor --compare` on these videos: every likes model on one held-out split."""
-    if likes is None or len(items) < regressor_model.MIN_VIDEOS:
-        return []
+def _regressors(items, originals) -> dict:
+    """`reelvec train regressor --compare` on these videos, measured as the regressor service
+    measures it (author folds; the time hold-out when they carry their time): `regressors`, every
+    likes model's scores, and `likes_validation`, the chosen kind's (each video predicted out of
+    fold, the ablations: what the likes plots draw); or `likes_skipped`, why there are none."""
+    missing = sum(1 for _, m in items if not m.HasField("likes"))
+    if missing:
+        return {"regressors": [], "likes_skipped": f"{missing} of {len(items)} videos have no likes; "
+                                                   "the likes models need them on every video."}
+    if len(items) < regressor_model.MIN_VIDEOS:
+        return {"regressors": [], "likes_skipped": f"{len(items)} videos; the likes models need at least "
+                                                   f"{regressor_model.MIN_VIDEOS}."}
     rows = np.stack([
         regressor_features.row(common_pb2.VideoRecord(metadata=m, duration=r.duration, embeddings=r.embeddings))
         for (_, m), r in zip(items, originals)
     ])
-    _, trained = regressor_model.train(rows, np.asarray(likes), compare=True)
-    return trained["comparison"]
+    # as the regressor service does: a video without an author stands alone in the author folds
+    authors = np.array([m.author.id or f"video:{m.id or n}" for n, (_, m) in enumerate(items)])
+    _, trained = regressor_model.train(
+        rows, np.array([m.likes for _, m in items], np.float64), compare=True, groups=authors,
+        created_at=np.array([m.created_at for _, m in items], np.int64),
+        ids=np.array([m.id or str(n) for n, (_, m) in enumerate(items)]))
+    kept = ("model", "validation", "interval_coverage", "interval_ratio", "out_of_fold", "ablations")
+    return {"regressors": trained["comparison"], "likes_validation": {k: trained[k] for k in kept}}
 
 
 def evaluate(
@@ -318,13 +334,15 @@ def evaluate(
     report[FRAME_TRACKS] = [copy_methods.track(r) for r in queried], [copy_methods.track(r) for r in originals]
     likes = [float(m.likes) for _, m in items] if all(m.HasField("likes") for _, m in items) else None
     report["originality"] = _originality(rep_originals["fused (served)"], rep_copies["fused (served)"], likes)
-    report["regressors"] = _regressors(items, originals, likes)
+    report.update(_regressors(items, originals))
     report["seconds"] = round(time.monotonic() - started, 1)
     progress.close()
     return report
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, plots: list[tuple[str, str, str]] = ()) -> str:
+    """The report as Markdown; `plots`: the likes plots `write` drew beside it, embedded under the
+    likes models."""
     lines = [
         "# reelvec evaluation",
         "",
@@ -370,13 +388,22 @@ def markdown(report: dict) -> str:
     for method, o in report["originality"].items():
         rho = f"{o['spearman_with_likes']:.3f}" if "spearman_with_likes" in o else "-"
         lines.append(f"| {method} | {o['originals_mean']:.3f} | {o['copies_mean']:.3f} | {rho} |")
-    lines += ["", "## Likes models (log1p(likes), one held-out split: `reelvec train regressor --compare`)", ""]
+    lines += ["", "## Likes models (log1p(likes), as `reelvec train regressor --compare` measures them)", ""]
     if report["regressors"]:
+        chosen = report.get("likes_validation")
+        if chosen:
+            lines += [f"{chosen['validation']}; each video predicted by a model fitted without its author.", ""]
         lines += ["| model | MSE | MAE | R^2 | Spearman | quartile accuracy |", "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r['model']} | {r['mse']:.3f} | {r['mae']:.3f} | {r['r2']:.3f} | {r['spearman']:.3f} | "
                   f"{r['quartile_accuracy']:.3f} |" for r in report["regressors"]]
+        if chosen:
+            lines += ["", f"Best by that validation: {chosen['model']}, its {intervals.LEVEL:.0%} interval covering "
+                          f"{chosen['interval_coverage']:.2f} of the videos; the plots below are its."]
+        lines += regressor_report.embed(plots, level=3)
     else:
-        lines.append(f"Needs likes on every video and at least {regressor_model.MIN_VIDEOS} videos.")
+        lines.append(report.get("likes_skipped")
+                     or f"Needs likes on every video and at least {regressor_model.MIN_VIDEOS} videos.")
+        lines.append("No likes plots.")
     if report.get("skipped"):
         lines += ["", "## Skipped (not usable)", ""] + [f"- {e['path']}: {e['reason']}" for e in report["skipped"]]
     return "\n".join(lines) + "\n"
@@ -388,12 +415,15 @@ def serializable(report: dict) -> dict:
 
 
 def write(report: dict, folder: Path) -> tuple[Path, ...]:
-    """report.json, report.md and, when the report has them, the frame descriptors (frames.npz)."""
+    """report.json, report.md, the frame descriptors (frames.npz) when the report has them, and the
+    likes plots (PNG) when it has a likes validation to draw."""
     folder.mkdir(parents=True, exist_ok=True)
     as_json, as_md = folder / "report.json", folder / "report.md"
     as_json.write_text(json.dumps(serializable(report), indent=2))
-    as_md.write_text(markdown(report))
-    if FRAME_TRACKS not in report:
-        return as_json, as_md
-    copy_methods.save_tracks(folder / "frames.npz", *report[FRAME_TRACKS])
-    return as_json, as_md, folder / "frames.npz"
+    drawn = regressor_report.draw(report.get("likes_validation") or {}, folder, LIKES_PLOTS)
+    as_md.write_text(markdown(report, drawn))
+    written = (as_json, as_md)
+    if FRAME_TRACKS in report:
+        copy_methods.save_tracks(folder / "frames.npz", *report[FRAME_TRACKS])
+        written += (folder / "frames.npz",)
+    return written + tuple(folder / image for _, image, _ in drawn)
