@@ -68,6 +68,36 @@ def test_cross_check_calibrates_each_fold_without_its_own_residuals():
     assert thirds[0]["ratio"] < thirds[2]["ratio"]
 
 
+def test_newer_posts_missed_differently_pull_the_band_their_way():
+    """The time hold-out's posts (a fit on older posts predicting newer ones) over-predicted by
+    about 1.5: the band calibrated with them reaches that far down for a share of the posts that
+    the author folds alone leave out, and stays the author folds' band without them."""
+    rng = np.random.default_rng(3)
+    rows, centre, residuals = _heteroscedastic(1500, rng)
+    newer_rows, newer_centre, newer_residuals = _heteroscedastic(300, rng)
+    newer_residuals = newer_residuals - 1.5
+    alone = intervals.Interval.calibrate(rows, centre, residuals)
+    both = intervals.Interval.calibrate(rows, centre, residuals, forward=(newer_rows, newer_centre, newer_residuals))
+    assert both.score_low < alone.score_low - 0.5 and abs(both.score_high - alone.score_high) < 0.5
+    empty = intervals.Interval.calibrate(rows, centre, residuals, forward=(rows[:0], centre[:0], residuals[:0]))
+    assert (empty.score_low, empty.score_high) == (alone.score_low, alone.score_high)
+    # on new posts that are missed like the hold-out's, the pooled band covers near its level
+    later_rows, later_centre, later_residuals = _heteroscedastic(4000, rng)
+    later_residuals = later_residuals - 1.5
+    assert _inside(alone, later_rows, later_centre, later_residuals)[0].mean() < 0.6
+    assert _inside(both, later_rows, later_centre, later_residuals)[0].mean() > 0.6
+    # the author folds' check leaves a fold's own hold-out posts out of its calibration
+    splits = validation.author_folds(np.arange(1500) % 150)
+    index = np.arange(1200, 1500)
+    held = (index, centre[index], residuals[index] - 1.5)
+    inside, _ = intervals.cross_check(rows, centre, residuals, splits, forward=held)
+    moved = (index, centre[index], held[2].copy())
+    first = np.flatnonzero(np.isin(index, splits[0].test))[0]
+    moved[2][first] = 1e6
+    again, _ = intervals.cross_check(rows, centre, residuals, splits, forward=moved)
+    assert np.array_equal(again[splits[0].test], inside[splits[0].test])
+
+
 def test_the_interval_survives_the_json_artifact(tmp_path):
     rng = np.random.default_rng(3)
     rows = rng.normal(size=(120, WIDTH))

@@ -117,8 +117,25 @@ def test_the_interval_covers_about_eighty_percent_of_unseen_authors_posts(chosen
     # small, middling and large accounts alike (measured 0.83, 0.79, 0.74 with ridge)
     assert all(0.65 < third["coverage"] < 0.92 for third in report["interval_by_followers"])
     # one band for everyone was 142 times wide in the median on these posts (101 with the track
-    # record's better centre); the conditional one 76
-    assert report["interval_ratio"] < 95
+    # record's better centre); the conditional one 76 from the author folds alone, 109 with the time
+    # hold-out's misses weighed in (the price of covering the newest posts, below)
+    assert report["interval_ratio"] < 125
+
+
+def test_the_interval_holds_for_posts_newer_than_any_trained_on(table):
+    """As Predict meets posts: trained on the older posts only (ridge, the default's choice here),
+    the band covers 72-88% of the newest fifth too. Calibrated on the author folds alone it
+    covered 0.64 of them: forward in time the model over-predicts these posts."""
+    rows, likes, authors, created = table
+    split = validation.time_holdout(created, 0.2)
+    older = split.train
+    fitted, _ = model.train(rows[older], likes[older], kind="ridge", groups=authors[older],
+                            created_at=created[older], ids=older.astype(str))
+    inside = []
+    for i in split.test:
+        _, low, high = fitted.predict(rows[i], authors[i], str(i), int(created[i]))
+        inside.append(low <= likes[i] <= high)
+    assert 0.70 < np.mean(inside) < 0.90
 
 
 def test_an_author_with_a_track_record_gets_a_narrower_interval_than_a_stranger(chosen, table):

@@ -23,6 +23,26 @@ FLOOR = 0.2
 SPREAD_ALPHA = 1.0  # few columns, hundreds of posts or more: a light ridge only guards collinearity
 # the spread model has a dozen weights: with fewer residuals than this, one band for every post
 MIN_SPREAD = 50
+# With posting times, the band's quantiles give this share of their weight to the time hold-out's
+# scores (the newest posts predicted by a fit on the older ones) and the rest to the author folds':
+# Predict is asked about posts newer than any it was trained on, and forward in time the model
+# misses differently (docs/regressor.md, Conditional interval). Half: both validations that match
+# use count alike.
+FORWARD_SHARE = 0.5
+
+# (rows, centre, residuals) of the time hold-out's posts
+Forward = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _quantiles(scores: np.ndarray, weights: np.ndarray | None) -> tuple[float, float]:
+    if weights is None:
+        low, high = np.quantile(scores, QUANTILES)
+    else:
+        order = np.argsort(scores)
+        cumulative = np.cumsum(weights[order])
+        at = (cumulative - 0.5 * weights[order]) / cumulative[-1]  # each score at its weight's midpoint
+        low, high = np.interp(QUANTILES, at, scores[order])
+    return float(low), float(high)
 
 
 def _inputs(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -77,11 +97,23 @@ class Interval:
     spread: Spread | None = None
 
     @classmethod
-    def calibrate(cls, rows: np.ndarray, centre: np.ndarray, residuals: np.ndarray, conditional: bool = True) -> "Interval":
+    def calibrate(cls, rows: np.ndarray, centre: np.ndarray, residuals: np.ndarray, conditional: bool = True,
+                  forward: Forward | None = None) -> "Interval":
+        """From out-of-fold `residuals` (author folds), and the time hold-out's when `forward` is
+        given: its scores then weigh FORWARD_SHARE of the quantiles. The spread is the author
+        folds' alone: the hold-out has too few posts for a dozen weights."""
         spread = Spread.fit(rows, centre, residuals) if conditional and len(residuals) >= MIN_SPREAD else None
-        scores = residuals if spread is None else residuals / spread(rows, centre)
-        low, high = np.quantile(scores, QUANTILES)
-        return cls(float(low), float(high), spread)
+
+        def scores(rows, centre, residuals):
+            return residuals if spread is None else residuals / spread(rows, centre)
+
+        folded = scores(rows, centre, residuals)
+        if forward is None or not len(forward[2]):
+            return cls(*_quantiles(folded, None), spread)
+        ahead = scores(*forward)
+        weights = np.concatenate([np.full(len(folded), (1 - FORWARD_SHARE) / len(folded)),
+                                  np.full(len(ahead), FORWARD_SHARE / len(ahead))])
+        return cls(*_quantiles(np.concatenate([folded, ahead]), weights), spread)
 
     def offsets(self, rows: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sigma = np.ones(len(rows)) if self.spread is None else self.spread(rows, centre)
@@ -97,13 +129,20 @@ class Interval:
         return cls(float(body["score_low"]), float(body["score_high"]), None if spread is None else Spread.from_json(spread))
 
 
-def cross_check(rows: np.ndarray, centre: np.ndarray, residuals: np.ndarray, splits, conditional: bool = True):
+def cross_check(rows: np.ndarray, centre: np.ndarray, residuals: np.ndarray, splits, conditional: bool = True,
+                forward: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
     """(inside, width) per post: each fold's posts against the interval calibrated on the other folds'
     out-of-fold residuals only, i.e. what an unseen author's posts would get. width is high - low in
-    log1p(likes), so exp(width) is the band's (1 + high) / (1 + low)."""
+    log1p(likes), so exp(width) is the band's (1 + high) / (1 + low). `forward`: the time hold-out's
+    (post indices, centre, residuals); a fold's own posts among them are left out of its calibration."""
     inside, width = np.zeros(len(residuals), bool), np.zeros(len(residuals))
     for split in splits:
-        fitted = Interval.calibrate(rows[split.train], centre[split.train], residuals[split.train], conditional)
+        ahead = None
+        if forward is not None:
+            index, ahead_centre, ahead_residuals = forward
+            kept = ~np.isin(index, split.test)
+            ahead = (rows[index[kept]], ahead_centre[kept], ahead_residuals[kept])
+        fitted = Interval.calibrate(rows[split.train], centre[split.train], residuals[split.train], conditional, ahead)
         low, high = fitted.offsets(rows[split.test], centre[split.test])
         inside[split.test] = (residuals[split.test] >= low) & (residuals[split.test] <= high)
         width[split.test] = high - low

@@ -120,7 +120,8 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
     later = None if created_at is None else validation.time_holdout(np.asarray(created_at), test_fraction)
 
     def measure(which: str, feature_set: str | None = None):
-        """(out-of-fold predictions, author-fold scores, time hold-out scores or None)"""
+        """(out-of-fold predictions, author-fold scores, time hold-out scores or None, the time
+        hold-out's predictions or None)"""
         data = rows if feature_set is None else features.keep_only(rows, feature_set)
 
         def fit_predict(train_idx, test_idx):
@@ -128,10 +129,11 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
             return fitted.predict_log(data[test_idx])
 
         predicted = validation.out_of_fold(fit_predict, splits, len(rows))
-        timed = None
+        timed, ahead = None, None
         if later is not None:
-            timed = validation.fold_scores(target, validation.out_of_fold(fit_predict, [later], len(rows)), [later])
-        return predicted, validation.fold_scores(target, predicted, splits), timed
+            ahead = validation.out_of_fold(fit_predict, [later], len(rows))
+            timed = validation.fold_scores(target, ahead, [later])
+        return predicted, validation.fold_scores(target, predicted, splits), timed, ahead
 
     # a forced kind is measured beside the mean only: the baseline every report names
     candidates = dict.fromkeys(k for k in (*(kinds if compare or not kind else ()), kind, "mean") if k)
@@ -142,10 +144,11 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
         except ImportError:  # mlp and transformer train with PyTorch, which serving images leave out
             if which == kind:
                 raise
-    chosen = kind or max(measured, key=lambda k: _selection_score(*measured[k][1:]))
-    predicted, grouped, timed = measured[chosen]
+    chosen = kind or max(measured, key=lambda k: _selection_score(*measured[k][1:3]))
+    predicted, grouped, timed, ahead = measured[chosen]
     residuals = target - predicted
-    inside, width = intervals.cross_check(rows, predicted, residuals, splits)
+    forward = None if later is None else (later.test, ahead[later.test], target[later.test] - ahead[later.test])
+    inside, width = intervals.cross_check(rows, predicted, residuals, splits, forward=forward)
     report = {
         "train_size": len(rows),  # the served model is refitted on every video
         "test_size": len(rows),  # each predicted once, out of fold
@@ -175,6 +178,7 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
     estimator = estimators.make(chosen, huber).fit(rows, target, np.random.default_rng(seed))
     digest = hashlib.sha256(json.dumps(estimator.to_json()).encode()).hexdigest()[:8]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    interval = intervals.Interval.calibrate(rows, predicted, residuals)
+    interval = intervals.Interval.calibrate(
+        rows, predicted, residuals, forward=None if forward is None else (rows[forward[0]], *forward[1:]))
     model = LikesModel(estimator, interval, f"{report['model']}-{stamp}-{digest}", track_record)
     return model, report
