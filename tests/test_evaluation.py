@@ -243,11 +243,10 @@ def _track(rows: np.ndarray) -> copies.Track:
     return copies.Track.of(np.arange(len(rows)) + 0.5, rows)  # one frame a second
 
 
-def test_both_copy_methods_side_by_side_on_constructed_frames(tmp_path):
-    """A full copy, a partial copy (seconds 3-10 of original 1 at seconds 5-12 of the query) and a
-    video that copies nothing but looks like three originals of its kind (as generated textures do):
-    the alignment finds and locates both copies and, by the decision's background rule, names
-    none of the kin; the mean vector finds the full copy only."""
+def _constructed():
+    """(copy_methods.compare's section, the queries' and originals' tracks) of a full copy, a partial
+    copy (seconds 3-10 of original 1 at seconds 5-12 of the query) and a video that copies nothing
+    but looks like three originals of its kind (as generated textures do)."""
     rng = np.random.default_rng(4)
     rows = lambda n: rng.normal(size=(n, 64))  # noqa: E731 (random 64-d frames: cosines near 0)
     first, second, kind = rows(12), rows(12), rows(8)
@@ -255,13 +254,19 @@ def test_both_copy_methods_side_by_side_on_constructed_frames(tmp_path):
     full = first + 0.02 * rng.normal(size=first.shape)
     partial = np.concatenate([rows(5), second[3:10] + 0.02 * rng.normal(size=(7, 64)), rows(5)])
     tracks = [_track(r) for r in (first, second, *kin[:3], full, partial, kin[3])]
-    assert copies.align(tracks[-1], tracks[2])[0].score >= copies.THRESHOLD  # a chain, by the threshold a copy
     responses = [gateway_pb2.EmbedResponse(frames=t.to_proto(), duration=float(len(t))) for t in tracks]
     visual = np.stack([t.vectors.mean(axis=0) for t in tracks])
     about = [copy_methods.Query("crop", 0), copy_methods.Query(copy_methods.PARTIAL, 1, (5.0, 12.0, 3.0, 10.0)),
              copy_methods.Query(copy_methods.UNRELATED, -1)]
     ids = ["a", "b", "k1", "k2", "k3"]
-    result = copy_methods.compare(responses[:5], responses[5:], (visual[:5], visual[5:]), about, ids)
+    assert copies.align(tracks[-1], tracks[2])[0].score >= copies.THRESHOLD  # a chain, by the threshold a copy
+    return copy_methods.compare(responses[:5], responses[5:], (visual[:5], visual[5:]), about, ids), tracks
+
+
+def test_both_copy_methods_side_by_side_on_constructed_frames(tmp_path):
+    """The alignment finds and locates both copies and, by the decision's background rule, names
+    none of the kin; the mean vector finds the full copy only."""
+    result, tracks = _constructed()
     assert result["queries"] == {"full": 1, "partial": 1, "unrelated": 1}
     frames, mean = result[copy_methods.FRAMES], result[copy_methods.MEAN]
     assert frames["micro_ap"] == 1.0 and frames["all"]["recall"] == 1.0 and frames["all"]["false_copies"] == 0
@@ -283,6 +288,21 @@ def test_both_copy_methods_side_by_side_on_constructed_frames(tmp_path):
     assert replayed[copy_methods.FRAMES] == json.loads(json.dumps(frames))
     assert replayed["partial_copies"] == json.loads(json.dumps(result["partial_copies"]))
     assert replayed[copy_methods.MEAN] == json.loads(json.dumps(mean))
+
+
+def test_the_frame_scores_precision_recall_curve_is_drawn_and_shown_under_its_table(tmp_path):
+    result, _ = _constructed()
+    written = report.write(_report(copy_methods=result), tmp_path)
+    assert [p.name for p in written] == ["report.json", "report.md", copy_methods.CURVE_PLOT]
+    with Image.open(tmp_path / copy_methods.CURVE_PLOT) as image:
+        assert image.format == "PNG" and image.size == plots.SIZE
+        assert len(image.getcolors(image.width * image.height)) > 3
+    markdown = (tmp_path / "report.md").read_text()
+    assert _images(markdown) == [copy_methods.CURVE_PLOT]
+    curve_table = markdown.index("### Frame score: precision and recall")
+    assert curve_table < markdown.index(copy_methods.CURVE_PLOT) < markdown.index("### Partial copies")
+    assert [p.name for p in report.write(_report(), tmp_path)] == ["report.json", "report.md"]
+    assert not list(tmp_path.glob("*.png"))  # a report without copies leaves no earlier curve behind
 
 
 def test_the_report_keeps_the_frame_descriptors_beside_its_json_for_a_replay(tmp_path, monkeypatch):

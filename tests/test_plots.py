@@ -44,3 +44,13 @@ def test_ticks_are_round_and_cover_the_data(low, high):
     assert 3 <= len(found) <= 12
     steps = {round(b - a, 9) for a, b in zip(found, found[1:])}
     assert len(steps) == 1  # evenly spaced
+
+
+def test_curve_draws_the_line_and_each_marked_point(tmp_path):
+    points = [(0.1, 1.0), (0.5, 0.9), (0.8, 0.7), (1.0, 0.3)]
+    path = plots.curve(tmp_path / "curve.png", points, "title", "recall", "precision",
+                       {"decision": (0.8, 0.7), "operating point": (0.5, 0.9)}, unit=True)
+    image = _opened(path)
+    assert image.format == "PNG" and image.size == plots.SIZE
+    assert _pixels_of(image, plots.SERIES[0]) > 500  # the line across the box
+    assert _pixels_of(image, plots.SERIES[1]) > 2 * 60 and _pixels_of(image, plots.SERIES[2]) > 2 * 60  # dot + legend

@@ -1,6 +1,6 @@
 """PNG charts drawn with Pillow, for reports people look at rather than read (matplotlib is not a
-dependency): points against a diagonal, and bars beside a reference line and band, on axes with
-round-number ticks and labels."""
+dependency): points against a diagonal, bars beside a reference line and band, and a curve with
+labelled points, on axes with round-number ticks and labels; and the Markdown that shows them."""
 
 import math
 from pathlib import Path
@@ -105,3 +105,32 @@ def bars(path: Path, labels: list[str], series: dict[str, list[float]], title: s
             axes.draw.rectangle((axes.box[0] + 10, y - 5, axes.box[0] + 20, y + 5), fill=SERIES[s])
             axes.draw.text((axes.box[0] + 26, y), name, fill=INK, font=TICK_FONT, anchor="lm")
     return axes.save(path)
+
+
+def curve(path: Path, points: list[tuple[float, float]], title: str, x_label: str, y_label: str,
+          marks: dict[str, tuple[float, float]] | None = None, unit: bool = False) -> Path:
+    """A line through `points` (x, y) in their order; each of `marks` a dot at its point, named in a
+    legend. `unit`: both axes span 0 to 1 (shares, such as precision and recall), else the data."""
+    marks = marks or {}
+    xs, ys = [x for x, _ in [*points, *marks.values()]], [y for _, y in [*points, *marks.values()]]
+    x_ticks, y_ticks = (ticks(0, 1), ticks(0, 1)) if unit else (ticks(min(xs), max(xs)), ticks(min(ys), max(ys)))
+    axes = _Axes(title, x_label, y_label, (x_ticks[0], x_ticks[-1]), y_ticks)
+    axes.x_ticks(x_ticks)
+    axes.draw.line([(axes.x(x), axes.y(y)) for x, y in points], fill=SERIES[0], width=2)
+    for s, (name, (x, y)) in enumerate(marks.items()):
+        colour = SERIES[1 + s % (len(SERIES) - 1)]
+        px, py = axes.x(x), axes.y(y)
+        axes.draw.ellipse((px - 5, py - 5, px + 5, py + 5), fill=colour)
+        legend = axes.box[3] - 14 - 18 * (len(marks) - 1 - s)
+        axes.draw.ellipse((axes.box[0] + 10, legend - 5, axes.box[0] + 20, legend + 5), fill=colour)
+        axes.draw.text((axes.box[0] + 26, legend), name, fill=INK, font=TICK_FONT, anchor="lm")
+    return axes.save(path)
+
+
+def embed(sections: list[tuple[str, str, str]], level: int = 2) -> list[str]:
+    """Markdown lines that show each drawn plot, (heading, file name beside the report, caption),
+    under its heading."""
+    lines = []
+    for heading, image, caption in sections:
+        lines += ["", f"{'#' * level} {heading}", "", caption, "", f"![{heading}]({image})"]
+    return lines

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from reelvec import copies
+from reelvec.tools import plots
 from reelvec.tools.evaluation import metrics, transforms
 from reelvec.v1 import gateway_pb2
 
@@ -30,6 +31,7 @@ GROUPS = ("full", PARTIAL, UNRELATED)  # queries: full edited copies, partial co
 # best F1 here would name many false copies there.
 MIN_PRECISION = 0.99
 CURVE_AT = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # frame-score thresholds the report tabulates
+CURVE_PLOT = "copies-frame-precision-recall.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +221,30 @@ def _point(point: dict | None) -> str:
     return f"{point['threshold']:.3f} (precision {point['precision']:.3f}, recall {point['recall']:.3f})"
 
 
-def markdown(section: dict) -> list[str]:
+def draw(section: dict | None, folder: Path) -> list[tuple[str, str, str]]:
+    """The frame score's precision against its recall over every pair, with the decision and the
+    operating point on it, drawn into `folder`: (heading, file name, caption), none without a curve
+    (and an earlier run's file removed)."""
+    path = folder / CURVE_PLOT
+    points = ((section or {}).get("frame_curve") or {}).get("points")
+    if not points:
+        path.unlink(missing_ok=True)
+        return []
+    frames = section[FRAMES]
+    marks = {f"decision: score >= {frames['threshold']}": (frames["all"]["recall"], frames["all"]["precision"])}
+    if frames["operating_point"] is not None:
+        point = frames["operating_point"]
+        marks[f"operating point: {point['threshold']:.3f}"] = (point["recall"], point["precision"])
+    plots.curve(path, [(p["recall"], p["precision"]) for p in points],
+                "Frame score: precision against recall over every pair", "recall (copy pairs found)",
+                "precision (of the pairs called copies)", marks, unit=True)
+    return [("Frame score: the precision-recall curve", CURVE_PLOT,
+             "Each point: the pairs whose frame score is at or above one threshold, from the highest "
+             f"score (left) to 0 (right). The operating point is the highest recall at precision >= {MIN_PRECISION}.")]
+
+
+def markdown(section: dict, drawn: list[tuple[str, str, str]] = ()) -> list[str]:
+    """The section's tables; `drawn`: its plots beside the report (draw), shown after the curve's table."""
     counts = section["queries"]
     mean, frames = section[MEAN], section[FRAMES]
     lines = [
@@ -265,6 +290,7 @@ def markdown(section: dict) -> list[str]:
               "| threshold | precision | recall | false copies |", "| --- | --- | --- | --- |"]
     lines += [f"| {p['threshold']:.2f} | {p['precision']:.3f} | {p['recall']:.3f} | {p['false_copies']} |"
               for p in section["frame_curve"]["at"]]
+    lines += plots.embed(drawn, level=4)
     lines += ["", "### Partial copies: the alignment's best segment against the excerpt", "",
               "| original | excerpt in query (s) | in original (s) | best segment (s) | score "
               "| IoU query / original |",

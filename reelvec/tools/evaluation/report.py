@@ -3,7 +3,8 @@ representations (each modality, the served fusion, plain concatenation, PCA, the
 fusion) on copy detection, category retrieval (when labels are given), clustering, originality
 and likes models; and copy detection by mean vector against frame descriptors with alignment,
 on full copies, partial copies and videos that copy nothing (copy_methods.py). Writes report.json
-and report.md, with the likes plots (PNG) beside it when the videos carry likes."""
+and report.md, with plots (PNG) beside it: the frame score's precision-recall curve and, when the
+videos carry likes, the likes model's validation."""
 
 import json
 import sys
@@ -23,6 +24,7 @@ from reelvec import errors, modalities, originality
 from reelvec.likes import features as regressor_features
 from reelvec.likes import intervals
 from reelvec.likes import model as regressor_model
+from reelvec.tools import plots
 from reelvec.tools.evaluation import copy_methods, metrics, transforms
 from reelvec.tools.progress import QUIET, Progress
 from reelvec.tools.training import clip3d, regressor_report
@@ -40,7 +42,7 @@ MAX_CLUSTERS = 10
 FRAME_TRACKS = "frame_tracks"
 # what the copy maker raises for a video it cannot read: that video is skipped, the evaluation goes on
 UNUSABLE = (errors.InvalidInput, av.FFmpegError, OSError)
-LIKES_PLOTS = "likes-"  # the likes plots' file names start with it, beside the copy detection's files
+COPIES, LIKES = "copies", "likes"  # the report's sections with plots; the likes ones' file names start "likes-"
 
 
 def _vectors(response: gateway_pb2.EmbedResponse) -> dict[str, np.ndarray]:
@@ -340,9 +342,10 @@ def evaluate(
     return report
 
 
-def markdown(report: dict, plots: list[tuple[str, str, str]] = ()) -> str:
-    """The report as Markdown; `plots`: the likes plots `write` drew beside it, embedded under the
-    likes models."""
+def markdown(report: dict, drawn: dict[str, list[tuple[str, str, str]]] | None = None) -> str:
+    """The report as Markdown; `drawn`: the plots `write` drew beside it, by the section that shows
+    them (COPIES, LIKES)."""
+    drawn = drawn or {}
     lines = [
         "# reelvec evaluation",
         "",
@@ -362,7 +365,7 @@ def markdown(report: dict, plots: list[tuple[str, str, str]] = ()) -> str:
     for name, by_kind in report["copy_detection_by_transform"].items():
         lines.append(f"| {name} | " + " | ".join(f"{by_kind[k]:.2f}" for k in kinds) + " |")
     if "copy_methods" in report:
-        lines += [""] + copy_methods.markdown(report["copy_methods"])
+        lines += [""] + copy_methods.markdown(report["copy_methods"], drawn.get(COPIES, ()))
     lines += ["", "## Category retrieval", ""]
     if report["category_retrieval"]:
         labelled = report.get("labelled", report["videos"])
@@ -399,7 +402,7 @@ def markdown(report: dict, plots: list[tuple[str, str, str]] = ()) -> str:
         if chosen:
             lines += ["", f"Best by that validation: {chosen['model']}, its {intervals.LEVEL:.0%} interval covering "
                           f"{chosen['interval_coverage']:.2f} of the videos; the plots below are its."]
-        lines += regressor_report.embed(plots, level=3)
+        lines += plots.embed(drawn.get(LIKES, ()), level=3)
     else:
         lines.append(report.get("likes_skipped")
                      or f"Needs likes on every video and at least {regressor_model.MIN_VIDEOS} videos.")
@@ -416,14 +419,15 @@ def serializable(report: dict) -> dict:
 
 def write(report: dict, folder: Path) -> tuple[Path, ...]:
     """report.json, report.md, the frame descriptors (frames.npz) when the report has them, and the
-    likes plots (PNG) when it has a likes validation to draw."""
+    plots (PNG) it has data for: the frame score's precision-recall curve, the likes validation's."""
     folder.mkdir(parents=True, exist_ok=True)
     as_json, as_md = folder / "report.json", folder / "report.md"
     as_json.write_text(json.dumps(serializable(report), indent=2))
-    drawn = regressor_report.draw(report.get("likes_validation") or {}, folder, LIKES_PLOTS)
+    drawn = {COPIES: copy_methods.draw(report.get("copy_methods"), folder),
+             LIKES: regressor_report.draw(report.get("likes_validation") or {}, folder, f"{LIKES}-")}
     as_md.write_text(markdown(report, drawn))
     written = (as_json, as_md)
     if FRAME_TRACKS in report:
         copy_methods.save_tracks(folder / "frames.npz", *report[FRAME_TRACKS])
         written += (folder / "frames.npz",)
-    return written + tuple(folder / image for _, image, _ in drawn)
+    return written + tuple(folder / image for section in drawn.values() for _, image, _ in section)

@@ -2,7 +2,7 @@
 of the served kind's validation (docs/regressor.md, Plots), each video predicted by a model that
 never saw its author: predicted against actual likes, the interval's coverage by predicted likes,
 the error by the author's followers, and the ablations. `reelvec evaluate` draws the same plots of
-the likes model it chooses (`draw`, `embed`)."""
+the likes model it chooses (`draw`)."""
 
 from pathlib import Path
 
@@ -47,18 +47,10 @@ def write(report: regressor_pb2.TrainReport, summary: str, folder: Path) -> Path
     sections = draw(validation, folder)
     if not sections:
         lines += ["", "No plots: the regressor service sent no per-video predictions (a version without them)."]
-    lines += embed(sections)
+    lines += plots.embed(sections)
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def embed(sections: list[tuple[str, str, str]], level: int = 2) -> list[str]:
-    """Markdown lines that show each drawn plot under its heading, with its caption."""
-    lines = []
-    for heading, image, caption in sections:
-        lines += ["", f"{'#' * level} {heading}", "", caption, "", f"![{heading}]({image})"]
-    return lines
 
 
 def draw(validation: dict, folder: Path, prefix: str = "") -> list[tuple[str, str, str]]:
