@@ -9,7 +9,7 @@ from pathlib import Path
 from bench import common
 
 # name -> module with run(args) -> Section | list[Section]
-BENCHMARKS = ("encoder", "transcription", "search", "gateway", "ingest", "copies", "replicas")
+BENCHMARKS = ("encoder", "transcription", "search", "gateway", "ingest", "copies", "replicas", "regressor")
 GPU_BENCHMARKS = ("encoder", "transcription", "ingest")
 
 
