@@ -52,7 +52,7 @@ def test_evaluate_finds_the_originals_of_transformed_copies(stack, corpus, tmp_p
         scored = report["originality"][method]
         assert scored["copies_mean"] < scored["originals_mean"]
         assert "spearman_with_likes" in scored  # every line of the sample manifest has likes
-    # 5 videos with likes are enough for the likes models' table (one held out)
+    # 5 videos with likes are enough for the likes models' table (each predicted by models that never saw its author)
     assert [row["model"] for row in report["regressors"]] == \
         ["ridge", "gbm", "mlp", "transformer", "quartile", "author", "mean"]
     methods = report["copy_methods"]
