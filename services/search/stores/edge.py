@@ -316,6 +316,7 @@ class EdgeStore(base.VideoStore):
             return []
         self._last_call = time.monotonic()
         others = qe.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
+        params = self._search_params if ef is None else _search_params(ef)
         requests = [
             qe.QueryRequest(
                 limit=k,
@@ -323,7 +324,7 @@ class EdgeStore(base.VideoStore):
                 filter=others,
                 with_payload=[base.VIDEO_ID],
                 with_vector=False,
-                params=self._search_params if ef is None else _search_params(ef),
+                params=params,
             )
             for row in vectors.tolist()
         ]
