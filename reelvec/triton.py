@@ -80,9 +80,11 @@ def command(
     model_control_mode: str = "explicit",
     shm_bytes: int = 16 * 1024 * 1024,
     log_verbose: int = 0,
+    config_name: str = "",
 ) -> tuple[list[str], dict]:
     """argv and environment that start the bundled tritonserver serving `models` from
-    `model_repository`. Everything listens on `host` only; `work_dir` holds the assembled backends."""
+    `model_repository`. Everything listens on `host` only; `work_dir` holds the assembled backends.
+    `config_name` NAME serves each model's configs/NAME.pbtxt instead of its config.pbtxt."""
     argv = [
         str(TRITONSERVER),
         f"--model-repository={Path(model_repository).resolve()}",
@@ -106,6 +108,8 @@ def command(
         f"--backend-config=python,shm-default-byte-size={shm_bytes}",
         f"--log-verbose={log_verbose}",
     ]
+    if config_name:
+        argv.append(f"--model-config-name={config_name}")
     if model_control_mode == "explicit":
         argv += [f"--load-model={name}" for name in models]
     return argv, environment()

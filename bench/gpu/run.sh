@@ -8,7 +8,10 @@
 # replaces the last):
 #   carry [".gpu/1"]: bash bench/gpu/run.sh stash
 #   ...
-#   carry [".gpu/N"] (the last): bash bench/gpu/run.sh all [encoder transcription ingest]
+#   carry [".gpu/N"] (the last): bash bench/gpu/run.sh all [transcription ingest]
+# The encoder's rows (Triton against PyTorch eager, bench/encoder_gpu.py) fit one call of their own:
+# `bash bench/gpu/run.sh prepare_encoder` here, then
+#   carry [".gpu/encoder", "reelvec/v1"]: bash bench/gpu/run.sh encoder
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GPU=.gpu
@@ -40,6 +43,62 @@ prepare() {
   done
   du -sh "$GPU"/*
   echo "$n device calls: carry .gpu/1 .. .gpu/$((n - 1)) with 'stash', then .gpu/$n with 'all'"
+}
+
+prepare_encoder() {
+  # nvidia-pytriton 0.7.0's tritonserver: the only release with a Python 3.12 backend stub (that
+  # machine's Python), unpacked rather than installed (it pins numpy<2), its other stubs and their
+  # bundled libpython 3.13 left out; model.onnx; the encoder client's wheels and onnx2torch
+  local build=$GPU/encoder pin
+  rm -rf "$build" && mkdir -p "$build/wheels" "$build/site"
+  pin() { .venv/bin/python -c "import importlib.metadata as m; print('$1==' + m.version('$1'))"; }
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+    -d "$build/wheels" nvidia-pytriton==0.7.0 onnx2torch==1.5.15 "$(pin tritonclient)" "$(pin python-rapidjson)" \
+    "$(pin grpcio)" "$(pin protobuf)" "$(pin grpcio-health-checking)" "$(pin grpcio-reflection)"
+  local wheel=("$PWD/$build"/wheels/nvidia_pytriton-*.whl)
+  (cd "$build/site" && unzip -q "${wheel[0]}" 'pytriton/__init__.py' 'pytriton/tritonserver/bin/*' \
+    'pytriton/tritonserver/backends/*' 'pytriton/tritonserver/python_backend_stubs/3.12/*' 'nvidia_pytriton.libs/*' \
+    && rm nvidia_pytriton.libs/libpython3*)
+  rm "${wheel[0]}"
+  cp "$(.venv/bin/python -c 'from reelvec.models import triton_repository as t; print(t())')/efficientnet_lite0/1/model.onnx" "$build/"
+  tar -cf - -C "$build" site | xz -T0 -6 > "$build/site.tar.xz" && rm -rf "$build/site"
+  du -sh "$build"
+}
+
+encoder() {  # carry [".gpu/encoder", "reelvec/v1"]
+  local payload=$STASH/encoder models
+  rm -rf "$payload" && mkdir -p "$payload"
+  tar -xJf "$GPU/encoder/site.tar.xz" -C "$payload"
+  # into that machine's own environment: the Python backend's stub runs its interpreter and does not
+  # read PYTHONPATH; newer versions there are kept
+  python3 - "$GPU"/encoder/wheels/*.whl <<'PY' | xargs -r python3 -m pip install -q --no-index --no-deps --no-compile
+import importlib.metadata as m, sys
+from packaging.version import Version
+for wheel in sys.argv[1:]:
+    name, version = wheel.rsplit("/", 1)[1].split("-")[:2]
+    try:
+        if Version(m.version(name)) >= Version(version):
+            continue
+    except m.PackageNotFoundError:
+        pass
+    print(wheel)
+PY
+  models=$payload/models/triton
+  mkdir -p "$models" && cp -r reelvec/models/triton/. "$models/" && cp "$GPU/encoder/model.onnx" "$models/efficientnet_lite0/1/"
+  export PYTHONPATH="$payload/site:$PWD" PYTHONUNBUFFERED=1 REELVEC_MODELS_DIR=$payload/models
+  nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader
+  df -h /dev/shm | tail -1
+  python3 -c 'import sys, sysconfig, torch, grpc, google.protobuf as pb; print(sys.version.split()[0], sysconfig.get_config_var("LIBDIR"), "torch", torch.__version__, "grpc", grpc.__version__, "protobuf", pb.__version__)'
+  local stub=$payload/site/pytriton/tritonserver/python_backend_stubs/3.12/triton_python_backend_stub libpython
+  if ldd "$stub" | grep -q "libpython.*not found"; then  # the stub links libpython3.12.so.1.0
+    libpython=$(timeout 60 find /usr /opt -name 'libpython3.12.so.1.0' 2>/dev/null | head -1 || true)
+    [ -z "$libpython" ] || export LD_LIBRARY_PATH="$(dirname "$libpython")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  ldd "$stub" | grep -E "python|not found" || true
+  python3 -m bench encoder --device cuda
+  [ -z "${OUT:-}" ] || cp bench/results/*.json "$OUT/"
 }
 
 stash() {  # what this call carried, out of the tree
