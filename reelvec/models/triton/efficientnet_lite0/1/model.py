@@ -4,18 +4,21 @@ PyTorch on a GPU.
 The tritonserver bundled in nvidia-pytriton has only the Python backend, so this file is how it
 serves model.onnx. The config's `runtime` parameter picks the engine:
 - "onnxruntime" (config.pbtxt): onnxruntime's CPU execution provider.
-- "torch" (configs/python_gpu.pbtxt): the graph converted by onnx2torch and run by the machine's
-  PyTorch on the instance's GPU (KIND_GPU), so the same model.onnx, fine-tuned versions too, runs on
-  CUDA without onnxruntime-gpu. `precision` "float16" runs it under autocast.
+- "torch" (configs/python_gpu.pbtxt): the graph folded by onnxruntime, converted by onnx2torch and
+  run by the environment's PyTorch on the `device` parameter ("cuda"), so the same model.onnx,
+  fine-tuned versions too, runs on a GPU without onnxruntime-gpu. `precision` "float16" runs it
+  under autocast.
 
 Dynamic batching hands `execute` several requests at once; their frames go through one run and are
-split back per request.
+split back per request, one output tensor each.
 """
 
 import json
 import os
+import tempfile
 
 import numpy as np
+import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
@@ -32,10 +35,20 @@ def _threads(config: dict) -> int:
     return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
+def fold(path: str, folder: str) -> str:
+    """model.onnx with its constant subgraphs folded (onnxruntime's basic level, standard ONNX ops
+    only), written into `folder`. The exporter spells each "same" padding as ~10 small ops on
+    constants; folded, the graph is the network's ~110 layers, not ~450, and an op-by-op engine
+    such as PyTorch eager pays per op."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = os.path.join(folder, "folded.onnx")
+    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return options.optimized_model_filepath
+
+
 class OnnxRuntime:
     def __init__(self, path: str, config: dict, input_name: str, output_name: str):
-        import onnxruntime as ort
-
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads(config)
         options.inter_op_num_threads = 1
@@ -44,24 +57,35 @@ class OnnxRuntime:
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input, self.output = input_name, output_name
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output], {self.input: batch})[0]
+    def __call__(self, inputs: list) -> list:
+        batches = [tensor.as_numpy() for tensor in inputs]
+        embeddings = self.session.run([self.output], {self.input: np.concatenate(batches)})[0]
+        bounds = np.cumsum([len(b) for b in batches])[:-1]
+        return [pb_utils.Tensor(self.output, part) for part in np.split(embeddings, bounds)]
 
 
 class Torch:
-    def __init__(self, path: str, config: dict, device: str):
+    """Tensors cross the stub by DLPack, never numpy: the stub is built against numpy 1 and, under
+    numpy 2 (a GPU machine's PyTorch environment), the outputs it made from numpy arrays came out
+    empty (BENCHMARKS.md, "GPU")."""
+
+    def __init__(self, path: str, config: dict, device: str, output: str):
         import torch
         from onnx2torch import convert
 
-        self.torch = torch
+        self.torch, self.output = torch, output
         self.device = torch.device(device)
-        self.module = convert(path).eval().to(self.device)
+        with tempfile.TemporaryDirectory() as folder:
+            self.module = convert(fold(path, folder)).eval().to(self.device)
         self.dtype = torch.float16 if _parameter(config, "precision", "float32") == "float16" else None
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: list) -> list:
         torch = self.torch
+        batches = [torch.from_dlpack(tensor.to_dlpack()) for tensor in inputs]
         with torch.inference_mode(), torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
-            return self.module(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+            embeddings = self.module(torch.cat(batches).to(self.device)).float().cpu()
+        parts = torch.split(embeddings, [len(b) for b in batches])
+        return [pb_utils.Tensor.from_dlpack(self.output, torch.utils.dlpack.to_dlpack(p.contiguous())) for p in parts]
 
 
 class TritonPythonModel:
@@ -72,22 +96,17 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         runtime = _parameter(config, "runtime", "onnxruntime")
         if runtime == "torch":
-            gpu = args["model_instance_kind"] == "GPU"
-            self.run = Torch(path, config, f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+            # the device is a parameter, not the instance kind, so one model.py serves both kinds
+            self.run = Torch(path, config, _parameter(config, "device", "cpu"), self.output)
         elif runtime == "onnxruntime":
             self.run = OnnxRuntime(path, config, self.input, self.output)
         else:
             raise ValueError(f"parameter runtime is {runtime!r}: use onnxruntime or torch")
 
     def execute(self, requests):
-        batches = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
         try:
-            embeddings = self.run(np.concatenate(batches))
+            outputs = self.run([pb_utils.get_input_tensor_by_name(r, self.input) for r in requests])
         except Exception as exc:  # answer every request of the batch instead of crashing the stub
             error = pb_utils.TritonError(f"{type(self.run).__name__} failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-        bounds = np.cumsum([len(b) for b in batches])[:-1]
-        return [
-            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, part)])
-            for part in np.split(embeddings, bounds)
-        ]
+        return [pb_utils.InferenceResponse(output_tensors=[output]) for output in outputs]
