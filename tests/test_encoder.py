@@ -237,6 +237,7 @@ def test_export_is_idempotent(model_repository):
 def test_cpu_and_gpu_configs_agree():
     folder = TRITON_TEMPLATES / VISUAL_MODEL_NAME
     cpu, gpu = (folder / "config.pbtxt").read_text(), (folder / "configs" / "gpu.pbtxt").read_text()
+    python_gpu = (folder / "configs" / "python_gpu.pbtxt").read_text()
 
     def tensors(text):
         body = [line.split("#")[0].strip() for line in text.splitlines()]
@@ -245,11 +246,14 @@ def test_cpu_and_gpu_configs_agree():
     def max_batch(text):
         return int(re.search(r"^max_batch_size: (\d+)", text, re.M).group(1))
 
-    assert tensors(cpu) == tensors(gpu)
+    assert tensors(cpu) == tensors(gpu) == tensors(python_gpu)
     # batches are sized per device: one clip's 16 frames on CPU, merged clips on GPU
-    assert max_batch(cpu) == 16 and max_batch(gpu) >= 32
+    assert max_batch(cpu) == 16 and max_batch(gpu) >= 32 and max_batch(python_gpu) >= 32
     assert 'backend: "python"' in cpu and "KIND_CPU" in cpu
     assert 'platform: "onnxruntime_onnx"' in gpu and "KIND_GPU" in gpu
+    # the bundled server's Python backend runs the torch runtime on the device its parameter names
+    assert 'backend: "python"' in python_gpu and re.search(r'key: "runtime"\s+value: \{ string_value: "torch" \}', python_gpu)
+    assert re.search(r'key: "device"\s+value: \{ string_value: "cuda" \}', python_gpu)
 
 
 # --- the real services ----------------------------------------------------------------------------
