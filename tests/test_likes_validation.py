@@ -93,3 +93,9 @@ def test_the_default_choice_leaves_the_slow_kinds_to_compare():
     _, chosen = model.train(rows, likes, groups=groups, folds=2)
     assert {row["model"] for row in chosen["comparison"]} == set(model.CHOICE)
     assert not {"mlp", "transformer"} & set(model.CHOICE)
+
+
+def test_a_video_without_an_author_is_a_group_of_its_own():
+    groups = [validation.author_group(author, video) for author, video in [("a", "1"), ("a", "2"), ("", "3"), ("", "4")]]
+    assert groups[0] == groups[1] == "a"
+    assert len({groups[2], groups[3], "a"}) == 3  # two unknown authors never share a fold group

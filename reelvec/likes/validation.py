@@ -26,6 +26,12 @@ class Split:
     test: np.ndarray
 
 
+def author_group(author_id: str, video_id: str) -> str:
+    """The fold group of a video: its author, or the video alone when the author is unknown (so an
+    unknown author is never a group that spans posts)."""
+    return author_id or f"video:{video_id}"
+
+
 def author_folds(groups: np.ndarray, folds: int = FOLDS, seed: int = 0) -> list[Split]:
     """Up to `folds` splits, no group (author) in both sides of any. Authors go, most posts first,
     to the fold with the fewest posts so far (ties at random), so one prolific author does not make

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reelvec import clients, config, errors
-from reelvec.likes import estimators, features, model
+from reelvec.likes import estimators, features, model, validation
 from reelvec.tls import TLS
 from reelvec.v1 import common_pb2, regressor_pb2, regressor_pb2_grpc
 
@@ -133,7 +133,7 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                     continue  # indexed before fusion existed: nothing to learn from
                 likes.append(video.metadata.likes)
                 views.append(video.metadata.views if video.metadata.HasField("views") else np.nan)
-                authors.append(video.metadata.author.id or f"video:{video.id}")
+                authors.append(validation.author_group(video.metadata.author.id, video.id))
                 created_at.append(video.metadata.created_at)
                 ids.append(video.id)
             offset = page.next_offset

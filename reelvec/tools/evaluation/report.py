@@ -22,7 +22,7 @@ from sklearn.decomposition import PCA
 
 from reelvec import errors, modalities, originality
 from reelvec.likes import features as regressor_features
-from reelvec.likes import intervals
+from reelvec.likes import intervals, validation
 from reelvec.likes import model as regressor_model
 from reelvec.tools import plots
 from reelvec.tools.evaluation import copy_methods, metrics, transforms
@@ -238,8 +238,7 @@ def _regressors(items, originals) -> dict:
         regressor_features.row(common_pb2.VideoRecord(metadata=m, duration=r.duration, embeddings=r.embeddings))
         for (_, m), r in zip(items, originals)
     ])
-    # as the regressor service does: a video without an author stands alone in the author folds
-    authors = np.array([m.author.id or f"video:{m.id or n}" for n, (_, m) in enumerate(items)])
+    authors = np.array([validation.author_group(m.author.id, m.id or str(n)) for n, (_, m) in enumerate(items)])
     _, trained = regressor_model.train(
         rows, np.array([m.likes for _, m in items], np.float64), compare=True, groups=authors,
         created_at=np.array([m.created_at for _, m in items], np.int64),
