@@ -2,9 +2,9 @@
 
 The prepared repository (reelvec.models.triton_repository(), version 1 written by `make models`)
 stays read-only; each stack serves its own copy, so versions trained on a user's videos (`reelvec train
-encoder`) live with that user's data and never in the source tree. Configs are copied again at
-every start (a new release may change them); packaged versions are symlinks; trained versions are
-real folders next to them.
+encoder`) live with that user's data and never in the source tree. Configs (configs/ too) are
+copied again at every start (a new release may change them); packaged versions are symlinks;
+trained versions are real folders next to them.
 """
 
 import shutil
@@ -16,6 +16,8 @@ def assemble(source: Path, target: Path) -> Path:
         served = Path(target) / model.name
         served.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model / "config.pbtxt", served / "config.pbtxt")
+        if (model / "configs").is_dir():  # the device configs `--model-config-name` picks (python_gpu)
+            shutil.copytree(model / "configs", served / "configs", dirs_exist_ok=True)
         for version in model.iterdir():
             link = served / version.name
             if not version.name.isdigit():

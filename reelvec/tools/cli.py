@@ -462,6 +462,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="index the bundled sample corpus and train the regressor when the store is empty")
     up.add_argument("--encoder-replicas", type=int, default=1,
                     help="encoder processes; the gateway spreads its calls over them round-robin")
+    up.add_argument("--gpu", action="store_true",
+                    help="the visual model (Triton, PyTorch on CUDA) and Whisper (float16) on this machine's GPU; "
+                         "needs torch with CUDA, torchvision and onnx2torch (docs/encoder.md)")
 
     deploy = sub.add_parser("deploy", help="Kubernetes: render, apply, status, scale (docs/deploy.md)")
     actions = deploy.add_subparsers(dest="action", required=True)

@@ -101,6 +101,9 @@ class Stack:
     web_port: int = 8080
     # encoder processes, "encoder", "encoder-2", ...; the gateway spreads its calls over them
     encoder_replicas: int = 1
+    # the models on this machine's GPU: Triton serves configs/python_gpu.pbtxt (PyTorch on CUDA in
+    # its Python backend), the transcriber runs Whisper on CUDA in float16
+    gpu: bool = False
     children: list[Child] = dataclasses.field(default_factory=list)
     _stopping: bool = False
 
@@ -128,13 +131,16 @@ class Stack:
             self.repository, self.data_dir / "triton",
             triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"],
             models=model_repository.served_models(self.repository),  # trained ones too
+            config_name="python_gpu" if self.gpu else "",
+            # one 128-frame GPU batch is 19 MB of uint8: the region must not grow on every call
+            **({"shm_bytes": 256 * 2**20} if self.gpu else {}),
         )
         self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
         common = ["--data-dir", str(self.data_dir)]
         encoder = ["--triton-url", f"127.0.0.1:{triton_ports['grpc']}", "--model-repository", str(self.repository)]
         flags = {
             **{name: encoder for name in encoders},
-            "transcriber": [],
+            "transcriber": ["--device", "cuda"] if self.gpu else [],
             "search": [],
             "regressor": ["--search-url", f"127.0.0.1:{ports['search']}"],
             "gateway": [
@@ -269,7 +275,7 @@ def _is_serving(address: str) -> bool:
 
 async def _run(args) -> int:
     data_dir = config.data_dir(args.data_dir)
-    stack = Stack(data_dir.resolve(), args.port, args.web_port, encoder_replicas=args.encoder_replicas)
+    stack = Stack(data_dir.resolve(), args.port, args.web_port, encoder_replicas=args.encoder_replicas, gpu=args.gpu)
     stack.plan()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
