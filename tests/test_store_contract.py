@@ -802,3 +802,18 @@ def test_a_server_collection_made_with_another_quantization_is_changed_to_the_se
     finally:
         connection.local = True
         connection.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-local"])
+def test_a_store_without_the_visual_vector_still_indexes_frames_at_the_visual_size(backend, tmp_path):
+    fused_only = {FUSED: DIMS[FUSED]}  # how the search bench opens its stores above 200k videos
+    opened = (EdgeStore(tmp_path / "edge", fused_only, optimize_after=0) if backend == "edge"
+              else QdrantStore("videos_test", fused_only, path=str(tmp_path / "qdrant")))
+    try:
+        rng = np.random.default_rng(5)
+        frames = track(rng, 4)
+        assert frames.dim == DIMS[VISUAL]
+        opened.upsert(base.StoredVideo("v", {FUSED: unit(rng, DIMS[FUSED])}, payload(), frames=frames))
+        assert [hits[0][0] for hits in opened.search_frames(frames.vectors, 1)] == ["v"] * 4
+    finally:
+        opened.close()

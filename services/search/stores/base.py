@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reelvec import copies, errors
+from reelvec import copies, errors, modalities
 
 # A fixed namespace so the same video id maps to the same point id in every process and backend.
 _POINT_NAMESPACE = uuid.UUID("6f1b3c1e-2f43-5a8e-9a55-2d6c1b0f7e21")
@@ -60,6 +60,12 @@ FRAME = "frame"  # the frame collection's one named vector; its size is the visu
 FRAME_TIME = "time"
 TRACK_TIMES, TRACK_ROWS = "times", "rows"
 FRAME_INDEXED_FIELDS = {VIDEO_ID: KEYWORD}
+
+
+def frame_dim(dims: dict[str, int]) -> int:
+    """The frame index's row size: the collection's visual vector's, or the visual model's where the
+    collection stores no visual vector (the search bench's fused-only stores above 200k videos)."""
+    return dims.get(modalities.VISUAL, modalities.VISUAL_DIM)
 _FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
 
 

@@ -222,7 +222,7 @@ class EdgeStore(base.VideoStore):
             videos[modalities.FUSED] = _vector_params(dims[modalities.FUSED], fused_quantization, place_originals=True)
         self._shard = _open_shard(self._path, config(videos), base.INDEXED_FIELDS)
         # Frames always get the int8 copy: at one a second they outnumber the videos 30-60 to 1.
-        frame = {base.FRAME: _vector_params(dims[modalities.VISUAL], LONG_VECTORS)}
+        frame = {base.FRAME: _vector_params(base.frame_dim(dims), LONG_VECTORS)}
         self._frames = _open_shard(self._path / "frames", config(frame), base.FRAME_INDEXED_FIELDS)
         # One writer at a time: upsert/delete must read "did it exist" and write atomically, and
         # optimize must not interleave with writes.

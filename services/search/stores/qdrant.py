@@ -156,7 +156,7 @@ class QdrantStore(base.VideoStore):
         try:
             self._ensure_collection(self._collection, dims, base.INDEXED_FIELDS)
             self._ensure_fused_quantization(dims)
-            frame = {base.FRAME: dims[modalities.VISUAL]}
+            frame = {base.FRAME: base.frame_dim(dims)}
             self._ensure_collection(self._frames, frame, base.FRAME_INDEXED_FIELDS, _FRAME_QUANTIZATION)
         except Exception:
             if self._owns_connection:
