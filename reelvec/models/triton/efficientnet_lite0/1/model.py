@@ -48,6 +48,9 @@ def fold(path: str, folder: str) -> str:
 
 
 class OnnxRuntime:
+    """Tensors cross the stub as numpy arrays: the CPU environment keeps numpy 1 (nvidia-pytriton
+    pins it), and that stub crashed on numpy's own DLPack capsules."""
+
     def __init__(self, path: str, config: dict, input_name: str, output_name: str):
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads(config)
