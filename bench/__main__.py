@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help=f"cuda: the GPU rows of {', '.join(GPU_BENCHMARKS)} (BENCHMARKS.md, GPU; bench/gpu/run.sh)")
     parser.add_argument("--inputs", type=Path, help="with --device: the suite's inputs decoded beforehand on a "
-                        "machine with espeak-ng and PyAV (python -m bench.NAME --save-inputs FILE)")
+                        "machine with espeak-ng and PyAV (python -m bench.NAME --save-inputs PATH)")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:

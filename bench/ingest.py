@@ -74,10 +74,10 @@ def _whisper_windows(metrics_address: str) -> float:
         return next(s.value for f in families for s in f.samples if s.name == "reelvec_whisper_windows_total")
 
 
-def _reelvec(items, data_dir: Path) -> tuple[float, float, dict[str, float], float]:
+def _reelvec(items, data_dir: Path, up_args: tuple[str, ...] = (), **env: str) -> tuple[float, float, dict[str, float], float]:
     """Wall and CPU seconds (every process of the stack plus this client), CPU by process, and the
-    Whisper windows encoded."""
-    stack = RunningStack(data_dir, launcher.free_port())
+    Whisper windows encoded. `up_args` and `env` go to `reelvec up` (--gpu)."""
+    stack = RunningStack(data_dir, launcher.free_port(), up_args, **env)
     stack.start()
     try:
         pids = stack.pids()

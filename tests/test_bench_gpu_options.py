@@ -24,3 +24,20 @@ def test_device_cuda_is_refused_for_a_benchmark_without_gpu_rows():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--device cuda is for encoder, transcription, ingest only" in done.stderr
+
+
+def test_saved_clips_come_back_as_the_ingest_suites_items(tmp_path, monkeypatch):
+    from bench import ingest, ingest_gpu
+    from reelvec.v1 import common_pb2
+
+    def corpus(folder, quick):
+        folder.mkdir(parents=True, exist_ok=True)
+        video = samples.make_video(folder / "talk0.mp4", seed=0, speech="one clip")
+        return [(video, common_pb2.VideoMetadata(id="talk0", caption="one clip", likes=300))]
+
+    monkeypatch.setattr(ingest, "_corpus", corpus)
+    ingest_gpu.save_inputs(tmp_path / "inputs", clips=True)
+    ((path, metadata),) = ingest_gpu.stack_items(tmp_path / "inputs" / "clips")
+    assert path == tmp_path / "inputs" / "clips" / "talk0.mp4" and path.stat().st_size > 0
+    assert (metadata.id, metadata.caption, metadata.likes) == ("talk0", "one clip", 300)
+    assert media.probe(path.read_bytes()).duration > 0
