@@ -15,14 +15,12 @@ Frames are random uint8: the network's cost does not depend on the pixels. Impor
 lent machine has or what bench/gpu/run.sh carries there."""
 
 import asyncio
-import importlib.util
 import itertools
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-import types
 import urllib.request
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import numpy as np
 
 from bench import common
 from reelvec import triton
-from reelvec.models import VISUAL_MODEL_NAME, triton_repository
+from reelvec.models import VISUAL_MODEL_NAME, python_backend, triton_repository
 from reelvec.tools import launcher
 
 BATCHES = (1, 8, 16, 32, 128)
@@ -55,17 +53,10 @@ def _gpu_memory_mib() -> float:
 
 
 def _served_runtime(repository: Path, device: str, precision: str):
-    """1/model.py's Torch runtime, built as Triton builds it (the stub's utilities are not needed
-    to build one)."""
-    import sys
-
-    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    folder = repository / VISUAL_MODEL_NAME / "1"
-    spec = importlib.util.spec_from_file_location("reelvec_served_model", folder / "model.py")
-    served = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(served)
+    """1/model.py's Torch runtime on the repository's model.onnx, built as Triton builds it."""
     config = {"parameters": {"precision": {"string_value": precision}}}
-    return served.Torch(str(folder / "model.onnx"), config, device, "embedding")
+    model = repository / VISUAL_MODEL_NAME / "1" / "model.onnx"
+    return python_backend().Torch(str(model), config, device, "embedding")
 
 
 def _eager(frames: np.ndarray, quick: bool) -> tuple[dict, list]:
@@ -160,7 +151,7 @@ def _triton(frames: np.ndarray, reference: np.ndarray, instances: int, precision
     with tempfile.TemporaryDirectory() as work:
         ports = [launcher.free_port() for _ in range(3)]
         argv, env = triton.command(_variant_repository(Path(work), instances, precision, kind), Path(work), *ports,
-                                   config_name="bench", shm_bytes=256 * 2**20)
+                                   config_name="bench", shm_bytes=triton.GPU_SHM_BYTES)
         log = Path(work) / "triton.log"
         process = triton.start(argv, env, log)
         try:

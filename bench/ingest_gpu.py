@@ -1,7 +1,7 @@
 """Ingest on a GPU: `python -m bench ingest --device cuda --inputs FOLDER` (BENCHMARKS.md, GPU).
 
 The ingest suite's clips, prepared where espeak-ng can speak them (`python -m bench.ingest_gpu
---save-inputs FOLDER [--clips]`), give two kinds of rows:
+--save-inputs FOLDER`, and again with `--clips`), give two kinds of rows:
 - FOLDER/ingest.npz, each clip's audio and its 16 sampled frames decoded beforehand: the model work a
   GPU takes over, the transcriber's Speech (VAD, packing, Whisper base) and the visual encoder,
   float16 on CUDA against the same code on that machine's CPU (int8 Whisper, float32 encoder, every
@@ -34,8 +34,6 @@ AT_ONCE = 4
 
 
 def save_inputs(folder: Path, clips: bool) -> None:
-    import tempfile
-
     from google.protobuf import json_format
 
     from bench import ingest
@@ -101,17 +99,17 @@ def _stack(folder: Path) -> common.Section:
         f"Ingest, the whole stack on {torch.cuda.get_device_name()} ({len(items)} clips, {video_s:.0f} s of video)",
         ["stack", "wall s", "videos/min", "x real time", "CPU s per video s", "Whisper windows", "vs CPU stack"],
     )
+    stacks = {"cpu": ("that machine's CPUs (reelvec up)", (), {"REELVEC_VISUAL_BACKEND": "onnxruntime"}),
+              "gpu": ("GPU (reelvec up --gpu)", ("--gpu",), {})}
     runs = {}
-    for label, up_args, env in (("that machine's CPUs (reelvec up)", (), {"REELVEC_VISUAL_BACKEND": "onnxruntime"}),
-                                ("GPU (reelvec up --gpu)", ("--gpu",), {})):
+    for key, (label, up_args, env) in stacks.items():
         with tempfile.TemporaryDirectory() as data:
-            runs[label] = ingest._reelvec(items, Path(data), up_args, **env)
-        print(f"  {label}: {runs[label][0]:.1f} s for {video_s:.0f} s of video", flush=True)
-    cpu_wall = next(iter(runs.values()))[0]
-    for label, (wall, cpu, by_process, windows) in runs.items():
+            runs[key] = ingest._reelvec(items, Path(data), up_args, **env)
+        print(f"  {label}: {runs[key][0]:.1f} s for {video_s:.0f} s of video", flush=True)
+    for key, (wall, cpu, by_process, windows) in runs.items():
+        label = stacks[key][0]
         section.rows.append([label, wall, 60 * len(items) / wall, video_s / wall, cpu / video_s, windows,
-                             f"{cpu_wall / wall:.2f}x"])
-        key = "gpu" if "--gpu" in label else "cpu"
+                             f"{runs['cpu'][0] / wall:.2f}x"])
         section.metrics[f"ingest_stack_x_realtime_{key}"] = video_s / wall
         section.metrics[f"ingest_stack_videos_per_min_{key}"] = 60 * len(items) / wall
         section.notes.append(f"{label}, CPU s per video s by process: " + ", ".join(

@@ -4,11 +4,17 @@ The prepared repository (reelvec.models.triton_repository(), version 1 written b
 stays read-only; each stack serves its own copy, so versions trained on a user's videos (`reelvec train
 encoder`) live with that user's data and never in the source tree. Configs (configs/ too) are
 copied again at every start (a new release may change them); packaged versions are symlinks;
-trained versions are real folders next to them.
+trained versions are real folders next to them, whose Python backend (model.py) is refreshed too.
 """
 
+import filecmp
 import shutil
 from pathlib import Path
+
+from reelvec.models import TRITON_TEMPLATES, VISUAL_MODEL_NAME
+
+# the Python backend every version runs, trained ones too (they are served by their own copy)
+PYTHON_BACKEND = TRITON_TEMPLATES / VISUAL_MODEL_NAME / "1" / "model.py"
 
 
 def assemble(source: Path, target: Path) -> Path:
@@ -26,6 +32,11 @@ def assemble(source: Path, target: Path) -> Path:
                 link.unlink()  # the prepared repository moved (another models dir): follow it
             if not link.exists():
                 link.symlink_to(version.resolve(), target_is_directory=True)
+    # a trained version keeps the backend it was exported with: give it this release's, as its
+    # configs (a GPU config's runtime needs the backend that knows it)
+    for backend in Path(target).glob("*/*/model.py"):
+        if backend.parent.name.isdigit() and not backend.parent.is_symlink() and not filecmp.cmp(backend, PYTHON_BACKEND, shallow=False):
+            shutil.copyfile(PYTHON_BACKEND, backend)
     return Path(target)
 
 

@@ -36,6 +36,12 @@ PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 STUB = TRITON_HOME / "python_backend_stubs" / PYTHON_VERSION / "triton_python_backend_stub"
 
 
+# The Python backend's shared-memory region per model instance on a GPU, where the batcher sends up
+# to 128 frames (19 MB of uint8) at once: sized so that it does not grow on every call. Each instance
+# maps its own region in /dev/shm (Docker's default /dev/shm of 64 MB is too small for two).
+GPU_SHM_BYTES = 256 * 2**20
+
+
 class TritonNotReady(RuntimeError):
     pass
 

@@ -21,3 +21,17 @@ def test_assemble_links_prepared_versions_and_follows_a_moved_models_dir(tmp_pat
     assert (served / "m" / "config.pbtxt").read_text() == "new"
     assert (served / "m" / "2").is_dir() and not (served / "m" / "2").is_symlink()
     assert model_repository.next_version(served, "m") == 3
+
+
+def test_a_trained_version_gets_this_releases_python_backend(tmp_path):
+    (tmp_path / "prepared" / "m" / "1").mkdir(parents=True)
+    (tmp_path / "prepared" / "m" / "config.pbtxt").write_text("config")
+    trained = tmp_path / "served" / "audio" / "3"
+    trained.mkdir(parents=True)
+    (trained / "model.py").write_text("# the backend of an older release\n")
+    (trained / "model.onnx").write_bytes(b"weights")
+
+    model_repository.assemble(tmp_path / "prepared", tmp_path / "served")
+
+    assert (trained / "model.py").read_bytes() == model_repository.PYTHON_BACKEND.read_bytes()
+    assert (trained / "model.onnx").read_bytes() == b"weights"

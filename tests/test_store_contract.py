@@ -812,7 +812,6 @@ def test_a_store_without_the_visual_vector_still_indexes_frames_at_the_visual_si
     try:
         rng = np.random.default_rng(5)
         frames = track(rng, 4)
-        assert frames.dim == DIMS[VISUAL]
         opened.upsert(base.StoredVideo("v", {FUSED: unit(rng, DIMS[FUSED])}, payload(), frames=frames))
         assert [hits[0][0] for hits in opened.search_frames(frames.vectors, 1)] == ["v"] * 4
     finally:

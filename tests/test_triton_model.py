@@ -2,9 +2,7 @@
 that its GPU runtime (onnx2torch, PyTorch on CUDA) starts from. The GPU runtime itself needs CUDA
 and torchvision, which CI lacks: bench/gpu/run.sh runs it on a lent GPU (BENCHMARKS.md, "GPU")."""
 
-import importlib.util
 import json
-import sys
 import types
 
 import numpy as np
@@ -12,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from reelvec.models import TRITON_TEMPLATES, VISUAL_MODEL_NAME, triton_repository
+from reelvec.models import VISUAL_MODEL_NAME, python_backend, triton_repository
 
 
 class Tensor:
@@ -26,20 +24,10 @@ class Tensor:
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-@pytest.fixture(scope="module")
-def served(monkeypatch_module):
+def served():
     utils = types.ModuleType("triton_python_backend_utils")
     utils.Tensor = Tensor
-    monkeypatch_module.setitem(sys.modules, "triton_python_backend_utils", utils)
-    spec = importlib.util.spec_from_file_location("served_model", TRITON_TEMPLATES / VISUAL_MODEL_NAME / "1" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return python_backend(utils)
 
 
 MODEL = triton_repository() / VISUAL_MODEL_NAME / "1" / "model.onnx"

@@ -5,7 +5,8 @@
 # step packs what a flow needs, cut into parts of at most 61 MiB under .gpu/ (ignored). Then one
 # device call per part, one right after the other so that the machine stays warm (it goes back after
 # 30 s idle, and each call's tree, ignored paths included, replaces the last). The last call runs the
-# flow and tees its log to $OUT, which comes back even past the call's limit. Three flows:
+# flow and tees its log to $OUT, which comes back even past the call's limit; the call's status is
+# the flow's. Three flows:
 # - encoder (bench/encoder_gpu.py: Triton against PyTorch eager), one call of ~58 MB, ~4 minutes:
 #     here: bash bench/gpu/run.sh prepare_encoder
 #     carry [".gpu/encoder", "reelvec/v1"]: bash bench/gpu/run.sh encoder          (timeout_s 420)
@@ -15,7 +16,7 @@
 #     carry [".gpu/stack/K"] for K = 1 .. N-1: bash bench/gpu/run.sh stash stack
 #     carry [".gpu/stack/N", "reelvec/v1"]: bash bench/gpu/run.sh stack [ingest] [encoder]
 # - models (transcription against openai-whisper, and ingest's model work), four calls:
-#     here: bash bench/gpu/run.sh prepare
+#     here: bash bench/gpu/run.sh prepare_models
 #     carry [".gpu/models/K"]: bash bench/gpu/run.sh stash models, then the last with
 #     bash bench/gpu/run.sh models [transcription ingest]
 set -euo pipefail
@@ -86,7 +87,7 @@ prepare_stack() {
   parts "$GPU/stack"
 }
 
-prepare() {
+prepare_models() {
   local build=$GPU/models/payload
   rm -rf "$GPU/models" && mkdir -p "$build"/{wheels,models}
   wheels "$build/wheels" "$(pin ctranslate2)" faster-whisper==1.2.1 more-itertools \
@@ -101,11 +102,13 @@ prepare() {
 
 # --- on the lent machine ------------------------------------------------------------------------
 
-logged() {  # VERB ARGS: runs `run.sh VERB ARGS` with its log teed to $OUT/VERB.log
+logged() {  # VERB ARGS: with $OUT set, runs `run.sh VERB ARGS` again, its log teed to $OUT/VERB.log,
+  # and exits with its status; without, returns and the caller goes on
   if [ -n "${OUT:-}" ] && [ -z "${REELVEC_LOGGED:-}" ]; then
+    set +e
     REELVEC_LOGGED=1 bash bench/gpu/run.sh "$@" 2>&1 | grep --line-buffered -v "UserWarning\|x = x\[pos" \
       | tee "$OUT/$1.log"
-    return 1  # the caller returns: this run is done
+    exit "${PIPESTATUS[0]}"
   fi
 }
 
@@ -145,7 +148,7 @@ triton_environment() {  # PAYLOAD: the bundled server on PYTHONPATH and a model 
   df -h /dev/shm | tail -1
   python3 -c 'import sys, sysconfig, torch, numpy, grpc, google.protobuf as pb; print(sys.version.split()[0], sysconfig.get_config_var("LIBDIR"), "torch", torch.__version__, "numpy", numpy.__version__, "grpc", grpc.__version__, "protobuf", pb.__version__)'
   local stub=$payload/site/pytriton/tritonserver/python_backend_stubs/3.12/triton_python_backend_stub libpython
-  if ldd "$stub" | grep -q "libpython.*not found"; then  # the stub links libpython3.12.so.1.0
+  if ldd "$stub" | grep "libpython.*not found" >/dev/null; then  # the stub links libpython3.12.so.1.0
     libpython=$(timeout 60 find /usr /opt -name 'libpython3.12.so.1.0' 2>/dev/null | head -1 || true)
     [ -z "$libpython" ] || export LD_LIBRARY_PATH="$(dirname "$libpython")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
@@ -167,7 +170,7 @@ results() {
 }
 
 encoder() {  # carry [".gpu/encoder", "reelvec/v1"]
-  logged encoder "$@" || return 0
+  logged encoder "$@"
   local payload=$STASH/encoder/payload
   rm -rf "$payload" && mkdir -p "$payload" && cp -r "$GPU/encoder/." "$payload/"
   triton_environment "$payload"
@@ -176,7 +179,7 @@ encoder() {  # carry [".gpu/encoder", "reelvec/v1"]
 }
 
 stack() {  # [ingest] [encoder]; carry [".gpu/stack/N", "reelvec/v1"] after the other parts' stash calls
-  logged stack "$@" || return 0
+  logged stack "$@"
   unpack stack
   local payload=$STASH/stack/payload suite suites=("$@")
   triton_environment "$payload"
@@ -186,13 +189,14 @@ stack() {  # [ingest] [encoder]; carry [".gpu/stack/N", "reelvec/v1"] after the 
     case $suite in
       ingest) python3 -m bench ingest --device cuda --inputs "$payload/ingest" ;;
       encoder) python3 -m bench encoder --device cuda ;;
+      *) echo "stack runs ingest and encoder, not $suite" >&2 && return 2 ;;
     esac
   done
   results
 }
 
 models() {  # [transcription] [ingest]; carry [".gpu/models/N"] after the other parts' stash calls
-  logged models "$@" || return 0
+  logged models "$@"
   unpack models
   local payload=$STASH/models/payload suite suites=("$@")
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$payload/site" \
@@ -207,6 +211,7 @@ models() {  # [transcription] [ingest]; carry [".gpu/models/N"] after the other 
     case $suite in
       transcription) python3 -m bench transcription --device cuda --inputs "$payload/transcription.npz" ;;
       ingest) python3 -m bench ingest --device cuda --inputs "$payload/ingest" ;;
+      *) echo "models runs transcription and ingest, not $suite" >&2 && return 2 ;;
     esac
   done
   results

@@ -2,6 +2,9 @@
 turns them into the serving formats under config.models_dir() once. Nothing downloads at run time."""
 
 import dataclasses
+import importlib.util
+import sys
+import types
 from pathlib import Path
 
 from reelvec import config
@@ -12,6 +15,25 @@ TRITON_TEMPLATES = Path(__file__).resolve().parent / "triton"
 VISUAL_MODEL_NAME = "efficientnet_lite0"
 # the learned audio encoder: no packaged version, `reelvec train encoder --multimodal` makes them
 AUDIO_MODEL_NAME = "audio_logmel"
+
+
+def python_backend(utils: types.ModuleType | None = None) -> types.ModuleType:
+    """The Triton Python backend's model.py as a module outside Triton (benchmarks, tests): `utils`
+    stands in for the stub's triton_python_backend_utils, an empty module where only its runtimes
+    are built."""
+    name = "triton_python_backend_utils"
+    spec = importlib.util.spec_from_file_location("reelvec_python_backend", TRITON_TEMPLATES / VISUAL_MODEL_NAME / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = utils or types.ModuleType(name)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            del sys.modules[name]
+        else:
+            sys.modules[name] = previous
+    return module
 
 
 def triton_repository() -> Path:

@@ -132,8 +132,7 @@ class Stack:
             triton_ports["grpc"], triton_ports["http"], triton_ports["metrics"],
             models=model_repository.served_models(self.repository),  # trained ones too
             config_name="python_gpu" if self.gpu else "",
-            # one 128-frame GPU batch is 19 MB of uint8: the region must not grow on every call
-            **({"shm_bytes": 256 * 2**20} if self.gpu else {}),
+            **({"shm_bytes": triton.GPU_SHM_BYTES} if self.gpu else {}),
         )
         self.children = [Child("triton", triton_argv, triton_env, f"127.0.0.1:{triton_ports['grpc']}")]
         common = ["--data-dir", str(self.data_dir)]

@@ -60,13 +60,13 @@ FRAME = "frame"  # the frame collection's one named vector; its size is the visu
 FRAME_TIME = "time"
 TRACK_TIMES, TRACK_ROWS = "times", "rows"
 FRAME_INDEXED_FIELDS = {VIDEO_ID: KEYWORD}
+_FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
 
 
 def frame_dim(dims: dict[str, int]) -> int:
-    """The frame index's row size: the collection's visual vector's, or the visual model's where the
-    collection stores no visual vector (the search bench's fused-only stores above 200k videos)."""
+    """The frame index's row size: frames are the visual model's rows, whether or not the collection
+    also stores a visual vector (it may hold the fused vector alone)."""
     return dims.get(modalities.VISUAL, modalities.VISUAL_DIM)
-_FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
 
 
 def frame_point_id(video_id: str, index: int) -> uuid.UUID:

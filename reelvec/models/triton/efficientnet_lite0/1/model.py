@@ -68,9 +68,9 @@ class OnnxRuntime:
 
 
 class Torch:
-    """Tensors cross the stub by DLPack, never numpy: the stub is built against numpy 1 and, under
-    numpy 2 (a GPU machine's PyTorch environment), the outputs it made from numpy arrays came out
-    empty (BENCHMARKS.md, "GPU")."""
+    """Tensors cross the stub by DLPack, never as numpy arrays: the stub is built against numpy 1,
+    and under the numpy 2 that a GPU machine's PyTorch brings, outputs made from numpy arrays come
+    back empty."""
 
     def __init__(self, path: str, config: dict, device: str, output: str):
         import torch
