@@ -29,6 +29,7 @@ import numpy as np
 from bench import common
 from reelvec import triton
 from reelvec.models import VISUAL_MODEL_NAME, python_backend, triton_repository
+from reelvec.models import visual as visual_model
 from reelvec.tools import launcher
 
 BATCHES = (1, 8, 16, 32, 128)
@@ -56,14 +57,12 @@ def _served_runtime(repository: Path, device: str, precision: str):
     """1/model.py's Torch runtime on the repository's model.onnx, built as Triton builds it."""
     config = {"parameters": {"precision": {"string_value": precision}}}
     model = repository / VISUAL_MODEL_NAME / "1" / "model.onnx"
-    return python_backend().Torch(str(model), config, device, "embedding")
+    return python_backend().Torch(str(model), config, device, visual_model.OUTPUT)
 
 
 def _eager(frames: np.ndarray, quick: bool) -> tuple[dict, list]:
     """{(engine, precision, batch): (frames/s, p50 ms, p99 ms)} and notes."""
     import torch
-
-    from reelvec.models import visual as visual_model
 
     modules, notes = {}, []
     try:
@@ -194,8 +193,10 @@ def run(args) -> common.Section:
     import torch
 
     path = triton_repository() / VISUAL_MODEL_NAME / "1" / "model.onnx"
-    frames = np.random.default_rng(0).integers(0, 256, (max(BATCHES), 224, 224, 3), dtype=np.uint8)
-    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"frames": frames[:CLIP]})[0]
+    size = visual_model.SIZE
+    frames = np.random.default_rng(0).integers(0, 256, (max(BATCHES), size, size, 3), dtype=np.uint8)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {visual_model.INPUT: frames[:CLIP]})[0]
     section = common.Section(
         f"Visual encoder on {torch.cuda.get_device_name()}: Triton (bundled server, Python backend, torch) "
         "against PyTorch eager",

