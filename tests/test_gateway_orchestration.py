@@ -28,7 +28,7 @@ def vector(dim: int) -> list[float]:
 
 def frames_of_version(visual_version: str) -> common_pb2.Frames:
     """Four frame descriptors a second apart, the same for one model version, others for another."""
-    rows = np.random.default_rng(int(visual_version or 1)).normal(size=(4, modalities.VISUAL_DIM))
+    rows = np.random.default_rng(int(visual_version or 1)).normal(size=(4, modalities.FRAME_DIM))
     return copies.Track.of([0.5, 1.5, 2.5, 3.5], rows).to_proto()
 
 

@@ -374,7 +374,7 @@ def test_delete(stub, rng):
 
 
 def frame_rows(rng, n) -> np.ndarray:
-    rows = rng.standard_normal((n, DIMS["visual"]))
+    rows = rng.standard_normal((n, modalities.FRAME_DIM))
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
@@ -433,7 +433,7 @@ def test_find_copies_locates_the_copied_seconds(stub, rng):
     upsert(stub, video("fc-src", rng))
     assert [c.id for c in find_copies(stub, id="fc-copy").copies] == ["fc-src"]
     stored = stub.Get(search_pb2.GetRequest(id="fc-src", with_vectors=True), timeout=TIMEOUT)
-    assert list(stored.frames.times) == list(range(30)) and stored.frames.dim == DIMS["visual"]
+    assert list(stored.frames.times) == list(range(30)) and stored.frames.dim == modalities.FRAME_DIM
     np.testing.assert_allclose(np.reshape(stored.frames.vectors, (30, -1)), source, atol=1e-6)
     assert not stub.Get(search_pb2.GetRequest(id="fc-src"), timeout=TIMEOUT).HasField("frames")
 
@@ -471,18 +471,18 @@ def test_find_copies_meets_a_picture_shown_small_through_the_views(stub, rng):
 def test_find_copies_rejects_what_it_cannot_answer(stub, rng):
     upsert(stub, video("fcx-no-frames", rng))
     good = frames(frame_rows(rng, 4))
-    short = frames(frame_rows(rng, 4)[:, :512])
-    uneven = common_pb2.Frames(times=[0.0, 1.0], vectors=[0.5] * DIMS["visual"], dim=DIMS["visual"])
+    short = frames(frame_rows(rng, 4)[:, :100])
+    uneven = common_pb2.Frames(times=[0.0, 1.0], vectors=[0.5] * modalities.FRAME_DIM, dim=modalities.FRAME_DIM)
     backwards = frames(frame_rows(rng, 3))
     backwards.times[:] = [2.0, 1.0, 0.0]
-    zeros = frames(np.zeros((2, DIMS["visual"])))
+    zeros = frames(np.zeros((2, modalities.FRAME_DIM)))
     for request in [
         {"frames": short}, {"frames": uneven}, {"frames": backwards}, {"frames": zeros},
-        {"frames": common_pb2.Frames(dim=DIMS["visual"])}, {}, {"frames": good, "k": 101},
+        {"frames": common_pb2.Frames(dim=modalities.FRAME_DIM)}, {}, {"frames": good, "k": 101},
     ]:
         error = status_of(lambda: find_copies(stub, **request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, request
-    assert str(DIMS["visual"]) in status_of(lambda: find_copies(stub, frames=short)).details()
+    assert str(modalities.FRAME_DIM) in status_of(lambda: find_copies(stub, frames=short)).details()
     missing = status_of(lambda: find_copies(stub, id="fcx-nobody"))
     assert missing.code() == grpc.StatusCode.NOT_FOUND and "fcx-nobody" in missing.details()
     indexed_before = status_of(lambda: find_copies(stub, id="fcx-no-frames"))
@@ -490,7 +490,7 @@ def test_find_copies_rejects_what_it_cannot_answer(stub, rng):
     other_model = status_of(lambda: find_copies(stub, frames=good, model_versions={"visual": "effnet-lite0@9"}))
     assert other_model.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert find_copies(stub, frames=good, model_versions={"visual": "effnet-lite0@1"}).copies == []
-    error = status_of(lambda: stub.Upsert(search_pb2.UpsertRequest(video=with_frames(video("fcx-bad", rng), frame_rows(rng, 2)[:, :512])),
+    error = status_of(lambda: stub.Upsert(search_pb2.UpsertRequest(video=with_frames(video("fcx-bad", rng), frame_rows(rng, 2)[:, :100])),
                                           timeout=TIMEOUT))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
@@ -533,7 +533,7 @@ def test_analyze_with_frames(stub, rng):
     assert by_id.near_duplicate_of == "af-src" and [c.id for c in by_id.copies] == ["af-src"]
     assert by_id.originality == pytest.approx(reply.originality, abs=0.05)
     assert by_id.video.embeddings.vectors["visual"].values and not by_id.video.HasField("frames")
-    short = status_of(lambda: analyze(frame_rows(rng, 3)[:, :512]))
+    short = status_of(lambda: analyze(frame_rows(rng, 3)[:, :100]))
     assert short.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

@@ -235,7 +235,7 @@ def test_query_batch_answers_each_query_as_query_alone_would(store):
 
 def track(rng, n, start=0.0) -> copies.Track:
     """n frame descriptors a second apart from `start`."""
-    return copies.Track.of(start + np.arange(n), rng.standard_normal((n, DIMS[VISUAL])))
+    return copies.Track.of(start + np.arange(n), rng.standard_normal((n, modalities.FRAME_DIM)))
 
 
 def same_frames(got: copies.Track, expected: copies.Track) -> None:
@@ -279,6 +279,29 @@ def test_frames_are_kept_replaced_and_deleted_with_their_video(open_store):
         assert all(video_id != "f" for hits in store.search_frames(fewer.vectors, 10) for video_id, _ in hits)
         assert set(store.frames_of({"other"})) == {"other"} and store.count() == 1
         assert store.frames_of(set()) == {}
+    finally:
+        store.close()
+
+
+def test_a_frame_index_of_an_older_descriptor_size_is_dropped_and_the_videos_kept(open_store, monkeypatch):
+    """Frames made before the descriptors were whitened (the visual model's 1280-d rows) cannot be
+    compared with today's: reopened, the store drops them, keeps the videos, and takes new frames."""
+    rng = np.random.default_rng(23)
+    vectors = {VISUAL: unit(rng, DIMS[VISUAL])}
+    monkeypatch.setattr(modalities, "FRAME_DIM", DIMS[VISUAL])
+    store = open_store()
+    try:
+        store.upsert(base.StoredVideo("old", vectors, payload(), frames=track(rng, 4)))
+    finally:
+        store.close()
+    monkeypatch.undo()
+    store = open_store()
+    try:
+        assert store.count() == 1 and store.get("old") is not None
+        assert store.frames_of({"old"}) == {}
+        fresh = track(rng, 3)
+        store.upsert(base.StoredVideo("old", vectors, payload(), frames=fresh))
+        same_frames(store.frames_of({"old"})["old"], fresh)
     finally:
         store.close()
 

@@ -39,14 +39,15 @@ def _frames(count: int, seed: int) -> np.ndarray:
 
 def test_cpu_runtime_answers_each_request_of_a_batch_with_its_own_rows(served):
     config = {"parameters": {"intra_op_threads": {"string_value": "2"}}}
-    runtime = served.OnnxRuntime(str(MODEL), config, "frames", "embedding")
+    runtime = served.OnnxRuntime(str(MODEL), config, "frames", ["embedding", "descriptor"])
     requests = [_frames(n, seed) for seed, n in enumerate((2, 3, 1))]
     outputs = runtime([Tensor("frames", r) for r in requests])
-    assert [o.name for o in outputs] == ["embedding"] * 3
-    for request, output in zip(requests, outputs):
-        alone = runtime([Tensor("frames", request)])[0].array
-        assert output.array.shape == (len(request), 1280)
-        np.testing.assert_allclose(output.array, alone, atol=1e-4)
+    assert [[o.name for o in tensors] for tensors in outputs] == [["embedding", "descriptor"]] * 3
+    for request, (embedding, descriptor) in zip(requests, outputs):
+        alone = runtime([Tensor("frames", request)])[0]
+        assert embedding.array.shape == (len(request), 1280) and descriptor.array.shape == (len(request), 256)
+        np.testing.assert_allclose(embedding.array, alone[0].array, atol=1e-4)
+        np.testing.assert_allclose(descriptor.array, alone[1].array, atol=1e-4)
 
 
 def test_folding_leaves_the_network_and_its_answers(served, tmp_path):

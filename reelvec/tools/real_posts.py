@@ -24,8 +24,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from reelvec import modalities
-from reelvec.tools import debian
+from reelvec import debian, modalities
 from reelvec.v1 import common_pb2
 
 PACKAGE = "r-cran-rtweet=1.1.0+dfsg-1"

@@ -2,9 +2,10 @@
 and one cache.
 
 A Model is loaded (`load`: waits until it can answer, learns its version and batch limit), then
-asked for rows (`predict`: a batch in, [n, kind.dim] out, every row checked). Two kinds: the visual
-model (EfficientNet-Lite0: uint8 [n, 224, 224, 3] frames in) and the learned audio encoder
-(log-mel windows in, `reelvec train encoder --multimodal`). Two backends:
+asked for rows (`predict`: a batch in, one [n, size] array per output of its kind out, every row
+checked). Two kinds: the visual model (EfficientNet-Lite0: uint8 [n, 224, 224, 3] frames in; its
+embedding and its whitened descriptor out) and the learned audio encoder (log-mel windows in, an
+embedding out; `reelvec train encoder --multimodal`). Two backends:
 
 - TritonModel (the default): served by Triton over gRPC, every call with a deadline. Batches larger
   than the model's max_batch_size are split; Triton's dynamic batcher merges concurrent clips'.
@@ -30,7 +31,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from reelvec import errors
-from reelvec.modalities import AUDIO_DIM, VISUAL_DIM
+from reelvec.modalities import AUDIO_DIM, FRAME_DIM, VISUAL_DIM
 from reelvec.models import AUDIO_MODEL_NAME, VISUAL_MODEL_NAME, ModelVersion, base
 from reelvec.server import caller_deadline
 from reelvec.vectors import unit
@@ -43,12 +44,15 @@ class Kind:
     name: str
     input: str
     datatype: str  # Triton's name for the input's type
-    output: str
-    dim: int
+    outputs: tuple[tuple[str, int], ...]  # (tensor, row size), in the order predict returns them
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.outputs]
 
 
-VISUAL = Kind(VISUAL_MODEL_NAME, "frames", "UINT8", "embedding", VISUAL_DIM)
-AUDIO = Kind(AUDIO_MODEL_NAME, "logmel", "FP32", "embedding", AUDIO_DIM)
+VISUAL = Kind(VISUAL_MODEL_NAME, "frames", "UINT8", (("embedding", VISUAL_DIM), ("descriptor", FRAME_DIM)))
+AUDIO = Kind(AUDIO_MODEL_NAME, "logmel", "FP32", (("embedding", AUDIO_DIM),))
 
 
 def pool(embeddings: np.ndarray) -> np.ndarray:
@@ -64,16 +68,21 @@ class Model(base.Model):
         self.name = str(ModelVersion(kind.name, version or "?"))
 
     @abc.abstractmethod
-    async def _run(self, batch: np.ndarray) -> np.ndarray: ...
+    async def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """One array per output of the kind."""
 
-    async def predict(self, batch: np.ndarray) -> np.ndarray:
+    async def predict(self, batch: np.ndarray) -> list[np.ndarray]:
         size = self.max_batch or len(batch)
         parts = [batch[i : i + size] for i in range(0, len(batch), size)]
-        rows = np.concatenate(await asyncio.gather(*(self._run(p) for p in parts)))
-        if rows.shape != (len(batch), self.kind.dim) or not np.isfinite(rows).all():
-            raise errors.ReelvecError(f"{self.name} returned {rows.shape} (all finite: {np.isfinite(rows).all()}), "
-                                      f"expected ({len(batch)}, {self.kind.dim})")
-        return rows
+        runs = await asyncio.gather(*(self._run(p) for p in parts))
+        results = []
+        for index, (output, dim) in enumerate(self.kind.outputs):
+            rows = np.concatenate([run[index] for run in runs])
+            if rows.shape != (len(batch), dim) or not np.isfinite(rows).all():
+                raise errors.ReelvecError(f"{self.name} returned {output} {rows.shape} (all finite: "
+                                          f"{np.isfinite(rows).all()}), expected ({len(batch)}, {dim})")
+            results.append(rows)
+        return results
 
 
 class TritonModel(Model):
@@ -108,7 +117,7 @@ class TritonModel(Model):
         try:
             result = await self.client.infer(
                 self.kind.name, [tensor], model_version=self.version,
-                outputs=[grpcclient.InferRequestedOutput(self.kind.output)], client_timeout=timeout,
+                outputs=[grpcclient.InferRequestedOutput(name) for name in self.kind.names], client_timeout=timeout,
                 timeout=int(timeout * 1e6),  # Triton's queue policy drops it once the caller is gone
             )
         except InferenceServerException as exc:
@@ -116,7 +125,7 @@ class TritonModel(Model):
             if "queue" in exc.message().lower():  # full, or timed out waiting: back off and retry
                 raise errors.ResourceExhausted(f"triton at {self.url} is overloaded: {exc.message()}") from None
             raise errors.Unavailable(f"triton at {self.url} failed ({status}): {exc.message()}") from None
-        return result.as_numpy(self.kind.output)
+        return [result.as_numpy(name) for name in self.kind.names]
 
     async def close(self) -> None:
         await self.client.close()
@@ -147,8 +156,7 @@ class OnnxModel(Model):
 
     async def _run(self, batch: np.ndarray) -> np.ndarray:
         async with self._lock:
-            rows = await asyncio.to_thread(self.session.run, [self.kind.output], {self.kind.input: batch})
-        return rows[0]
+            return await asyncio.to_thread(self.session.run, self.kind.names, {self.kind.input: batch})
 
 
 BACKENDS = ("triton", "onnxruntime")

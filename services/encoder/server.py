@@ -13,6 +13,7 @@ from reelvec import audio_features, config, copies, errors, frames, limits, medi
 from reelvec.models import VISUAL_MODEL_NAME, triton_repository
 from reelvec.server import timed
 from reelvec.v1 import encoder_pb2, encoder_pb2_grpc
+from reelvec.vectors import unit
 from services.encoder import models
 from services.encoder.models import AUDIO, VISUAL, Model, pool
 
@@ -105,21 +106,21 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
                 return await asyncio.to_thread(audio_features.features, samples), audio_features.VERSION
             windows = await asyncio.to_thread(audio_features.logmel_windows, samples)
         with timed("model"):
-            return pool(await learned.predict(windows)), learned.name
+            (embeddings,) = await learned.predict(windows)
+            return pool(embeddings), learned.name
 
     async def _visual(self, model, sampled: frames.Sampled) -> tuple[np.ndarray, int, copies.Track]:
         """The clip vector, the index of the frame closest to it (the thumbnail), and every kept
-        frame's embedding with its time (the copy detector's descriptors), with the views' when sampled."""
+        frame's descriptor with its time (the copy detector's), with the views' when sampled."""
         n = len(sampled.frames)
         batch = sampled.frames if sampled.views is None else np.concatenate(
             [sampled.frames, sampled.views.reshape(-1, *sampled.frames.shape[1:])])
         with timed("model"):
-            embedded = await model.predict(batch)
-        embeddings = embedded[:n]
-        pooled = pool(embeddings)
-        views = None if sampled.views is None else embedded[n:].reshape(n, sampled.views.shape[1], -1)
-        track = copies.Track.of(sampled.times, embeddings, views)
-        return pooled, int(np.argmax(track.vectors @ pooled)), track
+            embedded, described = await model.predict(batch)
+        pooled = pool(embedded[:n])
+        typical = int(np.argmax(unit(embedded[:n], np.float32) @ pooled))
+        views = None if sampled.views is None else described[n:].reshape(n, sampled.views.shape[1], -1)
+        return pooled, typical, copies.Track.of(sampled.times, described[:n], views)
 
     async def Encode(self, request, context):
         limits.check_video(request.video, self.settings.max_video_mb)

@@ -61,9 +61,9 @@ def _from_payload(payload: dict, message) -> None:
 
 
 def to_stored(record: common_pb2.VideoRecord, dims: dict[str, int] = modalities.DIMS) -> base.StoredVideo:
-    """`dims`: the collection's vector sizes, which the frames are checked against. A record
-    without frames leaves the stored ones as they are; views, a query's crops, are never stored."""
-    frames = check_frames(record.frames, dims).whole() if record.HasField("frames") else None
+    """`dims`: the collection's vector sizes. A record without frames leaves the stored ones as they
+    are; views, a query's crops, are never stored."""
+    frames = check_frames(record.frames).whole() if record.HasField("frames") else None
     described = common_pb2.VideoRecord()
     described.CopyFrom(record)
     described.ClearField("embeddings")
@@ -161,12 +161,12 @@ def check_vector(name: str, values, dims: dict[str, int] = modalities.DIMS) -> l
     return values
 
 
-def check_frames(frames: common_pb2.Frames, dims: dict[str, int] = modalities.DIMS) -> copies.Track:
-    """Frame descriptors come from the visual model: rows of the collection's visual size."""
+def check_frames(frames: common_pb2.Frames) -> copies.Track:
+    """Frame descriptors come from the visual model's `descriptor` output: rows of FRAME_DIM."""
     track = copies.Track.from_proto(frames)
-    expected = dims[modalities.VISUAL]
-    if track.dim != expected:
-        raise errors.InvalidInput(f"frames have {track.dim} values a row, expected {expected} (the visual vector's size)")
+    if track.dim != modalities.FRAME_DIM:
+        raise errors.InvalidInput(f"frames have {track.dim} values a row, expected {modalities.FRAME_DIM} "
+                                  "(the visual model's whitened descriptors)")
     if not track.vectors.any(axis=1).all() or (track.views is not None and not track.views.any(axis=2).all()):
         raise errors.InvalidInput("frames hold a row of zeros: cosine is undefined for it")
     return track

@@ -193,7 +193,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         else:
             vectors = records.check_embeddings(request.embeddings, collection.dims)
             if request.HasField("frames"):
-                frames = records.check_frames(request.frames, collection.dims)
+                frames = records.check_frames(request.frames)
             self.catalog.check(collection, request.model_versions)
         detector = self._detector(collection)
 
@@ -244,7 +244,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         query = video_id = None
         which = request.WhichOneof("query")
         if which == "frames":
-            query = records.check_frames(request.frames, collection.dims)
+            query = records.check_frames(request.frames)
         elif which == "id":
             video_id = records.check_id(request.id)
         else:

@@ -1,8 +1,11 @@
-"""`python -m reelvec.tools.evaluation.whitening --fit FOLDER FOLDER...`: would whitened frame
-descriptors (reelvec/whitening.py) decide copies better? Fits the whitening on the frames.npz of
-each --fit evaluation (queries and originals), then replays every other FOLDER's copy detection
-twice, on the descriptors as they are and whitened, with the current alignment and decision, and
-prints both side by side as Markdown. Seconds, not the evaluation's minutes; rewrites nothing."""
+"""`python -m reelvec.tools.evaluation.whitening FOLDER... [--fit FOLDER...]`: do whitened frame
+descriptors (reelvec/whitening.py) decide copies better than the visual model's rows? For
+evaluations saved with 1280-d frames (before the descriptors were whitened): replays each FOLDER's
+copy detection twice, on the descriptors as they are and whitened, with the current alignment and
+decision, and prints both side by side as Markdown. The whitening is the one served (the visual
+model's descriptor head, fitted on reelvec/models/whitening_footage.py's clips), or one fitted on
+the frames.npz of each --fit evaluation (queries and originals), which is then not replayed.
+Seconds, not the evaluation's minutes; rewrites nothing."""
 
 import argparse
 import json
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reelvec.models import VISUAL_MODEL_NAME, triton_repository, visual
 from reelvec.tools.evaluation import copy_methods
 from reelvec.whitening import Whitening
 
@@ -47,12 +51,17 @@ def compare(folder: Path, whitening: Whitening) -> list[list[str]]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="evaluations to replay: report.json and frames.npz")
-    parser.add_argument("--fit", type=Path, action="append", required=True,
-                        help="an evaluation whose frames the whitening is fitted on (repeatable); never replayed")
-    parser.add_argument("--dims", type=int, default=256)
+    parser.add_argument("--fit", type=Path, action="append", default=[],
+                        help="an evaluation whose frames the whitening is fitted on (repeatable); never replayed; "
+                             "default: the served whitening")
+    parser.add_argument("--dims", type=int, default=256, help="with --fit")
     args = parser.parse_args(argv)
-    whitening = fit(args.fit, args.dims)
-    print(f"whitening fitted on {', '.join(f.name for f in args.fit)}\n")
+    if args.fit:
+        whitening = fit(args.fit, args.dims)
+        print(f"whitening fitted on {', '.join(f.name for f in args.fit)}\n")
+    else:
+        whitening = visual.served_whitening(triton_repository() / VISUAL_MODEL_NAME / "1" / "model.onnx")
+        print("the served whitening (the visual model's descriptor head)\n")
     print("| evaluation | descriptors | " + " | ".join(COLUMNS) + " |")
     print("| --- " * (2 + len(COLUMNS)) + "|")
     fitted = {f.resolve() for f in args.fit}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reelvec import copies, errors, modalities
+from reelvec import copies, errors
 
 # A fixed namespace so the same video id maps to the same point id in every process and backend.
 _POINT_NAMESPACE = uuid.UUID("6f1b3c1e-2f43-5a8e-9a55-2d6c1b0f7e21")
@@ -56,17 +56,15 @@ def point_id(video_id: str) -> uuid.UUID:
 # and is one read by id. The rows stay out of the frame points' payload: a frame search reads the
 # payload of each of its hits, and 7 KB each made it twice as slow. The price is disk: each
 # descriptor is kept twice (bench copies measures the frames shard).
-FRAME = "frame"  # the frame collection's one named vector; its size is the visual model's
+FRAME = "frame"  # the frame collection's one named vector, of modalities.FRAME_DIM values
+# A frame index of another size holds descriptors of an older recipe (the visual model's rows before
+# they were whitened): useless against today's queries, so a store opening one drops it and logs
+# this; the videos it held have no frames until indexed again (FindCopies by id says so).
+STALE_FRAMES = "frame index of an older descriptor recipe dropped: re-index its videos to find their copies"
 FRAME_TIME = "time"
 TRACK_TIMES, TRACK_ROWS = "times", "rows"
 FRAME_INDEXED_FIELDS = {VIDEO_ID: KEYWORD}
 _FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
-
-
-def frame_dim(dims: dict[str, int]) -> int:
-    """The frame index's row size: frames are the visual model's rows, whether or not the collection
-    also stores a visual vector (it may hold the fused vector alone)."""
-    return dims.get(modalities.VISUAL, modalities.VISUAL_DIM)
 
 
 def frame_point_id(video_id: str, index: int) -> uuid.UUID:

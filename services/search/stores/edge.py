@@ -147,6 +147,15 @@ def _open_shard(path: Path, config: qe.EdgeConfig, indexed: dict[str, str]) -> q
     return shard
 
 
+def _drop_stale_frames(path: Path) -> None:
+    config = path / "edge_config.json"
+    if config.exists():
+        size = json.loads(config.read_text())["vectors"][base.FRAME]["size"]
+        if size != modalities.FRAME_DIM:
+            log.warning(base.STALE_FRAMES, extra={"path": str(path), "size": size})
+            shutil.rmtree(path)
+
+
 def _as_list(vector) -> list[float]:
     """The engine reads a list fastest; the vectors read from the store are lists already."""
     return vector if isinstance(vector, list) else list(vector)
@@ -222,7 +231,8 @@ class EdgeStore(base.VideoStore):
             videos[modalities.FUSED] = _vector_params(dims[modalities.FUSED], fused_quantization, place_originals=True)
         self._shard = _open_shard(self._path, config(videos), base.INDEXED_FIELDS)
         # Frames always get the int8 copy: at one a second they outnumber the videos 30-60 to 1.
-        frame = {base.FRAME: _vector_params(base.frame_dim(dims), LONG_VECTORS)}
+        frame = {base.FRAME: _vector_params(modalities.FRAME_DIM, LONG_VECTORS)}
+        _drop_stale_frames(self._path / "frames")
         self._frames = _open_shard(self._path / "frames", config(frame), base.FRAME_INDEXED_FIELDS)
         # One writer at a time: upsert/delete must read "did it exist" and write atomically, and
         # optimize must not interleave with writes.

@@ -8,6 +8,7 @@ A collection's frame descriptors (base.FRAME) live in a second collection, `<col
 the catalog's names never hold a dot, so it cannot meet a collection of its own.
 """
 
+import logging
 import threading
 import warnings
 from contextlib import nullcontext
@@ -16,6 +17,8 @@ from qdrant_client import QdrantClient, models
 
 from reelvec import errors, modalities
 from services.search.stores import base, quantization
+
+log = logging.getLogger(__name__)
 
 _SCHEMAS = {
     base.KEYWORD: models.PayloadSchemaType.KEYWORD,
@@ -156,12 +159,20 @@ class QdrantStore(base.VideoStore):
         try:
             self._ensure_collection(self._collection, dims, base.INDEXED_FIELDS)
             self._ensure_fused_quantization(dims)
-            frame = {base.FRAME: base.frame_dim(dims)}
+            self._drop_stale_frames()
+            frame = {base.FRAME: modalities.FRAME_DIM}
             self._ensure_collection(self._frames, frame, base.FRAME_INDEXED_FIELDS, _FRAME_QUANTIZATION)
         except Exception:
             if self._owns_connection:
                 self._connection.close()  # local mode would keep its directory locked
             raise
+
+    def _drop_stale_frames(self) -> None:
+        if self._client.collection_exists(self._frames):
+            size = self._client.get_collection(self._frames).config.params.vectors[base.FRAME].size
+            if size != modalities.FRAME_DIM:
+                log.warning(base.STALE_FRAMES, extra={"collection": self._frames, "size": size})
+                self._client.delete_collection(self._frames)
 
     def _ensure_collection(self, name: str, dims: dict[str, int], indexed: dict[str, str],
                            quantization: models.ScalarQuantization | None = None) -> None:

@@ -10,7 +10,8 @@ serves model.onnx. The config's `runtime` parameter picks the engine:
   under autocast.
 
 Dynamic batching hands `execute` several requests at once; their frames go through one run and are
-split back per request, one output tensor each.
+split back per request, with every output the config names (the visual model's `embedding` and
+`descriptor`; the learned audio model's one).
 """
 
 import json
@@ -51,20 +52,21 @@ class OnnxRuntime:
     """Tensors cross the stub as numpy arrays: the CPU environment keeps numpy 1 (nvidia-pytriton
     pins it), and that stub crashed on numpy's own DLPack capsules."""
 
-    def __init__(self, path: str, config: dict, input_name: str, output_name: str):
+    def __init__(self, path: str, config: dict, input_name: str, outputs: list[str]):
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads(config)
         options.inter_op_num_threads = 1
         # idle intra-op threads would spin between batches and starve the encoder's decoding
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.input, self.output = input_name, output_name
+        self.input, self.outputs = input_name, outputs
 
-    def __call__(self, inputs: list) -> list:
+    def __call__(self, inputs: list) -> list[list]:
         batches = [tensor.as_numpy() for tensor in inputs]
-        embeddings = self.session.run([self.output], {self.input: np.concatenate(batches)})[0]
+        results = self.session.run(self.outputs, {self.input: np.concatenate(batches)})
         bounds = np.cumsum([len(b) for b in batches])[:-1]
-        return [pb_utils.Tensor(self.output, part) for part in np.split(embeddings, bounds)]
+        split = [np.split(result, bounds) for result in results]
+        return [[pb_utils.Tensor(name, parts[i]) for name, parts in zip(self.outputs, split)] for i in range(len(batches))]
 
 
 class Torch:
@@ -72,37 +74,44 @@ class Torch:
     and under the numpy 2 that a GPU machine's PyTorch brings, outputs made from numpy arrays come
     back empty."""
 
-    def __init__(self, path: str, config: dict, device: str, output: str):
+    def __init__(self, path: str, config: dict, device: str, outputs: list[str]):
+        import onnx
         import torch
         from onnx2torch import convert
 
-        self.torch, self.output = torch, output
+        self.torch, self.outputs = torch, outputs
         self.device = torch.device(device)
         with tempfile.TemporaryDirectory() as folder:
-            self.module = convert(fold(path, folder)).eval().to(self.device)
+            folded = fold(path, folder)
+            # onnx2torch returns the graph's outputs in the graph's order: a list when there are several
+            self.order = [o.name for o in onnx.load(folded, load_external_data=False).graph.output]
+            self.module = convert(folded).eval().to(self.device)
         self.dtype = torch.float16 if _parameter(config, "precision", "float32") == "float16" else None
 
-    def __call__(self, inputs: list) -> list:
+    def __call__(self, inputs: list) -> list[list]:
         torch = self.torch
         batches = [torch.from_dlpack(tensor.to_dlpack()) for tensor in inputs]
         with torch.inference_mode(), torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
-            embeddings = self.module(torch.cat(batches).to(self.device)).float().cpu()
-        parts = torch.split(embeddings, [len(b) for b in batches])
-        return [pb_utils.Tensor.from_dlpack(self.output, torch.utils.dlpack.to_dlpack(p.contiguous())) for p in parts]
+            results = self.module(torch.cat(batches).to(self.device))
+        results = dict(zip(self.order, results if isinstance(results, (list, tuple)) else (results,)))
+        sizes = [len(b) for b in batches]
+        split = [torch.split(results[name].float().cpu(), sizes) for name in self.outputs]
+        return [[pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(parts[i].contiguous()))
+                 for name, parts in zip(self.outputs, split)] for i in range(len(batches))]
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        # one input, one output, named by the config: the learned audio model runs this file too
-        self.input, self.output = config["input"][0]["name"], config["output"][0]["name"]
+        # one input and the outputs named by the config: the learned audio model runs this file too
+        self.input, outputs = config["input"][0]["name"], [output["name"] for output in config["output"]]
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         runtime = _parameter(config, "runtime", "onnxruntime")
         if runtime == "torch":
             # the device is a parameter, not the instance kind, so one model.py serves both kinds
-            self.run = Torch(path, config, _parameter(config, "device", "cpu"), self.output)
+            self.run = Torch(path, config, _parameter(config, "device", "cpu"), outputs)
         elif runtime == "onnxruntime":
-            self.run = OnnxRuntime(path, config, self.input, self.output)
+            self.run = OnnxRuntime(path, config, self.input, outputs)
         else:
             raise ValueError(f"parameter runtime is {runtime!r}: use onnxruntime or torch")
 
@@ -112,4 +121,4 @@ class TritonPythonModel:
         except Exception as exc:  # answer every request of the batch instead of crashing the stub
             error = pb_utils.TritonError(f"{type(self.run).__name__} failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-        return [pb_utils.InferenceResponse(output_tensors=[output]) for output in outputs]
+        return [pb_utils.InferenceResponse(output_tensors=tensors) for tensors in outputs]

@@ -1,5 +1,6 @@
 """Files from pinned Debian packages, fetched with `apt-get download` (nothing installed) and read
-here, so that no dpkg-deb is needed: the real posts' and the second held-out footage's source."""
+here, so that no dpkg-deb is needed: the real posts', the held-out footage's and the whitening's
+footage's source."""
 
 import hashlib
 import io
@@ -55,5 +56,10 @@ def member(deb: bytes, prefix: str) -> bytes:
 
 def data_file(deb: bytes, path: str) -> bytes:
     """One installed file's bytes, `path` as the package installs it ("./usr/share/...")."""
+    return data_files(deb, (path,))[0]
+
+
+def data_files(deb: bytes, paths: tuple[str, ...]) -> list[bytes]:
+    """Several installed files' bytes, in the order asked, the archive decompressed once."""
     with tarfile.open(fileobj=io.BytesIO(member(deb, "data.tar"))) as archive:
-        return archive.extractfile(path).read()
+        return [archive.extractfile(path).read() for path in paths]
