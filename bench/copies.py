@@ -309,9 +309,9 @@ _WORDS = ("so", "today", "we", "make", "the", "best", "pasta", "look", "at", "th
           "and", "then", "you", "add", "a", "little", "more", "light", "here", "music", "trip", "new")
 
 
-def _record(v: int, track: copies.Track, duration: float, rng):
+def _record(v: int, duration: float, rng):
     """A VideoRecord as the gateway indexes one: metadata, a transcript at 150 words a minute, the
-    four vectors (visual the frames' mean, as the encoder pools them)."""
+    four vectors, drawn at random (the frames are descriptors of another size than the visual vector)."""
     from reelvec.v1 import common_pb2
 
     words = lambda n: " ".join(rng.choice(_WORDS, n))  # noqa: E731
@@ -321,10 +321,7 @@ def _record(v: int, track: copies.Track, duration: float, rng):
     metadata = common_pb2.VideoMetadata(id=video_id(v), caption=words(10), hashtags=list(rng.choice(_WORDS, 3)),
                                         likes=int(rng.integers(0, 10**5)), views=int(rng.integers(0, 10**6)),
                                         created_at=1_700_000_000 + v, author=author)
-    # the frames are whitened descriptors, of another size than the clip vector: it is drawn like the others
-    vectors = {}
-    for name in modalities.DIMS:
-        vectors[name] = rng.standard_normal(modalities.DIMS[name])
+    vectors = {name: rng.standard_normal(dim) for name, dim in modalities.DIMS.items()}
     embeddings = common_pb2.Embeddings(vectors={
         name: common_pb2.Vector(values=(values / np.linalg.norm(values)).tolist()) for name, values in vectors.items()})
     return common_pb2.VideoRecord(
@@ -342,7 +339,7 @@ def _fill(store, corpus: Corpus) -> None:
     rng = np.random.default_rng(0)
     for v in range(len(corpus)):
         track = corpus.track(v)
-        video = records.to_stored(_record(v, track, float(corpus.durations[v]), rng))
+        video = records.to_stored(_record(v, float(corpus.durations[v]), rng))
         video.frames = track  # what check_frames makes of the record's Frames message
         store.upsert(video)
 

@@ -57,7 +57,7 @@ def _served_runtime(repository: Path, device: str, precision: str):
     """1/model.py's Torch runtime on the repository's model.onnx, built as Triton builds it."""
     config = {"parameters": {"precision": {"string_value": precision}}}
     model = repository / VISUAL_MODEL_NAME / "1" / "model.onnx"
-    return python_backend().Torch(str(model), config, device, visual_model.OUTPUT)
+    return python_backend().Torch(str(model), config, device, [visual_model.OUTPUT, visual_model.DESCRIPTOR])
 
 
 def _eager(frames: np.ndarray, quick: bool) -> tuple[dict, list]:
@@ -77,7 +77,8 @@ def _eager(frames: np.ndarray, quick: bool) -> tuple[dict, list]:
 
         def call():
             with torch.inference_mode(), torch.autocast("cuda", dtype, enabled=dtype is not None):
-                return module(inputs.to("cuda")).float().cpu()  # .cpu() waits for the GPU
+                out = module(inputs.to("cuda"))  # the served graph gives both outputs, the package's one
+                return [o.float().cpu() for o in (out if isinstance(out, (list, tuple)) else [out])]  # .cpu() waits
 
         for _ in range(3):
             call()

@@ -289,7 +289,7 @@ def _frames(settings, folder: Path, videos: int) -> dict:
     from services.search.stores.edge import EdgeStore
 
     per_video = FRAMES_PER_SECOND * FRAME_VIDEO_SECONDS
-    rows = Generator(Spec(dim=modalities.DIMS[modalities.VISUAL], seed=7)).corpus(videos * per_video)
+    rows = Generator(Spec(dim=modalities.FRAME_DIM, seed=7)).corpus(videos * per_video)
     # A threshold of 1 kB indexes every segment, as a corpus of real size would be.
     store = EdgeStore(folder, modalities.DIMS, optimize_after=0, indexing_threshold_kb=1,
                       hnsw_m=settings.hnsw_m, hnsw_ef_construct=settings.hnsw_ef_construct)
@@ -457,6 +457,6 @@ def _report_frames(section: common.Section, frames: dict) -> None:
                         "search_frames_disk_bytes_per_minute": frames["disk"]}
     parts = ", ".join(f"{name} {size / 1024:,.0f} KiB" for name, size in frames["parts"].items())
     section.notes.append(
-        f"frame descriptors: {frames['frames']:,} frames of {modalities.DIMS[modalities.VISUAL]}-d at "
+        f"frame descriptors: {frames['frames']:,} frames of {modalities.FRAME_DIM}-d at "
         f"{FRAMES_PER_SECOND} a second, written as the service writes them (a frame point each, int8 copy, and one "
         f"track point a video holding the rows again); per video-minute: {parts} (payload: the track points' rows)")

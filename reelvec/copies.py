@@ -1,7 +1,8 @@
 """Copy detection from frame descriptors: which stored videos a query copies, and which seconds.
 
 Every indexed video keeps one descriptor per sampled frame (about one a second, reelvec/frames.py):
-the visual model's embedding of that frame, a unit row, with its time. A query is answered in
+the visual model's `descriptor` of that frame (its embedding whitened to modalities.FRAME_DIM, a
+unit row), with its time. A query is answered in
 three steps (docs/copies.md says why each is built so):
 
 1. Candidates: each query frame's nearest stored frames vote for their videos (`vote`), so a short
@@ -28,8 +29,9 @@ from reelvec import errors
 from reelvec.v1 import common_pb2
 from reelvec.vectors import unit
 
-# Frame pairs below this cosine never join a chain: unrelated frames of EfficientNet-Lite0 sit
-# below it, edited copies of one frame above (docs/copies.md, measured).
+# Frame pairs below this cosine never join a chain: unrelated frames sit below it, edited copies of
+# one frame above. Chosen on EfficientNet-Lite0's rows; the whitened descriptors keep it, replayed on
+# the held-out sets (docs/copies.md, "Whitening").
 MATCH_MIN = 0.6
 # The operating point: a chain's mean frame similarity at or above this is a copy.
 THRESHOLD = 0.65

@@ -37,6 +37,13 @@ def assemble(source: Path, target: Path) -> Path:
     for backend in Path(target).glob("*/*/model.py"):
         if backend.parent.name.isdigit() and not backend.parent.is_symlink() and not filecmp.cmp(backend, PYTHON_BACKEND, shallow=False):
             shutil.copyfile(PYTHON_BACKEND, backend)
+    # ... and the visual config names a descriptor output that versions trained before it lack:
+    # they get the head (a minute each, once)
+    for trained in _numbered(target, VISUAL_MODEL_NAME):
+        if not trained.is_symlink() and (trained / "model.onnx").exists():
+            from reelvec.models import visual
+
+            visual.add_descriptor_head(trained / "model.onnx")
     return Path(target)
 
 

@@ -39,8 +39,8 @@ def test_the_search_benchmark_runs_every_quantization_beside_exact_search():
     assert slim["none"] == ram["none"]  # without a compressed copy the walk reads the originals
     assert DIM / 8 < slim["binary"] < slim["binary2"] < slim["int8"] < DIM + 1024 < 4 * DIM
     frames = metrics["search_frames_ram_bytes_per_minute_originals_on_disk"]
-    # 60 int8 copies of 1280-d a minute, with the graph and indexes on top
-    assert 60 * 1280 <= frames < metrics["search_frames_ram_bytes_per_minute"] < metrics["search_frames_disk_bytes_per_minute"]
+    # 60 int8 copies of a descriptor a minute, with the graph and indexes on top
+    assert 60 * modalities.FRAME_DIM <= frames < metrics["search_frames_ram_bytes_per_minute"] < metrics["search_frames_disk_bytes_per_minute"]
 
 
 def test_variants_are_parsed_and_bad_ones_refused():

@@ -35,3 +35,41 @@ def test_a_trained_version_gets_this_releases_python_backend(tmp_path):
 
     assert (trained / "model.py").read_bytes() == model_repository.PYTHON_BACKEND.read_bytes()
     assert (trained / "model.onnx").read_bytes() == b"weights"
+
+
+def test_a_visual_version_trained_before_the_descriptor_head_gets_one(tmp_path):
+    """A version exported by an older release gives the embedding alone; the config now also names
+    the descriptor, so the stack's repository gives it the head, fitted with its own features (here
+    the packaged graph with its head cut off: the same features, so the same descriptors)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from reelvec.models import VISUAL_MODEL_NAME, triton_repository
+
+    packaged = triton_repository() / VISUAL_MODEL_NAME / "1" / "model.onnx"
+    proto = onnx.load(str(packaged))
+    head = {"descriptor", *(t.name for t in proto.graph.initializer if t.name.startswith("descriptor"))}
+    kept = [n for n in proto.graph.node if not any(name.startswith("descriptor") for name in (*n.input, *n.output))]
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
+    for field in (proto.graph.initializer, proto.graph.output):
+        survivors = [item for item in field if item.name not in head]
+        del field[:]
+        field.extend(survivors)
+    (tmp_path / "prepared" / VISUAL_MODEL_NAME / "1").mkdir(parents=True)
+    (tmp_path / "prepared" / VISUAL_MODEL_NAME / "config.pbtxt").write_text("config")
+    trained = tmp_path / "served" / VISUAL_MODEL_NAME / "2"
+    trained.mkdir(parents=True)
+    onnx.save(proto, str(trained / "model.onnx"))
+
+    model_repository.assemble(tmp_path / "prepared", tmp_path / "served")
+
+    frames = np.random.default_rng(5).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    upgraded = ort.InferenceSession(str(trained / "model.onnx")).run(["embedding", "descriptor"], {"frames": frames})
+    expected = ort.InferenceSession(str(packaged)).run(["embedding", "descriptor"], {"frames": frames})
+    for got, want in zip(upgraded, expected):
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    before = (trained / "model.onnx").stat().st_mtime_ns
+    model_repository.assemble(tmp_path / "prepared", tmp_path / "served")  # once: it has a head now
+    assert (trained / "model.onnx").stat().st_mtime_ns == before

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from reelvec import samples, triton
+from reelvec.modalities import FRAME_DIM
 from reelvec.models import VISUAL_MODEL_NAME, triton_repository
 from reelvec.tools import launcher
 from reelvec.tools.training import simclr
@@ -78,17 +79,17 @@ def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp
         url = f"127.0.0.1:{ports[0]}"
         visual = TritonModel(VISUAL, "", url, timeout=60)
         await visual.load(120)
-        before, name_before = await visual.predict(frames), visual.name
+        (before, _), name_before = await visual.predict(frames), visual.name
         simclr.export(trained, repository, version=2)
         await visual.client.load_model(VISUAL_MODEL_NAME)  # explicit mode: re-reads the versions
         await visual.load(120)
-        after, name_after = await visual.predict(frames), visual.name
+        (after, described), name_after = await visual.predict(frames), visual.name
         await visual.close()
-        return before, name_before, after, name_after
+        return before, name_before, after, name_after, described
 
     try:
         triton.wait_ready(f"127.0.0.1:{ports[0]}", timeout=120, process=process)
-        before, name_before, after, name_after = asyncio.run(embed_before_and_after())
+        before, name_before, after, name_after, described = asyncio.run(embed_before_and_after())
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -96,6 +97,8 @@ def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp
     assert after.shape == before.shape and np.isfinite(after).all()
     cosines = (before * after).sum(1) / np.linalg.norm(before, axis=1) / np.linalg.norm(after, axis=1)
     assert cosines.max() < 0.999  # fine-tuning changed every frame's vector
+    # the new version carries a descriptor head whitened on its own features
+    assert described.shape == (len(frames), FRAME_DIM) and np.allclose(np.linalg.norm(described, axis=1), 1, atol=1e-4)
 
 
 def test_multimodal_training_aligns_audio_with_pictures_and_exports_it(tmp_path):

@@ -132,6 +132,22 @@ def _fit_whitening(path: Path) -> Whitening:
     return whitening_footage.fit(embed)
 
 
+def add_descriptor_head(path: Path) -> bool:
+    """Gives a model.onnx exported before the descriptor head (a version trained by an older
+    release) its head, whitened on its own features, in place; False when it has one already."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    if any(output.name == DESCRIPTOR for output in proto.graph.output):
+        return False
+    proto = _add_descriptor(proto, _fit_whitening(path))
+    partial = path.with_suffix(".onnx.partial")
+    onnx.save(proto, str(partial))
+    os.replace(partial, path)
+    log.info("descriptor head added", extra={"path": str(path)})
+    return True
+
+
 def served_whitening(path: Path) -> Whitening:
     """The whitening inside a visual model.onnx's descriptor head."""
     import onnx

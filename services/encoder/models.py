@@ -109,7 +109,7 @@ class TritonModel(Model):
         metadata = await self.client.get_model_metadata(self.kind.name, self.version, as_json=True)
         self.name = str(ModelVersion(self.kind.name, self.version or max(metadata["versions"], key=int)))
 
-    async def _run(self, batch: np.ndarray) -> np.ndarray:
+    async def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         tensor = grpcclient.InferInput(self.kind.input, list(batch.shape), self.kind.datatype)
         tensor.set_data_from_numpy(batch)
         deadline = caller_deadline.get()
@@ -154,7 +154,7 @@ class OnnxModel(Model):
     async def load(self, timeout: float) -> None:
         return None  # the session opened in the constructor
 
-    async def _run(self, batch: np.ndarray) -> np.ndarray:
+    async def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         async with self._lock:
             return await asyncio.to_thread(self.session.run, self.kind.names, {self.kind.input: batch})
 

@@ -60,9 +60,9 @@ def _from_payload(payload: dict, message) -> None:
             _from_payload(value, getattr(message, name))
 
 
-def to_stored(record: common_pb2.VideoRecord, dims: dict[str, int] = modalities.DIMS) -> base.StoredVideo:
-    """`dims`: the collection's vector sizes. A record without frames leaves the stored ones as they
-    are; views, a query's crops, are never stored."""
+def to_stored(record: common_pb2.VideoRecord) -> base.StoredVideo:
+    """A record without frames leaves the stored ones as they are; views, a query's crops, are never
+    stored."""
     frames = check_frames(record.frames).whole() if record.HasField("frames") else None
     described = common_pb2.VideoRecord()
     described.CopyFrom(record)

@@ -74,7 +74,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         collection = self.collection(request.collection)
         records.check_embeddings(video.embeddings, collection.dims)
         self.catalog.check(collection, video.model_versions, adopt=True)
-        created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video, collection.dims))
+        created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video))
         return search_pb2.UpsertResponse(created=created)
 
     def _query(self, request) -> tuple[Collection, base.Query]:

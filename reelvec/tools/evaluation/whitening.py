@@ -39,6 +39,10 @@ def summary(frames: dict) -> list[str]:
 
 def compare(folder: Path, whitening: Whitening) -> list[list[str]]:
     """Two rows for one evaluation: its descriptors as they are, and whitened."""
+    saved = next(t for tracks in copy_methods.load_tracks(folder / "frames.npz") for t in tracks if t is not None).dim
+    if saved != whitening.matrix.shape[0]:
+        raise SystemExit(f"{folder}: its frames have {saved} values a row, the whitening takes "
+                         f"{whitening.matrix.shape[0]}: an evaluation saved with whitened descriptors has nothing to whiten")
     section = json.loads((folder / "report.json").read_text())["copy_methods"]
     rows = []
     for label, project in ((f"as stored ({whitening.matrix.shape[0]}-d)", None),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from reelvec import frames as frame_ops
+from reelvec import model_repository
 from reelvec.models import VISUAL_MODEL_NAME, visual
 
 FRAMES_PER_VIDEO = 8
@@ -143,11 +144,9 @@ def export(result: Result, repository: Path, version: int) -> Path:
 
     folder = Path(repository) / VISUAL_MODEL_NAME
     target = folder / str(version) / "model.onnx"
-    # the CPU config's Python backend runs <version>/model.py: the new version gets the newest one
-    backends = sorted(folder.glob("*/model.py"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
-    if backends:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(backends[-1], target.parent / "model.py")
+    # the CPU config's Python backend runs <version>/model.py: the new version gets this release's
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_repository.PYTHON_BACKEND, target.parent / "model.py")
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in result.model.parameters())).hexdigest()
     with torch.no_grad():
         visual.write_onnx(result.model, target, f"{visual.RECIPE}:simclr-{digest[:16]}")
