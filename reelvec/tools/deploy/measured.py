@@ -65,15 +65,14 @@ VIDEO_KIB_PER_VIDEO = 19.8
 # engines keep vectors the setting does not place.
 FUSED_ORIGINALS_BYTES_PER_VIDEO = 7436
 VIDEO_OTHER_KIB_PER_VIDEO = VIDEO_KIB_PER_VIDEO - FUSED_ORIGINALS_BYTES_PER_VIDEO / 1024
-# The frame descriptors with the track points (today's layout, runs 4 and 5): 820 KiB per
-# video-minute on disk ("Quantized search" measured 799 over 100 video-minutes; the larger is
-# taken). In RAM: the int8 copy the frame search walks, its graph and indexes, 83 KiB a minute
-# ("Quantized search", frame descriptors, RAM with the originals on disk). The float32 rows are
-# counted on disk, as a query reads only its candidates' rows; both engines leave them mapped in
-# the page cache when memory allows (388 KiB a minute), which docs/capacity.md says the plan
-# does not reserve.
-FRAMES_DISK_KIB_PER_MINUTE = 820.0
-FRAMES_RAM_KIB_PER_MINUTE = 83.0
+# The frame descriptors, 256-d, with the track points: 172.4 KiB per video-minute on disk
+# ("Copy detection", frame descriptors at 256-d: bench search's frames shard over 100 video-
+# minutes). In RAM: the int8 copy the frame search walks, its graph and indexes, 21.7 KiB a minute
+# (the same run, RAM with the originals on disk). The float32 rows are counted on disk, as a query
+# reads only its candidates' rows; both engines leave them mapped in the page cache when memory
+# allows (82.9 KiB a minute), which docs/capacity.md says the plan does not reserve.
+FRAMES_DISK_KIB_PER_MINUTE = 172.4
+FRAMES_RAM_KIB_PER_MINUTE = 21.7
 
 # -- The fused vector by quantization ("Quantized search", the 100,000 rows) --------------------------
 # Bytes a video: RAM with the float32 originals in memory, RAM with them on disk, disk. The 100k
