@@ -497,7 +497,11 @@ def test_onnxruntime_backend_gives_the_same_vectors(encoder, onnx_encoder, clips
 @pytest.mark.integration
 def test_triton_down_is_unavailable_not_a_hang(model_repository, tmp_path, clips):
     triton_process, url, _ = start_triton(model_repository, tmp_path)
-    running = start_encoder(tmp_path, "--triton-url", url, "--triton-timeout", "5")
+    try:  # an encoder that fails to start must not leave this Triton running
+        running = start_encoder(tmp_path, "--triton-url", url, "--triton-timeout", "5")
+    except BaseException:
+        triton_process.stop()
+        raise
     try:
         assert len(running.encode(clips["mute"]).visual) == VISUAL_DIM
         triton_process.stop()
