@@ -19,12 +19,14 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 
 from bench import common
 from bench.vectors import Generator, Spec
@@ -36,14 +38,15 @@ QUERY_BUDGET_S = 120.0  # per engine and size: the brute force takes seconds a q
 WARMUP = 20  # untimed queries first: the store's pages and the BLAS threads warm up
 CHUNK = 1024  # videos drawn from one seeded generator
 MEMMAP_ABOVE = 20_000  # videos; past it the brute force's matrix lives in a file (100k: 15 GB)
+PROGRESS_EVERY = 10_000  # videos stored between progress lines on stderr
 BLOCK_ROWS = 1 << 16  # stored frames the brute force multiplies at once: a 1 GB memmap is read in passes
 _STORED, _UNSTORED = 1, 2  # generator streams: footage used in queries is never in the store
 ROOT = Path(__file__).resolve().parent.parent
 
-# The whole ingest's CPU per second of video, every process of the stack together (BENCHMARKS.md,
-# "Ingest", session 7's full run: transcriber 0.088, encoder 0.029, Triton 0.016, gateway 0.003),
-# with 16 frames a clip: the denominator the encoder's extra frames are set against.
-WHOLE_INGEST_CPU_PER_VIDEO_S = 0.138
+# The whole ingest's CPU per second of video, every process of the stack together, sampling 16
+# frames a clip: `bench ingest`'s row "16 frames a clip" (BENCHMARKS.md, "Ingest", 2026-12-04: 6.30
+# video-s per CPU-s). The denominator the encoder's extra frames are set against.
+WHOLE_INGEST_CPU_PER_VIDEO_S = 0.159
 INGEST_REPEATS = 3  # per clip and mode, the least CPU kept: the 2 cores are shared
 # The ingest suite's upload format (bench/ingest.py): decoding cost grows with the pixels. Seed 5
 # draws a palette of strong contrast: seed 3's is so faint that half its frames count as blank.
@@ -337,11 +340,18 @@ def _fill(store, corpus: Corpus) -> None:
     from services.search import records
 
     rng = np.random.default_rng(0)
+    started = time.monotonic()
     for v in range(len(corpus)):
         track = corpus.track(v)
         video = records.to_stored(_record(v, float(corpus.durations[v]), rng))
         video.frames = track  # what check_frames makes of the record's Frames message
         store.upsert(video)
+        if (v + 1) % PROGRESS_EVERY == 0:  # a 100k build takes most of an hour: say how far it is
+            _progress(f"{v + 1:,} of {len(corpus):,} videos stored in {time.monotonic() - started:.0f} s")
+
+
+def _progress(message: str) -> None:
+    print(f"bench copies: {message}; peak RSS {common.peak_rss_mb():,.0f} MiB", file=sys.stderr, flush=True)
 
 
 def disk_bytes(folder: Path) -> int:
@@ -451,8 +461,10 @@ def _one_size(n: int, args, settings, latency: common.Section, storage: common.S
         try:
             with common.Timer() as load:
                 _fill(store, corpus)
+            _progress(f"optimizing {len(corpus.vectors):,} frames")
             with common.Timer() as index:
                 store.optimize()
+            _progress(f"optimized in {index.wall:.0f} s")
             _storage_rows(storage, n, corpus, work / "edge")
             for q in warmup:  # untimed: the store's pages come into memory
                 analysis.find_copies(store, q.track, K)
@@ -541,8 +553,11 @@ def _clips(folder: Path) -> tuple[list[tuple[str, str, Path]], list[str]]:
 
 
 def _encode(model, data: bytes, per_second: float) -> tuple[float, float, int]:
-    """CPU seconds of sampling and of the model, and the frames: the encoder's work on one upload."""
-    with common.Timer() as sampling:
+    """CPU seconds of sampling and of the model, and the frames: the encoder's work on one upload.
+    With one BLAS thread, as the service runs (services/__init__.py): this process imported numpy
+    before that setting, and a second OpenBLAS thread spinning after each frame's luma statistics
+    would count as sampling (60 s clip: 3.98 CPU-s against 2.05)."""
+    with threadpoolctl.threadpool_limits(1, "blas"), common.Timer() as sampling:
         sampled = frames.sample(data, per_second=per_second)
     with common.Timer() as network:
         asyncio.run(model.predict(sampled.frames))

@@ -103,7 +103,11 @@ def run(args) -> common.Section:
         items = _corpus(Path(tmp) / "corpus", args.quick)
         seconds = sum(media.probe(p.read_bytes()).duration for p, _ in items)
         wall, cpu, by_process, windows = _reelvec(items, Path(tmp) / "data")
-        rows = [("naive (seed studies)", *_naive(items)), ("reelvec", wall, cpu)]
+        # Copy detection's frames at their whole cost: the same stack sampling 16 frames a clip, as
+        # it did before the descriptors (docs/copies.md, section 1)
+        few = _reelvec(items, Path(tmp) / "data-16", REELVEC_FRAMES_PER_SECOND="0")
+        rows = [("naive (seed studies)", *_naive(items)), ("reelvec", wall, cpu),
+                ("reelvec, 16 frames a clip (no copy descriptors)", *few[:2])]
     naive_wall = rows[0][1]
     for name, wall, cpu in rows:
         section.rows.append([name, len(items), seconds, wall, 60 * len(items) / wall, seconds / cpu,
@@ -115,7 +119,10 @@ def run(args) -> common.Section:
         ingest_realtime_factor=seconds / rows[1][1],
         ingest_video_seconds_per_cpu_second=seconds / rows[1][2],
         ingest_whisper_windows=windows,
+        ingest_copy_frames_cpu_ratio=rows[1][2] / rows[2][2],
     )
+    section.notes.append(f"copy detection's frames (1 a second, at least 16) cost {rows[1][2] / rows[2][2] - 1:+.1%} "
+                         "of the whole ingest's CPU against 16 frames a clip")
     section.notes.append(f"reelvec encoded {windows:.0f} Whisper windows for {len(items)} clips "
                          f"({seconds:.0f} s; windows share clips when uploads queue together)")
     section.notes.append("reelvec CPU counts every process of the stack plus the client; time excludes start-up")
