@@ -15,6 +15,9 @@ TRITON_TEMPLATES = Path(__file__).resolve().parent / "triton"
 VISUAL_MODEL_NAME = "efficientnet_lite0"
 # the learned audio encoder: no packaged version, `reelvec train encoder --multimodal` makes them
 AUDIO_MODEL_NAME = "audio_logmel"
+# Tensor names, as the exports write them and the Triton configs and the encoder ask for them
+VISUAL_INPUT, VISUAL_EMBEDDING, VISUAL_DESCRIPTOR = "frames", "embedding", "descriptor"
+AUDIO_INPUT, AUDIO_EMBEDDING = "logmel", "embedding"
 
 
 def python_backend(utils: types.ModuleType | None = None) -> types.ModuleType:

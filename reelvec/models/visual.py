@@ -22,14 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec.models import VISUAL_MODEL_NAME, whitening_footage
+from reelvec.models import (
+    VISUAL_DESCRIPTOR,
+    VISUAL_EMBEDDING,
+    VISUAL_INPUT,
+    VISUAL_MODEL_NAME,
+    whitening_footage,
+)
 from reelvec.whitening import Whitening
 
 log = logging.getLogger(__name__)
 
-INPUT = "frames"
-OUTPUT = "embedding"
-DESCRIPTOR = "descriptor"
+INPUT, OUTPUT, DESCRIPTOR = VISUAL_INPUT, VISUAL_EMBEDDING, VISUAL_DESCRIPTOR
 _MEAN, _MATRIX = "descriptor_mean", "descriptor_matrix"  # the head's initializers: the whitening
 SIZE = 224
 MEAN = 127.0

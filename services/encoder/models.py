@@ -32,7 +32,17 @@ from tritonclient.utils import InferenceServerException
 
 from reelvec import errors
 from reelvec.modalities import AUDIO_DIM, FRAME_DIM, VISUAL_DIM
-from reelvec.models import AUDIO_MODEL_NAME, VISUAL_MODEL_NAME, ModelVersion, base
+from reelvec.models import (
+    AUDIO_EMBEDDING,
+    AUDIO_INPUT,
+    AUDIO_MODEL_NAME,
+    VISUAL_DESCRIPTOR,
+    VISUAL_EMBEDDING,
+    VISUAL_INPUT,
+    VISUAL_MODEL_NAME,
+    ModelVersion,
+    base,
+)
 from reelvec.server import caller_deadline
 from reelvec.vectors import unit
 
@@ -51,8 +61,8 @@ class Kind:
         return [name for name, _ in self.outputs]
 
 
-VISUAL = Kind(VISUAL_MODEL_NAME, "frames", "UINT8", (("embedding", VISUAL_DIM), ("descriptor", FRAME_DIM)))
-AUDIO = Kind(AUDIO_MODEL_NAME, "logmel", "FP32", (("embedding", AUDIO_DIM),))
+VISUAL = Kind(VISUAL_MODEL_NAME, VISUAL_INPUT, "UINT8", ((VISUAL_EMBEDDING, VISUAL_DIM), (VISUAL_DESCRIPTOR, FRAME_DIM)))
+AUDIO = Kind(AUDIO_MODEL_NAME, AUDIO_INPUT, "FP32", ((AUDIO_EMBEDDING, AUDIO_DIM),))
 
 
 def pool(embeddings: np.ndarray) -> np.ndarray:

@@ -26,10 +26,9 @@ import numpy as np
 from reelvec import audio_features, media
 from reelvec import frames as frame_ops
 from reelvec.modalities import AUDIO_DIM
-from reelvec.models import AUDIO_MODEL_NAME, TRITON_TEMPLATES, VISUAL_MODEL_NAME
+from reelvec.models import AUDIO_EMBEDDING, AUDIO_INPUT, AUDIO_MODEL_NAME, TRITON_TEMPLATES, VISUAL_MODEL_NAME
 from reelvec.tools.training import simclr
 
-AUDIO_INPUT, AUDIO_OUTPUT = "logmel", "embedding"
 MAX_BATCH = 16
 
 
@@ -146,7 +145,7 @@ input [
 ]
 output [
   {{
-    name: "{AUDIO_OUTPUT}"
+    name: "{AUDIO_EMBEDDING}"
     data_type: TYPE_FP32
     dims: [ {AUDIO_DIM} ]
   }}
@@ -179,12 +178,12 @@ def export_audio(model, repository: Path, version: int) -> Path:
     partial = target.with_suffix(".onnx.partial")
     model.eval()
     with torch.no_grad():
-        torch.onnx.export(model, (example,), str(partial), input_names=[AUDIO_INPUT], output_names=[AUDIO_OUTPUT],
-                          dynamic_axes={AUDIO_INPUT: {0: "batch"}, AUDIO_OUTPUT: {0: "batch"}}, opset_version=17,
+        torch.onnx.export(model, (example,), str(partial), input_names=[AUDIO_INPUT], output_names=[AUDIO_EMBEDDING],
+                          dynamic_axes={AUDIO_INPUT: {0: "batch"}, AUDIO_EMBEDDING: {0: "batch"}}, opset_version=17,
                           dynamo=False)
         expected = model(example).numpy()
     got = ort.InferenceSession(str(partial), providers=["CPUExecutionProvider"]).run(
-        [AUDIO_OUTPUT], {AUDIO_INPUT: example.numpy()})[0]
+        [AUDIO_EMBEDDING], {AUDIO_INPUT: example.numpy()})[0]
     if not np.allclose(got, expected, atol=1e-4):
         raise RuntimeError(f"the audio model's ONNX differs from PyTorch by {np.abs(got - expected).max():g}")
     os.replace(partial, target)

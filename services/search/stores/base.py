@@ -8,12 +8,15 @@ because it indexes them.
 import abc
 import base64
 import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 
 import numpy as np
 
-from reelvec import copies, errors
+from reelvec import copies, errors, modalities
+
+log = logging.getLogger(__name__)
 
 # A fixed namespace so the same video id maps to the same point id in every process and backend.
 _POINT_NAMESPACE = uuid.UUID("6f1b3c1e-2f43-5a8e-9a55-2d6c1b0f7e21")
@@ -57,14 +60,21 @@ def point_id(video_id: str) -> uuid.UUID:
 # payload of each of its hits, and 7 KB each made it twice as slow. The price is disk: each
 # descriptor is kept twice (bench copies measures the frames shard).
 FRAME = "frame"  # the frame collection's one named vector, of modalities.FRAME_DIM values
-# A frame index of another size holds descriptors of an older recipe (the visual model's rows before
-# they were whitened): useless against today's queries, so a store opening one drops it and logs
-# this; the videos it held have no frames until indexed again (FindCopies by id says so).
-STALE_FRAMES = "frame index of an older descriptor recipe dropped: re-index its videos to find their copies"
 FRAME_TIME = "time"
 TRACK_TIMES, TRACK_ROWS = "times", "rows"
 FRAME_INDEXED_FIELDS = {VIDEO_ID: KEYWORD}
 _FRAME_NAMESPACE = uuid.UUID("0b8f7c52-3a51-4f0e-8d3c-6a0c2f9e4b17")
+
+
+def stale_frames(size: int, where: dict[str, str]) -> bool:
+    """A frame index of another size holds descriptors of an older recipe (the visual model's rows
+    before they were whitened): useless against today's queries, so a store opening one drops it,
+    logged here; the videos it held have no frames until indexed again (FindCopies by id says so)."""
+    if size == modalities.FRAME_DIM:
+        return False
+    log.warning("frame index of an older descriptor recipe dropped: re-index its videos to find their copies",
+                extra={**where, "size": size})
+    return True
 
 
 def frame_point_id(video_id: str, index: int) -> uuid.UUID:

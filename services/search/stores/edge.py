@@ -150,9 +150,7 @@ def _open_shard(path: Path, config: qe.EdgeConfig, indexed: dict[str, str]) -> q
 def _drop_stale_frames(path: Path) -> None:
     config = path / "edge_config.json"
     if config.exists():
-        size = json.loads(config.read_text())["vectors"][base.FRAME]["size"]
-        if size != modalities.FRAME_DIM:
-            log.warning(base.STALE_FRAMES, extra={"path": str(path), "size": size})
+        if base.stale_frames(json.loads(config.read_text())["vectors"][base.FRAME]["size"], {"path": str(path)}):
             shutil.rmtree(path)
 
 

@@ -170,8 +170,7 @@ class QdrantStore(base.VideoStore):
     def _drop_stale_frames(self) -> None:
         if self._client.collection_exists(self._frames):
             size = self._client.get_collection(self._frames).config.params.vectors[base.FRAME].size
-            if size != modalities.FRAME_DIM:
-                log.warning(base.STALE_FRAMES, extra={"collection": self._frames, "size": size})
+            if base.stale_frames(size, {"collection": self._frames}):
                 self._client.delete_collection(self._frames)
 
     def _ensure_collection(self, name: str, dims: dict[str, int], indexed: dict[str, str],
