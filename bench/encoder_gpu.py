@@ -110,7 +110,7 @@ async def _load(url: str, frames: np.ndarray, batch: int, clients: int, seconds:
 
     model = TritonModel(VISUAL, "", url, timeout=120)
     await model.load(60)
-    first, _ = await model.predict(frames[:batch])  # warm; the embeddings
+    first, *_ = await model.predict(frames[:batch])  # warm; the embeddings
     for _ in range(2):
         await model.predict(frames[:batch])
     latencies, until = [], time.perf_counter() + seconds

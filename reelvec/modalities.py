@@ -15,6 +15,10 @@ TEXT_DIM = 384  # all-MiniLM-L6-v2
 # the frame index, never a video's vector
 FRAME_DIM = 256
 
+# model_versions' key for the visual model's descriptor head that made a video's frames (its id,
+# docs/copies.md): frames of two heads are never compared
+DESCRIPTOR = "descriptor"
+
 SOURCES = {VISUAL: VISUAL_DIM, AUDIO: AUDIO_DIM, TEXT: TEXT_DIM}
 DIMS = {**SOURCES, FUSED: VISUAL_DIM + AUDIO_DIM + TEXT_DIM}
 

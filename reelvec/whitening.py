@@ -11,6 +11,7 @@ corpus it is then used on, it flattens exactly the directions that make a copy s
 """
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -42,6 +43,14 @@ class Whitening:
     @property
     def dims(self) -> int:
         return self.matrix.shape[1]
+
+    @property
+    def head_id(self) -> int:
+        """A positive int64 that names this whitening: descriptors of two heads with different ids
+        cannot be compared, whatever model version carries them."""
+        parts = (np.asarray(part, np.float32).tobytes(order="C") for part in (self.mean, self.matrix))
+        digest = hashlib.sha256(b"".join(parts)).digest()
+        return int.from_bytes(digest[:8], "big") >> 1
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """[..., input dim] -> unit rows [..., output dim]."""

@@ -215,7 +215,7 @@ def describe(model, path: Path) -> copies.Track:
     """As a copy query has it, with its views; `.whole()` is what the store keeps."""
     sampled = frames.sample(Path(path).read_bytes(), with_views=True)
     n = len(sampled.frames)
-    _, rows = asyncio.run(model.predict(np.concatenate([sampled.frames, sampled.views.reshape(-1, *sampled.frames.shape[1:])])))
+    _, rows, _ = asyncio.run(model.predict(np.concatenate([sampled.frames, sampled.views.reshape(-1, *sampled.frames.shape[1:])])))
     return copies.Track.of(sampled.times, rows[:n], rows[n:].reshape(n, frames.VIEWS, -1))
 
 

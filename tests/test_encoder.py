@@ -239,8 +239,10 @@ def test_the_descriptor_head_is_the_whitening_fitted_on_the_footage(model_reposi
     whitening = visual.served_whitening(path)
     assert whitening.matrix.shape == (VISUAL_DIM, FRAME_DIM)
     batch = frames.sample(clips["bunny"], 4, per_second=0).frames
-    embedded, described = ort.InferenceSession(str(path)).run(["embedding", "descriptor"], {"frames": batch})
+    embedded, described, heads = ort.InferenceSession(str(path)).run(
+        ["embedding", "descriptor", "descriptor_head"], {"frames": batch})
     np.testing.assert_allclose(described, whitening.apply(unit(embedded, np.float32)), atol=1e-4)
+    assert heads.shape == (len(batch), 1) and (heads == whitening.head_id).all()  # the id names this whitening
     assert whitening_footage.digest(whitening_footage.clips()) == whitening_footage.SHA256
 
 
@@ -486,10 +488,15 @@ def test_the_dynamic_batcher_merges_small_requests(triton_server):
 
 
 @pytest.mark.integration
-def test_onnxruntime_backend_gives_the_same_vectors(encoder, onnx_encoder, clips):
+def test_onnxruntime_backend_gives_the_same_vectors(encoder, onnx_encoder, clips, model_repository):
+    from reelvec.models import visual
+
     for name in ("a", "bunny"):
         via_triton, in_process = encoder.encode(clips[name]), onnx_encoder.encode(clips[name])
         assert in_process.visual_model == via_triton.visual_model
+        # the head's id crosses Triton exactly: both name the whitening in the served graph
+        head = visual.served_whitening(model_repository / VISUAL_MODEL_NAME / "1" / "model.onnx").head_id
+        assert in_process.descriptor_head == via_triton.descriptor_head == f"{head:016x}"
         assert np.abs(np.array(in_process.visual) - np.array(via_triton.visual)).max() < 1e-5
         assert np.allclose(in_process.audio, via_triton.audio)
 

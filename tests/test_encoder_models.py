@@ -73,8 +73,9 @@ def test_past_its_size_the_least_recently_used_closes_once_unused():
 def test_predict_splits_batches_and_checks_the_rows():
     model = Recorded(models.VISUAL, "1")
     model.max_batch = 3
-    embedded, described = asyncio.run(model.predict(np.zeros((7, 4))))
+    embedded, described, heads = asyncio.run(model.predict(np.zeros((7, 4))))
     assert embedded.shape == (7, modalities.VISUAL_DIM) and described.shape == (7, modalities.FRAME_DIM)
+    assert heads.shape == (7, 1)
 
     class Broken(Recorded):
         async def _run(self, batch):
@@ -85,7 +86,8 @@ def test_predict_splits_batches_and_checks_the_rows():
 
     class Short(Recorded):  # a model version without the descriptor output
         async def _run(self, batch):
-            return [np.ones((len(batch), modalities.VISUAL_DIM), np.float32), np.ones((len(batch), 3), np.float32)]
+            return [np.ones((len(batch), modalities.VISUAL_DIM), np.float32), np.ones((len(batch), 3), np.float32),
+                    np.ones((len(batch), 1), np.int64)]
 
     with pytest.raises(Exception, match=r"returned descriptor \(2, 3\)"):
         asyncio.run(Short(models.VISUAL, "1").predict(np.zeros((2, 4))))

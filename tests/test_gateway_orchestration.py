@@ -53,7 +53,7 @@ class FakeEncoder:
         return encoder_pb2.EncodeResponse(
             visual=vector(modalities.VISUAL_DIM), audio=vector(modalities.AUDIO_DIM), duration=4.0, has_audio=True,
             visual_model=f"efficientnet_lite0:{visual_version or 1}", audio_model="stats", thumbnail_jpeg=b"jpeg",
-            frames=frames_of_version(visual_version))
+            frames=frames_of_version(visual_version), descriptor_head=f"head-of-{visual_version or 1}")
 
 
 class FakeTranscriber:
@@ -328,7 +328,7 @@ def test_find_copies_by_video_sends_the_pinned_model_s_frames_and_asks_for_paylo
     assert fakes.encoder.calls == [(VIDEO, "3")] and fakes.encoder.with_views == [True]
     sent = fakes.search.copy_requests[-1]
     assert sent.frames == frames_of_version("3") and sent.k == 5 and sent.with_payload
-    assert dict(sent.model_versions) == {"visual": "efficientnet_lite0:3"}
+    assert dict(sent.model_versions) == {"visual": "efficientnet_lite0:3", "descriptor": "head-of-3"}
 
 
 def test_find_copies_by_id_uses_the_stored_frames_without_encoding(fakes, tmp_path):

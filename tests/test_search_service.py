@@ -496,6 +496,42 @@ def test_find_copies_rejects_what_it_cannot_answer(stub, rng):
 
 
 @pytest.mark.integration
+def test_frames_of_another_descriptor_head_are_never_compared(stub, rng):
+    """The visual model exported again with another whitening under the same version: its frames
+    and the stored ones cannot be compared, so a query of the new head is refused, the first write
+    of the new head drops the old frames (the videos stay), and its own frames are found after."""
+    stub.CreateCollection(search_pb2.CreateCollectionRequest(name="heads"), timeout=TIMEOUT)
+
+    def record(video_id, rows, head):
+        made = with_frames(video(video_id, rng), rows)
+        made.model_versions[modalities.DESCRIPTOR] = head
+        return search_pb2.UpsertRequest(video=made, collection="heads")
+
+    def find(rows, head):
+        return find_copies(stub, frames=frames(rows), collection="heads",
+                           model_versions={"visual": "effnet-lite0@1", modalities.DESCRIPTOR: head})
+
+    old, new = frame_rows(rng, 20), frame_rows(rng, 20)
+    stub.Upsert(record("head-old", old, "aaaa"), timeout=TIMEOUT)
+    assert [c.id for c in find(old, "aaaa").copies] == ["head-old"]
+    error = status_of(lambda: find(old, "bbbb"))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "reelvec index --force" in error.details()
+    analyzed = stub.Analyze(search_pb2.AnalyzeRequest(  # a Predict still answers, without copies
+        embeddings=embeddings(visual=unit(rng, DIMS["visual"]), fused=unit(rng, DIMS["fused"])), frames=frames(old),
+        k=3, collection="heads", model_versions={modalities.DESCRIPTOR: "bbbb"}), timeout=TIMEOUT)
+    assert not analyzed.copies
+
+    stub.Upsert(record("head-new", new, "bbbb"), timeout=TIMEOUT)
+    assert find(old, "bbbb").copies == [] and [c.id for c in find(new, "bbbb").copies] == ["head-new"]
+    assert stub.Get(search_pb2.GetRequest(id="head-old", collection="heads"), timeout=TIMEOUT).id == "head-old"
+    error = status_of(lambda: find_copies(stub, id="head-old", collection="heads"))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "re-index" in error.details()
+    listed = stub.ListCollections(search_pb2.ListCollectionsRequest(), timeout=TIMEOUT)
+    assert next(c for c in listed.collections if c.name == "heads").model_versions[modalities.DESCRIPTOR] == "bbbb"
+    stub.DropCollection(search_pb2.DropCollectionRequest(name="heads"), timeout=TIMEOUT)  # the module's stub is shared
+
+
+@pytest.mark.integration
 def test_analyze_with_frames(stub, rng):
     source = frame_rows(rng, 30)
     record = with_frames(video("af-src", rng, sha="sha-af-src"), source)
@@ -583,6 +619,7 @@ def query_ids(stub, vector, **request) -> list[str]:
 
 @pytest.mark.integration
 def test_vectors_of_other_model_versions_never_enter_a_collection(stub, rng):
+    upsert(stub, video("mv-0", rng))  # whatever ran before: the collection has held a video
     listed = collections(stub)
     active = listed.active
     assert listed.alias == "videos" and [c.name for c in listed.collections] == [active]

@@ -306,6 +306,21 @@ def test_a_frame_index_of_an_older_descriptor_size_is_dropped_and_the_videos_kep
         store.close()
 
 
+def test_drop_frames_takes_every_videos_frames_and_keeps_the_videos(store):
+    """Descriptors of another head than today's queries' go all at once; new frames come after."""
+    rng = np.random.default_rng(24)
+    vectors = {VISUAL: unit(rng, DIMS[VISUAL])}
+    for video_id in ("a", "b"):
+        store.upsert(base.StoredVideo(video_id, vectors, payload(), frames=track(rng, 4)))
+    store.drop_frames()
+    assert store.frames_of({"a", "b"}) == {} and store.count() == 2
+    assert store.search_frames(np.asarray(track(rng, 2).vectors), 5) == [[], []]
+    fresh = track(rng, 3)
+    store.upsert(base.StoredVideo("b", vectors, payload(), frames=fresh))
+    same_frames(store.frames_of({"a", "b"})["b"], fresh)
+    assert set(store.frames_of({"a", "b"})) == {"b"}
+
+
 def test_frames_written_without_their_track_point_are_read_from_their_vectors(store, monkeypatch):
     """Frames an earlier version wrote carry their descriptors only as the frame points' vectors."""
     rng = np.random.default_rng(20)

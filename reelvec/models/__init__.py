@@ -17,6 +17,7 @@ VISUAL_MODEL_NAME = "efficientnet_lite0"
 AUDIO_MODEL_NAME = "audio_logmel"
 # Tensor names, as the exports write them and the Triton configs and the encoder ask for them
 VISUAL_INPUT, VISUAL_EMBEDDING, VISUAL_DESCRIPTOR = "frames", "embedding", "descriptor"
+VISUAL_DESCRIPTOR_HEAD = "descriptor_head"  # int64 [batch, 1]: every row the head's id (Whitening.head_id)
 AUDIO_INPUT, AUDIO_EMBEDDING = "logmel", "embedding"
 
 

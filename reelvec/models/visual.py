@@ -24,6 +24,7 @@ import numpy as np
 
 from reelvec.models import (
     VISUAL_DESCRIPTOR,
+    VISUAL_DESCRIPTOR_HEAD,
     VISUAL_EMBEDDING,
     VISUAL_INPUT,
     VISUAL_MODEL_NAME,
@@ -33,14 +34,14 @@ from reelvec.whitening import Whitening
 
 log = logging.getLogger(__name__)
 
-INPUT, OUTPUT, DESCRIPTOR = VISUAL_INPUT, VISUAL_EMBEDDING, VISUAL_DESCRIPTOR
+INPUT, OUTPUT, DESCRIPTOR, HEAD = VISUAL_INPUT, VISUAL_EMBEDDING, VISUAL_DESCRIPTOR, VISUAL_DESCRIPTOR_HEAD
 _MEAN, _MATRIX = "descriptor_mean", "descriptor_matrix"  # the head's initializers: the whitening
 SIZE = 224
 MEAN = 127.0
 STD = 128.0
 OPSET = 17
 # Bump when the graph recipe changes so that `export` rebuilds models made by an older recipe.
-RECIPE = f"v2:nhwc-uint8:mean127-std128:gap1280:descriptor-{whitening_footage.RECIPE}"
+RECIPE = f"v3:nhwc-uint8:mean127-std128:gap1280:descriptor-{whitening_footage.RECIPE}:head-id"
 TOLERANCE = 1e-3  # max abs diff between ONNX and eager features (values lie in [0, 6])
 
 
@@ -116,11 +117,13 @@ def _verify(model, path: Path, whitening: Whitening | None = None) -> float:
     if exported.shape != (len(images), 1280) or diff > TOLERANCE:
         raise RuntimeError(f"ONNX export differs from eager PyTorch: shape {exported.shape}, max diff {diff}")
     if whitening is not None:
-        descriptors = session.run([DESCRIPTOR], {INPUT: images})[0]
+        descriptors, heads = session.run([DESCRIPTOR, HEAD], {INPUT: images})
         expected = whitening.apply(eager / np.linalg.norm(eager, axis=1, keepdims=True))
         off = float(np.abs(descriptors - expected).max())
         if descriptors.shape != expected.shape or off > TOLERANCE:
             raise RuntimeError(f"the descriptor head differs from the whitening: shape {descriptors.shape}, max diff {off}")
+        if heads.shape != (len(images), 1) or (heads != whitening.head_id).any():
+            raise RuntimeError(f"the head's id output is {heads.ravel()[:4]}, expected {whitening.head_id}")
     return diff
 
 
@@ -138,13 +141,18 @@ def _fit_whitening(path: Path) -> Whitening:
 
 def add_descriptor_head(path: Path) -> bool:
     """Gives a model.onnx exported before the descriptor head (a version trained by an older
-    release) its head, whitened on its own features, in place; False when it has one already."""
+    release) its head, whitened on its own features, in place, and one exported with a head but
+    before its id the id; False when it has both already."""
     import onnx
 
     proto = onnx.load(str(path))
-    if any(output.name == DESCRIPTOR for output in proto.graph.output):
+    outputs = {output.name for output in proto.graph.output}
+    if HEAD in outputs:
         return False
-    proto = _add_descriptor(proto, _fit_whitening(path))
+    if DESCRIPTOR in outputs:
+        proto = _add_head_id(proto, _whitening_in(proto))
+    else:
+        proto = _add_descriptor(proto, _fit_whitening(path))
     partial = path.with_suffix(".onnx.partial")
     onnx.save(proto, str(partial))
     os.replace(partial, path)
@@ -155,21 +163,46 @@ def add_descriptor_head(path: Path) -> bool:
 def served_whitening(path: Path) -> Whitening:
     """The whitening inside a visual model.onnx's descriptor head."""
     import onnx
+
+    return _whitening_in(onnx.load(str(path)), path)
+
+
+def _whitening_in(proto, path: Path | str = "the graph") -> Whitening:
     from onnx import numpy_helper
 
-    found = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
-             if t.name in (_MEAN, _MATRIX)}
+    found = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer if t.name in (_MEAN, _MATRIX)}
     if len(found) != 2:
         raise ValueError(f"{path} has no descriptor head: export it again (make models)")
     return Whitening(found[_MEAN], found[_MATRIX])
+
+
+def _add_head_id(proto, whitening: Whitening):
+    """An output HEAD [batch, 1], int64: every row the whitening's id. The encoder reports it
+    with the frames, so that the search service never compares descriptors of two heads (a new
+    whitening exported in place under the same version, docs/copies.md)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([[whitening.head_id]], np.int64), "descriptor_head_value"),
+        numpy_helper.from_array(np.array([1], np.int64), "descriptor_head_width"),
+    ])
+    graph.node.extend([
+        helper.make_node("Shape", [INPUT], ["descriptor_head_rows"], start=0, end=1),
+        helper.make_node("Concat", ["descriptor_head_rows", "descriptor_head_width"], ["descriptor_head_shape"], axis=0),
+        helper.make_node("Expand", ["descriptor_head_value", "descriptor_head_shape"], [HEAD]),
+    ])
+    graph.output.append(helper.make_tensor_value_info(HEAD, TensorProto.INT64, ["batch", 1]))
+    onnx.checker.check_model(proto)
+    return proto
 
 
 def _add_descriptor(proto, whitening: Whitening):
     """A second output, DESCRIPTOR [batch, DIMS]: the embedding as a unit row, whitened, a unit row
     again; so every backend that serves the graph (Triton's Python or native onnxruntime backend,
     the encoder's in-process onnxruntime) gives the copy detector the same descriptors, and a
-    fine-tuned version carries the whitening fitted with its own features."""
-    import onnx
+    fine-tuned version carries the whitening fitted with its own features. Then the head's id."""
     from onnx import TensorProto, helper, numpy_helper
 
     def unit_row(source: str, target: str) -> list:
@@ -190,8 +223,7 @@ def _add_descriptor(proto, whitening: Whitening):
         *unit_row("descriptor_projected", DESCRIPTOR),
     ])
     graph.output.append(helper.make_tensor_value_info(DESCRIPTOR, TensorProto.FLOAT, ["batch", whitening.dims]))
-    onnx.checker.check_model(proto)
-    return proto
+    return _add_head_id(proto, whitening)
 
 
 def export(repository: Path) -> Path:

@@ -109,18 +109,19 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             (embeddings,) = await learned.predict(windows)
             return pool(embeddings), learned.name
 
-    async def _visual(self, model, sampled: frames.Sampled) -> tuple[np.ndarray, int, copies.Track]:
-        """The clip vector, the index of the frame closest to it (the thumbnail), and every kept
-        frame's descriptor with its time (the copy detector's), with the views' when sampled."""
+    async def _visual(self, model, sampled: frames.Sampled) -> tuple[np.ndarray, int, copies.Track, str]:
+        """The clip vector, the index of the frame closest to it (the thumbnail), every kept
+        frame's descriptor with its time (the copy detector's), with the views' when sampled, and
+        the descriptor head's id."""
         n = len(sampled.frames)
         batch = sampled.frames if sampled.views is None else np.concatenate(
             [sampled.frames, sampled.views.reshape(-1, *sampled.frames.shape[1:])])
         with timed("model"):
-            embedded, described = await model.predict(batch)
+            embedded, described, heads = await model.predict(batch)
         pooled = pool(embedded[:n])
         typical = int(np.argmax(unit(embedded[:n], np.float32) @ pooled))
         views = None if sampled.views is None else described[n:].reshape(n, sampled.views.shape[1], -1)
-        return pooled, typical, copies.Track.of(sampled.times, described[:n], views)
+        return pooled, typical, copies.Track.of(sampled.times, described[:n], views), f"{int(heads[0, 0]):016x}"
 
     async def Encode(self, request, context):
         limits.check_video(request.video, self.settings.max_video_mb)
@@ -139,7 +140,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
                 )
         finally:
             self._decodes.release()
-        (visual, typical, track), (audio, audio_model) = await asyncio.gather(
+        (visual, typical, track, head), (audio, audio_model) = await asyncio.gather(
             self._visual(visual_model, sampled), self._audio(samples, learned)
         )
         thumbnail = await asyncio.to_thread(_jpeg, sampled.frames[typical])
@@ -158,6 +159,7 @@ class Encoder(encoder_pb2_grpc.EncoderServicer):
             audio_model=audio_model,
             thumbnail_jpeg=thumbnail,
             frames=track.to_proto(),
+            descriptor_head=head,
         )
 
     async def close(self) -> None:

@@ -27,12 +27,19 @@ class Embedded:
     def model_versions(self) -> dict[str, str]:
         versions = {
             modalities.VISUAL: self.encoded.visual_model,
+            modalities.DESCRIPTOR: self.encoded.descriptor_head,
             modalities.AUDIO: self.encoded.audio_model,
             "whisper": self.transcribed.whisper_model,
             modalities.TEXT: self.transcribed.text_model,
             modalities.FUSED: self.fusion,
         }
         return {k: v for k, v in versions.items() if v}
+
+
+def frame_versions(encoded: encoder_pb2.EncodeResponse) -> dict[str, str]:
+    """What an upload's frames are compared by: the visual model and its descriptor head."""
+    made = {modalities.VISUAL: encoded.visual_model, modalities.DESCRIPTOR: encoded.descriptor_head}
+    return {k: v for k, v in made.items() if v}
 
 
 def embeddings_of(vectors: dict[str, np.ndarray]) -> common_pb2.Embeddings:

@@ -197,7 +197,7 @@ class Gateway(gateway_pb2_grpc.GatewayServicer):
         The store refuses frames of another visual version than its own, and `pinned` encodes again."""
         encoded = await pipeline.encode(self.services.encoder, video, pins, with_views=True)
         return await self._find_copies(search_pb2.FindCopiesRequest(
-            frames=pipeline.frames_of(encoded), k=k, model_versions={modalities.VISUAL: encoded.visual_model}))
+            frames=pipeline.frames_of(encoded), k=k, model_versions=pipeline.frame_versions(encoded)))
 
     async def _find_copies(self, request: search_pb2.FindCopiesRequest) -> gateway_pb2.CopiesResponse:
         request.with_payload = True

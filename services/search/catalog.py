@@ -163,6 +163,16 @@ class Catalog:
                 collection.model_versions.update(missing)
                 self._save()
 
+    def frames_head(self, collection: Collection) -> str:
+        """The descriptor head of the collection's frames; "" before any video named one."""
+        with self._lock:
+            return collection.model_versions.get(modalities.DESCRIPTOR, "")
+
+    def set_frames_head(self, collection: Collection, head: str) -> None:
+        with self._lock:
+            collection.model_versions[modalities.DESCRIPTOR] = head
+            self._save()
+
     def create(self, name: str, versions, dims=None) -> Collection:
         """`dims`: sizes that differ from modalities.DIMS (a learned fusion's smaller fused vector)."""
         if not _NAME.fullmatch(name) or name == ALIAS:

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import logging
 
 from reelvec import copies, errors, limits, modalities
 from reelvec.v1 import search_pb2, search_pb2_grpc
@@ -9,6 +10,8 @@ from services.search import analysis, records
 from services.search.catalog import ACTIVE, ALIAS, BUILDING, RETIRED, Catalog, Collection, models_behind
 from services.search.settings import SearchSettings
 from services.search.stores import base
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY_BATCH = 256
 
@@ -74,8 +77,29 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         collection = self.collection(request.collection)
         records.check_embeddings(video.embeddings, collection.dims)
         self.catalog.check(collection, video.model_versions, adopt=True)
-        created = await asyncio.to_thread(collection.store.upsert, records.to_stored(video))
+        stored = records.to_stored(video)
+        head = _head(video.model_versions)
+        if stored.frames is not None and head and head != self.catalog.frames_head(collection):
+            await self._move_frames_head(collection, head)
+        created = await asyncio.to_thread(collection.store.upsert, stored)
         return search_pb2.UpsertResponse(created=created)
+
+    async def _move_frames_head(self, collection: Collection, head: str) -> None:
+        """The first frames of a new descriptor head (the visual model exported again with another
+        whitening, under the same version): the collection's frames are of the old head, never to
+        be compared with the new, so they go; the videos stay, and re-indexed get frames again."""
+        held = self.catalog.frames_head(collection)
+        if held:
+            log.warning("frames of another descriptor head dropped: re-index the videos (reelvec index --force) "
+                        "to find their copies", extra={"collection": collection.name, "held": held, "head": head})
+            await asyncio.to_thread(collection.store.drop_frames)
+        self.catalog.set_frames_head(collection, head)
+
+    def _comparable(self, collection: Collection, versions) -> bool:
+        """Whether frames of the descriptor head `versions` name meet the collection's (unnamed on
+        either side, from before heads were named: taken as the same)."""
+        head, held = _head(versions), self.catalog.frames_head(collection)
+        return not head or not held or head == held
 
     def _query(self, request) -> tuple[Collection, base.Query]:
         """The collection a QueryRequest reads and the store query it asks for, checked."""
@@ -195,6 +219,10 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             if request.HasField("frames"):
                 frames = records.check_frames(request.frames)
             self.catalog.check(collection, request.model_versions)
+            if frames is not None and not self._comparable(collection, request.model_versions):
+                log.warning("a Predict's frames are of another descriptor head than the collection's: no copies "
+                            "looked for until its videos are re-indexed", extra={"collection": collection.name})
+                frames = None
         detector = self._detector(collection)
 
         def analyze() -> analysis.Analysis:  # blocking: store calls, and a detector's fit when due
@@ -245,6 +273,12 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         which = request.WhichOneof("query")
         if which == "frames":
             query = records.check_frames(request.frames)
+            if not self._comparable(collection, request.model_versions):
+                raise errors.Precondition(
+                    f"collection {collection.name!r} holds frame descriptors of head "
+                    f"{self.catalog.frames_head(collection)}, this query's are of {_head(request.model_versions)} "
+                    "(the visual model was exported again): re-index the videos (reelvec index --force); the "
+                    "first drops the old frames")
         elif which == "id":
             video_id = records.check_id(request.id)
         else:
@@ -303,3 +337,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     async def DropCollection(self, request, context):
         dropped = await asyncio.to_thread(self.catalog.drop, request.name)
         return search_pb2.DropCollectionResponse(dropped=dropped)
+
+
+def _head(versions) -> str:
+    return dict(versions).get(modalities.DESCRIPTOR, "")

@@ -211,6 +211,11 @@ class VideoStore(abc.ABC):
         True when the id existed."""
 
     @abc.abstractmethod
+    def drop_frames(self) -> None:
+        """Removes every video's frames and keeps the videos: descriptors of another head than
+        today's queries' (the server's Upsert, docs/copies.md)."""
+
+    @abc.abstractmethod
     def frames_of(self, video_ids: set[str]) -> dict[str, copies.Track]:
         """The stored frames of each video that has any, in one fetch."""
 

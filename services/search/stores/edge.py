@@ -123,6 +123,9 @@ def _filter(f: base.Filter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
+_ANY_VIDEO = qe.Filter(must_not=[qe.IsEmptyCondition(key=base.VIDEO_ID)])  # every point of the frame index
+
+
 def _of_video(video_id: str) -> qe.FieldCondition:
     return qe.FieldCondition(key=base.VIDEO_ID, match=qe.MatchValue(video_id))
 
@@ -301,6 +304,11 @@ class EdgeStore(base.VideoStore):
             [base.point_id(video_id)], with_payload=True, with_vector=with_vectors
         )
         return base.StoredVideo.from_point(records[0], with_vectors) if records else None
+
+    def drop_frames(self) -> None:
+        with self._write_lock:
+            self._frames.update(qe.UpdateOperation.delete_points_by_filter(_ANY_VIDEO))
+            self._wrote()
 
     def delete(self, video_id: str) -> bool:
         self._check_space()  # a delete is a WAL write too

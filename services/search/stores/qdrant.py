@@ -275,6 +275,11 @@ class QdrantStore(base.VideoStore):
             )
         return base.StoredVideo.from_point(records[0], with_vectors) if records else None
 
+    def drop_frames(self) -> None:
+        every = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=base.VIDEO_ID))])
+        with self._lock:
+            self._client.delete(self._frames, models.FilterSelector(filter=every), wait=True)
+
     def delete(self, video_id: str) -> bool:
         with self._lock:
             existed = self._exists(video_id)

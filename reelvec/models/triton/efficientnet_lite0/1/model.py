@@ -10,8 +10,8 @@ serves model.onnx. The config's `runtime` parameter picks the engine:
   under autocast.
 
 Dynamic batching hands `execute` several requests at once; their frames go through one run and are
-split back per request, with every output the config names (the visual model's `embedding` and
-`descriptor`; the learned audio model's one).
+split back per request, with every output the config names (the visual model's `embedding`, `descriptor`
+and `descriptor_head`; the learned audio model's one).
 """
 
 import json
@@ -95,9 +95,14 @@ class Torch:
             results = self.module(torch.cat(batches).to(self.device))
         results = dict(zip(self.order, results if isinstance(results, (list, tuple)) else (results,)))
         sizes = [len(b) for b in batches]
-        split = [torch.split(results[name].float().cpu(), sizes) for name in self.outputs]
+        # autocast's float16 back to the config's float32; the head's int64 id stays exact
+        split = [torch.split(_as_served(results[name]).cpu(), sizes) for name in self.outputs]
         return [[pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(parts[i].contiguous()))
                  for name, parts in zip(self.outputs, split)] for i in range(len(batches))]
+
+
+def _as_served(tensor):
+    return tensor.float() if tensor.is_floating_point() else tensor
 
 
 class TritonPythonModel:
