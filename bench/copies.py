@@ -594,7 +594,7 @@ def _ingest(args) -> common.Section:
         "per_second=0 for the old 16) and EfficientNet-Lite0 in onnxruntime, 1 thread (the service runs it in "
         f"Triton); least CPU of {repeats} run(s) each",
         f"of the whole ingest: the extra CPU against {WHOLE_INGEST_CPU_PER_VIDEO_S} CPU-s per video-s "
-        "for every process of the stack (BENCHMARKS.md, Ingest, session 7: transcription is two thirds of it); "
+        "for every process of the stack (`bench ingest`, 16 frames a clip; transcription is two thirds of it); "
         f"clips up to {floor} s get {floor} frames either way",
     ]
     return section
