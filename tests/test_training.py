@@ -79,11 +79,11 @@ def test_the_new_version_is_served_without_restarting_triton(trained, clips, tmp
         url = f"127.0.0.1:{ports[0]}"
         visual = TritonModel(VISUAL, "", url, timeout=60)
         await visual.load(120)
-        (before, _), name_before = await visual.predict(frames), visual.name
+        (before, *_), name_before = await visual.predict(frames), visual.name
         simclr.export(trained, repository, version=2)
         await visual.client.load_model(VISUAL_MODEL_NAME)  # explicit mode: re-reads the versions
         await visual.load(120)
-        (after, described), name_after = await visual.predict(frames), visual.name
+        (after, described, _), name_after = await visual.predict(frames), visual.name
         await visual.close()
         return before, name_before, after, name_after, described
 
