@@ -569,6 +569,32 @@ def _size(folder) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def test_edge_frame_search_without_rescoring_keeps_the_int8_scores(tmp_path):
+    """Rescored, a frame's neighbours come with exact cosines; without, with the int8 copy's, a few
+    thousandths off, and the same nearest videos (the vote reads them at a threshold of 0.6)."""
+    rng = np.random.default_rng(25)
+    tracks = {f"v{i}": track(rng, 40) for i in range(30)}
+    query = np.asarray(tracks["v3"].vectors[:8]) + 0.05 * rng.standard_normal((8, modalities.FRAME_DIM))
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    found = {}
+    for rescore in (True, False):  # every frame in the graph: the quantized walk is what answers
+        store = EdgeStore(tmp_path / str(rescore), DIMS, optimize_after=0, indexing_threshold_kb=1,
+                          full_scan_threshold_kb=1, frame_rescore=rescore)
+        try:
+            for video_id, frames in tracks.items():
+                store.upsert(base.StoredVideo(video_id, {VISUAL: unit(rng, DIMS[VISUAL])}, payload(), frames=frames))
+            store.optimize()
+            found[rescore] = store.search_frames(query, 5)
+        finally:
+            store.close()
+    exact = query @ np.asarray(tracks["v3"].vectors[:8]).T
+    for row, (rescored, int8) in enumerate(zip(found[True], found[False])):
+        assert rescored[0][0] == int8[0][0] == "v3"
+        assert rescored[0][1] == pytest.approx(exact[row, row], abs=1e-5)
+        assert int8[0][1] == pytest.approx(exact[row, row], abs=0.02)
+    assert any(abs(a[0][1] - b[0][1]) > 1e-5 for a, b in zip(found[True], found[False]))
+
+
 def test_edge_optimize_lets_the_wal_drop_what_the_segments_hold(tmp_path):
     """Edge flushes only when asked: without that the WAL keeps every write until close, and a
     crash replays all of it at the next start."""

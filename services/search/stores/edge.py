@@ -31,6 +31,7 @@ lock, disk check, optimizer and flush as the videos' shard, so that a video and 
 written, indexed and persisted together.
 """
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -192,6 +193,7 @@ class EdgeStore(base.VideoStore):
         hnsw_ef: int = HNSW_EF,
         min_free_mb: int = MIN_FREE_MB,
         fused_quantization: quantization.Quantization = quantization.Quantization(),
+        frame_rescore: bool = True,
     ):
         """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
         `optimize_max_wait` 0 leaves the index to idle times alone (see the module's docstring, 3).
@@ -205,13 +207,16 @@ class EdgeStore(base.VideoStore):
         `hnsw_m`, `hnsw_ef_construct`: the graph of each segment indexed from now on (segments
         already indexed keep theirs); `hnsw_ef`: how many candidates a search walks.
         `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a shard
-        created with another keeps its indexed segments until an optimize rebuilds them."""
+        created with another keeps its indexed segments until an optimize rebuilds them.
+        `frame_rescore` False: frame searches return the int8 copy's scores, reading no float32 row."""
         hnsw = qe.HnswIndexConfig(
             m=hnsw_m,
             ef_construct=hnsw_ef_construct,
             full_scan_threshold=full_scan_threshold_kb or FULL_SCAN_THRESHOLD_KB,
         )
         self._search_params = _search_params(hnsw_ef)
+        self._frame_search = dataclasses.replace(LONG_VECTORS, rescore=frame_rescore)
+        self._frame_params = _search_params(hnsw_ef, self._frame_search)
         self.fused_quantization = fused_quantization
         self._params_of = {modalities.FUSED: _search_params(hnsw_ef, fused_quantization)}
 
@@ -332,7 +337,7 @@ class EdgeStore(base.VideoStore):
             return []
         self._last_call = time.monotonic()
         others = qe.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
-        params = self._search_params if ef is None else _search_params(ef)
+        params = self._frame_params if ef is None else _search_params(ef, self._frame_search)
         requests = [
             qe.QueryRequest(
                 limit=k,
