@@ -26,8 +26,7 @@ class Embedded:
 
     def model_versions(self) -> dict[str, str]:
         versions = {
-            modalities.VISUAL: self.encoded.visual_model,
-            modalities.DESCRIPTOR: self.encoded.descriptor_head,
+            **frame_versions(self.encoded),
             modalities.AUDIO: self.encoded.audio_model,
             "whisper": self.transcribed.whisper_model,
             modalities.TEXT: self.transcribed.text_model,

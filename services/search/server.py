@@ -78,17 +78,18 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         records.check_embeddings(video.embeddings, collection.dims)
         self.catalog.check(collection, video.model_versions, adopt=True)
         stored = records.to_stored(video)
-        head = _head(video.model_versions)
-        if stored.frames is not None and head and head != self.catalog.frames_head(collection):
-            await self._move_frames_head(collection, head)
+        if stored.frames is not None:
+            await self._follow_frames_head(collection, _head(video.model_versions))
         created = await asyncio.to_thread(collection.store.upsert, stored)
         return search_pb2.UpsertResponse(created=created)
 
-    async def _move_frames_head(self, collection: Collection, head: str) -> None:
-        """The first frames of a new descriptor head (the visual model exported again with another
-        whitening, under the same version): the collection's frames are of the old head, never to
-        be compared with the new, so they go; the videos stay, and re-indexed get frames again."""
+    async def _follow_frames_head(self, collection: Collection, head: str) -> None:
+        """At the first frames of a new descriptor head (the visual model exported again with another
+        whitening, under the same version) the collection's frames are of the old head, never to be
+        compared with the new, so they go; the videos stay, and re-indexed get frames again."""
         held = self.catalog.frames_head(collection)
+        if not head or head == held:
+            return
         if held:
             log.warning("frames of another descriptor head dropped: re-index the videos (reelvec index --force) "
                         "to find their copies", extra={"collection": collection.name, "held": held, "head": head})
