@@ -334,7 +334,9 @@ def test_requests_that_queue_together_each_get_their_own_words(stub, tmp_path):
         # was said must be heard, and no word of the clips it shared a window with
         said_words, heard_words = words(said), set(words(heard))
         assert sum(w in heard_words for w in said_words) >= len(said_words) / 2, (said, heard)
-        assert len(words(heard)) <= len(said_words) + 1, (said, heard)
+        # a mishearing splits a word in up to three ("Unboxing" -> "A mocks in"); another clip's
+        # sentence would add eight or more
+        assert len(words(heard)) <= len(said_words) + 4, (said, heard)
         others = [other for other in texts if other != said]
         foreign = {w for other in others for w in words(other) if len(w) >= 5} - set(said_words)
         assert not heard_words & foreign, (said, heard)

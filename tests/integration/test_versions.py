@@ -151,7 +151,9 @@ def test_writes_during_a_re_embed_reach_the_new_collection(back_to_version_1, ow
     assert step.started.state == Status.RUNNING and step.started.model_versions["visual"] == "efficientnet_lite0:1"
     status = step.status
     assert status.state == Status.DONE, status.error
-    assert status.active == status.collection and status.done == status.total == 5  # clip0-5 less clip3
+    # the Delete of clip3 may wait on the write gate while the switch holds it, and then lands in the
+    # new collection: the count at the switch is 5 or 6, and clip3 is gone either way (below)
+    assert status.active == status.collection and status.done == status.total in (5, 6)
     assert step.clip5 == "efficientnet_lite0:1"
     assert step.deleted == grpc.StatusCode.NOT_FOUND
     assert step.collections == [status.active]
