@@ -79,8 +79,13 @@ def test_segments_are_scored_on_both_axes_and_located_by_their_overlap():
     # the pieces cover 5-10 of the query's 5-12 (their union, not 6 + 2 s) and all of 10-17
     assert result["recall"] == pytest.approx(np.mean([1.0, 1.0, 0.0, np.sqrt(5 / 7)]))
     # the whole videos overlap the excerpt by 7/17 and 7/30, each piece by less than half on the query
-    assert result["located"] == 0.25
+    assert result["located"] == 0.25 and result["located_long"] == 0.25  # every excerpt is 7 s
     assert metrics.segment_match([{}], truth[:1])["precision"] is None
+    # of a 7 s excerpt found and a 4 s one missed, the 6 s target counts the first only
+    short = [(0, (5.0, 12.0, 10.0, 17.0)), (0, (5.0, 9.0, 10.0, 14.0))]
+    found = metrics.segment_match([{0: [short[0][1]]}, {}], short)
+    assert found["located"] == 0.5 and found["located_long"] == 1.0
+    assert metrics.segment_match([{}], short[1:])["located_long"] is None
     assert metrics.iou((0, 4), (2, 6)) == pytest.approx(1 / 3) and metrics.iou((0, 1), (2, 3)) == 0.0
 
 
@@ -271,7 +276,8 @@ def test_both_copy_methods_side_by_side_on_constructed_frames(tmp_path):
     frames, mean = result[copy_methods.FRAMES], result[copy_methods.MEAN]
     assert frames["micro_ap"] == 1.0 and frames["all"]["recall"] == 1.0 and frames["all"]["false_copies"] == 0
     assert frames["unrelated"]["queries_with_false_copy"] == 0 and frames["highest_false"] == 0.0
-    assert frames["segments"] == {"precision": pytest.approx(1.0), "recall": pytest.approx(1.0), "located": 1.0}
+    assert frames["segments"] == {"precision": pytest.approx(1.0), "recall": pytest.approx(1.0), "located": 1.0,
+                                  "located_long": 1.0}
     assert frames["by_kind"] == {"crop": 1.0, "partial": 1.0}
     assert frames["operating_point"]["recall"] == 1.0
     (row,) = result["partial_copies"]

@@ -278,21 +278,44 @@ def test_index_stores_the_encoder_s_frame_descriptors(fakes, tmp_path):
     assert fakes.encoder.with_views == [False]  # the crops serve a copy query only: Index pays nothing for them
 
 
+async def reembed(gateway, version: str) -> None:
+    await gateway.reembed.start(version)
+    while gateway.reembed.snapshot().state == gateway_pb2.ReembedStatus.RUNNING:
+        await asyncio.sleep(0.01)
+
+
 def test_a_re_embed_that_encodes_again_stores_the_new_model_s_frames(fakes, tmp_path):
     gateway = gateway_of(fakes, tmp_path)
     fakes.search.versions[ACTIVE] = {modalities.VISUAL: "efficientnet_lite0:1"}
     index(gateway)
 
-    async def reembed():
-        await gateway.reembed.start("2")
-        while gateway.reembed.snapshot().state == gateway_pb2.ReembedStatus.RUNNING:
-            await asyncio.sleep(0.01)
-
-    asyncio.run(reembed())
+    asyncio.run(reembed(gateway, "2"))
     assert gateway.reembed.snapshot().state == gateway_pb2.ReembedStatus.DONE
     stored = fakes.search.collections[fakes.search.active]["clip0"]
     assert dict(stored.model_versions)["visual"] == "efficientnet_lite0:2"
+    assert dict(stored.model_versions)["descriptor"] == "head-of-2"
     assert stored.frames == frames_of_version("2") != frames_of_version("1")
+
+
+def test_a_re_embed_to_a_version_without_a_head_names_none(fakes, tmp_path, monkeypatch):
+    """Version 1's head must not stay beside frames of a version that has none."""
+    gateway = gateway_of(fakes, tmp_path)
+    fakes.search.versions[ACTIVE] = {modalities.VISUAL: "efficientnet_lite0:1"}
+    index(gateway)
+    assert dict(fakes.search.collections[ACTIVE]["clip0"].model_versions)["descriptor"] == "head-of-1"
+    encode = fakes.encoder.encode
+
+    async def headless(*args, **kwargs):
+        encoded = await encode(*args, **kwargs)
+        encoded.ClearField("descriptor_head")
+        return encoded
+
+    monkeypatch.setattr(fakes.encoder, "encode", headless)
+
+    asyncio.run(reembed(gateway, "2"))
+    stored = fakes.search.collections[fakes.search.active]["clip0"]
+    assert dict(stored.model_versions)["visual"] == "efficientnet_lite0:2"
+    assert "descriptor" not in stored.model_versions
 
 
 def test_completion_writes_the_record_back_with_the_frames_it_read(fakes, tmp_path):

@@ -142,8 +142,8 @@ class Reembed:
             data = await asyncio.to_thread(self.media.path(record.content_sha256).read_bytes)
             encoded = await pipeline.encode(self.encoder, data, pins)
             vectors = pipeline.vectors_of(encoded, stored.get(modalities.TEXT, ()), fuse)
-            versions.update({modalities.VISUAL: encoded.visual_model, modalities.AUDIO: encoded.audio_model,
-                             modalities.DESCRIPTOR: encoded.descriptor_head})
+            versions.pop(modalities.DESCRIPTOR, None)  # a version without frames names no head
+            versions.update({modalities.AUDIO: encoded.audio_model, **pipeline.frame_versions(encoded)})
             copied.ClearField("frames")  # the old model's frames must not stay beside the new vectors
             if (frames := pipeline.frames_of(encoded)) is not None:
                 copied.frames.CopyFrom(frames)

@@ -267,6 +267,7 @@ def markdown(section: dict, drawn: list[tuple[str, str, str]] = ()) -> list[str]
         ("full copies found at the decision", lambda m: _share(m["full"]["recall"])),
         ("partial copies found at the decision", lambda m: _share(m[PARTIAL]["recall"])),
         ("partial copies located (IoU >= 0.5 on both sides)", lambda m: _share(m["segments"]["located"])),
+        (f"... of excerpts of {metrics.LONG_COPY_S:g} s or more", lambda m: _share(m["segments"]["located_long"])),
         ("segment precision / recall (partial copies)",
          lambda m: f"{_share(m['segments']['precision'])} / {_share(m['segments']['recall'])}"),
         ("false copies named (pairs that are not the truth)",

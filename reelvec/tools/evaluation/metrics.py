@@ -111,14 +111,18 @@ def _box_precision(box: Box, truth: Box) -> float:
     return float(np.sqrt(shares[0] * shares[1]))
 
 
+LONG_COPY_S = 6.0  # the excerpts a platform must locate: a copied scene, not a logo or an intro sting
+
+
 def segment_match(predicted: list[dict[int, list[Box]]], truth: list[tuple[int, Box]], min_iou: float = 0.5) -> dict:
     """Located copied seconds, the idea of VSC's match metric: per query, `predicted` holds the
     segments of each original it was decided to copy (by index), `truth` its original and true
     segment. precision: per predicted segment, the share of it inside the true one on both axes
     (geometric mean; 0 for a segment of the wrong original); recall: per true segment, the share
     the predicted segments of its pair cover on both axes; located: the share of true segments
-    that one predicted segment overlaps with IoU >= min_iou on both axes. precision is None
-    when nothing was predicted."""
+    that one predicted segment overlaps with IoU >= min_iou on both axes; located_long: the same
+    of the true segments of LONG_COPY_S or more in the query (None when there is none). precision
+    is None when nothing was predicted."""
     precisions, recalls, located = [], [], []
     for boxes_by_original, (original, box) in zip(predicted, truth):
         mine = boxes_by_original.get(original, [])
@@ -127,10 +131,12 @@ def segment_match(predicted: list[dict[int, list[Box]]], truth: list[tuple[int, 
         shares = [_covered([b[a:a + 2] for b in mine], box[a:a + 2]) / (box[a + 1] - box[a]) for a in (0, 2)]
         recalls.append(float(np.sqrt(shares[0] * shares[1])))
         located.append(any(iou(b[:2], box[:2]) >= min_iou and iou(b[2:], box[2:]) >= min_iou for b in mine))
+    long = [hit for hit, (_, box) in zip(located, truth) if box[1] - box[0] >= LONG_COPY_S - 0.05]  # cut to a frame
     return {
         "precision": float(np.mean(precisions)) if precisions else None,
         "recall": float(np.mean(recalls)) if recalls else 0.0,
         "located": float(np.mean(located)) if located else 0.0,
+        "located_long": float(np.mean(long)) if long else None,
     }
 
 

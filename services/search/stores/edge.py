@@ -311,6 +311,7 @@ class EdgeStore(base.VideoStore):
         return base.StoredVideo.from_point(records[0], with_vectors) if records else None
 
     def drop_frames(self) -> None:
+        self._check_space()  # a delete is a WAL write too
         with self._write_lock:
             self._frames.update(qe.UpdateOperation.delete_points_by_filter(_ANY_VIDEO))
             self._wrote()

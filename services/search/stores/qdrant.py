@@ -55,6 +55,9 @@ def _filter(f: base.Filter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+_ANY_VIDEO = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=base.VIDEO_ID))])
+
+
 def _of_video(video_id: str) -> models.FieldCondition:
     return models.FieldCondition(key=base.VIDEO_ID, match=models.MatchValue(value=video_id))
 
@@ -276,9 +279,8 @@ class QdrantStore(base.VideoStore):
         return base.StoredVideo.from_point(records[0], with_vectors) if records else None
 
     def drop_frames(self) -> None:
-        every = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=base.VIDEO_ID))])
         with self._lock:
-            self._client.delete(self._frames, models.FilterSelector(filter=every), wait=True)
+            self._client.delete(self._frames, models.FilterSelector(filter=_ANY_VIDEO), wait=True)
 
     def delete(self, video_id: str) -> bool:
         with self._lock:
