@@ -25,9 +25,10 @@ class SearchSettings(config.ServerSettings):
     # edge: writes paused, searches not: index anyway once the oldest unindexed write is this old
     optimize_max_wait_seconds: float = 60.0
     search_threads: int = 1  # edge: threads per query (EdgeStore: more costs CPU under load)
-    # edge: the frame search rescores its int8 candidates on the float32 rows, exact scores at a
-    # read each; false keeps the int8 scores (within 0.005). BENCHMARKS.md, FindCopies at 100k.
-    frame_rescore: bool = True
+    # edge: the frame search keeps its int8 scores (within 0.005 of the cosine; the vote reads them
+    # at 0.6); true rescores them on the float32 rows, a disk read each: FindCopies' p99 at 100k
+    # went from 219 to 83 ms without (BENCHMARKS.md, FindCopies at 100k)
+    frame_rescore: bool = False
     # edge: the HNSW graph and its search (docs/search.md, Settings for a million videos)
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100

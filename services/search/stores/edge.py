@@ -193,7 +193,7 @@ class EdgeStore(base.VideoStore):
         hnsw_ef: int = HNSW_EF,
         min_free_mb: int = MIN_FREE_MB,
         fused_quantization: quantization.Quantization = quantization.Quantization(),
-        frame_rescore: bool = True,
+        frame_rescore: bool = False,
     ):
         """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
         `optimize_max_wait` 0 leaves the index to idle times alone (see the module's docstring, 3).
@@ -208,7 +208,8 @@ class EdgeStore(base.VideoStore):
         already indexed keep theirs); `hnsw_ef`: how many candidates a search walks.
         `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a shard
         created with another keeps its indexed segments until an optimize rebuilds them.
-        `frame_rescore` False: frame searches return the int8 copy's scores, reading no float32 row."""
+        `frame_rescore`: frame searches rescore on the float32 rows (exact, a disk read each) instead
+        of returning the int8 copy's scores."""
         hnsw = qe.HnswIndexConfig(
             m=hnsw_m,
             ef_construct=hnsw_ef_construct,
