@@ -282,9 +282,9 @@ class TimedStore:
         finally:
             self.seconds[name] += time.perf_counter() - started
 
-    def search_frames(self, vectors, k, exclude_id="", ef=None):
+    def search_frames(self, vectors, k, exclude_id="", ef=None, min_score=None):
         with self._timing("frame search"):
-            return self.store.search_frames(vectors, k, exclude_id, ef)
+            return self.store.search_frames(vectors, k, exclude_id, ef, min_score)
 
     def frames_of(self, video_ids):
         self.aligned += len(video_ids)

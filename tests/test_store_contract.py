@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -337,6 +338,29 @@ def test_frames_written_without_their_track_point_are_read_from_their_vectors(st
     same_frames(found["old"], old)
     assert found["new"].vectors.dtype == found["old"].vectors.dtype == np.float32
     assert all(len(hits) == 4 + 5 for hits in store.search_frames(new.vectors, 20))  # frames, no track point
+
+
+def test_frame_hits_are_named_by_one_read_per_video_and_older_ids_too(store, monkeypatch):
+    """A frame search reads one hit's payload per video it found (the frame ids begin with the
+    video's key), not one per hit; frames written under the older ids (a name-based UUID each) are
+    found and named too, one read each; `min_score` leaves out what is under it."""
+    rng = np.random.default_rng(26)
+    vectors = {VISUAL: unit(rng, DIMS[VISUAL])}
+    tracks = {f"k{i}": track(rng, 6) for i in range(3)}
+    for video_id in ("k0", "k1"):
+        store.upsert(base.StoredVideo(video_id, vectors, payload(), frames=tracks[video_id]))
+    with monkeypatch.context() as older:
+        older.setattr(base, "frame_point_id", lambda video_id, i: uuid.uuid5(base._FRAME_NAMESPACE, f"{i}:{video_id}"))
+        store.upsert(base.StoredVideo("k2", vectors, payload(), frames=tracks["k2"]))
+    reads, named = [], store._video_ids_of
+    monkeypatch.setattr(store, "_video_ids_of", lambda ids: reads.append(len(ids)) or named(ids))
+    query = np.concatenate([tracks[video_id].vectors for video_id in tracks])
+    answers = store.search_frames(query, 20)
+    assert [hits[0][0] for hits in answers] == [video_id for video_id in tracks for _ in range(6)]
+    assert all(len(hits) == 18 for hits in answers)  # every stored frame, each named
+    assert reads == [2 + 6]
+    close = store.search_frames(query, 20, min_score=0.9)  # random rows: only each row's own frame
+    assert [[video_id for video_id, _ in hits] for hits in close] == [[video_id] for video_id in tracks for _ in range(6)]
 
 
 def test_a_failed_upsert_leaves_the_old_record_and_its_retry_the_new_frames(store):

@@ -115,9 +115,11 @@ def find_copies(
     its record (payload only); never `exclude_id`. Blocking: store calls and the alignments."""
     rows, frame_of, penalty = query.rows()
     whole = len(query)  # rows() puts the whole frames first, then their views
-    nearest = store.search_frames(rows[:whole], FRAME_NEIGHBOURS, exclude_id)
+    # a hit under MATCH_MIN (less a view's penalty) has no vote: the store need not name it
+    nearest = store.search_frames(rows[:whole], FRAME_NEIGHBOURS, exclude_id, min_score=copies.MATCH_MIN)
     if len(rows) > whole:
-        nearest += store.search_frames(rows[whole:], VIEW_NEIGHBOURS, exclude_id, ef=VIEW_EF)
+        nearest += store.search_frames(rows[whole:], VIEW_NEIGHBOURS, exclude_id, ef=VIEW_EF,
+                                       min_score=copies.MATCH_MIN + float(penalty[whole:].min()))
     hits: list[list[tuple[str, float]]] = [[] for _ in range(len(query))]
     for frame, less, found in zip(frame_of.tolist(), penalty.tolist(), nearest):
         # a frame's views vote as the frame, as the alignment weighs them; the vote keeps each video's best

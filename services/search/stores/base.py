@@ -59,6 +59,10 @@ def point_id(video_id: str) -> uuid.UUID:
 # and is one read by id. The rows stay out of the frame points' payload: a frame search reads the
 # payload of each of its hits, and 7 KB each made it twice as slow. The price is disk: each
 # descriptor is kept twice (bench copies measures the frames shard).
+#
+# A frame point's id begins with its video's key (video_key), so that a frame search groups its
+# hits by video without their payload and reads one payload per video found (name_hits): the
+# payloads are mapped files, and a cold read per hit was most of the search (BENCHMARKS.md, run 10).
 FRAME = "frame"  # the frame collection's one named vector, of modalities.FRAME_DIM values
 FRAME_TIME = "time"
 TRACK_TIMES, TRACK_ROWS = "times", "rows"
@@ -77,10 +81,32 @@ def stale_frames(size: int, where: dict[str, str]) -> bool:
     return True
 
 
+def video_key(video_id: str) -> bytes:
+    """96 bits of a name-based UUID of the video: the first 12 bytes of its frame points' ids."""
+    return uuid.uuid5(_FRAME_NAMESPACE, video_id).bytes[:12]
+
+
 def frame_point_id(video_id: str, index: int) -> uuid.UUID:
-    """Deterministic, so that a video's new frames overwrite its old ones in place. The index comes
-    first: it holds no ':', so no two (video, index) pairs share a name."""
-    return uuid.uuid5(_FRAME_NAMESPACE, f"{index}:{video_id}")
+    """Deterministic, so that a video's new frames overwrite its old ones in place: the video's
+    key, then the frame's index."""
+    return uuid.UUID(bytes=video_key(video_id) + index.to_bytes(4, "big"))
+
+
+def name_hits(answers: list[list[tuple[object, float]]], video_ids_of) -> list[list[tuple[str, float]]]:
+    """Per query row, (frame point id, score) pairs as (video id, score): `video_ids_of(point ids)`
+    reads one hit's payload per video key ({str(point id): video id}). A frame written under
+    another id scheme is its own key, so it is named alone: right, one read more."""
+    first: dict[bytes, str] = {}
+    for hits in answers:
+        for point, _ in hits:
+            first.setdefault(_key(point), str(point))
+    named = video_ids_of(list(first.values())) if first else {}
+    video_of = {key: named[point] for key, point in first.items() if point in named}
+    return [[(video_of[_key(point)], score) for point, score in hits if _key(point) in video_of] for hits in answers]
+
+
+def _key(point) -> bytes:
+    return uuid.UUID(str(point)).bytes[:12]
 
 
 def track_point_id(video_id: str) -> uuid.UUID:
@@ -221,11 +247,12 @@ class VideoStore(abc.ABC):
 
     @abc.abstractmethod
     def search_frames(
-        self, vectors: np.ndarray, k: int, exclude_id: str = "", ef: int | None = None
+        self, vectors: np.ndarray, k: int, exclude_id: str = "", ef: int | None = None, min_score: float | None = None,
     ) -> list[list[tuple[str, float]]]:
         """For each row of `vectors` [n, visual dim], its k nearest stored frames as (video id,
         cosine), best first, never a frame of `exclude_id`; one engine call where the backend can.
-        `ef`: how many candidates each row's graph walk keeps (at least k; None: the store's own)."""
+        `ef`: how many candidates each row's graph walk keeps (at least k; None: the store's own);
+        `min_score`: none under it (the copy vote's MATCH_MIN: fewer hits to name)."""
 
     def search(
         self, modality: str, vector: list[float], filter: Filter | None, k: int,

@@ -334,7 +334,7 @@ class EdgeStore(base.VideoStore):
         answers = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [[base.Hit.from_point(p, q.with_payload) for p in points] for q, points in zip(searches, answers)]
 
-    def search_frames(self, vectors, k, exclude_id="", ef=None):
+    def search_frames(self, vectors, k, exclude_id="", ef=None, min_score=None):
         if not len(vectors):
             return []
         self._last_call = time.monotonic()
@@ -345,14 +345,19 @@ class EdgeStore(base.VideoStore):
                 limit=k,
                 query=qe.Query.Nearest(row, using=base.FRAME),
                 filter=others,
-                with_payload=[base.VIDEO_ID],
+                with_payload=False,
                 with_vector=False,
+                score_threshold=min_score,
                 params=params,
             )
             for row in vectors.tolist()
         ]
         answers = self._frames.query_batch(qe.QueryBatchRequest(requests))
-        return [[(p.payload[base.VIDEO_ID], p.score) for p in points] for points in answers]
+        return base.name_hits([[(p.id, p.score) for p in points] for points in answers], self._video_ids_of)
+
+    def _video_ids_of(self, point_ids: list[str]) -> dict[str, str]:
+        records = self._frames.retrieve(point_ids, with_payload=[base.VIDEO_ID], with_vector=False)
+        return {str(r.id): r.payload[base.VIDEO_ID] for r in records}
 
     def frames_of(self, video_ids):
         if not video_ids:

@@ -313,19 +313,24 @@ class QdrantStore(base.VideoStore):
             answers = self._client.query_batch_points(self._collection, requests)
         return [[base.Hit.from_point(p, q.with_payload) for p in answer.points] for q, answer in zip(searches, answers)]
 
-    def search_frames(self, vectors, k, exclude_id="", ef=None):
+    def search_frames(self, vectors, k, exclude_id="", ef=None, min_score=None):
         if not len(vectors):
             return []
         others = models.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
         params = None if ef is None else models.SearchParams(hnsw_ef=ef)
         requests = [
             models.QueryRequest(query=row, using=base.FRAME, filter=others, limit=k, params=params,
-                                with_payload=[base.VIDEO_ID], with_vector=False)
+                                score_threshold=min_score, with_payload=False, with_vector=False)
             for row in vectors.tolist()
         ]
         with self._read_lock:  # one round trip to a server for every row
             answers = self._client.query_batch_points(self._frames, requests)
-        return [[(p.payload[base.VIDEO_ID], p.score) for p in answer.points] for answer in answers]
+        return base.name_hits([[(p.id, p.score) for p in answer.points] for answer in answers], self._video_ids_of)
+
+    def _video_ids_of(self, point_ids: list[str]) -> dict[str, str]:
+        with self._read_lock:
+            records = self._client.retrieve(self._frames, point_ids, with_payload=[base.VIDEO_ID], with_vectors=False)
+        return {str(r.id): r.payload[base.VIDEO_ID] for r in records}
 
     def frames_of(self, video_ids):
         if not video_ids:
