@@ -62,7 +62,7 @@ def point_id(video_id: str) -> uuid.UUID:
 #
 # A frame point's id begins with its video's key (video_key), so that a frame search groups its
 # hits by video without their payload and reads one payload per video found (name_hits): the
-# payloads are mapped files, and a cold read per hit was most of the search (BENCHMARKS.md, run 10).
+# payloads are mapped files, and a cold read per hit was most of the search (BENCHMARKS.md, run 11).
 FRAME = "frame"  # the frame collection's one named vector, of modalities.FRAME_DIM values
 FRAME_TIME = "time"
 TRACK_TIMES, TRACK_ROWS = "times", "rows"
