@@ -96,17 +96,20 @@ def name_hits(answers: list[list[tuple[object, float]]], video_ids_of) -> list[l
     """Per query row, (frame point id, score) pairs as (video id, score): `video_ids_of(point ids)`
     reads one hit's payload per video key ({str(point id): video id}). A frame written under
     another id scheme is its own key, so it is named alone: right, one read more."""
+    keyed = [[(_key(point), score, point) for point, score in hits] for hits in answers]
     first: dict[bytes, str] = {}
-    for hits in answers:
-        for point, _ in hits:
-            first.setdefault(_key(point), str(point))
+    for hits in keyed:
+        for key, _, point in hits:
+            if key not in first:
+                first[key] = str(point)
     named = video_ids_of(list(first.values())) if first else {}
     video_of = {key: named[point] for key, point in first.items() if point in named}
-    return [[(video_of[_key(point)], score) for point, score in hits if _key(point) in video_of] for hits in answers]
+    return [[(video_of[key], score) for key, score, _ in hits if key in video_of] for hits in keyed]
 
 
-def _key(point) -> bytes:
-    return uuid.UUID(str(point)).bytes[:12]
+def _key(point: uuid.UUID | str) -> bytes:
+    """Edge hands ids back as UUIDs, qdrant-client as strings."""
+    return (point if isinstance(point, uuid.UUID) else uuid.UUID(point)).bytes[:12]
 
 
 def track_point_id(video_id: str) -> uuid.UUID:
