@@ -166,9 +166,9 @@ class Stack:
         return path
 
     async def _spawn(self, child: Child) -> None:
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"{child.name}.log", "ab") as log:
+        path = self.log_path(child)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as log:
             child.process = await asyncio.create_subprocess_exec(
                 *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, preexec_fn=_die_with_parent,
@@ -180,18 +180,39 @@ class Stack:
         await asyncio.gather(*(self._wait_ready(c) for c in self.children))
 
     async def _wait_ready(self, child: Child) -> None:
+        """Waits for `child` to serve. A child killed by a signal while starting is started once
+        more: tritonserver now and then aborts at start (replicate/cog-triton#22 restarts it for the
+        same reason), and after the start the supervisor would restart it anyway."""
         deadline = time.monotonic() + READY_TIMEOUT
         probe = {"triton": _triton_ready, "web": _http_ready}.get(child.name, _is_serving)
+        retried = False
         while time.monotonic() < deadline:
-            if child.process.returncode is not None:
-                raise RuntimeError(
-                    f"{child.name} exited with code {child.process.returncode} while starting; "
-                    f"see {self.data_dir / 'logs' / (child.name + '.log')}"
-                )
+            code = child.process.returncode
+            if code is not None:
+                if code < 0 and not retried:
+                    retried = True
+                    print(f"warning: {child.name} was killed by signal {-code} while starting; starting it "
+                          f"again. The end of its log:\n{self.log_tail(child)}", file=sys.stderr, flush=True)
+                    _kill_group(child)
+                    await self._spawn(child)
+                    continue
+                raise RuntimeError(f"{child.name} exited with code {code} while starting. "
+                                   f"The end of {self.log_path(child)}:\n{self.log_tail(child)}")
             if await asyncio.to_thread(probe, child.address):
                 return
             await asyncio.sleep(0.5)
-        raise RuntimeError(f"{child.name} did not become ready within {READY_TIMEOUT:.0f}s")
+        raise RuntimeError(f"{child.name} did not become ready within {READY_TIMEOUT:.0f}s. "
+                           f"The end of {self.log_path(child)}:\n{self.log_tail(child)}")
+
+    def log_path(self, child: Child) -> Path:
+        return self.data_dir / "logs" / f"{child.name}.log"
+
+    def log_tail(self, child: Child, lines: int = 20) -> str:
+        try:
+            text = self.log_path(child).read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
 
     async def wait_any_exit(self) -> Child:
         waits = {asyncio.ensure_future(c.process.wait()): c for c in self.children}
