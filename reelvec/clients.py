@@ -70,6 +70,9 @@ class Search(_Client):
     async def upsert(self, video: common_pb2.VideoRecord, collection: str = "") -> search_pb2.UpsertResponse:
         return await self._call(self.stub.Upsert, search_pb2.UpsertRequest(video=video, collection=collection))
 
+    async def query(self, request: search_pb2.QueryRequest, timeout: float) -> search_pb2.QueryResponse:
+        return await self._call(self.stub.Query, request, timeout)
+
     async def query_batch(self, request: search_pb2.QueryBatchRequest, timeout: float) -> search_pb2.QueryBatchResponse:
         return await self._call(self.stub.QueryBatch, request, timeout)
 

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from reelvec import errors, modalities
+from reelvec import errors, fusion, modalities
+from reelvec.likes import neighbours
 from reelvec.v1 import common_pb2, regressor_pb2
 from services.regressor import server
 
@@ -18,13 +19,31 @@ def _video(i: int, author: str, likes: int, created_at: int, rng) -> common_pb2.
     metadata = common_pb2.VideoMetadata(id=f"v{i}", caption="a clip", likes=likes, created_at=created_at,
                                         author=common_pb2.AuthorStats(id=author, followers=1000, videos=50))
     video = common_pb2.VideoRecord(id=f"v{i}", metadata=metadata)
-    video.embeddings.vectors[modalities.TEXT].values.extend(rng.normal(size=modalities.DIMS[modalities.TEXT]))
+    text = rng.normal(size=modalities.DIMS[modalities.TEXT])
+    video.embeddings.vectors[modalities.TEXT].values.extend(text)
+    # what the gateway stores beside the modality vectors
+    video.embeddings.vectors[modalities.FUSED].values.extend(fusion.fuse({modalities.TEXT: text}))
     return video
 
 
 class _Search:
     def __init__(self, videos):
         self.videos = videos
+        self.queries = []
+
+    async def query(self, request, timeout):
+        """Exact cosine over the videos the filter leaves, as the search service's Query answers."""
+        self.queries.append(request)
+        f, asked = request.filter, np.asarray(request.vector.values)
+        hits = []
+        for video in self.videos:
+            t = video.metadata.created_at
+            if video.id in f.exclude_ids or (f.HasField("created_at") and not f.created_at.gte <= t <= f.created_at.lte):
+                continue
+            stored = np.asarray(video.embeddings.vectors[modalities.FUSED].values)
+            hits.append(common_pb2.Hit(id=video.id, score=float(stored @ asked / np.linalg.norm(stored) / np.linalg.norm(asked)),
+                                       video=video))
+        return SimpleNamespace(hits=sorted(hits, key=lambda h: -h.score)[: request.k])
 
     async def scroll(self, offset, limit, with_vectors, only_with_likes):
         start = int(offset or 0)
@@ -51,6 +70,7 @@ def test_train_then_predict_reads_the_authors_track_record(tmp_path):
                    for author, video in queries.items()}
         # a restarted service loads the same model, track record included
         again = server.Regressor(server.Settings(data_dir=str(tmp_path)))
+        again.search = service.search
         again.load()
         return answers, await again.Predict(regressor_pb2.RegressRequest(video=queries[star]), None)
 
@@ -60,6 +80,32 @@ def test_train_then_predict_reads_the_authors_track_record(tmp_path):
     for answer in answers.values():
         assert answer.likes_low <= answer.likes <= answer.likes_high
     assert repeat.likes == answers[star].likes
+
+
+def test_predict_asks_search_for_the_older_similar_posts_and_reads_their_likes(tmp_path):
+    rng = np.random.default_rng(5)
+    videos = [_video(i, f"a{i}", int(rng.integers(1, 1000)), 1000 + i, rng) for i in range(60)]
+    query = videos[40]
+
+    async def run():
+        service = server.Regressor(server.Settings(data_dir=str(tmp_path), page_size=50))
+        service.search = _Search(videos)
+        await service.Train(regressor_pb2.TrainRequest(model="ridge"), None)
+        assert service.search.queries == []  # training finds the neighbours itself
+        asked = lambda: service.Predict(regressor_pb2.RegressRequest(video=query), None)  # noqa: E731
+        first = await asked()
+        request = service.search.queries[-1]
+        for video in videos:  # every post the search could answer becomes 100x as liked
+            video.metadata.likes *= 100
+        return request, first, await asked()
+
+    request, first, liked = asyncio.run(run())
+    assert request.modality == common_pb2.MODALITY_FUSED and request.k == neighbours.K and request.with_payload
+    assert list(request.filter.exclude_ids) == ["v40"] and request.filter.created_at.lte == 1039
+    assert list(request.vector.values) == pytest.approx(list(query.embeddings.vectors[modalities.FUSED].values))
+    # the query's own likes are 100x too, and it is not among what search answers: the change
+    # comes through the neighbours' column only
+    assert liked.likes != pytest.approx(first.likes)
 
 
 def _authors_videos(rng, views: bool):
@@ -88,6 +134,7 @@ def test_a_views_model_serves_beside_likes_when_the_videos_carry_views(tmp_path)
         report = await service.Train(regressor_pb2.TrainRequest(model="ridge"), None)
         answers = {a: await service.Predict(regressor_pb2.RegressRequest(video=v), None) for a, v in queries.items()}
         again = server.Regressor(server.Settings(data_dir=str(tmp_path)))
+        again.search = service.search
         again.load()
         return report, answers, await again.Predict(regressor_pb2.RegressRequest(video=queries[most]), None)
 
@@ -119,6 +166,7 @@ def test_without_enough_views_no_views_model_serves_and_the_report_says_why(tmp_
             video.metadata.ClearField("views")
         second = await service.Train(regressor_pb2.TrainRequest(model="author"), None)
         again = server.Regressor(server.Settings(data_dir=str(tmp_path)))
+        again.search = service.search
         again.load()
         predict = regressor_pb2.RegressRequest(video=query)
         return first, second, await service.Predict(predict, None), await again.Predict(predict, None)

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelvec import channels, copies, modalities, originality
+from reelvec.likes import neighbours
 from reelvec.server import caller_deadline
 from reelvec.tools.launcher import free_port
 from reelvec.v1 import common_pb2, search_pb2, search_pb2_grpc
@@ -365,6 +366,35 @@ def test_scroll_only_with_likes(stub, rng):
 
 
 @pytest.mark.integration
+def test_the_similar_posts_query_sees_the_posts_the_likes_column_sees(stub, rng):
+    """Predict's search for the similar posts' likes (reelvec/likes/neighbours.py) through the real
+    service: likes known, strictly older, never the post itself, as `neighbours.column` chooses at
+    training. Posts in a collection of their own, so that no other test's videos take part."""
+    stub.CreateCollection(search_pb2.CreateCollectionRequest(name="likes_posts"), timeout=TIMEOUT)
+    topic = unit(rng, DIMS["fused"])
+    posts = []
+    for i in range(24):
+        # times repeat (a post is not older than one of its own second) and some are unknown (0)
+        record = video(f"lp-{i}", rng, likes=None if i % 5 == 4 else 10 * i, fused=near(topic, rng, 1.0))
+        record.metadata.created_at = 0 if i % 7 == 6 else 1_700_000_000 + 60 * (i // 2)
+        stub.Upsert(search_pb2.UpsertRequest(video=record, collection="likes_posts"), timeout=TIMEOUT)
+        posts.append(record)
+    known = [p for p in posts if p.metadata.HasField("likes")]
+    vectors = np.asarray([p.embeddings.vectors["fused"].values for p in known])
+    log_likes = np.log1p([p.metadata.likes for p in known])
+    expected = neighbours.column(vectors, log_likes, np.asarray([p.metadata.created_at for p in known]), -1.0, k=5)
+    for post, value in zip(known, expected):
+        request = search_pb2.QueryRequest(vector=post.embeddings.vectors["fused"], filter=neighbours.search_filter(post),
+                                          k=5, with_payload=True, collection="likes_posts")
+        hits = stub.Query(request, timeout=TIMEOUT).hits
+        assert post.id not in {h.id for h in hits}
+        if post.metadata.created_at:
+            assert all(0 < h.video.metadata.created_at < post.metadata.created_at for h in hits)
+        found = neighbours.weighted([h.score for h in hits], np.log1p([h.video.metadata.likes for h in hits]), -1.0)
+        assert found == pytest.approx(value, abs=0.02), post.id
+    assert sum(v == -1.0 for v in expected) >= 2  # the oldest posts see none and get the fallback
+
+
 def test_delete(stub, rng):
     upsert(stub, video("del-1", rng))
     assert stub.Delete(search_pb2.DeleteRequest(id="del-1"), timeout=TIMEOUT).deleted is True

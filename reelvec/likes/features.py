@@ -24,8 +24,12 @@ TABULAR = (
 # The author's earlier posts (history.py): filled from the other posts' labels, 0 in row() itself.
 # Last, so that a model trained before them reads the rows' first columns unchanged.
 HISTORY = ("log1p_author_earlier_posts", "author_earlier_log1p_likes")
-TABULAR = TABULAR + HISTORY
-NAMES = tuple(f"fused_{i}" for i in range(modalities.DIMS[modalities.FUSED])) + TABULAR
+# The similar posts' likes (neighbours.py): filled when a likes model trains and at Predict, 0 in
+# row() itself. After the history, for the same reason.
+NEIGHBOURS = ("neighbours_log1p_likes",)
+TABULAR = TABULAR + HISTORY + NEIGHBOURS
+FUSED = slice(0, modalities.DIMS[modalities.FUSED])  # the fused vector's columns in a row
+NAMES = tuple(f"fused_{i}" for i in range(FUSED.stop)) + TABULAR
 # the author statistics' columns in a row (the first five of TABULAR): the `author` baseline's input
 AUTHOR = slice(modalities.DIMS[modalities.FUSED], modalities.DIMS[modalities.FUSED] + 5)
 FOLLOWERS = AUTHOR.start  # log1p(followers): how the reports split posts by author size
@@ -49,7 +53,7 @@ def row(video: common_pb2.VideoRecord) -> np.ndarray:
         video.duration,
         len(video.metadata.caption.split()),
         len(video.metadata.hashtags),
-        *(0.0 for _ in HISTORY),
+        *(0.0 for _ in HISTORY + NEIGHBOURS),
     ]
     return np.concatenate([fused.astype(np.float64), np.asarray(tabular, np.float64)])
 
@@ -75,8 +79,10 @@ _ADDS = {
     modalities.TEXT: np.concatenate([_fused_block(modalities.TEXT), _tabular("caption_words", "hashtag_count")]),
     modalities.VISUAL: np.concatenate([_fused_block(modalities.VISUAL), _tabular("duration_seconds")]),
     modalities.AUDIO: _fused_block(modalities.AUDIO),
+    "neighbours": _tabular(*NEIGHBOURS),
 }
-# The ablation ladder: author statistics alone, then + text, + visual, + audio (the last is every column).
+# The ablation ladder: author statistics alone, then + text, + visual, + audio, + the similar posts'
+# likes (the last is every column).
 ABLATIONS = tuple("+".join(list(_ADDS)[: i + 1]) for i in range(len(_ADDS)))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec.likes import estimators, features, history, intervals, validation
+from reelvec.likes import estimators, features, history, intervals, neighbours, validation
 
 MIN_VIDEOS = 5
 # What a plain `train regressor` chooses among: the kinds that train in seconds. The neural ones (mlp,
@@ -31,7 +31,7 @@ LEGACY_FORMAT = "reelvec-ridge-v1"  # the first ridge artifacts: the same fields
 
 
 # the row width before the history columns: artifacts without "width" were trained on it
-_WIDTH_BEFORE_HISTORY = len(features.NAMES) - len(features.HISTORY)
+_WIDTH_BEFORE_HISTORY = len(features.NAMES) - len(features.HISTORY) - len(features.NEIGHBOURS)
 
 
 @dataclass
@@ -41,12 +41,25 @@ class LikesModel:
     version: str
     track_record: history.History = field(default_factory=lambda: history.History({}))
     width: int = len(features.NAMES)  # the leading columns of features.NAMES it was trained on
+    # the similar posts' likes where no neighbour is found (neighbours.py); None: the model does not
+    # read them (a views model, or one trained before them)
+    neighbours_fallback: float | None = None
 
-    def predict(self, row: np.ndarray, author: str = "", video_id: str = "", created_at: int = 0) -> tuple[float, float, float]:
+    @property
+    def reads_neighbours(self) -> bool:
+        return self.neighbours_fallback is not None and self.width > neighbours.COLUMN
+
+    def predict(self, row: np.ndarray, author: str = "", video_id: str = "", created_at: int = 0,
+                similar: tuple[tuple[float, int], ...] = ()) -> tuple[float, float, float]:
         """Returns the count (likes, or views for a views model), low, high (80% interval). The
         author's earlier posts among the training posts fill the history columns (none for an
-        unknown or empty author: history.py)."""
+        unknown or empty author: history.py). `similar`: (cosine, likes) of the posts that
+        neighbours.search_filter lets the post see, nearest first, where `reads_neighbours`."""
         rows = self.track_record.fill(row[None, :], [video_id], [author], [created_at])
+        if self.reads_neighbours:
+            rows[0, neighbours.COLUMN] = neighbours.weighted(
+                [score for score, _ in similar], [np.log1p(max(likes, 0)) for _, likes in similar],
+                self.neighbours_fallback)
         rows = rows[:, : self.width]
         centre = self.estimator.predict_log(rows)
         low, high = self.interval.offsets(rows, centre)
@@ -55,7 +68,8 @@ class LikesModel:
 
     def save(self, path: Path) -> None:
         body = {"format": FORMAT, "version": self.version, "interval": self.interval.to_json(),
-                "width": self.width, "history": self.track_record.to_json(), "estimator": self.estimator.to_json()}
+                "width": self.width, "history": self.track_record.to_json(), "estimator": self.estimator.to_json(),
+                "neighbours_fallback": self.neighbours_fallback}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
@@ -73,7 +87,8 @@ class LikesModel:
         else:
             interval = intervals.Interval(float(body["residual_low"]), float(body["residual_high"]))
         return cls(estimators.Estimator.from_json(body["estimator"]), interval, body["version"],
-                   history.History.from_json(body.get("history", {})), int(body.get("width", _WIDTH_BEFORE_HISTORY)))
+                   history.History.from_json(body.get("history", {})), int(body.get("width", _WIDTH_BEFORE_HISTORY)),
+                   body.get("neighbours_fallback"))
 
 
 def _selection_score(grouped: dict, timed: dict | None) -> float:
@@ -91,7 +106,8 @@ def _described(splits: list[validation.Split], groups: np.ndarray | None, later:
 def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = False,
           test_fraction: float = 0.2, seed: int = 0, compare: bool = False,
           groups: np.ndarray | None = None, created_at: np.ndarray | None = None, folds: int = validation.FOLDS,
-          kinds: tuple[str, ...] | None = None, ids: np.ndarray | None = None, target_name: str = "likes"):
+          kinds: tuple[str, ...] | None = None, ids: np.ndarray | None = None, target_name: str = "likes",
+          similar_by: np.ndarray | None = None):
     """Returns (model, report dict). Raises ValueError for too few videos or an unknown kind.
 
     `counts` are each video's `target_name` count (likes or views); the model learns log1p of them.
@@ -101,7 +117,9 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
     measured alone unless `compare`. Choosing or comparing also measures the ablations of the
     chosen kind (features.ABLATIONS). Without `groups` each video is its own author. `kinds`
     defaults to CHOICE (every kind when comparing). The history columns are filled here from the
-    other posts of each author (history.py): `ids` name the videos (their row numbers without)."""
+    other posts of each author (history.py): `ids` name the videos (their row numbers without).
+    A likes model also reads the similar posts' likes (neighbours.py), found by the cosine of
+    `similar_by` (the vectors search compares; default the rows' fused columns)."""
     if kind:
         estimators.make(kind, huber)  # an unknown kind fails before any work
     kinds = kinds or (estimators.KINDS if compare else CHOICE)
@@ -113,6 +131,11 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
     times = np.zeros(len(rows), np.int64) if created_at is None else np.asarray(created_at)
     track_record = history.History.build(ids, groups, times, target)
     rows = track_record.fill(rows, ids, groups, times)
+    fallback = None
+    if target_name == "likes":
+        fallback = float(target.mean())
+        by = rows[:, features.FUSED] if similar_by is None else similar_by
+        rows[:, neighbours.COLUMN] = neighbours.column(by, target, times, fallback)
     one_author = len(np.unique(groups)) < 2
     if one_author:
         groups = np.arange(len(rows))  # nothing to hold out but the posts themselves
@@ -180,5 +203,6 @@ def train(rows: np.ndarray, counts: np.ndarray, kind: str = "", huber: bool = Fa
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     interval = intervals.Interval.calibrate(
         rows, predicted, residuals, forward=None if forward is None else (rows[forward[0]], *forward[1:]))
-    model = LikesModel(estimator, interval, f"{report['model']}-{stamp}-{digest}", track_record)
+    model = LikesModel(estimator, interval, f"{report['model']}-{stamp}-{digest}", track_record,
+                       neighbours_fallback=fallback)
     return model, report

@@ -266,8 +266,9 @@ def _regressor_summary(report, target: str = "likes") -> str:
                 line += f"  {newest[s.model].r2:12.3f}  {newest[s.model].spearman:8.3f}"
             lines.append(line)
     if report.ablations:
-        lines += ["", f"{report.ablations[0].model} on             R^2  Spearman   MAE   (author folds)"]
-        lines += [f"{s.features:<26} {s.r2:6.3f}  {s.spearman:8.3f}  {s.mae:5.3f}" for s in report.ablations]
+        width = max(len(s.features) for s in report.ablations)
+        lines += ["", f"{report.ablations[0].model + ' on':<{width}} {'R^2':>6}  Spearman   MAE   (author folds)"]
+        lines += [f"{s.features:<{width}} {s.r2:6.3f}  {s.spearman:8.3f}  {s.mae:5.3f}" for s in report.ablations]
     return "\n".join(lines)
 
 

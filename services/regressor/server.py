@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from reelvec import clients, config, errors
-from reelvec.likes import estimators, features, model, validation
+from reelvec import clients, config, errors, modalities
+from reelvec.likes import estimators, features, model, neighbours, validation
 from reelvec.tls import TLS
-from reelvec.v1 import common_pb2, regressor_pb2, regressor_pb2_grpc
+from reelvec.v1 import common_pb2, regressor_pb2, regressor_pb2_grpc, search_pb2
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ HOW_TO_TRAIN = (
 class Settings(config.ServerSettings):
     search_url: str = "127.0.0.1:50054"
     search_timeout: float = 30.0
+    # Predict's search for the similar posts' likes (reelvec/likes/neighbours.py): one k-NN query
+    neighbours_timeout: float = 3.0
     page_size: int = 256
 
 
@@ -55,7 +57,8 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         except ValueError as exc:
             raise errors.InvalidInput(str(exc)) from None
         video = request.video
-        asked = (row, video.metadata.author.id, video.id, video.metadata.created_at)
+        similar = await self._similar(video, row) if current.reads_neighbours else ()
+        asked = (row, video.metadata.author.id, video.id, video.metadata.created_at, similar)
         likes, low, high = current.predict(*asked)
         response = regressor_pb2.RegressResponse(
             likes=likes, likes_low=low, likes_high=high, model_version=current.version
@@ -65,6 +68,14 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
             response.views.CopyFrom(common_pb2.Estimate(value=value, low=value_low, high=value_high))
             response.views_model_version = views.version
         return response
+
+    async def _similar(self, video: common_pb2.VideoRecord, row: np.ndarray) -> tuple[tuple[float, int], ...]:
+        """(cosine, likes) of the posts a likes model's neighbours column reads, nearest first."""
+        query = search_pb2.QueryRequest(
+            vector=common_pb2.Vector(values=_search_vector(video, row).tolist()), modality=common_pb2.MODALITY_FUSED,
+            filter=neighbours.search_filter(video), k=neighbours.K, with_payload=True)
+        found = await self.search.query(query, self.settings.neighbours_timeout)
+        return tuple((hit.score, hit.video.metadata.likes) for hit in found.hits)
 
     async def Train(self, request, context):
         if request.model and request.model not in estimators.KINDS:
@@ -109,6 +120,7 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
         fitted, report = await asyncio.to_thread(
             model.train, data.rows, data.counts[target], request.model, request.huber, request.test_fraction or 0.2,
             request.seed, request.compare, data.authors, data.created_at, ids=data.ids, target_name=target,
+            similar_by=data.similar,
         )
         tables = {name: [regressor_pb2.ModelScore(**row) for row in report.pop(name, [])]
                   for name in ("comparison", "time_holdout", "ablations")}
@@ -122,7 +134,7 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
     async def _training_data(self) -> "_TrainingData":
         """Every video with likes; the author id is the video's own where the author is unknown, so
         that it stands alone in the author folds."""
-        rows, likes, views, authors, created_at, ids, offset = [], [], [], [], [], [], ""
+        rows, likes, views, authors, created_at, ids, similar, offset = [], [], [], [], [], [], [], ""
         while True:
             page = await self.search.scroll(offset=offset, limit=self.settings.page_size, with_vectors=True,
                                             only_with_likes=True)
@@ -131,6 +143,7 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
                     rows.append(features.row(video))
                 except ValueError:
                     continue  # indexed before fusion existed: nothing to learn from
+                similar.append(_search_vector(video, rows[-1]))
                 likes.append(video.metadata.likes)
                 views.append(video.metadata.views if video.metadata.HasField("views") else np.nan)
                 authors.append(validation.author_group(video.metadata.author.id, video.id))
@@ -139,11 +152,21 @@ class Regressor(regressor_pb2_grpc.RegressorServicer):
             offset = page.next_offset
             if not offset:
                 break
+        rows = np.stack(rows) if rows else np.zeros((0, len(features.NAMES)))
         return _TrainingData(
-            np.stack(rows) if rows else np.zeros((0, len(features.NAMES))),
-            {"likes": np.asarray(likes, np.float64), "views": np.asarray(views, np.float64)},
+            rows, {"likes": np.asarray(likes, np.float64), "views": np.asarray(views, np.float64)},
             np.asarray(authors, str), np.asarray(created_at, np.int64), np.asarray(ids, str),
+            # stored fused vectors of two sizes (a collection half re-embedded): the rows' own
+            np.stack(similar) if len({len(v) for v in similar}) == 1 else rows[:, features.FUSED],
         )
+
+
+def _search_vector(video: common_pb2.VideoRecord, row: np.ndarray) -> np.ndarray:
+    """The vector search compares `video` by: its fused vector as stored (a learned fusion's, where
+    one is served), else the row's weighted concatenation, which the default fusion stores."""
+    if modalities.FUSED in video.embeddings.vectors:
+        return np.asarray(video.embeddings.vectors[modalities.FUSED].values, np.float32)
+    return row[features.FUSED].astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -153,9 +176,10 @@ class _TrainingData:
     authors: np.ndarray
     created_at: np.ndarray  # unix seconds, 0 unknown
     ids: np.ndarray
+    similar: np.ndarray  # each video's vector as search compares it (_search_vector)
 
     def with_views(self) -> "_TrainingData":
         """The videos whose views are known."""
         known = ~np.isnan(self.counts["views"])
         return _TrainingData(self.rows[known], {k: v[known] for k, v in self.counts.items()},
-                             self.authors[known], self.created_at[known], self.ids[known])
+                             self.authors[known], self.created_at[known], self.ids[known], self.similar[known])

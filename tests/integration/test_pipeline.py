@@ -205,7 +205,8 @@ def test_train_regressor_serves_the_best_model_under_author_folds(stack, indexed
     assert table[report["model"]]["mae"] == report["mae"] and table["mean"]["mae"] == report["baseline_mae"]
     assert report["model_version"].startswith(report["model"] + "-")
     assert [row["features"] for row in report["ablations"]] == [
-        "author", "author+text", "author+text+visual", "author+text+visual+audio"]
+        "author", "author+text", "author+text+visual", "author+text+visual+audio",
+        "author+text+visual+audio+neighbours"]
     # likes follow the author's followers in the sample corpus: a model of the author statistics must
     # beat always answering the training mean by far, where one that learned nothing would not
     assert table["author"]["mae"] < 0.5 * report["baseline_mae"], table
