@@ -15,7 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from checkout import ROOT  # noqa: E402
 
-from reelvec.likes import features, history, model, validation  # noqa: E402
+from reelvec.likes import features, history, model, neighbours, validation  # noqa: E402
 from reelvec.models import text  # noqa: E402
 from reelvec.tools import real_posts  # noqa: E402
 from services.transcriber.text_embedding import TextEmbedder  # noqa: E402
@@ -131,9 +131,12 @@ def test_the_interval_holds_for_posts_newer_than_any_trained_on(table):
     older = split.train
     fitted, _ = model.train(rows[older], likes[older], kind="ridge", groups=authors[older],
                             created_at=created[older], ids=older.astype(str))
+    # what Predict's search answers: the nearest posts older than each, newer ones of the fifth included
+    similar = neighbours.nearest(rows[:, features.FUSED], created)
     inside = []
     for i in split.test:
-        _, low, high = fitted.predict(rows[i], authors[i], str(i), int(created[i]))
+        found = tuple((float(score), likes[j]) for j, score in zip(*similar[i]))
+        _, low, high = fitted.predict(rows[i], authors[i], str(i), int(created[i]), found)
         inside.append(low <= likes[i] <= high)
     assert 0.70 < np.mean(inside) < 0.90
 

@@ -31,28 +31,31 @@ def weighted(scores, log_likes, fallback: float) -> float:
     return float(weights @ np.asarray(log_likes, np.float64) / weights.sum())
 
 
-def column(vectors: np.ndarray, log_likes: np.ndarray, created_at: np.ndarray, fallback: float, k: int = K) -> np.ndarray:
-    """Each post's value among the others, as Predict's search would find it for that post."""
+def nearest(vectors: np.ndarray, created_at: np.ndarray, k: int = K) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per post, (row numbers, cosines) of the k nearest posts it may see, nearest first: what
+    Predict's search answers for that post when the others are the stored posts with likes."""
     vectors = np.asarray(vectors, np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.maximum(norms, 1e-12)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     times = np.asarray(created_at, np.int64)
-    values = np.empty(len(vectors))
+    found = []
     for start in range(0, len(vectors), _BLOCK):
         stop = min(start + _BLOCK, len(vectors))
-        similarity = unit[start:stop] @ unit.T
         mine = times[start:stop, None]
         older = (mine <= 0) | ((times[None, :] > 0) & (times[None, :] < mine))
         older[np.arange(stop - start), np.arange(start, stop)] = False  # never itself
-        similarity = np.where(older, similarity, -np.inf)
+        similarity = np.where(older, unit[start:stop] @ unit.T, -np.inf)
         for row, scores in enumerate(similarity):
-            eligible = int(older[row].sum())
-            if not eligible:
-                values[start + row] = fallback
-                continue
-            nearest = np.argpartition(-scores, min(k, eligible) - 1)[: min(k, eligible)]
-            values[start + row] = weighted(scores[nearest], log_likes[nearest], fallback)
-    return values
+            n = min(k, int(older[row].sum()))
+            chosen = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, np.int64)
+            chosen = chosen[np.argsort(-scores[chosen])]
+            found.append((chosen, scores[chosen]))
+    return found
+
+
+def column(vectors: np.ndarray, log_likes: np.ndarray, created_at: np.ndarray, fallback: float, k: int = K) -> np.ndarray:
+    """Each post's value among the others, as Predict's search would find it for that post."""
+    log_likes = np.asarray(log_likes, np.float64)
+    return np.asarray([weighted(scores, log_likes[rows], fallback) for rows, scores in nearest(vectors, created_at, k)])
 
 
 def search_filter(video: common_pb2.VideoRecord) -> common_pb2.Filter:
