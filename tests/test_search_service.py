@@ -369,8 +369,16 @@ def test_scroll_only_with_likes(stub, rng):
 def test_the_similar_posts_query_sees_the_posts_the_likes_column_sees(stub, rng):
     """Predict's search for the similar posts' likes (reelvec/likes/neighbours.py) through the real
     service: likes known, strictly older, never the post itself, as `neighbours.column` chooses at
-    training. Posts in a collection of their own, so that no other test's videos take part."""
+    training. Posts in a collection of their own, so that no other test's videos take part; dropped
+    after, as the module's other tests expect the aliased collection alone."""
     stub.CreateCollection(search_pb2.CreateCollectionRequest(name="likes_posts"), timeout=TIMEOUT)
+    try:
+        _similar_posts_match_the_column(stub, rng)
+    finally:
+        stub.DropCollection(search_pb2.DropCollectionRequest(name="likes_posts"), timeout=TIMEOUT)
+
+
+def _similar_posts_match_the_column(stub, rng):
     topic = unit(rng, DIMS["fused"])
     posts = []
     for i in range(24):
