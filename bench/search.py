@@ -8,8 +8,8 @@ copy detection, RAM and disk per video-minute.
 Sizes: 10k (quick) or 10k and 100k; REELVEC_BENCH_SEARCH_SIZES=10000,100000,1000000 (or an
 `args.search_sizes` string) picks others. REELVEC_BENCH_SEARCH_QUANTIZATIONS=none,int8,binary@8,
 int8:disk,pq picks the variants (kind[@oversampling][:disk]). REELVEC_BENCH_SEARCH_EF=64,256 adds
-rows that re-query the service's default variant with other search-time hnsw_ef values: the knob
-that trades recall for latency. Queries run one at a time from one thread; an engine may use both
+rows that re-query each variant's build with other search-time hnsw_ef values: the knob that
+trades recall for latency. Queries run one at a time from one thread; an engine may use both
 cores inside a query.
 """
 
@@ -227,7 +227,7 @@ def _edge(corpus: np.ndarray, w: Workload, folder: Path, q: Quantization, efs: l
                      ram_originals_on_disk=parts.ram(not q.quantized) / len(corpus),
                      disk_per_video=parts.disk / len(corpus))
         results = [row]
-        for ef in efs if q == default else []:
+        for ef in efs:  # re-queries of this build: no rebuild, seconds each
             params = edge._search_params(ef, q)
 
             def tuned(query, params=params):
