@@ -31,7 +31,7 @@ TABULAR = TABULAR + HISTORY + NEIGHBOURS
 FUSED = slice(0, modalities.DIMS[modalities.FUSED])  # the fused vector's columns in a row
 NAMES = tuple(f"fused_{i}" for i in range(FUSED.stop)) + TABULAR
 # the author statistics' columns in a row (the first five of TABULAR): the `author` baseline's input
-AUTHOR = slice(modalities.DIMS[modalities.FUSED], modalities.DIMS[modalities.FUSED] + 5)
+AUTHOR = slice(FUSED.stop, FUSED.stop + 5)
 FOLLOWERS = AUTHOR.start  # log1p(followers): how the reports split posts by author size
 
 
