@@ -89,9 +89,9 @@ class Generator:
             vectors, labels = self._chunk(stream, index, min(CHUNK, n - start))
             yield start, vectors, labels
 
-    def corpus(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
-        """n x dim float32, written into `out` when given (a np.memmap keeps 1M x 1859 off the heap)."""
-        out = np.empty((n, self.spec.dim), np.float32) if out is None else out
+    def corpus(self, n: int) -> np.ndarray:
+        """n x dim float32."""
+        out = np.empty((n, self.spec.dim), np.float32)
         for start, vectors, _ in self.chunks(n):
             out[start : start + len(vectors)] = vectors
         return out

@@ -43,6 +43,17 @@ def test_the_search_benchmark_runs_every_quantization_beside_exact_search():
     assert 60 * modalities.FRAME_DIM <= frames < metrics["search_frames_ram_bytes_per_minute"] < metrics["search_frames_disk_bytes_per_minute"]
 
 
+def test_past_what_it_holds_the_benchmark_streams_the_corpus_and_scales_the_timed_scan(monkeypatch):
+    monkeypatch.setattr(search, "HELD_MAX", 1000)
+    monkeypatch.setattr(search, "EXACT_TIMED_MAX", 1000)
+    section = search.run(argparse.Namespace(quick=True, search_sizes="3000", search_quantizations="int8"))
+    exact = section.rows[0]
+    assert exact[0] == "exact numpy (baseline), timed over the first 1k x 3"
+    assert section.metrics["search_recall10_exact_3k"] == 1.0
+    assert section.metrics["search_recall10_int8_3k"] >= 0.9  # against the truth over all 3,000
+    assert any("(over its first 1k)" in note for note in section.notes)
+
+
 def test_variants_are_parsed_and_bad_ones_refused():
     assert search.parse_variant("binary@8:disk") == Quantization("binary", 8.0, originals="disk")
     assert search.parse_variant(" int8 ") == Quantization("int8")

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench import vectors
+from bench import search, vectors
 from bench.search import exact_topk
 from reelvec import modalities
 
@@ -35,13 +35,6 @@ def test_a_smaller_corpus_is_a_prefix_of_a_bigger_one():
         np.testing.assert_allclose(small, big[:n], rtol=0, atol=1e-6)
         assert (np.einsum("ij,ij->i", small, big[:n]) > 1 - 1e-5).all()
     assert not np.allclose(g.corpus(701)[1:], big[:700], atol=1e-3)  # the check can fail
-
-
-def test_fills_a_given_array_in_place():
-    g = vectors.Generator(SMALL)
-    out = np.zeros((300, SMALL.dim), np.float32)
-    assert g.corpus(300, out) is out
-    assert np.array_equal(out, g.corpus(300))
 
 
 def test_unit_norm_float32_at_the_fused_dimension(fused):
@@ -80,6 +73,22 @@ def test_cluster_sizes_follow_a_power_law():
 def test_exact_topk_matches_a_full_sort():
     g = vectors.Generator(SMALL)
     corpus, queries = g.corpus(1000), g.queries(20)
-    got = exact_topk(corpus, queries, k=10, rows=128)  # several blocks, a ragged last one
+    got = exact_topk(search.Corpus(g, 1000, corpus).blocks(128), queries, k=10)  # a ragged last block
     expected = np.argsort(-(queries @ corpus.T), axis=1)[:, :10]
     assert all(set(a) == set(b) for a, b in zip(got.tolist(), expected.tolist()))
+
+
+def test_a_generated_corpus_streams_the_rows_a_held_one_holds(monkeypatch):
+    g = vectors.Generator(SMALL)
+    monkeypatch.setattr(search, "HELD_MAX", 10**6)
+    held = search.Corpus.of(g, vectors.CHUNK + 300)
+    monkeypatch.setattr(search, "HELD_MAX", 0)
+    streamed = search.Corpus.of(g, vectors.CHUNK + 300)
+    assert held.held is not None and streamed.held is None
+    rows = np.concatenate([block for _, block in streamed.blocks()])
+    np.testing.assert_allclose(rows, held.held, rtol=0, atol=1e-6)
+    assert [offset for offset, _ in streamed.blocks()] == [0, vectors.CHUNK]
+    np.testing.assert_allclose(streamed.prefix(500), held.held[:500], rtol=0, atol=1e-6)
+    queries = g.queries(20)
+    np.testing.assert_array_equal(np.sort(exact_topk(streamed.blocks(), queries), 1),
+                                  np.sort(exact_topk(held.blocks(), queries), 1))
