@@ -855,7 +855,7 @@ def test_bad_quantization_flags_stop_the_service_at_start(monkeypatch, capsys, t
 
 
 @pytest.mark.filterwarnings("ignore:Local mode performs exact")  # the search parameters a server would get
-def test_a_server_collection_made_with_another_quantization_is_changed_to_the_setting(tmp_path, monkeypatch):
+def test_a_server_collection_made_with_another_quantization_or_graph_is_changed_to_the_setting(tmp_path, monkeypatch):
     """No Qdrant server runs here: local mode stands in for its collection config, the connection
     then behaves as a server's, and the calls that would reach the server are recorded."""
     from qdrant_client import models
@@ -863,11 +863,17 @@ def test_a_server_collection_made_with_another_quantization_is_changed_to_the_se
     from services.search.stores.qdrant import Connection
 
     connection = Connection(path=str(tmp_path / "qdrant"))
-    QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"))
+    created, create = {}, connection.client.create_collection
+    monkeypatch.setattr(connection.client, "create_collection",
+                        lambda name, **kw: created.update({name: kw["hnsw_config"]}) or create(name, **kw))
+    QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"),
+                hnsw_m=24, hnsw_ef_construct=90)
+    assert {name: (c.m, c.ef_construct) for name, c in created.items()} == {
+        "videos_test": (24, 90), "videos_test.frames": (24, 90)}  # what a server builds; local mode has no graph
     connection.local = False
     updates, searches = [], []
     monkeypatch.setattr(connection.client, "update_collection",
-                        lambda name, vectors_config: updates.append((name, vectors_config)))
+                        lambda name, **change: updates.append((name, change)))
     answer = connection.client.query_batch_points
     monkeypatch.setattr(connection.client, "query_batch_points",
                         lambda name, requests: searches.append(requests) or answer(name, requests))
@@ -875,18 +881,31 @@ def test_a_server_collection_made_with_another_quantization_is_changed_to_the_se
         binary = quantization.Quantization("binary", oversampling=8, originals=quantization.DISK)
         store = QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=binary)
         ((name, change),) = updates
-        assert name == "videos_test" and set(change) == {FUSED}
-        assert change[FUSED].on_disk is True
-        assert change[FUSED].quantization_config.binary.encoding == models.BinaryQuantizationEncoding.ONE_BIT
+        assert name == "videos_test" and set(change) == {"vectors_config"} and set(change["vectors_config"]) == {FUSED}
+        fused_change = change["vectors_config"][FUSED]
+        assert fused_change.on_disk is True
+        assert fused_change.quantization_config.binary.encoding == models.BinaryQuantizationEncoding.ONE_BIT
         rng = np.random.default_rng(22)
         store.search(FUSED, unit(rng, DIMS[FUSED]), None, 5, False)
         store.search(TEXT, unit(rng, DIMS[TEXT]), None, 5, False)
         fused, text = searches[0][0].params, searches[1][0].params
         assert (fused.quantization.rescore, fused.quantization.oversampling) == (True, 8)
-        assert text is None  # short vectors have no compressed copy to rescore
+        assert text.quantization is None  # short vectors have no compressed copy to rescore
+        assert fused.hnsw_ef == text.hnsw_ef == base.HNSW_EF  # the setting, not the server's default (100)
         updates.clear()
         QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"))
         assert updates == []  # the collection already holds what is asked
+
+        # the denser graph a collection past a million videos wants (docs/search.md): both
+        # collections are changed to it, and every search walks the wider ef
+        searches.clear()
+        store = QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"),
+                            hnsw_m=32, hnsw_ef_construct=128, hnsw_ef=512)
+        graphs = {name: (change["hnsw_config"].m, change["hnsw_config"].ef_construct) for name, change in updates}
+        assert graphs == {"videos_test": (32, 128), "videos_test.frames": (32, 128)}
+        store.search(FUSED, unit(rng, DIMS[FUSED]), None, 5, False)
+        store.search_frames(np.stack([unit(rng, modalities.FRAME_DIM)]), 3)
+        assert [requests[0].params.hnsw_ef for requests in searches] == [512, 512]
     finally:
         connection.local = True
         connection.close()

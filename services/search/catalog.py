@@ -279,7 +279,9 @@ def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
         connection = Connection(path=str(root / "qdrant"))
     return Catalog(
         root,
-        lambda name, dims, quantization: QdrantStore(name, dims, connection=connection, fused_quantization=quantization),
+        lambda name, dims, quantization: QdrantStore(
+            name, dims, connection=connection, fused_quantization=quantization, hnsw_m=settings.hnsw_m,
+            hnsw_ef_construct=settings.hnsw_ef_construct, hnsw_ef=settings.hnsw_ef),
         settings.collection,
         point_alias=lambda name: connection.point_alias(ALIAS, name),
         on_close=connection.close,

@@ -4,6 +4,7 @@ import dataclasses
 
 from reelvec import config
 from reelvec.originality import METHODS
+from services.search.stores.base import HNSW_EF, HNSW_EF_CONSTRUCT, HNSW_M
 from services.search.stores.quantization import INT8, KINDS, MEMORY, ORIGINALS, Quantization
 
 
@@ -29,10 +30,10 @@ class SearchSettings(config.ServerSettings):
     # at 0.6); true rescores them on the float32 rows, a disk read each: FindCopies' p99 at 100k
     # went from 219 to 83 ms without (BENCHMARKS.md, FindCopies at 100k)
     frame_rescore: bool = False
-    # edge: the HNSW graph and its search (docs/search.md, Settings for a million videos)
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
-    hnsw_ef: int = 128
+    # the HNSW graph and its search, both backends (docs/search.md, Settings for a million videos)
+    hnsw_m: int = HNSW_M
+    hnsw_ef_construct: int = HNSW_EF_CONSTRUCT
+    hnsw_ef: int = HNSW_EF
     min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
     # The fused vector's compressed copy for the graph walk, and the rescoring on the originals
     # (docs/search.md, Quantization). What a collection gets when it is created: each keeps its own after.

@@ -57,11 +57,6 @@ _SCHEMAS = {base.KEYWORD: qe.PayloadSchemaType.Keyword, base.INTEGER: qe.Payload
 # audio) gain little.
 QUANTIZE_MIN_DIM = 1024
 LONG_VECTORS = quantization.Quantization(quantization.INT8)  # rescored x2
-# Qdrant's default search ef is ef_construct (100); 128 bought +0.25 points of recall@10 for ~0.1 ms.
-HNSW_EF = 128
-# The graph: Qdrant's defaults, right up to a few hundred thousand videos. At 1M they cap recall@10
-# near 0.95 whatever the search ef (docs/search.md, Settings for a million videos).
-HNSW_M, HNSW_EF_CONSTRUCT = 16, 100
 FULL_SCAN_THRESHOLD_KB = 10_000  # Qdrant's default
 # Room for what one write can make Edge allocate: a new 32 MB WAL segment (it keeps one ahead) and
 # a segment's growth, with margin.
@@ -188,9 +183,9 @@ class EdgeStore(base.VideoStore):
         full_scan_threshold_kb: int | None = None,
         search_threads: int = 1,
         flush_seconds: float = 5.0,
-        hnsw_m: int = HNSW_M,
-        hnsw_ef_construct: int = HNSW_EF_CONSTRUCT,
-        hnsw_ef: int = HNSW_EF,
+        hnsw_m: int = base.HNSW_M,
+        hnsw_ef_construct: int = base.HNSW_EF_CONSTRUCT,
+        hnsw_ef: int = base.HNSW_EF,
         min_free_mb: int = MIN_FREE_MB,
         fused_quantization: quantization.Quantization = quantization.Quantization(),
         frame_rescore: bool = False,

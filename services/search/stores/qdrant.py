@@ -86,10 +86,10 @@ def quantization_config(q: quantization.Quantization):
     return None
 
 
-def _search_params(q: quantization.Quantization) -> models.SearchParams | None:
-    if not q.quantized:
-        return None
-    return models.SearchParams(quantization=models.QuantizationSearchParams(
+def _search_params(hnsw_ef: int, q: quantization.Quantization | None = None) -> models.SearchParams:
+    if q is None or not q.quantized:
+        return models.SearchParams(hnsw_ef=hnsw_ef)
+    return models.SearchParams(hnsw_ef=hnsw_ef, quantization=models.QuantizationSearchParams(
         rescore=q.rescore, oversampling=q.candidates_per_hit))
 
 
@@ -140,10 +140,16 @@ class QdrantStore(base.VideoStore):
         path: str | None = None,
         connection: Connection | None = None,
         fused_quantization: quantization.Quantization = quantization.Quantization(),
+        hnsw_m: int = base.HNSW_M,
+        hnsw_ef_construct: int = base.HNSW_EF_CONSTRUCT,
+        hnsw_ef: int = base.HNSW_EF,
     ):
         """Its own connection from `url`/`path` (see Connection), or a shared `connection`.
         `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a server
-        collection created with another is changed to it, and the server rebuilds in the background."""
+        collection created with another is changed to it, and the server rebuilds in the background.
+        `hnsw_m`, `hnsw_ef_construct`: the graph of both collections, changed on a server collection
+        made with another as the quantization is; `hnsw_ef`: how many candidates a search walks
+        (as EdgeStore's, so one setting means the same on both backends)."""
         self._collection = collection
         self._frames = f"{collection}.frames"
         self._owns_connection = connection is None
@@ -154,17 +160,22 @@ class QdrantStore(base.VideoStore):
         self._lock = self._connection.lock
         self._read_lock = self._lock if self._local else nullcontext()
         self.fused_quantization = fused_quantization
+        self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
+        self._frame_ef = None if self._local else hnsw_ef
         self._params_of = {}  # local mode searches exactly, and warns at each query given any
         if not self._local:
-            self._params_of[modalities.FUSED] = _search_params(fused_quantization)
+            self._params_of = {modality: _search_params(hnsw_ef) for modality in dims}
+            self._params_of[modalities.FUSED] = _search_params(hnsw_ef, fused_quantization)
             if modalities.VISUAL in dims and dims[modalities.VISUAL] >= QUANTIZE_MIN_DIM:
-                self._params_of[modalities.VISUAL] = _search_params(_LONG_VECTORS)
+                self._params_of[modalities.VISUAL] = _search_params(hnsw_ef, _LONG_VECTORS)
         try:
             self._ensure_collection(self._collection, dims, base.INDEXED_FIELDS)
             self._ensure_fused_quantization(dims)
+            self._ensure_graph(self._collection)
             self._drop_stale_frames()
             frame = {base.FRAME: modalities.FRAME_DIM}
             self._ensure_collection(self._frames, frame, base.FRAME_INDEXED_FIELDS, _FRAME_QUANTIZATION)
+            self._ensure_graph(self._frames)
         except Exception:
             if self._owns_connection:
                 self._connection.close()  # local mode would keep its directory locked
@@ -192,6 +203,7 @@ class QdrantStore(base.VideoStore):
                 name,
                 vectors_config={vector: self._vector_params(vector, dim) for vector, dim in dims.items()},
                 quantization_config=quantization,
+                hnsw_config=self._hnsw,
                 replication_factor=self._connection.replication_factor,
             )
         # Idempotent, so an index added by a later version reaches existing collections too.
@@ -226,6 +238,17 @@ class QdrantStore(base.VideoStore):
                                          on_disk=wanted.on_disk)
         with self._lock:
             self._client.update_collection(self._collection, vectors_config={modalities.FUSED: change})
+
+    def _ensure_graph(self, name: str) -> None:
+        """A server collection made with another graph is changed to this one; the server rebuilds
+        its segments in the background, searching the old graph meanwhile. Local mode has no graph."""
+        if self._local:
+            return
+        stored = self._client.get_collection(name).config.hnsw_config
+        if (stored.m, stored.ef_construct) == (self._hnsw.m, self._hnsw.ef_construct):
+            return
+        with self._lock:
+            self._client.update_collection(name, hnsw_config=self._hnsw)
 
     def quantization_in_engine(self) -> tuple[str, str]:
         """(kind, originals) of the fused vector as the collection's config holds them."""
@@ -317,6 +340,7 @@ class QdrantStore(base.VideoStore):
         if not len(vectors):
             return []
         others = models.Filter(must_not=[_of_video(exclude_id)]) if exclude_id else None
+        ef = ef if ef is not None else self._frame_ef
         params = None if ef is None else models.SearchParams(hnsw_ef=ef)
         requests = [
             models.QueryRequest(query=row, using=base.FRAME, filter=others, limit=k, params=params,
