@@ -271,6 +271,33 @@ def test_the_written_overlay_renders_validates_and_holds_the_plan(sizes, gpu, tm
     assert media["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+def test_shards_past_a_million_videos_get_the_graph_that_keeps_their_recall(sizes, tmp_path, monkeypatch):
+    from reelvec import config
+    from services.search.settings import SearchSettings
+
+    small = make_plan(sizes, qdrant_memory_gib=48, qdrant_disk_gib=500)  # the worked example's shards
+    assert small.qdrant.videos_per_shard <= measured.LARGE_SHARD and small.qdrant.graph == {}
+    large = make_plan(sizes, qdrant_memory_gib=400, qdrant_disk_gib=4000, quantization_originals="disk",
+                      node_cpus=64, node_memory_gib=512)
+    assert large.qdrant.videos_per_shard > measured.LARGE_SHARD
+    assert large.qdrant.graph == measured.LARGE_SHARD_GRAPH
+    assert "REELVEC_HNSW_EF=512" in capacity.describe(large)
+    # the engine time charged is the one measured with that graph, at a corpus at least the shard's size
+    assert large.qdrant.measured_up_to >= large.qdrant.videos_per_shard or large.warnings
+    assert large.qdrant.engine_ms_per_query > small.qdrant.engine_ms_per_query
+
+    data = {}
+    for plan, folder in ((small, tmp_path / "small"), (large, tmp_path / "large")):
+        overlay.write(plan, folder, K8S, sizes[False], capacity.describe(plan))
+        data[folder.name] = manifest_checks.of_kind(render.render(str(folder), tag="t1", manifests=K8S),
+                                                    "ConfigMap")["reelvec-settings"]["data"]
+    assert "REELVEC_HNSW_M" not in data["small"]
+    for name, value in data["large"].items():  # the search service reads the overlay's settings
+        monkeypatch.setenv(name, value)
+    settings = config.load(SearchSettings, [])
+    assert (settings.hnsw_m, settings.hnsw_ef_construct, settings.hnsw_ef) == (32, 128, 512)
+
+
 def test_the_command_prints_writes_and_render_takes_the_folder(tmp_path):
     folder = tmp_path / "overlay"
     args = ["--uploads-per-day", "200000", "--avg-seconds", "20", "--searches-per-second", "300", "--out", str(folder)]
