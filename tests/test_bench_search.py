@@ -54,6 +54,19 @@ def test_past_what_it_holds_the_benchmark_streams_the_corpus_and_scales_the_time
     assert any("(over its first 1k)" in note for note in section.notes)
 
 
+def test_a_big_corpus_is_indexed_stage_by_stage_and_every_point_is_searched(monkeypatch):
+    from services.search.stores.edge import EdgeStore
+
+    optimized = []  # the points stored at each optimize
+    real = EdgeStore.optimize
+    monkeypatch.setattr(EdgeStore, "optimize", lambda store: optimized.append(store.count()) or real(store))
+    monkeypatch.setattr(search, "STAGE_ROWS", 4096)
+    monkeypatch.setattr(search, "HELD_MAX", 1000)  # streamed, in the generator's chunks of 4096
+    section = search.run(argparse.Namespace(quick=True, search_sizes="8192", search_quantizations="int8"))
+    assert optimized[:3] == [0, 4096, 8192]  # at the open, then after each stage
+    assert section.metrics["search_recall10_int8_8k"] >= 0.9
+
+
 def test_variants_are_parsed_and_bad_ones_refused():
     assert search.parse_variant("binary@8:disk") == Quantization("binary", 8.0, originals="disk")
     assert search.parse_variant(" int8 ") == Quantization("int8")
