@@ -9,7 +9,9 @@ Sizes: 10k (quick) or 10k and 100k; REELVEC_BENCH_SEARCH_SIZES=10000,100000,1000
 `args.search_sizes` string) picks others. REELVEC_BENCH_SEARCH_QUANTIZATIONS=none,int8,binary@8,
 int8:disk,pq picks the variants (kind[@oversampling][:disk]). REELVEC_BENCH_SEARCH_EF=64,256 adds
 rows that re-query each variant's build with other search-time hnsw_ef values: the knob that
-trades recall for latency. Queries run one at a time from one thread; an engine may use both
+trades recall for latency. REELVEC_BENCH_SEARCH_RESCORE=1,1.5,off re-queries each quantized build
+(at each of those hnsw_ef, or the service's) rescoring that many candidates per hit, or none: with
+the originals on disk, each rescored candidate is a read. Queries run one at a time from one thread; an engine may use both
 cores inside a query.
 """
 
@@ -33,6 +35,7 @@ from services.search.stores.quantization import Quantization
 K = 10
 FUSED = modalities.FUSED
 SIZES_ENV, EF_ENV = "REELVEC_BENCH_SEARCH_SIZES", "REELVEC_BENCH_SEARCH_EF"
+RESCORE_ENV, NOT_RESCORED = "REELVEC_BENCH_SEARCH_RESCORE", "off"
 VARIANTS_ENV, BUDGET_ENV = "REELVEC_BENCH_SEARCH_QUANTIZATIONS", "REELVEC_BENCH_SEARCH_BUDGET_S"
 # Product quantization is left to VARIANTS_ENV: its codebooks took 409 s to train at 10k on 2 cores,
 # where the others build in 3-20 s.
@@ -107,6 +110,17 @@ def _label(n: int) -> str:
 
 def _ints(raw: str | None) -> list[int]:
     return [int(float(s)) for s in raw.split(",") if s.strip()] if raw else []
+
+
+def rescorings(raw: str | None, q: Quantization) -> list[Quantization]:
+    """The search-time variants of a quantized build that RESCORE_ENV names ("1.5,off"), its own left out."""
+    if not raw or not q.quantized:
+        return []
+    modes = [dataclasses.replace(q, rescore=False) if mode.strip() == NOT_RESCORED
+             else dataclasses.replace(q, oversampling=float(mode), rescore=True)
+             for mode in raw.split(",") if mode.strip()]
+    same = (q.rescore, q.candidates_per_hit)
+    return [mode for mode in modes if (mode.rescore, mode.candidates_per_hit) != same]
 
 
 def _sizes(args) -> list[int]:
@@ -287,15 +301,19 @@ def _edge(corpus: Corpus, w: Workload, folder: Path, q: Quantization, efs: list[
                      ram_originals_on_disk=parts.ram(not q.quantized) / len(corpus),
                      disk_per_video=parts.disk / len(corpus))
         results = [row]
-        for ef in efs:  # re-queries of this build: no rebuild, seconds each
-            params = edge._search_params(ef, q)
+        modes = rescorings(os.environ.get(RESCORE_ENV), q)
+        # Re-queries of this build: no rebuild, seconds each. Quantization's rescoring and
+        # oversampling are search-time parameters, so they are re-queried like hnsw_ef.
+        for ef, mode in [(ef, q) for ef in efs] + [(ef, m) for ef in efs or [settings.hnsw_ef] for m in modes]:
+            params = edge._search_params(ef, mode)
 
             def tuned(query, params=params):
                 nearest = qe.Query.Nearest(query.tolist(), using=FUSED)
                 request = qe.QueryRequest(limit=K, query=nearest, with_payload=[base.VIDEO_ID], params=params)
                 return [int(p.payload[base.VIDEO_ID]) for p in store._shard.query(request)]
 
-            results.append(Result(f"{row.engine} hnsw_ef={ef}", None, *_measure(tuned, w, WARMUP)))
+            engine = row.engine if mode == q else describe(mode, default)
+            results.append(Result(f"{engine} hnsw_ef={ef}", None, *_measure(tuned, w, WARMUP)))
         return results, (load_s, optimize_s, store._shard.info().segments_count)
     finally:
         store.close()

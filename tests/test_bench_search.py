@@ -67,6 +67,28 @@ def test_a_big_corpus_is_indexed_stage_by_stage_and_every_point_is_searched(monk
     assert section.metrics["search_recall10_int8_8k"] >= 0.9
 
 
+def test_a_build_is_requeried_with_each_rescoring_asked_for(monkeypatch):
+    monkeypatch.setenv(search.RESCORE_ENV, "1,off")
+    monkeypatch.setenv(search.EF_ENV, "256")
+    section = search.run(argparse.Namespace(quick=True, search_sizes="2000", search_quantizations="int8:disk"))
+    recall = {row[0]: float(row[-1]) for row in section.rows if row[1] == "2,000"}
+    build = "qdrant-edge int8 + rescore x2, originals on disk"
+    assert set(recall) >= {f"{build} hnsw_ef=256", "qdrant-edge int8 + rescore x1, originals on disk hnsw_ef=256",
+                           "qdrant-edge int8, not rescored, originals on disk hnsw_ef=256"}
+    # rescoring only re-ranks what the compressed walk found, so fewer candidates cannot find more
+    assert recall["qdrant-edge int8 + rescore x1, originals on disk hnsw_ef=256"] <= recall[f"{build} hnsw_ef=256"]
+    assert recall["qdrant-edge int8, not rescored, originals on disk hnsw_ef=256"] >= 0.8
+
+
+def test_rescorings_are_parsed_and_the_builds_own_left_out():
+    int8 = Quantization("int8")
+    assert search.rescorings("2, 1.5,off", int8) == [Quantization("int8", 1.5), Quantization("int8", rescore=False)]
+    assert search.rescorings("off", Quantization("none")) == []  # nothing to rescore
+    assert search.rescorings(None, int8) == []
+    with pytest.raises(errors.InvalidInput, match="use 1 to"):
+        search.rescorings("0.5", int8)
+
+
 def test_variants_are_parsed_and_bad_ones_refused():
     assert search.parse_variant("binary@8:disk") == Quantization("binary", 8.0, originals="disk")
     assert search.parse_variant(" int8 ") == Quantization("int8")
