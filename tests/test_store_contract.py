@@ -619,6 +619,35 @@ def test_edge_frame_search_without_rescoring_keeps_the_int8_scores(tmp_path):
     assert any(abs(a[0][1] - b[0][1]) > 1e-5 for a, b in zip(found[True], found[False]))
 
 
+def test_edge_merges_segments_only_up_to_the_size_set_and_searches_them_all(tmp_path):
+    """A query searches every segment, so how big they grow is a setting (docs/search.md, Segments).
+    It reaches a shard created without it when the shard is opened again."""
+    rng = np.random.default_rng(31)
+    vectors = {f"v{i}": unit(rng, DIMS[FUSED]) for i in range(350)}
+    names = list(vectors)
+    segments = {}
+    for cap in (0, 1):  # MB; each point holds every modality's vector, about 15 KB
+        path = tmp_path / str(cap)
+        store = EdgeStore(path, DIMS, optimize_after=0, indexing_threshold_kb=1)
+        for name in names[:50]:
+            store.upsert(base.StoredVideo(name, {FUSED: vectors[name]}, payload()))
+        store.optimize()
+        store.close()
+        store = EdgeStore(path, DIMS, optimize_after=0, indexing_threshold_kb=1, max_segment_mb=cap)
+        try:
+            for start in range(50, len(names), 50):  # the service optimizes every few writes
+                for name in names[start:start + 50]:
+                    store.upsert(base.StoredVideo(name, {FUSED: vectors[name]}, payload()))
+                store.optimize()
+            segments[cap] = store._shard.info().segments_count
+            assert store.count() == len(names)
+            for name in names[::35]:
+                assert store.search(FUSED, vectors[name], None, 1, False)[0].id == name
+        finally:
+            store.close()
+    assert segments[0] <= 2 < 4 <= segments[1], segments
+
+
 def test_edge_optimize_lets_the_wal_drop_what_the_segments_hold(tmp_path):
     """Edge flushes only when asked: without that the WAL keeps every write until close, and a
     crash replays all of it at the next start."""
@@ -843,6 +872,8 @@ def test_bad_quantization_flags_stop_the_service_at_start(monkeypatch, capsys, t
     monkeypatch.delenv("REELVEC_QUANTIZATION_ORIGINALS")
     with pytest.raises(errors.InvalidInput, match="oversampling 0.2"):
         config.load(SearchSettings, ["--quantization-oversampling", "0.2"])
+    with pytest.raises(errors.InvalidInput, match=re.escape("max_segment_mb -1: use 0 (Qdrant's default) or more")):
+        config.load(SearchSettings, ["--max-segment-mb", "-1"])
     # a catalog entry edited by hand is refused as well, not half-applied
     from services.search.catalog import open_catalog
 
@@ -855,7 +886,7 @@ def test_bad_quantization_flags_stop_the_service_at_start(monkeypatch, capsys, t
 
 
 @pytest.mark.filterwarnings("ignore:Local mode performs exact")  # the search parameters a server would get
-def test_a_server_collection_made_with_another_quantization_or_graph_is_changed_to_the_setting(tmp_path, monkeypatch):
+def test_a_server_collection_made_with_another_quantization_graph_or_segment_size_is_changed_to_the_setting(tmp_path, monkeypatch):
     """No Qdrant server runs here: local mode stands in for its collection config, the connection
     then behaves as a server's, and the calls that would reach the server are recorded."""
     from qdrant_client import models
@@ -900,9 +931,12 @@ def test_a_server_collection_made_with_another_quantization_or_graph_is_changed_
         # collections are changed to it, and every search walks the wider ef
         searches.clear()
         store = QdrantStore("videos_test", DIMS, connection=connection, fused_quantization=quantization.Quantization("none"),
-                            hnsw_m=32, hnsw_ef_construct=128, hnsw_ef=512)
-        graphs = {name: (change["hnsw_config"].m, change["hnsw_config"].ef_construct) for name, change in updates}
+                            hnsw_m=32, hnsw_ef_construct=128, hnsw_ef=512, max_segment_mb=16384)
+        graphs = {name: (change["hnsw_config"].m, change["hnsw_config"].ef_construct)
+                  for name, change in updates if "hnsw_config" in change}
         assert graphs == {"videos_test": (32, 128), "videos_test.frames": (32, 128)}
+        segments = {name: change["optimizers_config"].max_segment_size for name, change in updates if "optimizers_config" in change}
+        assert segments == {"videos_test": 16384 * 1024, "videos_test.frames": 16384 * 1024}  # kilobytes
         store.search(FUSED, unit(rng, DIMS[FUSED]), None, 5, False)
         store.search_frames(np.stack([unit(rng, modalities.FRAME_DIM)]), 3)
         assert [requests[0].params.hnsw_ef for requests in searches] == [512, 512]

@@ -250,6 +250,7 @@ def open_edge_store(settings: SearchSettings, path: Path, dims: dict[str, int],
         hnsw_ef=settings.hnsw_ef,
         min_free_mb=settings.min_free_mb,
         fused_quantization=quantization or Quantization.of(settings),
+        max_segment_mb=settings.max_segment_mb,
     )
     store.optimize()  # indexes whatever an earlier run left unindexed
     return store
@@ -281,7 +282,8 @@ def _qdrant_catalog(settings: SearchSettings, root: Path) -> Catalog:
         root,
         lambda name, dims, quantization: QdrantStore(
             name, dims, connection=connection, fused_quantization=quantization, hnsw_m=settings.hnsw_m,
-            hnsw_ef_construct=settings.hnsw_ef_construct, hnsw_ef=settings.hnsw_ef),
+            hnsw_ef_construct=settings.hnsw_ef_construct, hnsw_ef=settings.hnsw_ef,
+            max_segment_mb=settings.max_segment_mb),
         settings.collection,
         point_alias=lambda name: connection.point_alias(ALIAS, name),
         on_close=connection.close,

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from reelvec import config
+from reelvec import config, errors
 from reelvec.originality import METHODS
 from services.search.stores.base import HNSW_EF, HNSW_EF_CONSTRUCT, HNSW_M
 from services.search.stores.quantization import INT8, KINDS, MEMORY, ORIGINALS, Quantization
@@ -34,6 +34,9 @@ class SearchSettings(config.ServerSettings):
     hnsw_m: int = HNSW_M
     hnsw_ef_construct: int = HNSW_EF_CONSTRUCT
     hnsw_ef: int = HNSW_EF
+    # the largest segment the optimizer merges into, MB of vectors, both backends; 0: Qdrant's
+    # default, 256 MB per CPU. Each query searches every segment (docs/search.md, Segments)
+    max_segment_mb: int = 0
     min_free_mb: int = 256  # edge: writes stop, RESOURCE_EXHAUSTED, with less disk free (EdgeStore)
     # The fused vector's compressed copy for the graph walk, and the rescoring on the originals
     # (docs/search.md, Quantization). What a collection gets when it is created: each keeps its own after.
@@ -50,3 +53,5 @@ class SearchSettings(config.ServerSettings):
 
     def __post_init__(self):
         Quantization.of(self)  # a bad combination fails at start, with what to change
+        if self.max_segment_mb < 0:
+            raise errors.InvalidInput(f"max_segment_mb {self.max_segment_mb}: use 0 (Qdrant's default) or more")

@@ -189,6 +189,7 @@ class EdgeStore(base.VideoStore):
         min_free_mb: int = MIN_FREE_MB,
         fused_quantization: quantization.Quantization = quantization.Quantization(),
         frame_rescore: bool = False,
+        max_segment_mb: int = 0,
     ):
         """`optimize_after` 0 turns the idle optimizer off; the flush every `flush_seconds` stays.
         `optimize_max_wait` 0 leaves the index to idle times alone (see the module's docstring, 3).
@@ -204,7 +205,9 @@ class EdgeStore(base.VideoStore):
         `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a shard
         created with another keeps its indexed segments until an optimize rebuilds them.
         `frame_rescore`: frame searches rescore on the float32 rows (exact, a disk read each) instead
-        of returning the int8 copy's scores."""
+        of returning the int8 copy's scores.
+        `max_segment_mb`: the largest segment the optimizer merges into (its vectors' bytes); 0:
+        Qdrant's default of 256 MB per CPU. A query searches every segment (docs/search.md)."""
         hnsw = qe.HnswIndexConfig(
             m=hnsw_m,
             ef_construct=hnsw_ef_construct,
@@ -222,7 +225,8 @@ class EdgeStore(base.VideoStore):
                 hnsw_config=hnsw,
                 # prevent_unoptimized would hide unindexed points from search: never turn it on here.
                 optimizers=qe.EdgeOptimizersConfig(
-                    indexing_threshold=indexing_threshold_kb, prevent_unoptimized=False
+                    indexing_threshold=indexing_threshold_kb, max_segment_size=max_segment_mb * 1024 or None,
+                    prevent_unoptimized=False,
                 ),
                 max_search_threads=search_threads,
             )

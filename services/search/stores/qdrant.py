@@ -143,13 +143,16 @@ class QdrantStore(base.VideoStore):
         hnsw_m: int = base.HNSW_M,
         hnsw_ef_construct: int = base.HNSW_EF_CONSTRUCT,
         hnsw_ef: int = base.HNSW_EF,
+        max_segment_mb: int = 0,
     ):
         """Its own connection from `url`/`path` (see Connection), or a shared `connection`.
         `fused_quantization`: the fused vector's compressed copy, rescoring and originals; a server
         collection created with another is changed to it, and the server rebuilds in the background.
         `hnsw_m`, `hnsw_ef_construct`: the graph of both collections, changed on a server collection
         made with another as the quantization is; `hnsw_ef`: how many candidates a search walks
-        (as EdgeStore's, so one setting means the same on both backends)."""
+        (as EdgeStore's, so one setting means the same on both backends); `max_segment_mb`: the
+        largest segment the server's optimizer merges into, set as the graph is; 0 leaves the
+        collection's as it is (the server's default: 256 MB per CPU)."""
         self._collection = collection
         self._frames = f"{collection}.frames"
         self._owns_connection = connection is None
@@ -161,6 +164,7 @@ class QdrantStore(base.VideoStore):
         self._read_lock = self._lock if self._local else nullcontext()
         self.fused_quantization = fused_quantization
         self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
+        self._max_segment_kb = max_segment_mb * 1024 or None
         self._frame_ef = None if self._local else hnsw_ef
         self._params_of = {}  # local mode searches exactly, and warns at each query given any
         if not self._local:
@@ -204,6 +208,7 @@ class QdrantStore(base.VideoStore):
                 vectors_config={vector: self._vector_params(vector, dim) for vector, dim in dims.items()},
                 quantization_config=quantization,
                 hnsw_config=self._hnsw,
+                optimizers_config=models.OptimizersConfigDiff(max_segment_size=self._max_segment_kb),
                 replication_factor=self._connection.replication_factor,
             )
         # Idempotent, so an index added by a later version reaches existing collections too.
@@ -240,15 +245,20 @@ class QdrantStore(base.VideoStore):
             self._client.update_collection(self._collection, vectors_config={modalities.FUSED: change})
 
     def _ensure_graph(self, name: str) -> None:
-        """A server collection made with another graph is changed to this one; the server rebuilds
-        its segments in the background, searching the old graph meanwhile. Local mode has no graph."""
+        """A server collection made with another graph or segment size is changed to these; the
+        server rebuilds its segments in the background, searching the old ones meanwhile. Local
+        mode has neither."""
         if self._local:
             return
-        stored = self._client.get_collection(name).config.hnsw_config
-        if (stored.m, stored.ef_construct) == (self._hnsw.m, self._hnsw.ef_construct):
-            return
-        with self._lock:
-            self._client.update_collection(name, hnsw_config=self._hnsw)
+        stored = self._client.get_collection(name).config
+        graph = stored.hnsw_config
+        if (graph.m, graph.ef_construct) != (self._hnsw.m, self._hnsw.ef_construct):
+            with self._lock:
+                self._client.update_collection(name, hnsw_config=self._hnsw)
+        if self._max_segment_kb and stored.optimizer_config.max_segment_size != self._max_segment_kb:
+            with self._lock:
+                self._client.update_collection(
+                    name, optimizers_config=models.OptimizersConfigDiff(max_segment_size=self._max_segment_kb))
 
     def quantization_in_engine(self) -> tuple[str, str]:
         """(kind, originals) of the fused vector as the collection's config holds them."""
