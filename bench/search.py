@@ -11,7 +11,11 @@ int8:disk,pq picks the variants (kind[@oversampling][:disk]). REELVEC_BENCH_SEAR
 rows that re-query each variant's build with other search-time hnsw_ef values: the knob that
 trades recall for latency. REELVEC_BENCH_SEARCH_RESCORE=1,1.5,off re-queries each quantized build
 (at each of those hnsw_ef, or the service's) rescoring that many candidates per hit, or none: with
-the originals on disk, each rescored candidate is a read. Queries run one at a time from one thread; an engine may use both
+the originals on disk, each rescored candidate is a read. REELVEC_BENCH_SEARCH_OPTIMIZE_EVERY=5000
+indexes every 5,000 points, as the service's store does every `optimize_after` writes, instead of
+in stages of millions; REELVEC_BENCH_SEARCH_MAX_SEGMENT_MB=0,16384 builds each variant once per
+segment cap (the service's max_segment_mb; 0: Qdrant's default), since a query searches every
+segment that the optimizer leaves. Queries run one at a time from one thread; an engine may use both
 cores inside a query.
 """
 
@@ -36,6 +40,7 @@ K = 10
 FUSED = modalities.FUSED
 SIZES_ENV, EF_ENV = "REELVEC_BENCH_SEARCH_SIZES", "REELVEC_BENCH_SEARCH_EF"
 RESCORE_ENV, NOT_RESCORED = "REELVEC_BENCH_SEARCH_RESCORE", "off"
+EVERY_ENV, SEGMENTS_ENV = "REELVEC_BENCH_SEARCH_OPTIMIZE_EVERY", "REELVEC_BENCH_SEARCH_MAX_SEGMENT_MB"
 VARIANTS_ENV, BUDGET_ENV = "REELVEC_BENCH_SEARCH_QUANTIZATIONS", "REELVEC_BENCH_SEARCH_BUDGET_S"
 # Product quantization is left to VARIANTS_ENV: its codebooks took 409 s to train at 10k on 2 cores,
 # where the others build in 3-20 s.
@@ -94,6 +99,7 @@ class Result:
     ram_per_video: float | None = None
     ram_originals_on_disk: float | None = None  # the same shard's, had its originals been on disk
     disk_per_video: float | None = None
+    segments: int | None = None  # what each query searched
 
     @property
     def p50_p99(self) -> tuple[float, float]:
@@ -245,38 +251,49 @@ def _exact(timed: np.ndarray, w: Workload, n: int) -> Result:
                   ram_per_video=4.0 * timed.shape[1], disk_per_video=4.0 * timed.shape[1])
 
 
-def _build_edge(store, corpus: Corpus) -> tuple[float, float]:
-    """Loads the corpus and indexes it, STAGE_ROWS at a time; (load s, optimize s)."""
+def _build_edge(store, corpus: Corpus, every: int = STAGE_ROWS) -> tuple[float, float]:
+    """Loads the corpus and indexes it, `every` rows at a time; (load s, optimize s)."""
     import qdrant_edge as qe
 
     from services.search.stores import base
 
     # Batched through the shard (the service upserts one video per call): the same points
     # EdgeStore.upsert writes, without timing 100k gRPC-sized calls as "build".
-    batches = loaded = 0
+    batches = 0
     load_s = optimize_s = 0.0
-    started, stage_end = time.perf_counter(), STAGE_ROWS
+    started, stage_end = time.perf_counter(), every
     for offset, rows in corpus.blocks():
         for start in range(0, len(rows), BATCH):
+            stop = min(start + BATCH, len(rows))
             points = [
                 qe.Point(base.point_id(str(offset + i)), {FUSED: rows[i].tolist()}, {base.VIDEO_ID: str(offset + i)})
-                for i in range(start, min(start + BATCH, len(rows)))
+                for i in range(start, stop)
             ]
             store._shard.update(qe.UpdateOperation.upsert_points(points))
             batches += 1
             if batches % FLUSH_EVERY == 0:
                 store.flush()  # as the service's store does every few seconds: the WAL stays small
-        loaded += len(rows)
-        if loaded >= stage_end or loaded == len(corpus):
-            load_s += time.perf_counter() - started
-            with common.Timer() as index:
-                store.optimize()  # ends with a flush: the segments on disk are complete
-            optimize_s += index.wall
-            started, stage_end = time.perf_counter(), stage_end + STAGE_ROWS
+            if offset + stop >= stage_end or offset + stop == len(corpus):
+                load_s += time.perf_counter() - started
+                with common.Timer() as index:
+                    store.optimize()  # ends with a flush: the segments on disk are complete
+                optimize_s += index.wall
+                started, stage_end = time.perf_counter(), stage_end + every
     return load_s, optimize_s
 
 
-def _edge(corpus: Corpus, w: Workload, folder: Path, q: Quantization, efs: list[int], settings):
+def _layout(settings, every: int) -> tuple[str, str]:
+    """How a build's segments were laid out, as (label suffix, metric suffix); the default's: empty."""
+    label, key = "", ""
+    if every != STAGE_ROWS:
+        label, key = f", indexed every {every:,}", f"_every{every}"
+    if settings.max_segment_mb:
+        label, key = label + f", segments up to {settings.max_segment_mb:,} MB", key + f"_seg{settings.max_segment_mb}mb"
+    return label, key
+
+
+def _edge(corpus: Corpus, w: Workload, folder: Path, q: Quantization, efs: list[int], settings,
+          every: int = STAGE_ROWS):
     import qdrant_edge as qe
 
     from services.search.catalog import open_edge_store
@@ -288,7 +305,7 @@ def _edge(corpus: Corpus, w: Workload, folder: Path, q: Quantization, efs: list[
     store = open_edge_store(dataclasses.replace(settings, optimize_after=0), folder, dims, q)
     default = Quantization.of(settings)
     try:
-        load_s, optimize_s = _build_edge(store, corpus)
+        load_s, optimize_s = _build_edge(store, corpus, every)
         assert store.indexed_vectors_count >= len(corpus), "optimize() left vectors unindexed"
         parts = footprint.of_vector(folder, FUSED)
         resident = q.originals == quantization.MEMORY or not q.quantized
@@ -296,10 +313,11 @@ def _edge(corpus: Corpus, w: Workload, folder: Path, q: Quantization, efs: list[
         def served(query):
             return [int(h.id) for h in store.search(FUSED, query.tolist(), None, K, False)]
 
-        row = Result(describe(q, default), load_s + optimize_s, *_measure(served, w, WARMUP),
-                     key=_metric_name(q), ram_per_video=parts.ram(resident) / len(corpus),
+        layout, layout_key = _layout(settings, every)
+        row = Result(describe(q, default) + layout, load_s + optimize_s, *_measure(served, w, WARMUP),
+                     key=_metric_name(q) + layout_key, ram_per_video=parts.ram(resident) / len(corpus),
                      ram_originals_on_disk=parts.ram(not q.quantized) / len(corpus),
-                     disk_per_video=parts.disk / len(corpus))
+                     disk_per_video=parts.disk / len(corpus), segments=store._shard.info().segments_count)
         results = [row]
         modes = rescorings(os.environ.get(RESCORE_ENV), q)
         # Re-queries of this build: no rebuild, seconds each. Quantization's rescoring and
@@ -312,9 +330,9 @@ def _edge(corpus: Corpus, w: Workload, folder: Path, q: Quantization, efs: list[
                 request = qe.QueryRequest(limit=K, query=nearest, with_payload=[base.VIDEO_ID], params=params)
                 return [int(p.payload[base.VIDEO_ID]) for p in store._shard.query(request)]
 
-            engine = row.engine if mode == q else describe(mode, default)
+            engine = row.engine if mode == q else describe(mode, default) + layout
             results.append(Result(f"{engine} hnsw_ef={ef}", None, *_measure(tuned, w, WARMUP)))
-        return results, (load_s, optimize_s, store._shard.info().segments_count)
+        return results, (load_s, optimize_s, row.segments)
     finally:
         store.close()
 
@@ -387,6 +405,8 @@ def run(args) -> common.Section:
     settings = config.load(SearchSettings, [])
     spec, sizes, variants = Spec(), _sizes(args), _variants(args)
     efs = _ints(os.environ.get(EF_ENV))
+    every = int(os.environ.get(EVERY_ENV) or 0) or STAGE_ROWS
+    layouts = [dataclasses.replace(settings, max_segment_mb=mb) for mb in _ints(os.environ.get(SEGMENTS_ENV))] or [settings]
     budget = _budget_s(args)
     generator = Generator(spec)
     count = 200 if args.quick else 1000
@@ -410,7 +430,7 @@ def run(args) -> common.Section:
             results, builds = [_exact(timed, w, n)], []
             del timed  # 7.4 GB at 1M: not kept beside the builds
             stored_dims = spec.dim if n > FUSED_ONLY_ABOVE else sum(modalities.DIMS.values())
-            for q in variants:
+            for q, laid_out in [(q, laid_out) for q in variants for laid_out in layouts]:
                 free = shutil.disk_usage(work).free
                 if budget is not None and time.monotonic() - started > budget:
                     skipped.append(f"{describe(q, Quantization.of(settings))} (the {budget:.0f} s budget was spent)")
@@ -419,8 +439,8 @@ def run(args) -> common.Section:
                     skipped.append(f"{describe(q, Quantization.of(settings))} (needs about "
                                    f"{_disk_needed(n, stored_dims) / 2**30:.0f} GiB of disk, {free / 2**30:.0f} free)")
                     continue
-                folder = work / f"edge-{_metric_name(q)}"
-                rows, build = _edge(corpus, w, folder, q, efs, settings)
+                folder = work / f"edge-{_metric_name(q)}{_layout(laid_out, every)[1]}"
+                rows, build = _edge(corpus, w, folder, q, efs, laid_out, every)
                 shutil.rmtree(folder)  # before the next variant: at 1M each shard is 8-9 GB
                 results += rows
                 builds.append((rows[0].engine, *build))
@@ -506,6 +526,8 @@ def _report(section: common.Section, n: int, results: list[Result], default: Qua
             }
             if r.build_s is not None:
                 section.metrics[f"search_build_s_{key}"] = r.build_s
+            if r.segments is not None:
+                section.metrics[f"search_segments_{key}"] = r.segments
             if r.ram_per_video is not None:
                 section.metrics[f"search_ram_bytes_per_video_{key}"] = r.ram_per_video
             if r.ram_originals_on_disk is not None:

@@ -80,6 +80,17 @@ def test_a_build_is_requeried_with_each_rescoring_asked_for(monkeypatch):
     assert recall["qdrant-edge int8, not rescored, originals on disk hnsw_ef=256"] >= 0.8
 
 
+def test_built_as_the_service_builds_segments_stop_at_the_cap_and_every_one_is_searched(monkeypatch):
+    monkeypatch.setenv(search.EVERY_ENV, "1000")  # the service indexes every optimize_after writes
+    monkeypatch.setenv(search.SEGMENTS_ENV, "0,20")  # Qdrant's default (>= 512 MB), and 20 MB: ~1,400 videos
+    section = search.run(argparse.Namespace(quick=True, search_sizes="6000", search_quantizations="int8"))
+    metrics = section.metrics
+    assert metrics["search_segments_int8_every1000_6k"] <= 2 < 4 <= metrics["search_segments_int8_every1000_seg20mb_6k"]
+    for key in ("int8_every1000", "int8_every1000_seg20mb"):
+        assert metrics[f"search_recall10_{key}_6k"] >= 0.9, key
+    assert any(row[0].endswith("indexed every 1,000, segments up to 20 MB") for row in section.rows)
+
+
 def test_rescorings_are_parsed_and_the_builds_own_left_out():
     int8 = Quantization("int8")
     assert search.rescorings("2, 1.5,off", int8) == [Quantization("int8", 1.5), Quantization("int8", rescore=False)]
