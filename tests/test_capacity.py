@@ -276,11 +276,11 @@ def test_shards_past_a_million_videos_get_the_graph_that_keeps_their_recall(size
     from services.search.settings import SearchSettings
 
     small = make_plan(sizes, qdrant_memory_gib=48, qdrant_disk_gib=500)  # the worked example's shards
-    assert small.qdrant.videos_per_shard <= measured.LARGE_SHARD and small.qdrant.graph == {}
+    assert small.qdrant.videos_per_shard <= measured.LARGE_SHARD and small.qdrant.index == {}
     large = make_plan(sizes, qdrant_memory_gib=400, qdrant_disk_gib=4000, quantization_originals="disk",
                       node_cpus=64, node_memory_gib=512)
     assert large.qdrant.videos_per_shard > measured.LARGE_SHARD
-    assert large.qdrant.graph == measured.LARGE_SHARD_GRAPH
+    assert large.qdrant.index == measured.LARGE_SHARD_INDEX
     assert "REELVEC_HNSW_EF=512" in capacity.describe(large)
     # the engine time charged is the one measured with that graph, at a corpus at least the shard's size
     assert large.qdrant.measured_up_to >= large.qdrant.videos_per_shard or large.warnings

@@ -60,7 +60,7 @@ ENGINE_S_PER_QUERY = {10_000: 1 / 3257, 100_000: 1 / 1898, 1_000_000: 1 / 543, 2
 # 1M); the denser graph and a wider search keep it: 0.984 at 2M ("At 2M videos"; docs/search.md,
 # the arithmetic for ten million). The plan sets them for shards that large.
 LARGE_SHARD = 1_000_000
-LARGE_SHARD_GRAPH = {"REELVEC_HNSW_M": 32, "REELVEC_HNSW_EF_CONSTRUCT": 128, "REELVEC_HNSW_EF": 512}
+LARGE_SHARD_INDEX = {"REELVEC_HNSW_M": 32, "REELVEC_HNSW_EF_CONSTRUCT": 128, "REELVEC_HNSW_EF": 512}
 
 # -- Storage per video ("Copy detection" > "Bytes per video-minute" and runs 4 and 5) ------------------
 # The video shard (four named vectors, their index, the payload): 19.8 KiB a video on disk.
