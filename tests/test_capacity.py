@@ -271,7 +271,7 @@ def test_the_written_overlay_renders_validates_and_holds_the_plan(sizes, gpu, tm
     assert media["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
-def test_shards_past_a_million_videos_get_the_graph_that_keeps_their_recall(sizes, tmp_path, monkeypatch):
+def test_shards_past_a_million_videos_get_the_index_that_keeps_their_recall_and_latency(sizes, tmp_path, monkeypatch):
     from reelvec import config
     from services.search.settings import SearchSettings
 
@@ -280,8 +280,8 @@ def test_shards_past_a_million_videos_get_the_graph_that_keeps_their_recall(size
     large = make_plan(sizes, qdrant_memory_gib=400, qdrant_disk_gib=4000, quantization_originals="disk",
                       node_cpus=64, node_memory_gib=512)
     assert large.qdrant.videos_per_shard > measured.LARGE_SHARD
-    assert large.qdrant.index == measured.LARGE_SHARD_INDEX
-    assert "REELVEC_HNSW_EF=512" in capacity.describe(large)
+    assert large.qdrant.index == {**measured.LARGE_SHARD_INDEX, "REELVEC_QUANTIZATION_OVERSAMPLING": 1.5}
+    assert "REELVEC_MAX_SEGMENT_MB=32768" in capacity.describe(large)
     # the engine time charged is the one measured with that graph, at a corpus at least the shard's size
     assert large.qdrant.measured_up_to >= large.qdrant.videos_per_shard or large.warnings
     assert large.qdrant.engine_ms_per_query > small.qdrant.engine_ms_per_query
@@ -295,7 +295,8 @@ def test_shards_past_a_million_videos_get_the_graph_that_keeps_their_recall(size
     for name, value in data["large"].items():  # the search service reads the overlay's settings
         monkeypatch.setenv(name, value)
     settings = config.load(SearchSettings, [])
-    assert (settings.hnsw_m, settings.hnsw_ef_construct, settings.hnsw_ef) == (32, 128, 512)
+    assert (settings.hnsw_m, settings.hnsw_ef_construct, settings.hnsw_ef) == (32, 128, 256)
+    assert (settings.max_segment_mb, settings.quantization_oversampling) == (32768, 1.5)
 
 
 def test_the_command_prints_writes_and_render_takes_the_folder(tmp_path):

@@ -124,7 +124,7 @@ class QdrantPlan:
     originals: str
     ram_kib_per_video: float  # one copy of a video, its frames included
     disk_kib_per_video: float
-    index: dict[str, int]  # the search service's index settings (graph, segments) for shards this large; empty: its defaults
+    index: dict[str, float]  # the search service's index settings (graph, segments) for shards this large; empty: its defaults
 
 
 @dataclasses.dataclass
@@ -276,7 +276,14 @@ def _qdrant(load: Load, manifest: PodSize, services: dict[str, ServicePlan], war
                       QDRANT_REPLICATION * per_shard * ram_kib / KIB_PER_GIB,
                       QDRANT_REPLICATION * per_shard * disk_kib / KIB_PER_GIB, engine_s * 1000, measured_size,
                       load.quantization, load.quantization_originals, ram_kib, disk_kib,
-                      dict(measured.LARGE_SHARD_INDEX) if per_shard > measured.LARGE_SHARD else {})
+                      _large_shard_index(load) if per_shard > measured.LARGE_SHARD else {})
+
+
+def _large_shard_index(load: Load) -> dict[str, float]:
+    index = dict(measured.LARGE_SHARD_INDEX)
+    if load.quantization == "int8":
+        index["REELVEC_QUANTIZATION_OVERSAMPLING"] = measured.LARGE_SHARD_INT8_OVERSAMPLING
+    return index
 
 
 def pods_per_node(size: PodSize, load: Load, gpu: bool) -> int:
@@ -335,8 +342,9 @@ def describe(plan: Plan) -> str:
         f"(measured at {q.measured_up_to:,} vectors)",
         f"qdrant: fused vector {q.quantization}, originals {'in memory' if q.originals == MEMORY else 'on disk'}: "
         f"{q.ram_kib_per_video:.1f} KiB RAM and {q.disk_kib_per_video:.1f} KiB disk a video, frames included",
-        *([f"qdrant: shards past {measured.LARGE_SHARD:,} videos get the denser graph and a wider search "
-           "(recall@10 0.95 and over): " + ", ".join(f"{k}={v}" for k, v in q.index.items())] if q.index else []),
+        *([f"qdrant: shards past {measured.LARGE_SHARD:,} videos get the denser graph, a wider search and "
+           "larger segments (recall@10 0.95 and over, each query searching few segments): "
+           + ", ".join(f"{k}={v}" for k, v in q.index.items())] if q.index else []),
         "regressor: not sized (no Predict rate planned): the manifests' replicas",
         f"nodes: {plan.cpu_nodes} CPU" + (f" + {plan.gpu_nodes} GPU" if load.gpu else "")
         + f" at the planned pods, {plan.cpu_nodes_at_max} CPU at the autoscalers' maximum"

@@ -52,15 +52,23 @@ SEARCH_POD_MAX_CORES = 1.0
 
 # The engine's time per query, one query at a time on one thread, by the number of vectors searched
 # ("Latest numbers", Search rows, default graph, slower end): 10k 3,257 QPS, 100k 1,898, 1M 543.
-# A Qdrant shard of that many videos pays this per query reaching it. Past LARGE_SHARD the graph
-# below is the one measured, at hnsw_ef 512 ("At 2M videos", run 2: 317 QPS; "At 4M videos": 203).
-ENGINE_S_PER_QUERY = {10_000: 1 / 3257, 100_000: 1 / 1898, 1_000_000: 1 / 543, 2_000_000: 1 / 317,
-                      4_000_000: 1 / 203}
+# A Qdrant shard of that many videos pays this per query reaching it. Past LARGE_SHARD, the index
+# below is the one measured, at hnsw_ef 256 ("At 2M videos", run 2: 482 QPS; "At 4M videos", run 2,
+# oversampling 1.5: 295), on shards of 2-3 segments.
+ENGINE_S_PER_QUERY = {10_000: 1 / 3257, 100_000: 1 / 1898, 1_000_000: 1 / 543, 2_000_000: 1 / 482,
+                      4_000_000: 1 / 295}
 # Past a million videos a shard's recall@10 falls under 0.95 on the default graph (0.942-0.955 at
-# 1M); the denser graph and a wider search keep it: 0.984 at 2M ("At 2M videos"; docs/search.md,
-# the arithmetic for ten million). The plan sets them for shards that large.
+# 1M); the denser graph and a wider search keep it: 0.973 at 2M and 4M at hnsw_ef 256 ("At 4M
+# videos", run 2; hnsw_ef 512 passed 10 ms at p99 there). Segments up to 32 GB: a query searches
+# every segment, and Qdrant's default size (256 MB per CPU) left 6 at 300k videos, each query
+# costing 2x the CPU of 2 segments at hnsw_ef 128, 4x at 512 ("Segments"); 32 GB holds 2.2M videos
+# of the four vectors, so 10M is 5 segments. The plan sets these for shards that large.
 LARGE_SHARD = 1_000_000
-LARGE_SHARD_INDEX = {"REELVEC_HNSW_M": 32, "REELVEC_HNSW_EF_CONSTRUCT": 128, "REELVEC_HNSW_EF": 512}
+LARGE_SHARD_INDEX = {"REELVEC_HNSW_M": 32, "REELVEC_HNSW_EF_CONSTRUCT": 128, "REELVEC_HNSW_EF": 256,
+                     "REELVEC_MAX_SEGMENT_MB": 32768}
+# int8 rescoring 1.5 rows a hit instead of 2 kept recall at 4M (0.973 both) and reads a quarter fewer
+# originals from disk ("At 4M videos", run 2).
+LARGE_SHARD_INT8_OVERSAMPLING = 1.5
 
 # -- Storage per video ("Copy detection" > "Bytes per video-minute" and runs 4 and 5) ------------------
 # The video shard (four named vectors, their index, the payload): 19.8 KiB a video on disk.
