@@ -119,14 +119,14 @@ def _ints(raw: str | None) -> list[int]:
 
 
 def rescorings(raw: str | None, q: Quantization) -> list[Quantization]:
-    """The search-time variants of a quantized build that RESCORE_ENV names ("1.5,off"), its own left out."""
+    """The search-time variants of a quantized build that RESCORE_ENV names ("1.5,off"), in order.
+    A mode may come again, its own included: alternating two ("2,1.5,2,1.5") shows whether a
+    difference between them is theirs or the page cache warming from one row to the next."""
     if not raw or not q.quantized:
         return []
-    modes = [dataclasses.replace(q, rescore=False) if mode.strip() == NOT_RESCORED
-             else dataclasses.replace(q, oversampling=float(mode), rescore=True)
-             for mode in raw.split(",") if mode.strip()]
-    same = (q.rescore, q.candidates_per_hit)
-    return [mode for mode in modes if (mode.rescore, mode.candidates_per_hit) != same]
+    return [dataclasses.replace(q, rescore=False) if mode.strip() == NOT_RESCORED
+            else dataclasses.replace(q, oversampling=float(mode), rescore=True)
+            for mode in raw.split(",") if mode.strip()]
 
 
 def _sizes(args) -> list[int]:

@@ -91,9 +91,10 @@ def test_built_as_the_service_builds_segments_stop_at_the_cap_and_every_one_is_s
     assert any(row[0].endswith("indexed every 1,000, segments up to 20 MB") for row in section.rows)
 
 
-def test_rescorings_are_parsed_and_the_builds_own_left_out():
+def test_rescorings_are_parsed_in_order_repeats_kept():
     int8 = Quantization("int8")
-    assert search.rescorings("2, 1.5,off", int8) == [Quantization("int8", 1.5), Quantization("int8", rescore=False)]
+    assert search.rescorings("2, 1.5,off,2", int8) == [
+        Quantization("int8", 2.0), Quantization("int8", 1.5), Quantization("int8", rescore=False), Quantization("int8", 2.0)]
     assert search.rescorings("off", Quantization("none")) == []  # nothing to rescore
     assert search.rescorings(None, int8) == []
     with pytest.raises(errors.InvalidInput, match="use 1 to"):
