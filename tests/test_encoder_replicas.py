@@ -44,6 +44,21 @@ def test_one_replica_keeps_the_plain_address(tmp_path):
     assert not any(c.name.startswith("encoder-") for c in stack.children)
 
 
+def test_the_ports_a_stack_is_given_are_not_handed_to_its_services(tmp_path, monkeypatch):
+    """`reelvec up` gets its gateway and web ports from a caller in another process, before anything
+    listens on them. Here the candidates come in order from 1024, so without the reservation the
+    stack's own picks would take both."""
+    monkeypatch.setattr(launcher, "_ephemeral_range", lambda: (2049, 60999))  # candidates 1024-2048
+    monkeypatch.setattr(launcher.random, "shuffle", lambda ports: None)
+    monkeypatch.setattr(launcher, "_handed_out", set())
+    gateway, web = 1025, 1027
+    stack = launcher.Stack(tmp_path, gateway, web)
+    stack.plan()
+    taken = [c.address.rsplit(":", 1)[1] for c in stack.children if c.name not in ("gateway", "web")]
+    taken += [c.metrics_port for c in stack.children]
+    assert {str(port) for port in taken}.isdisjoint({str(gateway), str(web)})
+
+
 def test_no_replicas_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         launcher.encoder_names(0)

@@ -121,6 +121,9 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     def plan(self) -> None:
+        # The ports it was given were chosen by its caller, another process, and nothing listens on
+        # them yet: free_port() would hand them out again (a test's web port went to a transcriber).
+        _handed_out.update((self.gateway_port, self.web_port))
         model_repository.assemble(triton_repository(), self.repository)
         encoders = encoder_names(self.encoder_replicas)
         ports = {name: free_port() for name in (*encoders, "transcriber", "search", "regressor")}
