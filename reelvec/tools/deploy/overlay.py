@@ -102,7 +102,7 @@ def kustomization(plan: Plan, out: Path, manifests: Path, manifest_sizes: dict[s
     # The search service gets the quantization Qdrant was sized for: kept in memory, originals the
     # plan put on disk would not fit. "add", since the base sets no quantization (it replaces a key
     # that is there).
-    # Shards past a million videos get the graph that keeps their recall (measured.LARGE_SHARD_INDEX).
+    # Shards past a million videos get the index that keeps their recall and latency (measured.LARGE_SHARD_INDEX).
     patches.append(_patch("ConfigMap", "reelvec-settings",
                           [("/data/REELVEC_QDRANT_REPLICATION_FACTOR", str(plan.qdrant.replication)),
                            ("/data/REELVEC_QUANTIZATION", plan.qdrant.quantization),
